@@ -1,0 +1,157 @@
+"""A small client library over the gRPC stubs: what the CLI and the demo use.
+
+Proto messages stop here: callers get plain dicts and dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from linkage.batch import EncodedBatch
+from linkage.clks import clks_to_bytes
+from protos.linkage.v1 import linkage_pb2 as pb
+from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+
+__all__ = ["CHUNK_BYTES", "LinkageClient", "Receipt"]
+
+CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB message limit
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the server stored."""
+
+    batch_id: str
+    records_accepted: int
+    agency: str
+
+
+class LinkageClient:
+    """Talks to one linkage server with one bearer token.
+
+    Calls raise ``grpc.RpcError`` carrying the server's status and message.
+    """
+
+    def __init__(self, server: str, token: str, *, timeout: float = DEFAULT_TIMEOUT):
+        self._channel = grpc.insecure_channel(server)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self.agency = pb_grpc.AgencyServiceStub(self._channel)
+        self.coordinator = pb_grpc.CoordinatorServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "LinkageClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _call(self, method, request):
+        return method(request, metadata=self._metadata, timeout=self._timeout)
+
+    # -- agency ---------------------------------------------------------------------------------
+
+    def submit(self, project: str, batch: EncodedBatch,
+               on_progress: Callable[[int], None] | None = None) -> Receipt:
+        """Stream a batch in chunks; ``on_progress(n)`` after each chunk of n records."""
+        clks = clks_to_bytes(batch.clks)
+        per_chunk = max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
+
+        def messages():
+            yield pb.SubmitBatchRequest(header=pb.BatchHeader(
+                project=project, schema_fingerprint=batch.schema_fingerprint or "",
+                key_check=batch.key_check or "", clk_bits=batch.clk_bits,
+                record_count=len(batch)))
+            for start in range(0, len(batch), per_chunk):
+                stop = min(start + per_chunk, len(batch))
+                yield pb.SubmitBatchRequest(chunk=pb.RecordChunk(
+                    record_ids=batch.record_ids[start:stop], clks=clks[start:stop]))
+                if on_progress:
+                    on_progress(stop - start)
+
+        response = self._call(self.agency.SubmitBatch, messages())
+        return Receipt(response.batch_id, response.records_accepted, response.agency)
+
+    def results(self, project: str) -> Iterator[dict]:
+        """The caller's own records with hits, as dicts in the documented JSON shape."""
+        for result in self._call(self.agency.GetResults, pb.GetResultsRequest(project=project)):
+            yield {
+                "record": result.record,
+                "group": result.group,
+                "agencies": list(result.agencies),
+                "confidence": round(result.confidence, 6),
+                "duplicate_in_own_agency": result.duplicate_in_own_agency,
+            }
+
+    # -- coordinator ----------------------------------------------------------------------------
+
+    def create_project(self, name: str, schema_json: str, agencies: list[str]) -> dict[str, str]:
+        """Create a project; returns {agency: token}."""
+        response = self._call(self.coordinator.CreateProject, pb.CreateProjectRequest(
+            name=name, schema_json=schema_json, agencies=agencies))
+        return {t.agency: t.token for t in response.tokens}
+
+    def list_projects(self) -> list[dict]:
+        response = self._call(self.coordinator.ListProjects, pb.ListProjectsRequest())
+        return [{"name": p.name, "schema_fingerprint": p.schema_fingerprint,
+                 "agencies": list(p.agencies), "batches": p.batches, "records": p.records}
+                for p in response.projects]
+
+    def run(self, project: str, threshold: str = "auto",
+            on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+        """Run linkage; returns the run summary as a dict."""
+        summary = None
+        for event in self._call(self.coordinator.RunLinkage,
+                                pb.RunLinkageRequest(project=project, threshold=threshold)):
+            if event.HasField("summary"):
+                summary = event.summary
+            elif on_progress:
+                on_progress(event.stage, event.done, event.total)
+        if summary is None:
+            raise RuntimeError("The server ended the run without a summary.")
+        return _summary_dict(summary)
+
+    def report(self, project: str) -> dict:
+        """The coordinator report in the documented JSON shape."""
+        report = self._call(self.coordinator.GetReport, pb.GetReportRequest(project=project))
+        summary = _summary_dict(report.summary)
+        pairs = {f"{p.agency_a}|{p.agency_b}": p.shared_groups for p in report.agency_pairs}
+        return {
+            "project": report.project,
+            "run": summary["run"],
+            "threshold": summary["threshold"],
+            "threshold_reason": summary["threshold_reason"],
+            "estimated_precision": round(report.estimated_precision, 4),
+            "estimated_recall": round(report.estimated_recall, 4),
+            "summary": summary,
+            "agencies": {a.agency: {"records": a.records, "batches": a.batches,
+                                    "records_with_hits": a.records_with_hits,
+                                    "duplicate_records": a.duplicate_records}
+                         for a in report.agencies},
+            "agency_pairs": pairs,
+            "groups": [{"id": g.id, "agencies": dict(sorted(g.agencies.items())), "size": g.size,
+                        "confidence": round(g.confidence, 6), "review": g.review or None,
+                        "review_note": g.review_note or None}
+                       for g in report.groups],
+            "histogram": [{"low": round(b.low, 4), "high": round(b.high, 4), "count": b.count}
+                          for b in report.histogram],
+        }
+
+    def review(self, project: str, group: str, decision: str, note: str = "") -> str:
+        response = self._call(self.coordinator.ReviewGroup, pb.ReviewGroupRequest(
+            project=project, group=group, decision=decision, note=note))
+        return response.decision
+
+
+def _summary_dict(summary: pb.RunSummary) -> dict:
+    return {"run": summary.run, "threshold": round(summary.threshold, 4),
+            "threshold_reason": summary.threshold_reason, "records": summary.records,
+            "candidate_pairs": summary.candidate_pairs, "groups": summary.groups,
+            "cross_agency_groups": summary.cross_agency_groups,
+            "seconds": round(summary.seconds, 3)}

@@ -1,0 +1,432 @@
+"""``linkage``: the command line for agencies and coordinators.
+
+A thin layer over the library: domain errors and server errors are turned
+into one-line messages and a non-zero exit in ``LinkageGroup.invoke``.
+Secrets are read from files or the environment, never from arguments.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import grpc
+from tqdm import tqdm
+
+from linkage.batch import read_batch, write_batch
+from linkage.errors import LinkageError
+from linkage.schema import default_schema_text
+
+from . import files
+from .api import LinkageClient
+
+__all__ = ["main"]
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+class LinkageGroup(click.Group):
+    """Turns library and server errors into clear messages and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LinkageError as error:
+            raise click.ClickException(str(error)) from None
+        except grpc.RpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise click.ClickException(
+                    "Cannot reach the linkage server: is it running, and is --server "
+                    f"(or LINKAGE_SERVER) right? ({error.details()})") from None
+            raise click.ClickException(f"The server refused ({code.name}): "
+                                       f"{error.details()}") from None
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"Cannot read {path}: {error.strerror}") from None
+
+
+def _progress(total: int | None, description: str, unit: str = "rec"):
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
+                disable=None, leave=False)
+
+
+def server_options(function):
+    """--server and --token-file, shared by every command that talks to the server."""
+    @click.option("--server", envvar="LINKAGE_SERVER", default=DEFAULT_SERVER, show_default=True,
+                  help="HOST:PORT of the linkage server (env LINKAGE_SERVER).")
+    @click.option("--token-file", envvar="LINKAGE_TOKEN_FILE", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="File holding your bearer token (env LINKAGE_TOKEN_FILE).")
+    @functools.wraps(function)
+    def wrapper(*args, server: str, token_file: Path, **kwargs):
+        try:
+            token = token_file.read_text("utf-8").strip()
+        except OSError as error:
+            raise click.ClickException(f"Cannot read the token file {token_file}: "
+                                       f"{error.strerror}") from None
+        if not token:
+            raise click.ClickException(f"The token file {token_file} is empty.")
+        with LinkageClient(server, token) as client:
+            return function(*args, client=client, **kwargs)
+    return wrapper
+
+
+@click.group(cls=LinkageGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="linkage-service")
+def main() -> None:
+    """Privacy-preserving record linkage between agencies.
+
+    Agencies encode records locally into CLKs and submit them; a coordinator
+    runs linkage on the server and reads the report; agencies read hit/no-hit
+    results for their own records.
+
+    Example:
+
+        linkage demo
+    """
+
+
+# -- agency side ------------------------------------------------------------------------------
+
+@main.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the secret (mode 0600).")
+@click.option("--force", is_flag=True, help="Replace an existing secret file.")
+def keygen(output: Path, force: bool) -> None:
+    """Create a 256-bit random secret, shared by the agencies of a project.
+
+    Share it between agencies by your usual secure channel; never give it to
+    the server operator.
+
+    Example:
+
+        linkage keygen -o secret.key
+    """
+    files.write_secret(output, overwrite=force)
+    click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
+
+
+@main.command()
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Linkage schema JSON (default: the shipped person schema).")
+@click.option("--secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Secret file from 'linkage keygen' (or env LINKAGE_SECRET).")
+@click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML mapping of your columns onto the schema features.")
+@click.option("--strict", is_flag=True, help="Fail on the first value that cannot be parsed.")
+@click.option("-o", "--output", required=True, help="Batch file to write ('-' for stdout).")
+@click.argument("records")
+def encode(schema_path, secret_path, mapping_path, strict, output, records) -> None:
+    """Normalise and encode a CSV export into a batch of CLKs (runs at the agency).
+
+    Unparseable values (bad dates, phone numbers) are reported by row and
+    column and encoded as missing; --strict makes them an error.
+
+    Example:
+
+        linkage encode --schema schema.json --secret secret.key --mapping agency.toml records.csv -o batch.clk
+    """
+    schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
+    secret = files.read_secret(secret_path)
+    mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
+    bar = _progress(None, "encoding")
+    try:
+        outcome = files.encode_export(
+            schema_text, secret, _read_input(records), mapping_text, strict=strict,
+            on_progress=bar.update, on_total=lambda total: setattr(bar, "total", total))
+    finally:
+        bar.close()
+    data = write_batch(outcome.batch)
+    if output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        files.write_private(Path(output), data)
+    problems = outcome.prepared.problems
+    click.echo(f"Encoded {len(outcome.batch)} records into {output} "
+               f"({outcome.batch.clk_bits}-bit CLKs, schema {outcome.batch.schema_fingerprint[:12]}).",
+               err=True)
+    if problems:
+        click.echo(f"{len(problems)} values could not be parsed and were encoded as missing:",
+                   err=True)
+        for problem in problems[:20]:
+            click.echo(f"  {problem}", err=True)
+        if len(problems) > 20:
+            click.echo(f"  ... and {len(problems) - 20} more", err=True)
+
+
+def _load_batch(path: str, schema_path: Path | None, secret_path: Path | None):
+    batch = read_batch(_read_input(path))
+    if batch.schema_fingerprint is None:
+        if schema_path is None:
+            raise click.ClickException(
+                f"{path} is clkhash JSON, which does not record its schema or secret: pass "
+                "--schema and --secret (the ones it was encoded with) so the server can check it.")
+        batch = files.label_clkhash_batch(batch, schema_path.read_text("utf-8"),
+                                          files.read_secret(secret_path))
+    return batch
+
+
+@main.command()
+@click.option("--project", required=True, help="Project name.")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="For clkhash JSON input only: the schema it was encoded with.")
+@click.option("--secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="For clkhash JSON input only: the secret it was encoded with.")
+@click.argument("batch_file")
+@server_options
+def submit(client: LinkageClient, project, schema_path, secret_path, batch_file) -> None:
+    """Stream an encoded batch to the server and print the receipt.
+
+    Accepts batch files from 'linkage encode' and clkhash JSON output.
+
+    Example:
+
+        linkage submit --project antwerp-q4 --token-file be-police.token batch.clk
+    """
+    batch = _load_batch(batch_file, schema_path, secret_path)
+    with _progress(len(batch), "uploading") as bar:
+        receipt = client.submit(project, batch, on_progress=bar.update)
+    click.echo(json.dumps({"batch": receipt.batch_id, "agency": receipt.agency,
+                           "records_accepted": receipt.records_accepted}))
+
+
+@main.command()
+@click.option("--project", required=True, help="Project name.")
+@click.option("--format", "output_format", type=click.Choice(["json", "text"]), default="json",
+              show_default=True, help="JSON lines, or a readable table.")
+@server_options
+def results(client: LinkageClient, project, output_format) -> None:
+    """Hit/no-hit results for your own agency's records.
+
+    Only your own record ids come back, with the names of the other agencies
+    that hold the same entity; never their ids, CLKs or scores.
+
+    Example:
+
+        linkage results --project antwerp-q4 --token-file be-police.token --format json
+    """
+    count = 0
+    for hit in client.results(project):
+        count += 1
+        if output_format == "json":
+            click.echo(json.dumps(hit))
+        else:
+            others = ", ".join(hit["agencies"]) or "(own duplicates only)"
+            click.echo(f"{hit['record']:<24} {hit['group']:<20} {hit['confidence']:.3f}  {others}")
+    if output_format == "text":
+        click.echo(f"{count} of your records have hits.", err=True)
+
+
+# -- coordinator side ---------------------------------------------------------------------------
+
+@main.group(cls=LinkageGroup)
+def project() -> None:
+    """Create and list projects (coordinator).
+
+    Example:
+
+        linkage project create --name antwerp-q4 --schema schema.json --agencies be-police,se-customs --tokens-dir tokens
+    """
+
+
+@project.command("create")
+@click.option("--name", required=True, help="Project name (lowercase, digits, . _ -).")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Linkage schema JSON (default: the shipped person schema).")
+@click.option("--agencies", required=True, help="Comma-separated agency names.")
+@click.option("--tokens-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write one <agency>.token file per agency into.")
+@server_options
+def project_create(client: LinkageClient, name, schema_path, agencies, tokens_dir) -> None:
+    """Create a project and write one token file per agency.
+
+    Hand each agency its own token file; the server keeps only hashes.
+
+    Example:
+
+        linkage project create --name antwerp-q4 --agencies be-police,be-customs,se-police --tokens-dir tokens
+    """
+    schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
+    names = [a.strip() for a in agencies.split(",") if a.strip()]
+    tokens = client.create_project(name, schema_text, names)
+    tokens_dir.mkdir(parents=True, exist_ok=True)
+    for agency, token in tokens.items():
+        files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
+    click.echo(f"Created project {name!r} with {len(tokens)} agencies; token files in "
+               f"{tokens_dir}/ (one per agency, mode 0600).", err=True)
+
+
+@project.command("list")
+@server_options
+def project_list(client: LinkageClient) -> None:
+    """List projects as JSON lines.
+
+    Example:
+
+        linkage project list --token-file linkage-data/coordinator.token
+    """
+    for item in client.list_projects():
+        click.echo(json.dumps(item))
+
+
+@main.command()
+@click.option("--project", required=True, help="Project name.")
+@click.option("--threshold", default="auto", show_default=True,
+              help="'auto' (chosen from the score distribution) or a Dice threshold like 0.8.")
+@server_options
+def run(client: LinkageClient, project, threshold) -> None:
+    """Link every batch of a project; returns when done.
+
+    Example:
+
+        linkage run --project antwerp-q4 --token-file linkage-data/coordinator.token
+    """
+    bars: dict[str, tqdm] = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = _progress(total or None, stage)
+        bar.total = total or bar.total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = client.run(project, threshold, on_progress=show)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(json.dumps(summary))
+
+
+@main.command()
+@click.option("--project", required=True, help="Project name.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@server_options
+def report(client: LinkageClient, project, output_format) -> None:
+    """The match report of the latest run (no record ids).
+
+    Example:
+
+        linkage report --project antwerp-q4 --token-file linkage-data/coordinator.token --format json
+    """
+    document = client.report(project)
+    if output_format == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        from .render import render_report
+        click.echo(render_report(document))
+
+
+@main.command()
+@click.option("--project", required=True, help="Project name.")
+@click.option("--group", required=True, help="Group id from the report.")
+@click.option("--accept", "decision", flag_value="accepted", help="The group is one entity.")
+@click.option("--reject", "decision", flag_value="rejected", help="The group is not one entity.")
+@click.option("--note", default="", help="Why (no personal data).")
+@server_options
+def review(client: LinkageClient, project, group, decision, note) -> None:
+    """Record a review decision on a group; later reports show it.
+
+    Example:
+
+        linkage review --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --accept --note "confirmed"
+    """
+    if decision is None:
+        raise click.UsageError("Say --accept or --reject.")
+    stored = client.review(project, group, decision, note)
+    click.echo(f"Group {group}: {stored}.", err=True)
+
+
+# -- offline and demo -------------------------------------------------------------------------
+
+@main.command()
+@click.option("--threshold", default="auto", show_default=True,
+              help="'auto' or a Dice threshold like 0.8.")
+@click.option("-o", "--output", default="-", help="CSV file to write ('-' for stdout).")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
+              hidden=True)
+@click.argument("left")
+@click.argument("right")
+def match(threshold, output, schema_path, left, right) -> None:
+    """Link two encoded files without a server (1-to-1), using the server's engine.
+
+    Writes CSV: left_record,right_record,confidence.
+
+    Example:
+
+        linkage match be-police.clk se-customs.clk --threshold auto -o matches.csv
+    """
+    from linkage.matching import match_batches
+    from linkage.threshold import parse_threshold
+    del schema_path
+    matches, choice = match_batches(read_batch(_read_input(left)), read_batch(_read_input(right)),
+                                    parse_threshold(threshold))
+    handle = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["left_record", "right_record", "confidence"])
+        for row in matches:
+            writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    click.echo(f"{len(matches)} linked pairs; threshold {choice.threshold:.3f} "
+               f"({choice.reason}).", err=True)
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write one folder per agency into.")
+@click.option("--records", default=2000, show_default=True, help="Records per agency.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
+def generate(out_dir: Path, records: int, seed: int) -> None:
+    """Generate synthetic agency exports (CSV + mapping) and the ground truth.
+
+    Example:
+
+        linkage generate --out demo-data --records 2000
+    """
+    from .demo import write_synthetic
+    write_synthetic(out_dir, records, seed)
+    click.echo(f"Wrote synthetic exports for each agency and truth.csv to {out_dir}/", err=True)
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-output"), show_default=True,
+              help="Where the demo keeps its files (replaced on each run).")
+@click.option("--records", default=2000, show_default=True, help="Records per agency.")
+@click.option("--seed", default=7, show_default=True, help="Random seed.")
+def demo(workdir: Path, records: int, seed: int) -> None:
+    """Several agencies link their records through a real server on loopback.
+
+    Generates synthetic exports, starts linkage-server, encodes at each agency,
+    submits over gRPC, runs linkage, prints the report and the precision and
+    recall against the generator's truth.
+
+    Example:
+
+        linkage demo --records 2000
+    """
+    from .demo import run_demo
+    run_demo(workdir, records, seed)
+
+
+if __name__ == "__main__":
+    main()

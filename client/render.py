@@ -1,0 +1,56 @@
+"""The coordinator report as text for a terminal: tables, an overlap matrix and a histogram."""
+
+from __future__ import annotations
+
+__all__ = ["render_report"]
+
+_BAR_WIDTH = 40
+
+
+def render_report(report: dict, *, max_groups: int = 15) -> str:
+    """Format the JSON report of ``LinkageClient.report`` for people."""
+    summary = report["summary"]
+    lines = [
+        f"Project {report['project']} - run {report['run']}",
+        f"  threshold {report['threshold']:.3f}: {report['threshold_reason']}",
+    ]
+    if report["estimated_precision"]:
+        lines.append(f"  estimated precision {report['estimated_precision']:.3f}, "
+                     f"estimated recall {report['estimated_recall']:.3f} (from the score model)")
+    lines.append(f"  {summary['records']} records, {summary['candidate_pairs']} linked pairs, "
+                 f"{summary['groups']} groups ({summary['cross_agency_groups']} across agencies), "
+                 f"{summary['seconds']:.1f} s")
+    lines += ["", "Agencies", f"  {'agency':<16}{'records':>9}{'batches':>9}{'with hits':>11}"
+              f"{'duplicates':>12}"]
+    for name, stats in report["agencies"].items():
+        lines.append(f"  {name:<16}{stats['records']:>9}{stats['batches']:>9}"
+                     f"{stats['records_with_hits']:>11}{stats['duplicate_records']:>12}")
+    names = list(report["agencies"])
+    lines += ["", "Shared entities between agencies (groups)"]
+    width = max([len(n) for n in names] + [6]) + 2
+    lines.append(" " * width + "".join(f"{n[:width - 1]:>{width}}" for n in names))
+    for first in names:
+        cells = []
+        for second in names:
+            if first == second:
+                cells.append(f"{'-':>{width}}")
+            else:
+                key = "|".join(sorted((first, second)))
+                cells.append(f"{report['agency_pairs'].get(key, 0):>{width}}")
+        lines.append(f"{first:<{width}}" + "".join(cells))
+    histogram = report["histogram"]
+    if histogram:
+        peak = max(b["count"] for b in histogram) or 1
+        lines += ["", "Candidate scores (| marks the threshold)"]
+        for bin_ in histogram:
+            bar = "#" * max(1 if bin_["count"] else 0, round(_BAR_WIDTH * bin_["count"] / peak))
+            marker = "|" if bin_["low"] <= report["threshold"] < bin_["high"] else " "
+            lines.append(f"  {bin_['low']:.3f}-{bin_['high']:.3f} {marker} {bar} {bin_['count']}")
+    groups = [g for g in report["groups"] if len(g["agencies"]) > 1]
+    lines += ["", f"Groups across agencies: {len(groups)} (showing up to {max_groups}, "
+                  "lowest confidence first: those deserve a look)"]
+    for group in sorted(groups, key=lambda g: g["confidence"])[:max_groups]:
+        members = ", ".join(f"{a}x{n}" if n > 1 else a for a, n in group["agencies"].items())
+        review = f" [{group['review']}]" if group["review"] else ""
+        lines.append(f"  {group['id']}  confidence {group['confidence']:.3f}  {members}{review}")
+    return "\n".join(lines)

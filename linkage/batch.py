@@ -1,0 +1,176 @@
+"""Encoded batch files: what an agency hands to ``linkage submit``.
+
+A batch file holds record ids and CLKs only, plus the schema fingerprint and
+the key check value so a mismatch is caught instead of silently finding no
+matches. Layout (all integers little-endian)::
+
+    8 bytes   magic b"LKBATCH\\x01"
+    4 bytes   header length H
+    H bytes   header, UTF-8 JSON: {"format": "linkage-batch", "version": 1,
+              "schema_fingerprint": hex, "key_check": hex, "clk_bits": int,
+              "record_count": N}
+    N times   2-byte length + UTF-8 record id
+    N times   clk_bits / 8 bytes of CLK (clkhash's byte order)
+    32 bytes  SHA-256 of everything above (detects truncation and corruption)
+
+clkhash's own JSON output (``{"clks": ["<base64>", ...]}``) is read too; its
+record ids are the row numbers 0..N-1 and it carries no fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clks import clks_from_base64, clks_from_bytes, clks_to_bytes
+from .errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
+
+__all__ = ["EncodedBatch", "read_batch", "write_batch"]
+
+MAGIC = b"LKBATCH\x01"
+FORMAT_NAME = "linkage-batch"
+FORMAT_VERSION = 1
+MAX_RECORD_ID_BYTES = 255
+_DIGEST_BYTES = 32
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Record ids and their CLKs (a packed matrix), with what they were encoded under.
+
+    ``schema_fingerprint`` and ``key_check`` are ``None`` for clkhash JSON input.
+    """
+
+    record_ids: list[str]
+    clks: np.ndarray
+    clk_bits: int
+    schema_fingerprint: str | None
+    key_check: str | None
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+    def validate(self) -> None:
+        """Check ids are unique, non-empty and short, and the batch is not empty.
+
+        Raises:
+            EmptyBatchError, DuplicateRecordError, BatchFormatError.
+        """
+        if not self.record_ids:
+            raise EmptyBatchError("The batch holds no records.")
+        if self.clks.shape[0] != len(self.record_ids):
+            raise BatchFormatError(f"The batch has {len(self.record_ids)} record ids but "
+                                   f"{self.clks.shape[0]} CLKs.")
+        seen: set[str] = set()
+        for position, record_id in enumerate(self.record_ids):
+            if not record_id:
+                raise BatchFormatError(f"Record #{position} has an empty record id.")
+            if len(record_id.encode("utf-8")) > MAX_RECORD_ID_BYTES:
+                raise BatchFormatError(f"Record #{position}: record ids are limited to "
+                                       f"{MAX_RECORD_ID_BYTES} bytes.")
+            if record_id in seen:
+                raise DuplicateRecordError(f"Record id at position {position} appears more than "
+                                           "once in the batch; record ids must be unique.")
+            seen.add(record_id)
+
+
+def write_batch(batch: EncodedBatch) -> bytes:
+    """Serialise a batch to the documented binary layout."""
+    batch.validate()
+    header = json.dumps({
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "schema_fingerprint": batch.schema_fingerprint,
+        "key_check": batch.key_check,
+        "clk_bits": batch.clk_bits,
+        "record_count": len(batch),
+    }, sort_keys=True).encode("utf-8")
+    parts = [MAGIC, struct.pack("<I", len(header)), header]
+    for record_id in batch.record_ids:
+        encoded = record_id.encode("utf-8")
+        parts.append(struct.pack("<H", len(encoded)))
+        parts.append(encoded)
+    parts.extend(clks_to_bytes(batch.clks))
+    body = b"".join(parts)
+    return body + hashlib.sha256(body).digest()
+
+
+def read_batch(data: bytes) -> EncodedBatch:
+    """Read a batch file or clkhash JSON output, whichever ``data`` is.
+
+    Raises:
+        BatchFormatError: unknown format, truncated or corrupted file.
+        ClkError: a CLK of the wrong length or bad base64.
+        EmptyBatchError, DuplicateRecordError: as ``EncodedBatch.validate``.
+    """
+    if data.startswith(MAGIC):
+        batch = _read_binary(data)
+    elif data.lstrip()[:1] == b"{":
+        batch = _read_clkhash_json(data)
+    else:
+        raise BatchFormatError("Not a batch file: expected a file written by 'linkage encode' "
+                               "or clkhash JSON output ({\"clks\": [...]}).")
+    batch.validate()
+    return batch
+
+
+def _read_binary(data: bytes) -> EncodedBatch:
+    if len(data) < len(MAGIC) + 4 + _DIGEST_BYTES:
+        raise BatchFormatError("The batch file is truncated (shorter than its header).")
+    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if hashlib.sha256(body).digest() != digest:
+        raise BatchFormatError("The batch file is truncated or corrupted (checksum mismatch); "
+                               "copy it again or re-run 'linkage encode'.")
+    (header_length,) = struct.unpack_from("<I", body, len(MAGIC))
+    offset = len(MAGIC) + 4
+    try:
+        header = json.loads(body[offset:offset + header_length])
+        clk_bits = int(header["clk_bits"])
+        count = int(header["record_count"])
+        fingerprint, key_check = header["schema_fingerprint"], header["key_check"]
+    except (ValueError, KeyError, TypeError):
+        raise BatchFormatError("The batch file header is unreadable.") from None
+    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+        raise BatchFormatError("Unsupported batch format version; upgrade linkage.")
+    offset += header_length
+    record_ids = []
+    try:
+        for _ in range(count):
+            (length,) = struct.unpack_from("<H", body, offset)
+            offset += 2
+            record_ids.append(body[offset:offset + length].decode("utf-8"))
+            offset += length
+    except (struct.error, UnicodeDecodeError):
+        raise BatchFormatError("The batch file's record ids are unreadable.") from None
+    clk_bytes = clk_bits // 8
+    if clk_bits <= 0 or clk_bits % 64 or len(body) - offset != count * clk_bytes:
+        raise BatchFormatError("The batch file's CLK section does not match its header.")
+    clks = clks_from_bytes([body[offset + i * clk_bytes: offset + (i + 1) * clk_bytes]
+                            for i in range(count)], clk_bits)
+    return EncodedBatch(record_ids, clks, clk_bits, fingerprint, key_check)
+
+
+def _read_clkhash_json(data: bytes) -> EncodedBatch:
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BatchFormatError(f"The clkhash JSON file is not valid JSON: {exc}") from None
+    encoded = document.get("clks") if isinstance(document, dict) else None
+    if not isinstance(encoded, list):
+        raise BatchFormatError("The clkhash JSON file has no \"clks\" list.")
+    if not encoded:
+        raise EmptyBatchError("The clkhash JSON file holds no CLKs.")
+    if not isinstance(encoded[0], str):
+        raise ClkError("CLK #0 is not a base64 string.")
+    try:
+        clk_bits = len(base64.b64decode(encoded[0], validate=True)) * 8
+    except (binascii.Error, ValueError):
+        raise ClkError("CLK #0 is not valid base64.") from None
+    clks = clks_from_base64(encoded, clk_bits)
+    return EncodedBatch([str(i) for i in range(len(encoded))], clks, clk_bits, None, None)

@@ -1,0 +1,169 @@
+"""Turn an agency's rows into CLKs: normalise, then encode with clkhash.
+
+This runs only at the agency. The secret never leaves this module's callers;
+what travels is the CLK matrix, the schema fingerprint and a key check value
+(an HMAC of a fixed label under the secret) that lets the server tell two
+secrets apart without learning either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from clkhash.clk import generate_clks
+
+from .clks import clks_from_bytes
+from .errors import InputDataError, NormalisationError, SecretError
+from .mapping import AgencyMapping
+from .normalise import normalise_value
+from .schema import LinkageSchema
+
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "PreparedRecords",
+    "ValueProblem",
+    "encode_values",
+    "generate_secret",
+    "key_check_value",
+    "parse_secret",
+    "prepare_records",
+]
+
+MIN_SECRET_BYTES = 32
+KEY_CHECK_LABEL = b"linkage.v1 key check value"
+PARALLEL_MIN_RECORDS = 20_000
+
+
+def generate_secret() -> bytes:
+    """A fresh 256-bit secret from the OS's CSPRNG."""
+    return secrets.token_bytes(MIN_SECRET_BYTES)
+
+
+def parse_secret(content: bytes) -> bytes:
+    """Decode a secret file's content (hex text, as ``linkage keygen`` writes it).
+
+    Raises:
+        SecretError: the content is not hex or shorter than 256 bits.
+    """
+    text = content.strip()
+    try:
+        secret = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise SecretError("The secret file must hold the hex text written by "
+                          "'linkage keygen'.") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SecretError(f"The secret is {len(secret) * 8} bits; at least "
+                          f"{MIN_SECRET_BYTES * 8} are needed. Make one with 'linkage keygen'.")
+    return secret
+
+
+def key_check_value(secret: bytes) -> str:
+    """HMAC-SHA256 of a fixed label under the secret, hex: equal secrets give equal values."""
+    return hmac.new(secret, KEY_CHECK_LABEL, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """A value that could not be normalised; the value itself is deliberately not kept."""
+
+    row: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class PreparedRecords:
+    """Normalised values ready for clkhash: one list of strings per record, in schema order."""
+
+    record_ids: list[str]
+    values: list[list[str]]
+    problems: list[ValueProblem]
+
+
+def prepare_records(
+    rows: Iterable[Mapping[str, str]],
+    schema: LinkageSchema,
+    mapping: AgencyMapping,
+    *,
+    strict: bool = False,
+) -> PreparedRecords:
+    """Normalise every row the way every agency does.
+
+    Rows are numbered from 2 in problems, as a spreadsheet shows a CSV with a
+    header. A value that cannot be parsed is recorded in ``problems`` and
+    encoded as missing, unless ``strict``.
+
+    Raises:
+        InputDataError: a record id is empty or repeated, or there are no rows.
+        NormalisationError: with ``strict``, the first value that cannot be parsed.
+    """
+    record_ids: list[str] = []
+    values: list[list[str]] = []
+    problems: list[ValueProblem] = []
+    first_row_of: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        line = index + 2
+        record_id = (row.get(mapping.record_id) or "").strip()
+        if not record_id:
+            raise InputDataError(f"row {line}: the record id column {mapping.record_id!r} is empty")
+        if record_id in first_row_of:
+            raise InputDataError(f"row {line}: record id repeats the one on row "
+                                 f"{first_row_of[record_id]}; record ids must be unique")
+        first_row_of[record_id] = line
+        record_values = []
+        for feature in schema.features:
+            spec = mapping.fields.get(feature.identifier)
+            raw = row.get(spec.column) if spec else None
+            try:
+                value = normalise_value(
+                    feature.kind, raw,
+                    date_format=spec.date_format if spec else None,
+                    phone_region=spec.phone_region if spec else None,
+                )
+                if feature.max_length is not None and len(value) > feature.max_length:
+                    raise NormalisationError(
+                        f"longer than the schema's maxLength of {feature.max_length}")
+            except NormalisationError as exc:
+                problem = ValueProblem(line, spec.column if spec else feature.identifier, str(exc))
+                if strict:
+                    raise NormalisationError(str(problem)) from None
+                problems.append(problem)
+                value = ""
+            record_values.append(value)
+        record_ids.append(record_id)
+        values.append(record_values)
+    if not record_ids:
+        raise InputDataError("the export has no records")
+    return PreparedRecords(record_ids, values, problems)
+
+
+def encode_values(
+    values: list[list[str]],
+    schema: LinkageSchema,
+    secret: bytes,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Encode normalised values into a packed CLK matrix with clkhash.
+
+    ``workers`` defaults to one process for small inputs and every core from
+    ``PARALLEL_MIN_RECORDS`` records on. ``on_progress(n)`` is called as n more
+    records are done.
+    """
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SecretError("The secret is too short; make one with 'linkage keygen'.")
+    if workers is None:
+        workers = 1 if len(values) < PARALLEL_MIN_RECORDS else None
+    callback = (lambda count, _stats: on_progress(count)) if on_progress else None
+    bloom_filters = generate_clks(values, schema.clkhash, secret, validate=True,
+                                  callback=callback, max_workers=workers)
+    return clks_from_bytes([bf.tobytes() for bf in bloom_filters], schema.clk_bits)

@@ -1,0 +1,46 @@
+"""Offline 1-to-1 linkage of two encoded files, with the server's engine."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batch import EncodedBatch
+from .engine import link_records
+from .errors import SchemaError, SecretError
+from .threshold import ThresholdChoice
+
+__all__ = ["check_compatible", "match_batches"]
+
+
+def check_compatible(left: EncodedBatch, right: EncodedBatch) -> None:
+    """Refuse to compare batches encoded under different schemas or secrets.
+
+    Raises:
+        SchemaError: different CLK lengths or schema fingerprints.
+        SecretError: different key check values.
+    """
+    if left.clk_bits != right.clk_bits:
+        raise SchemaError(f"The files hold CLKs of different lengths ({left.clk_bits} and "
+                          f"{right.clk_bits} bits): they were encoded with different schemas.")
+    if left.schema_fingerprint and right.schema_fingerprint and \
+            left.schema_fingerprint != right.schema_fingerprint:
+        raise SchemaError("The files were encoded with different linkage schemas.")
+    if left.key_check and right.key_check and left.key_check != right.key_check:
+        raise SecretError("The files were encoded with different secrets; they cannot match.")
+
+
+def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | None
+                  ) -> tuple[list[tuple[str, str, float]], ThresholdChoice]:
+    """Link two batches 1-to-1; returns (left id, right id, confidence) rows and the threshold."""
+    check_compatible(left, right)
+    clks = np.concatenate([left.clks, right.clks])
+    owners = np.concatenate([np.zeros(len(left), np.int64), np.ones(len(right), np.int64)])
+    result = link_records(clks, owners, threshold=threshold, max_per_owner=1,
+                          cross_owner_only=True)
+    rows = []
+    for label, members in enumerate(result.grouping.members()):
+        first, second = sorted(members.tolist())
+        rows.append((left.record_ids[first], right.record_ids[second - len(left)],
+                     float(result.confidence[label])))
+    rows.sort()
+    return rows, result.choice

@@ -1,0 +1,142 @@
+"""The linkage schema: clkhash v3 plus the normalisation each feature gets.
+
+Every agency must encode with the same schema, so the schema is identified by
+a fingerprint (SHA-256 of its canonical JSON) that travels with each batch.
+The optional top-level ``normalisation`` object names the normaliser of each
+feature (``name``, ``date``, ``phone``, ``address``, ``text``, ``none``); it is
+part of the shared configuration, not of an agency's mapping, so that every
+agency normalises the same way. clkhash ignores unknown top-level keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from clkhash import schema as clkhash_schema
+
+from .errors import SchemaError
+from .normalise import NORMALISER_KINDS, infer_kind
+
+__all__ = ["FeatureSpec", "LinkageSchema", "default_schema_text", "load_schema"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One schema feature: its identifier, normaliser and the maximum length clkhash accepts."""
+
+    identifier: str
+    kind: str
+    max_length: int | None = None
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class LinkageSchema:
+    """A validated linkage schema."""
+
+    text: str
+    clk_bits: int
+    features: tuple[FeatureSpec, ...]
+    fingerprint: str
+    clkhash: Any = field(repr=False, compare=False)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.identifier for f in self.features]
+
+
+def default_schema_text() -> str:
+    """The shipped person schema (names, date of birth, address, city, phone)."""
+    return resources.files("linkage").joinpath("schemas/person.json").read_text("utf-8")
+
+
+def schema_fingerprint(document: dict) -> str:
+    """SHA-256 of the canonical JSON form: key order and whitespace do not matter."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_schema(text: str | bytes) -> LinkageSchema:
+    """Parse and validate a linkage schema, collecting every problem before raising.
+
+    Raises:
+        SchemaError: listing each problem (JSON syntax, clkhash v3 violations,
+            unsupported settings such as ``doubleHash``, unknown normalisers).
+    """
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"The linkage schema is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise SchemaError("The linkage schema must be a JSON object with 'version', "
+                          "'clkConfig' and 'features'.")
+    problems = _collect_problems(document)
+    if problems:
+        raise SchemaError("The linkage schema is invalid:", problems)
+    try:
+        parsed = clkhash_schema.from_json_dict(document)
+    except clkhash_schema.SchemaError as exc:
+        raise SchemaError("clkhash rejected the linkage schema:", [str(exc)]) from None
+    kinds = document.get("normalisation", {})
+    features = []
+    for raw in document["features"]:
+        identifier = raw["identifier"]
+        max_length = raw.get("format", {}).get("maxLength")
+        features.append(FeatureSpec(identifier, kinds.get(identifier, infer_kind(identifier)),
+                                    max_length, bool(raw.get("ignored", False))))
+    return LinkageSchema(
+        text=text if isinstance(text, str) else text.decode("utf-8"),
+        clk_bits=int(document["clkConfig"]["l"]),
+        features=tuple(features),
+        fingerprint=schema_fingerprint(document),
+        clkhash=parsed,
+    )
+
+
+def _collect_problems(document: dict) -> list[str]:
+    problems: list[str] = []
+    version = document.get("version")
+    if version != 3:
+        problems.append(f"'version' must be 3 (clkhash linkage schema v3), got {version!r}")
+        return problems
+    master = json.loads(
+        resources.files("clkhash").joinpath("schemas/v3.json").read_text("utf-8")
+    )
+    validator = jsonschema.Draft7Validator(master)
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        problems.append(f"{where}: {error.message}")
+    if problems:
+        return problems
+    bits = document["clkConfig"]["l"]
+    if bits % 64:
+        problems.append(f"clkConfig/l: the CLK length must be a multiple of 64 bits, got {bits}")
+    identifiers = [f.get("identifier") for f in document["features"]]
+    seen: set[str] = set()
+    for index, feature in enumerate(document["features"]):
+        name = feature.get("identifier")
+        if name in seen:
+            problems.append(f"features/{index}: identifier {name!r} appears twice")
+        seen.add(name)
+        hash_type = feature.get("hashing", {}).get("hash", {}).get("type", "blakeHash")
+        if hash_type != "blakeHash":
+            problems.append(f"features/{index} ({name}): hash type {hash_type!r} is not allowed; "
+                            "use blakeHash (doubleHash is vulnerable to known attacks)")
+    normalisation = document.get("normalisation", {})
+    if not isinstance(normalisation, dict):
+        problems.append("normalisation: must be an object mapping feature -> normaliser")
+        return problems
+    for name, kind in normalisation.items():
+        if name not in identifiers:
+            problems.append(f"normalisation/{name}: no feature of that name")
+        if kind not in NORMALISER_KINDS:
+            problems.append(f"normalisation/{name}: unknown normaliser {kind!r}; "
+                            f"choose one of {', '.join(NORMALISER_KINDS)}")
+    if not document["features"]:
+        problems.append("features: at least one feature is needed")
+    return problems

@@ -1,0 +1,262 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitBatchRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: BatchHeader
+    chunk: RecordChunk
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[RecordChunk, _Mapping]] = ...) -> None: ...
+
+class BatchHeader(_message.Message):
+    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    CLK_BITS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    schema_fingerprint: str
+    key_check: str
+    clk_bits: int
+    record_count: int
+    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ...) -> None: ...
+
+class RecordChunk(_message.Message):
+    __slots__ = ("record_ids", "clks")
+    RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
+    CLKS_FIELD_NUMBER: _ClassVar[int]
+    record_ids: _containers.RepeatedScalarFieldContainer[str]
+    clks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., clks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SubmitBatchResponse(_message.Message):
+    __slots__ = ("batch_id", "records_accepted", "agency")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    records_accepted: int
+    agency: str
+    def __init__(self, batch_id: _Optional[str] = ..., records_accepted: _Optional[int] = ..., agency: _Optional[str] = ...) -> None: ...
+
+class GetResultsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class RecordResult(_message.Message):
+    __slots__ = ("record", "group", "agencies", "confidence", "duplicate_in_own_agency")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_IN_OWN_AGENCY_FIELD_NUMBER: _ClassVar[int]
+    record: str
+    group: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    confidence: float
+    duplicate_in_own_agency: bool
+    def __init__(self, record: _Optional[str] = ..., group: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., confidence: _Optional[float] = ..., duplicate_in_own_agency: _Optional[bool] = ...) -> None: ...
+
+class CreateProjectRequest(_message.Message):
+    __slots__ = ("name", "schema_json", "agencies")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schema_json: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., schema_json: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateProjectResponse(_message.Message):
+    __slots__ = ("name", "schema_fingerprint", "tokens")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schema_fingerprint: str
+    tokens: _containers.RepeatedCompositeFieldContainer[AgencyToken]
+    def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[AgencyToken, _Mapping]]] = ...) -> None: ...
+
+class AgencyToken(_message.Message):
+    __slots__ = ("agency", "token")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    token: str
+    def __init__(self, agency: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProjectsResponse(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[ProjectSummary]
+    def __init__(self, projects: _Optional[_Iterable[_Union[ProjectSummary, _Mapping]]] = ...) -> None: ...
+
+class ProjectSummary(_message.Message):
+    __slots__ = ("name", "schema_fingerprint", "agencies", "batches", "records")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schema_fingerprint: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    batches: int
+    records: int
+    def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ...) -> None: ...
+
+class RunLinkageRequest(_message.Message):
+    __slots__ = ("project", "threshold")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    threshold: str
+    def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ...) -> None: ...
+
+class RunProgress(_message.Message):
+    __slots__ = ("stage", "done", "total", "summary")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    done: int
+    total: int
+    summary: RunSummary
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...
+
+class RunSummary(_message.Message):
+    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_REASON_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_AGENCY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    run: int
+    threshold: float
+    threshold_reason: str
+    records: int
+    candidate_pairs: int
+    groups: int
+    cross_agency_groups: int
+    seconds: float
+    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("project", "summary", "agencies", "agency_pairs", "groups", "histogram", "estimated_precision", "estimated_recall")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    summary: RunSummary
+    agencies: _containers.RepeatedCompositeFieldContainer[AgencyStats]
+    agency_pairs: _containers.RepeatedCompositeFieldContainer[AgencyPairStats]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupSummary]
+    histogram: _containers.RepeatedCompositeFieldContainer[HistogramBin]
+    estimated_precision: float
+    estimated_recall: float
+    def __init__(self, project: _Optional[str] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., agencies: _Optional[_Iterable[_Union[AgencyStats, _Mapping]]] = ..., agency_pairs: _Optional[_Iterable[_Union[AgencyPairStats, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., estimated_precision: _Optional[float] = ..., estimated_recall: _Optional[float] = ...) -> None: ...
+
+class AgencyStats(_message.Message):
+    __slots__ = ("agency", "records", "batches", "records_with_hits", "duplicate_records")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_WITH_HITS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    records: int
+    batches: int
+    records_with_hits: int
+    duplicate_records: int
+    def __init__(self, agency: _Optional[str] = ..., records: _Optional[int] = ..., batches: _Optional[int] = ..., records_with_hits: _Optional[int] = ..., duplicate_records: _Optional[int] = ...) -> None: ...
+
+class AgencyPairStats(_message.Message):
+    __slots__ = ("agency_a", "agency_b", "shared_groups")
+    AGENCY_A_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_B_FIELD_NUMBER: _ClassVar[int]
+    SHARED_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    agency_a: str
+    agency_b: str
+    shared_groups: int
+    def __init__(self, agency_a: _Optional[str] = ..., agency_b: _Optional[str] = ..., shared_groups: _Optional[int] = ...) -> None: ...
+
+class GroupSummary(_message.Message):
+    __slots__ = ("id", "agencies", "size", "confidence", "review", "review_note")
+    class AgenciesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    agencies: _containers.ScalarMap[str, int]
+    size: int
+    confidence: float
+    review: str
+    review_note: str
+    def __init__(self, id: _Optional[str] = ..., agencies: _Optional[_Mapping[str, int]] = ..., size: _Optional[int] = ..., confidence: _Optional[float] = ..., review: _Optional[str] = ..., review_note: _Optional[str] = ...) -> None: ...
+
+class HistogramBin(_message.Message):
+    __slots__ = ("low", "high", "count")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    low: float
+    high: float
+    count: int
+    def __init__(self, low: _Optional[float] = ..., high: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ReviewGroupRequest(_message.Message):
+    __slots__ = ("project", "group", "decision", "note")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    group: str
+    decision: str
+    note: str
+    def __init__(self, project: _Optional[str] = ..., group: _Optional[str] = ..., decision: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ReviewGroupResponse(_message.Message):
+    __slots__ = ("group", "decision")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    decision: str
+    def __init__(self, group: _Optional[str] = ..., decision: _Optional[str] = ...) -> None: ...

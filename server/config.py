@@ -1,0 +1,24 @@
+"""Server configuration, read once at start and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ServerConfig"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the server keeps its data and how it listens.
+
+    ``max_message_bytes`` bounds one gRPC message (uploads arrive as many
+    chunks well below it); ``workers`` is the RPC thread pool size.
+    """
+
+    data_dir: Path
+    listen: str = "127.0.0.1:50051"
+    workers: int = 8
+    max_message_bytes: int = 4 * MiB

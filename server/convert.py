@@ -1,0 +1,54 @@
+"""Proto messages <-> domain values: the only module in server/ that builds messages."""
+
+from __future__ import annotations
+
+from protos.linkage.v1 import linkage_pb2 as pb
+
+from .operations import BatchHeaderInfo, ProjectReport, RecordHit
+
+__all__ = ["header_from_proto", "hit_to_proto", "report_to_proto", "summary_to_proto"]
+
+
+def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
+    return BatchHeaderInfo(header.project, header.schema_fingerprint, header.key_check,
+                           int(header.clk_bits), int(header.record_count))
+
+
+def summary_to_proto(summary: dict) -> pb.RunSummary:
+    return pb.RunSummary(
+        run=int(summary.get("run", 0)),
+        threshold=float(summary["threshold"]),
+        threshold_reason=summary["threshold_reason"],
+        records=int(summary["records"]),
+        candidate_pairs=int(summary["candidate_pairs"]),
+        groups=int(summary["groups"]),
+        cross_agency_groups=int(summary["cross_agency_groups"]),
+        seconds=float(summary["seconds"]),
+    )
+
+
+def hit_to_proto(hit: RecordHit) -> pb.RecordResult:
+    return pb.RecordResult(record=hit.record, group=hit.group, agencies=hit.agencies,
+                           confidence=hit.confidence,
+                           duplicate_in_own_agency=hit.duplicate_in_own_agency)
+
+
+def report_to_proto(report: ProjectReport) -> pb.Report:
+    return pb.Report(
+        project=report.project,
+        summary=summary_to_proto(report.summary),
+        agencies=[pb.AgencyStats(agency=a.agency, records=a.records, batches=a.batches,
+                                 records_with_hits=a.records_with_hits,
+                                 duplicate_records=a.duplicate_records)
+                  for a in report.agencies],
+        agency_pairs=[pb.AgencyPairStats(agency_a=a, agency_b=b, shared_groups=n)
+                      for a, b, n in report.agency_pairs],
+        groups=[pb.GroupSummary(id=g.id, agencies=g.agencies, size=g.size,
+                                confidence=g.confidence, review=g.review,
+                                review_note=g.review_note)
+                for g in report.groups],
+        histogram=[pb.HistogramBin(low=low, high=high, count=count)
+                   for low, high, count in report.histogram],
+        estimated_precision=report.estimated_precision,
+        estimated_recall=report.estimated_recall,
+    )

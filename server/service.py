@@ -1,0 +1,98 @@
+"""gRPC servicers: each method adapts a request to a function in ``operations``."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from linkage.errors import BatchFormatError
+from protos.linkage.v1 import linkage_pb2 as pb
+from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+
+from . import operations
+from .auth import current_identity
+from .convert import header_from_proto, hit_to_proto, report_to_proto, summary_to_proto
+from .store import Store
+
+__all__ = ["AgencyServicer", "CoordinatorServicer"]
+
+
+class AgencyServicer(pb_grpc.AgencyServiceServicer):
+    def __init__(self, store: Store):
+        self._store = store
+
+    def SubmitBatch(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise BatchFormatError("An upload must start with its header message.")
+        header = header_from_proto(first.header)
+
+        def chunks():
+            for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise BatchFormatError("Only one header is allowed per upload.")
+                yield list(message.chunk.record_ids), list(message.chunk.clks)
+
+        batch_id, accepted, _ = operations.submit_batch(
+            self._store, current_identity(), header, chunks())
+        return pb.SubmitBatchResponse(batch_id=batch_id, records_accepted=accepted,
+                                      agency=current_identity().name)
+
+    def GetResults(self, request, context):
+        for hit in operations.agency_results(self._store, current_identity(), request.project):
+            yield hit_to_proto(hit)
+
+
+class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
+    def __init__(self, store: Store):
+        self._store = store
+
+    def CreateProject(self, request, context):
+        project, tokens = operations.create_project(
+            self._store, request.name, request.schema_json, list(request.agencies))
+        return pb.CreateProjectResponse(
+            name=project.name, schema_fingerprint=project.schema_fingerprint,
+            tokens=[pb.AgencyToken(agency=a, token=t) for a, t in tokens.items()])
+
+    def ListProjects(self, request, context):
+        summaries = []
+        for project in self._store.projects():
+            batches = self._store.batches(project.id)
+            summaries.append(pb.ProjectSummary(
+                name=project.name, schema_fingerprint=project.schema_fingerprint,
+                agencies=[a.name for a in self._store.agencies(project.id)],
+                batches=len(batches), records=sum(b.record_count for b in batches)))
+        return pb.ListProjectsResponse(projects=summaries)
+
+    def RunLinkage(self, request, context):
+        """Run in a worker thread and stream its progress events as they come."""
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work():
+            try:
+                outcome["summary"] = operations.run_linkage(
+                    self._store, request.project, request.threshold,
+                    lambda stage, done, total: events.put((stage, done, total)))
+            except BaseException as error:  # handed to the RPC thread below
+                outcome["error"] = error
+            finally:
+                events.put(None)
+
+        worker = threading.Thread(target=work, name="linkage-run", daemon=True)
+        worker.start()
+        while (event := events.get()) is not None:
+            if context.is_active():
+                yield pb.RunProgress(stage=event[0], done=event[1], total=event[2])
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield pb.RunProgress(stage="done", summary=summary_to_proto(outcome["summary"]))
+
+    def GetReport(self, request, context):
+        return report_to_proto(operations.project_report(self._store, request.project))
+
+    def ReviewGroup(self, request, context):
+        decision = operations.review_group(self._store, request.project, request.group,
+                                           request.decision, request.note)
+        return pb.ReviewGroupResponse(group=request.group, decision=decision)

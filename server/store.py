@@ -1,0 +1,386 @@
+"""Persistent state behind a small ``Store`` protocol; SQLite (WAL) is the embedded default.
+
+Algorithms never touch the database: the server loads arrays from here, hands
+them to ``linkage`` and writes results back. Schema changes are named
+migrations applied in transactions and recorded in ``schema_migrations``.
+A batch is written in one transaction, so a half-received upload is never
+visible.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from linkage.errors import AlreadyExistsError, NotFoundError
+
+__all__ = [
+    "AgencyRow",
+    "BatchRow",
+    "GroupRow",
+    "ProjectRow",
+    "RunRow",
+    "SqliteStore",
+    "Store",
+]
+
+DATABASE_NAME = "linkage.sqlite3"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_initial", """
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+        CREATE TABLE coordinators (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, schema_json TEXT NOT NULL,
+            schema_fingerprint TEXT NOT NULL, clk_bits INTEGER NOT NULL, key_check TEXT,
+            created_at TEXT NOT NULL);
+        CREATE TABLE agencies (
+            id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, UNIQUE (project_id, name));
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            agency_id INTEGER NOT NULL REFERENCES agencies(id), record_count INTEGER NOT NULL,
+            content_hash TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY, batch_id TEXT NOT NULL REFERENCES batches(id),
+            agency_id INTEGER NOT NULL REFERENCES agencies(id), record_id TEXT NOT NULL,
+            clk BLOB NOT NULL, UNIQUE (agency_id, record_id));
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            number INTEGER NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, summary TEXT, UNIQUE (project_id, number));
+        CREATE TABLE groups (
+            run_id INTEGER NOT NULL REFERENCES runs(id), group_key TEXT NOT NULL,
+            confidence REAL NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (run_id, group_key));
+        CREATE TABLE group_members (
+            run_id INTEGER NOT NULL REFERENCES runs(id), group_key TEXT NOT NULL,
+            agency_id INTEGER NOT NULL REFERENCES agencies(id), record_id TEXT NOT NULL);
+        CREATE INDEX group_members_by_agency ON group_members (run_id, agency_id);
+        CREATE TABLE reviews (
+            project_id INTEGER NOT NULL REFERENCES projects(id), group_key TEXT NOT NULL,
+            decision TEXT NOT NULL, note TEXT NOT NULL, decided_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, group_key));
+    """),
+]
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    id: int
+    name: str
+    schema_json: str
+    schema_fingerprint: str
+    clk_bits: int
+    key_check: str | None
+
+
+@dataclass(frozen=True)
+class AgencyRow:
+    id: int
+    project_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    id: str
+    agency_id: int
+    record_count: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    project_id: int
+    number: int
+    status: str
+    summary: dict
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    key: str
+    confidence: float
+    size: int
+    members_by_agency: dict[int, int]
+
+
+class Store(Protocol):
+    """What the server needs from persistent storage."""
+
+    def setting(self, key: str) -> bytes | None: ...
+    def set_setting(self, key: str, value: bytes) -> None: ...
+    def add_coordinator(self, name: str, token_hash: str) -> None: ...
+    def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None: ...
+    def create_project(self, name: str, schema_json: str, fingerprint: str, clk_bits: int,
+                       agencies: Sequence[tuple[str, str]]) -> ProjectRow: ...
+    def project(self, name: str) -> ProjectRow: ...
+    def projects(self) -> list[ProjectRow]: ...
+    def agencies(self, project_id: int) -> list[AgencyRow]: ...
+    def agency_by_token(self, token_hash: str) -> tuple[ProjectRow, AgencyRow, str] | None: ...
+    def batch_by_hash(self, agency_id: int, content_hash: str) -> BatchRow | None: ...
+    def existing_record_ids(self, agency_id: int, record_ids: Sequence[str]) -> list[str]: ...
+    def add_batch(self, project: ProjectRow, agency: AgencyRow, batch_id: str, content_hash: str,
+                  key_check: str, record_ids: Sequence[str], clks: Sequence[bytes]) -> BatchRow: ...
+    def batches(self, project_id: int) -> list[BatchRow]: ...
+    def load_records(self, project_id: int) -> tuple[list[int], list[str], list[bytes]]: ...
+    def start_run(self, project_id: int) -> int: ...
+    def finish_run(self, run_id: int, summary: dict,
+                   groups: Sequence[tuple[str, float, Sequence[tuple[int, str]]]]) -> None: ...
+    def fail_run(self, run_id: int, message: str) -> None: ...
+    def latest_run(self, project_id: int) -> RunRow | None: ...
+    def groups(self, run_id: int) -> list[GroupRow]: ...
+    def agency_results(self, run_id: int, agency_id: int) -> Iterator[tuple[str, str]]: ...
+    def group_agencies(self, run_id: int, group_keys: Sequence[str]) -> dict[str, dict[int, int]]: ...
+    def set_review(self, project_id: int, group_key: str, decision: str, note: str) -> None: ...
+    def reviews(self, project_id: int) -> dict[str, tuple[str, str]]: ...
+    def close(self) -> None: ...
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file in WAL mode in the server's data directory.
+
+    One connection guarded by a lock: gRPC handlers run in a thread pool and
+    SQLite serialises writers anyway.
+    """
+
+    def __init__(self, data_dir: Path):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DATABASE_NAME
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                       "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
+        for name, script in MIGRATIONS:
+            if name in applied:
+                continue
+            with self._transaction() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- settings and credentials -----------------------------------------------------------
+
+    def setting(self, key: str) -> bytes | None:
+        rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_setting(self, key: str, value: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
+    def add_coordinator(self, name: str, token_hash: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO coordinators (name, token_hash, created_at) VALUES (?, ?, ?)",
+                       (name, token_hash, _now()))
+
+    def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None:
+        rows = self._query("SELECT name, token_hash FROM coordinators WHERE token_hash = ?",
+                           (token_hash,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    # -- projects and agencies --------------------------------------------------------------
+
+    def create_project(self, name, schema_json, fingerprint, clk_bits, agencies) -> ProjectRow:
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(
+                    "INSERT INTO projects (name, schema_json, schema_fingerprint, clk_bits, "
+                    "created_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, schema_json, fingerprint, clk_bits, _now()))
+                project_id = cursor.lastrowid
+                db.executemany("INSERT INTO agencies (project_id, name, token_hash) VALUES (?, ?, ?)",
+                               [(project_id, agency, token_hash) for agency, token_hash in agencies])
+        except sqlite3.IntegrityError:
+            raise AlreadyExistsError(f"A project named {name!r} exists already; "
+                                     "choose another name.") from None
+        return self.project(name)
+
+    def project(self, name: str) -> ProjectRow:
+        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check "
+                           "FROM projects WHERE name = ?", (name,))
+        if not rows:
+            raise NotFoundError(f"No project named {name!r}; 'linkage project list' shows them.")
+        return ProjectRow(*rows[0])
+
+    def projects(self) -> list[ProjectRow]:
+        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check "
+                           "FROM projects ORDER BY name")
+        return [ProjectRow(*row) for row in rows]
+
+    def agencies(self, project_id: int) -> list[AgencyRow]:
+        rows = self._query("SELECT id, project_id, name FROM agencies WHERE project_id = ? "
+                           "ORDER BY name", (project_id,))
+        return [AgencyRow(*row) for row in rows]
+
+    def agency_by_token(self, token_hash: str):
+        rows = self._query("SELECT a.id, a.project_id, a.name, p.name, a.token_hash FROM agencies a "
+                           "JOIN projects p ON p.id = a.project_id WHERE a.token_hash = ?",
+                           (token_hash,))
+        if not rows:
+            return None
+        agency_id, project_id, agency_name, project_name, stored_hash = rows[0]
+        return self.project(project_name), AgencyRow(agency_id, project_id, agency_name), stored_hash
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def batch_by_hash(self, agency_id: int, content_hash: str) -> BatchRow | None:
+        rows = self._query("SELECT id, agency_id, record_count, content_hash FROM batches "
+                           "WHERE agency_id = ? AND content_hash = ?", (agency_id, content_hash))
+        return BatchRow(*rows[0]) if rows else None
+
+    def existing_record_ids(self, agency_id: int, record_ids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for start in range(0, len(record_ids), 500):
+            chunk = list(record_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.extend(row[0] for row in self._query(
+                f"SELECT record_id FROM records WHERE agency_id = ? AND record_id IN ({marks})",
+                [agency_id, *chunk]))
+        return found
+
+    def add_batch(self, project, agency, batch_id, content_hash, key_check, record_ids, clks):
+        with self._transaction() as db:
+            current = db.execute("SELECT key_check FROM projects WHERE id = ?",
+                                 (project.id,)).fetchone()[0]
+            if current is None:
+                db.execute("UPDATE projects SET key_check = ? WHERE id = ?", (key_check, project.id))
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                       (batch_id, project.id, agency.id, len(record_ids), content_hash, _now()))
+            try:
+                db.executemany(
+                    "INSERT INTO records (batch_id, agency_id, record_id, clk) VALUES (?, ?, ?, ?)",
+                    ((batch_id, agency.id, rid, clk) for rid, clk in zip(record_ids, clks)))
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError("Some record ids of this batch are already stored for "
+                                         "this agency; record ids must be unique.") from None
+        return BatchRow(batch_id, agency.id, len(record_ids), content_hash)
+
+    def batches(self, project_id: int) -> list[BatchRow]:
+        rows = self._query("SELECT id, agency_id, record_count, content_hash FROM batches "
+                           "WHERE project_id = ? ORDER BY created_at, id", (project_id,))
+        return [BatchRow(*row) for row in rows]
+
+    def load_records(self, project_id: int):
+        rows = self._query("SELECT r.agency_id, r.record_id, r.clk FROM records r "
+                           "JOIN batches b ON b.id = r.batch_id WHERE b.project_id = ? "
+                           "ORDER BY r.id", (project_id,))
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    # -- runs and results -------------------------------------------------------------------------
+
+    def start_run(self, project_id: int) -> int:
+        with self._transaction() as db:
+            (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM runs WHERE project_id = ?",
+                                 (project_id,)).fetchone()
+            cursor = db.execute("INSERT INTO runs (project_id, number, status, started_at) "
+                                "VALUES (?, ?, 'running', ?)", (project_id, last + 1, _now()))
+            return cursor.lastrowid
+
+    def finish_run(self, run_id, summary, groups) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT INTO groups VALUES (?, ?, ?, ?)",
+                           ((run_id, key, confidence, len(members))
+                            for key, confidence, members in groups))
+            db.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
+                           ((run_id, key, agency_id, record_id)
+                            for key, _, members in groups for agency_id, record_id in members))
+            db.execute("UPDATE runs SET status = 'done', finished_at = ?, summary = ? WHERE id = ?",
+                       (_now(), json.dumps(summary), run_id))
+
+    def fail_run(self, run_id: int, message: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
+                       (_now(), json.dumps({"error": message}), run_id))
+
+    def latest_run(self, project_id: int) -> RunRow | None:
+        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
+                           "WHERE project_id = ? AND status = 'done' ORDER BY number DESC LIMIT 1",
+                           (project_id,))
+        if not rows:
+            return None
+        run_id, project, number, status, summary = rows[0]
+        return RunRow(run_id, project, number, status, json.loads(summary))
+
+    def groups(self, run_id: int) -> list[GroupRow]:
+        members: dict[str, dict[int, int]] = {}
+        for key, agency_id, count in self._query(
+                "SELECT group_key, agency_id, COUNT(*) FROM group_members WHERE run_id = ? "
+                "GROUP BY group_key, agency_id", (run_id,)):
+            members.setdefault(key, {})[agency_id] = count
+        rows = self._query("SELECT group_key, confidence, size FROM groups WHERE run_id = ? "
+                           "ORDER BY confidence DESC, group_key", (run_id,))
+        return [GroupRow(key, confidence, size, members.get(key, {}))
+                for key, confidence, size in rows]
+
+    def agency_results(self, run_id: int, agency_id: int) -> Iterator[tuple[str, str]]:
+        rows = self._query("SELECT record_id, group_key FROM group_members "
+                           "WHERE run_id = ? AND agency_id = ? ORDER BY record_id",
+                           (run_id, agency_id))
+        yield from rows
+
+    def group_agencies(self, run_id, group_keys) -> dict[str, dict[int, int]]:
+        result: dict[str, dict[int, int]] = {}
+        keys = list(group_keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, agency_id, count in self._query(
+                    f"SELECT group_key, agency_id, COUNT(*) FROM group_members WHERE run_id = ? "
+                    f"AND group_key IN ({marks}) GROUP BY group_key, agency_id", [run_id, *chunk]):
+                result.setdefault(key, {})[agency_id] = count
+        return result
+
+    def set_review(self, project_id, group_key, decision, note) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO reviews VALUES (?, ?, ?, ?, ?)",
+                       (project_id, group_key, decision, note, _now()))
+
+    def reviews(self, project_id: int) -> dict[str, tuple[str, str]]:
+        rows = self._query("SELECT group_key, decision, note FROM reviews WHERE project_id = ?",
+                           (project_id,))
+        return {key: (decision, note) for key, decision, note in rows}
+

@@ -1,0 +1,299 @@
+"""The real server on loopback, driven through the client library and raw stubs."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from client.api import LinkageClient
+from client.demo import ServerProcess
+from linkage.batch import EncodedBatch
+from linkage.encoding import key_check_value
+from protos.linkage.v1 import linkage_pb2 as pb
+from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+
+PROJECT = "test-project"
+
+
+def _create(coordinator, schema_text, agencies, name=PROJECT):
+    return coordinator.create_project(name, schema_text, agencies)
+
+
+def _raw_submit(server, token, messages):
+    channel = grpc.insecure_channel(server.address)
+    try:
+        stub = pb_grpc.AgencyServiceStub(channel)
+        return stub.SubmitBatch(iter(messages), metadata=(("authorization", f"Bearer {token}"),),
+                                timeout=60)
+    finally:
+        channel.close()
+
+
+def _header(batch, **overrides):
+    fields = dict(project=PROJECT, schema_fingerprint=batch.schema_fingerprint,
+                  key_check=batch.key_check, clk_bits=batch.clk_bits, record_count=len(batch))
+    fields.update(overrides)
+    return pb.SubmitBatchRequest(header=pb.BatchHeader(**fields))
+
+
+def _chunk(batch, start=0, stop=None, clk_override=None):
+    from linkage.clks import clks_to_bytes
+    stop = len(batch) if stop is None else stop
+    clks = clks_to_bytes(batch.clks[start:stop])
+    if clk_override is not None:
+        clks[0] = clk_override
+    return pb.SubmitBatchRequest(chunk=pb.RecordChunk(record_ids=batch.record_ids[start:stop],
+                                                      clks=clks))
+
+
+def _stored_records(coordinator):
+    return {p["name"]: p["records"] for p in coordinator.list_projects()}
+
+
+def test_end_to_end_groups_cross_agency_records(server, coordinator, batches, schema_text,
+                                                dataset):
+    tokens = _create(coordinator, schema_text, list(batches))
+    for name, batch in batches.items():
+        with LinkageClient(server.address, tokens[name]) as agency:
+            receipt = agency.submit(PROJECT, batch)
+        assert receipt.records_accepted == len(batch)
+        assert receipt.agency == name
+    summary = coordinator.run(PROJECT, "auto")
+    assert summary["records"] == sum(len(b) for b in batches.values())
+    assert summary["cross_agency_groups"] > 0
+    report = coordinator.report(PROJECT)
+    assert 0.5 <= report["threshold"] <= 1.0
+    assert report["threshold_reason"].startswith("auto")
+    assert set(report["agencies"]) == set(batches)
+    assert all(0.0 <= g["confidence"] <= 1.0 for g in report["groups"])
+    # The coordinator's report never carries record ids.
+    text = json.dumps(report)
+    for batch in batches.values():
+        assert not any(f'"{rid}"' in text for rid in batch.record_ids)
+
+
+def test_agency_sees_only_its_own_record_ids(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, list(batches))
+    for name, batch in batches.items():
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit(PROJECT, batch)
+    coordinator.run(PROJECT, "0.8")
+    for name, batch in batches.items():
+        own = set(batch.record_ids)
+        with LinkageClient(server.address, tokens[name]) as agency:
+            hits = list(agency.results(PROJECT))
+        assert hits, f"{name} should have some hits"
+        assert {h["record"] for h in hits} <= own
+        others = {rid for other, b in batches.items() if other != name for rid in b.record_ids}
+        leaked = json.dumps(hits)
+        assert not any(f'"{rid}"' in leaked for rid in others - own)
+        assert all(name not in h["agencies"] for h in hits)
+        assert set().union(*(h["agencies"] for h in hits)) <= set(batches) - {name}
+
+
+def test_review_is_recorded_and_reported(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, list(batches)[:2])
+    for name in list(batches)[:2]:
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit(PROJECT, batches[name])
+    coordinator.run(PROJECT, "0.75")
+    group = coordinator.report(PROJECT)["groups"][0]["id"]
+    coordinator.review(PROJECT, group, "rejected", "different people")
+    reviewed = {g["id"]: g for g in coordinator.report(PROJECT)["groups"]}[group]
+    assert reviewed["review"] == "rejected"
+    assert reviewed["review_note"] == "different people"
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.review(PROJECT, "g-doesnotexist", "accepted")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_wrong_schema_is_refused_and_nothing_stored(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    batch = batches["be-police"]
+    with pytest.raises(grpc.RpcError) as error:
+        _raw_submit(server, tokens["be-police"], [_header(batch, schema_fingerprint="ab" * 32),
+                                                  _chunk(batch)])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "another linkage schema" in error.value.details()
+    with pytest.raises(grpc.RpcError) as error:
+        _raw_submit(server, tokens["be-police"], [_header(batch, clk_bits=2048), _chunk(batch)])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _stored_records(coordinator)[PROJECT] == 0
+
+
+def test_wrong_secret_is_refused(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    with LinkageClient(server.address, tokens["be-police"]) as agency:
+        agency.submit(PROJECT, batches["be-police"])
+    other = batches["se-police"]
+    foreign = EncodedBatch(other.record_ids, other.clks, other.clk_bits, other.schema_fingerprint,
+                           key_check_value(b"another secret entirely, 32 bytes!!"))
+    with LinkageClient(server.address, tokens["se-police"]) as agency:
+        with pytest.raises(grpc.RpcError) as error:
+            agency.submit(PROJECT, foreign)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "different secret" in error.value.details()
+    assert _stored_records(coordinator)[PROJECT] == len(batches["be-police"])
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("short_clk", grpc.StatusCode.INVALID_ARGUMENT, "bits"),
+    ("truncated", grpc.StatusCode.INVALID_ARGUMENT, "truncated"),
+    ("too_many", grpc.StatusCode.INVALID_ARGUMENT, "more records"),
+    ("duplicate_ids", grpc.StatusCode.INVALID_ARGUMENT, "more than once"),
+    ("empty", grpc.StatusCode.INVALID_ARGUMENT, "no records"),
+    ("no_header", grpc.StatusCode.INVALID_ARGUMENT, "header"),
+    ("mismatched_chunk", grpc.StatusCode.INVALID_ARGUMENT, "record ids but"),
+    ("unknown_project", grpc.StatusCode.PERMISSION_DENIED, "belongs to project"),
+])
+def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinator, batches,
+                                                              schema_text, case, code, words):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    batch = batches["be-police"]
+    messages = {
+        "short_clk": [_header(batch), _chunk(batch, clk_override=b"\x00" * 64)],
+        "truncated": [_header(batch), _chunk(batch, 0, len(batch) - 3)],
+        "too_many": [_header(batch, record_count=5), _chunk(batch)],
+        "duplicate_ids": [_header(batch, record_count=2), pb.SubmitBatchRequest(
+            chunk=pb.RecordChunk(record_ids=["x", "x"],
+                                 clks=[bytes(128), bytes(128)]))],
+        "empty": [_header(batch, record_count=0)],
+        "no_header": [_chunk(batch)],
+        "mismatched_chunk": [_header(batch), pb.SubmitBatchRequest(
+            chunk=pb.RecordChunk(record_ids=["a", "b"], clks=[bytes(128)]))],
+        "unknown_project": [_header(batch, project="nope"), _chunk(batch)],
+    }[case]
+    with pytest.raises(grpc.RpcError) as error:
+        _raw_submit(server, tokens["be-police"], messages)
+    assert error.value.code() == code
+    assert words in error.value.details()
+    assert _stored_records(coordinator)[PROJECT] == 0
+
+
+def test_resubmitting_the_same_batch_stores_it_once(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    with LinkageClient(server.address, tokens["be-police"]) as agency:
+        first = agency.submit(PROJECT, batches["be-police"])
+        second = agency.submit(PROJECT, batches["be-police"])
+    assert first.batch_id == second.batch_id
+    assert _stored_records(coordinator)[PROJECT] == len(batches["be-police"])
+
+
+def test_authentication_and_roles(server, coordinator, batches, schema_text):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    with LinkageClient(server.address, "not-a-token") as stranger:
+        with pytest.raises(grpc.RpcError) as error:
+            stranger.list_projects()
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with LinkageClient(server.address, tokens["be-police"]) as agency:
+        with pytest.raises(grpc.RpcError) as error:
+            agency.report(PROJECT)
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.submit(PROJECT, batches["be-police"])
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    channel = grpc.insecure_channel(server.address)
+    with pytest.raises(grpc.RpcError) as error:
+        pb_grpc.CoordinatorServiceStub(channel).ListProjects(pb.ListProjectsRequest(), timeout=10)
+    channel.close()
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_unknown_project_and_missing_run(server, coordinator, schema_text):
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.report("no-such-project")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    _create(coordinator, schema_text, ["a", "b"])
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.report(PROJECT)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.run(PROJECT)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as error:
+        _create(coordinator, schema_text, ["a", "b"])
+    assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.create_project("bad", '{"version": 3}', ["a", "b"])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.run(PROJECT, "1.7")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_restart_keeps_data_and_credentials(tmp_path, batches, schema_text):
+    data_dir = tmp_path / "data"
+    with ServerProcess(data_dir) as server:
+        token = server.coordinator_token
+        with LinkageClient(server.address, token) as coordinator:
+            tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+            for name in tokens:
+                with LinkageClient(server.address, tokens[name]) as agency:
+                    agency.submit(PROJECT, batches[name])
+            coordinator.run(PROJECT, "0.8")
+            before = coordinator.report(PROJECT)
+    with ServerProcess(data_dir) as server:
+        assert server.coordinator_token == token
+        with LinkageClient(server.address, token) as coordinator:
+            assert coordinator.report(PROJECT) == before
+        with LinkageClient(server.address, tokens["se-police"]) as agency:
+            assert list(agency.results(PROJECT))
+
+
+def test_health_and_reflection(server):
+    channel = grpc.insecure_channel(server.address)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "linkage.v1.AgencyService", "linkage.v1.CoordinatorService"):
+            response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        assert {"linkage.v1.AgencyService", "linkage.v1.CoordinatorService"} <= names
+    finally:
+        channel.close()
+
+
+def test_server_store_holds_no_raw_identifiers_or_secret(server, coordinator, batches,
+                                                         schema_text, dataset, secret):
+    tokens = _create(coordinator, schema_text, list(batches))
+    for name, batch in batches.items():
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit(PROJECT, batch)
+    coordinator.run(PROJECT, "auto")
+    stored = b"".join(p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
+    assert secret not in stored and secret.hex().encode() not in stored
+    export = dataset.exports["be-police"]
+    surname_column = export.profile.columns["family_name"]
+    surnames = {row[surname_column] for row in export.rows if len(row[surname_column]) >= 6}
+    assert surnames
+    assert not any(name.encode("utf-8") in stored for name in surnames)
+
+
+def test_offline_match_finds_the_same_pairs_as_the_server(server, coordinator, batches,
+                                                          schema_text):
+    from linkage.matching import match_batches
+    left, right = batches["port-antwerp"], batches["se-customs"]
+    offline, _ = match_batches(left, right, 0.8)
+    tokens = _create(coordinator, schema_text, ["port-antwerp", "se-customs"])
+    for name in tokens:
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit(PROJECT, batches[name])
+    coordinator.run(PROJECT, "0.8")
+    groups: dict[str, dict[str, list[str]]] = {}
+    for name in tokens:
+        with LinkageClient(server.address, tokens[name]) as agency:
+            for hit in agency.results(PROJECT):
+                groups.setdefault(hit["group"], {}).setdefault(name, []).append(hit["record"])
+    online = sorted((g["port-antwerp"][0], g["se-customs"][0]) for g in groups.values()
+                    if len(g) == 2 and all(len(v) == 1 for v in g.values()))
+    assert online
+    assert online == sorted((a, b) for a, b, _ in offline)
+    assert np.isfinite([c for _, _, c in offline]).all()
