@@ -61,6 +61,7 @@ class ServerProcess:
         self._log = data_dir.parent / "server.log"
         self.process: subprocess.Popen | None = None
         self.address = ""
+        self._drainer: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ class ServerProcess:
             found = re.search(r"listening on (\S+):(\d+)", line)
             if found:
                 self.address = f"127.0.0.1:{found.group(2)}"
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
                 return self
         self.stop()
         raise click.ClickException("linkage-server did not start:\n" + "".join(lines))
@@ -95,13 +97,20 @@ class ServerProcess:
         return (self.data_dir / "coordinator.token").read_text("utf-8").strip()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        """Ask the server to stop (SIGTERM), kill it if it does not, and close its pipe."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._drainer is not None:
+            self._drainer.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
     def __enter__(self) -> "ServerProcess":
         return self.start()

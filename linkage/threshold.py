@@ -1,18 +1,20 @@
 """Choosing the Dice threshold without ground truth, and turning scores into probabilities.
 
-Candidate scores above a low floor are a mixture of non-matches (piled up
-near the floor) and matches (near 1). A two-component Gaussian mixture fitted
-by EM gives, for every score, the probability that the pair is a match. The
-``auto`` threshold is the one that maximises the model's expected F1, and the
-same model turns a group's weakest-link score into its confidence.
+Candidate scores above a floor are a mixture of the upper tail of the
+non-matches (a normal distribution truncated at the floor: it can fall fast or
+slowly) and the matches (a beta distribution, piled up near 1 with a long left
+tail). The mixture is fitted by maximum likelihood on a fine histogram of the
+scores. It gives, for every score, the probability that the pair is a match;
+the ``auto`` threshold is the one that maximises the model's expected F1, and
+the same model turns a group's weakest-link score into its confidence.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize, stats
 
 from .errors import InvalidRequestError
 
@@ -30,26 +32,34 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
 MIN_PAIRS_FOR_MODEL = 30
+_BIN_WIDTH = 0.0025
 
 
 @dataclass(frozen=True)
 class ScoreModel:
-    """Two Gaussians over candidate scores: non-matches (0) and matches (1)."""
+    """Non-matches: normal(mean, deviation) truncated at ``floor``; matches: beta(a, b)."""
 
+    floor: float
     match_weight: float
-    means: tuple[float, float]
-    deviations: tuple[float, float]
+    non_match: tuple[float, float]
+    match: tuple[float, float]
+
+    def _densities(self, scores: np.ndarray):
+        normal = stats.norm(*self.non_match)
+        beta = stats.beta(*self.match)
+        non = (1 - self.match_weight) * normal.pdf(scores) / max(normal.sf(self.floor), 1e-300)
+        match = self.match_weight * beta.pdf(scores) / max(beta.sf(self.floor), 1e-300)
+        return non, match
 
     def match_probability(self, scores: np.ndarray) -> np.ndarray:
-        """P(match | score) for each score."""
-        scores = np.asarray(scores, dtype=np.float64)
-        non = (1 - self.match_weight) * _normal_pdf(scores, self.means[0], self.deviations[0])
-        match = self.match_weight * _normal_pdf(scores, self.means[1], self.deviations[1])
+        """P(match | score) for each score; never decreasing in the score."""
+        scores = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1 - 1e-9)
+        grid = np.linspace(self.floor, 1 - 1e-9, 801)
+        non, match = self._densities(grid)
         total = non + match
-        with np.errstate(invalid="ignore", divide="ignore"):
-            probability = np.where(total > 0, match / np.where(total > 0, total, 1), 0.0)
-        # Above the match mean a higher score never means a lower probability.
-        return np.where(scores >= self.means[1], np.maximum(probability, 0.5), probability)
+        probability = np.where(total > 0, match / np.where(total > 0, total, 1), 1.0)
+        probability = np.maximum.accumulate(probability)
+        return np.interp(scores, grid, probability, left=0.0)
 
 
 @dataclass(frozen=True)
@@ -63,65 +73,70 @@ class ThresholdChoice:
     estimated_recall: float | None = None
 
 
-def fit_score_model(scores: np.ndarray, *, iterations: int = 200) -> ScoreModel | None:
-    """Fit the two-component mixture by EM; ``None`` if the data cannot support it."""
+def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR) -> ScoreModel | None:
+    """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it."""
     scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[scores >= floor]
     if scores.size < MIN_PAIRS_FOR_MODEL or float(scores.std()) < 1e-6:
         return None
-    low, high = float(np.quantile(scores, 0.1)), float(np.quantile(scores, 0.98))
-    means = np.array([low, max(high, low + 0.05)])
-    deviations = np.array([0.05, 0.05])
-    weight = 0.5
-    for _ in range(iterations):
-        non = (1 - weight) * _normal_pdf(scores, means[0], deviations[0])
-        match = weight * _normal_pdf(scores, means[1], deviations[1])
-        total = non + match + 1e-300
-        responsibility = match / total
-        new_weight = float(responsibility.mean())
-        if new_weight <= 1e-6 or new_weight >= 1 - 1e-6:
-            return None
-        new_means = np.array([
-            np.average(scores, weights=1 - responsibility),
-            np.average(scores, weights=responsibility),
-        ])
-        new_devs = np.sqrt(np.array([
-            np.average((scores - new_means[0]) ** 2, weights=1 - responsibility),
-            np.average((scores - new_means[1]) ** 2, weights=responsibility),
-        ]))
-        new_devs = np.maximum(new_devs, 0.005)
-        converged = (abs(new_weight - weight) < 1e-7
-                     and np.allclose(new_means, means, atol=1e-7))
-        weight, means, deviations = new_weight, new_means, new_devs
-        if converged:
-            break
-    if means[1] < means[0]:
-        means, deviations, weight = means[::-1], deviations[::-1], 1 - weight
-    if means[1] - means[0] < 0.05:
+    bins = max(20, int(round((1 - floor) / _BIN_WIDTH)))
+    edges = np.linspace(floor, 1.0, bins + 1)
+    counts, _ = np.histogram(scores, edges)
+
+    def unpack(params):
+        weight = 1 / (1 + np.exp(-params[0]))
+        return weight, params[1], np.exp(params[2]), np.exp(params[3]), np.exp(params[4])
+
+    def negative_log_likelihood(params):
+        weight, mean, deviation, a, b = unpack(params)
+        normal, beta = stats.norm(mean, deviation), stats.beta(a, b)
+        non = np.diff(normal.cdf(edges)) / max(normal.sf(floor), 1e-300)
+        match = np.diff(beta.cdf(edges)) / max(beta.sf(floor), 1e-300)
+        probability = np.maximum((1 - weight) * non + weight * match, 1e-300)
+        return -float((counts * np.log(probability)).sum())
+
+    best = None
+    with np.errstate(all="ignore"):
+        for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0)):
+            start = [-2.0, start_mean, np.log(0.03), np.log(start_a), np.log(1.0)]
+            result = optimize.minimize(negative_log_likelihood, start, method="Nelder-Mead",
+                                       options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+                best = result
+    if best is None:
         return None
-    return ScoreModel(weight, (float(means[0]), float(means[1])),
-                      (float(deviations[0]), float(deviations[1])))
+    weight, mean, deviation, a, b = unpack(best.x)
+    if not 1e-6 < weight < 1 - 1e-6:
+        return None
+    model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
+    top, bottom = model.match_probability(np.array([0.999, floor]))
+    if top < 0.5 or bottom > 0.5:
+        return None  # no separation between the two components
+    return model
 
 
-def choose_threshold(scores: np.ndarray, requested: float | None = None) -> ThresholdChoice:
+def choose_threshold(scores: np.ndarray, requested: float | None = None,
+                     floor: float = SCORE_FLOOR) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
 
     Args:
-        scores: scores of all candidate pairs at or above ``SCORE_FLOOR``.
+        scores: scores of all candidate pairs at or above ``floor``.
         requested: a threshold set by the coordinator, or ``None`` for auto.
+        floor: the lowest score that was collected.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    model = fit_score_model(scores)
+    model = fit_score_model(scores, floor)
     if requested is not None:
         precision, recall = _expected_quality(scores, model, requested) if model else (None, None)
         return ThresholdChoice(requested, "set by the coordinator", model, precision, recall)
     if model is None:
         return ThresholdChoice(
             DEFAULT_THRESHOLD,
-            f"auto: too few or too uniform candidate scores ({scores.size} pairs at or above "
-            f"{SCORE_FLOOR}) to fit a score model, so the default {DEFAULT_THRESHOLD} was used",
+            f"auto: the candidate scores ({scores.size} pairs at or above {floor:.3f}) do not "
+            f"separate into matches and non-matches, so the default {DEFAULT_THRESHOLD} was used",
             None,
         )
-    grid = np.round(np.arange(SCORE_FLOOR, 1.0 + 1e-9, 0.005), 3)
+    grid = np.round(np.arange(floor, 1.0 + 1e-9, 0.0025), 4)
     probability = model.match_probability(scores)
     best, best_f1 = DEFAULT_THRESHOLD, -1.0
     expected_matches = float(probability.sum())
@@ -134,10 +149,9 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None) -> Thre
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(candidate), f1
     precision, recall = _expected_quality(scores, model, best)
-    reason = (f"auto: a two-component score model fitted to {scores.size} candidate pairs "
-              f"(non-matches around {model.means[0]:.2f}, matches around {model.means[1]:.2f}, "
-              f"{model.match_weight:.0%} matches) gives the best expected F1 ({best_f1:.3f}) "
-              f"at {best:.3f}")
+    reason = (f"auto: a score model fitted to the {scores.size} candidate pairs at or above "
+              f"{floor:.3f} (about {probability.sum():.0f} of them matches) gives the best "
+              f"expected F1 ({best_f1:.3f}) at {best:.3f}")
     return ThresholdChoice(best, reason, model, precision, recall)
 
 
@@ -172,7 +186,3 @@ def _expected_quality(scores, model, threshold):
     precision = true_positive / max(int(above.sum()), 1)
     recall = true_positive / max(float(probability.sum()), 1e-12)
     return precision, recall
-
-
-def _normal_pdf(x, mean, deviation):
-    return np.exp(-0.5 * ((x - mean) / deviation) ** 2) / (deviation * math.sqrt(2 * math.pi))

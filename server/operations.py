@@ -254,7 +254,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
             groups.append((key, float(result.confidence[label]), member_list))
             cross += len({a for a, _ in member_list}) > 1
-        edges, counts = score_histogram(result.floor_scores)
+        edges, counts = score_histogram(result.floor_scores, low=result.floor)
         choice = result.choice
         summary = {
             "threshold": choice.threshold,

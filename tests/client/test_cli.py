@@ -199,7 +199,7 @@ def test_offline_match_writes_one_to_one_csv(tmp_path, batches):
     right.write_bytes(write_batch(batches["be-customs"]))
     result = invoke("match", left, right, "--threshold", "auto", "-o", tmp_path / "m.csv")
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader((tmp_path / "m.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "m.csv").read_text("utf-8"))))
     assert rows and list(rows[0]) == ["left_record", "right_record", "confidence"]
     assert len({r["left_record"] for r in rows}) == len(rows)
     assert len({r["right_record"] for r in rows}) == len(rows)
