@@ -154,4 +154,5 @@ def _summary_dict(summary: pb.RunSummary) -> dict:
             "threshold_reason": summary.threshold_reason, "records": summary.records,
             "candidate_pairs": summary.candidate_pairs, "groups": summary.groups,
             "cross_agency_groups": summary.cross_agency_groups,
-            "seconds": round(summary.seconds, 3)}
+            "seconds": round(summary.seconds, 3), "new_records": summary.new_records,
+            "reused": summary.reused}

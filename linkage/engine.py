@@ -17,7 +17,14 @@ from .grouping import Grouping, greedy_groups
 from .kernel import iter_dice_tiles
 from .threshold import SCORE_FLOOR, ThresholdChoice, choose_threshold
 
-__all__ = ["LinkageResult", "ProgressCallback", "choose_floor", "link_records"]
+__all__ = [
+    "LinkageResult",
+    "ProgressCallback",
+    "choose_floor",
+    "compare_new_records",
+    "decide",
+    "link_records",
+]
 
 ProgressCallback = Callable[[str, int, int], None]
 _TILE_ROWS = 2048
@@ -71,6 +78,80 @@ def choose_floor(clks: np.ndarray, *, seed: int = 0) -> float:
     return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, _HIGHEST_FLOOR))
 
 
+def compare_new_records(
+    clks: np.ndarray,
+    is_new: np.ndarray,
+    floor: float,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> CandidatePairs:
+    """Pairs at or above ``floor`` that involve at least one new record.
+
+    New records are compared with every old record and with each other; pairs of
+    two old records are not recomputed. Indices are rows of ``clks``; each pair
+    is reported once with ``left < right``.
+    """
+    report = on_progress or (lambda stage, done, total: None)
+    new_rows = np.flatnonzero(is_new)
+    old_rows = np.flatnonzero(~is_new)
+    new_clks = clks[new_rows]
+    comparisons = [(new_clks, new_clks, new_rows, True)]
+    if old_rows.size:
+        comparisons.insert(0, (new_clks, clks[old_rows], old_rows, False))
+    total = int(new_rows.size) * len(comparisons)
+    parts = []
+    done = 0
+    report("comparing", 0, total)
+    for left, right, right_rows, same in comparisons:
+        for tile in iter_dice_tiles(left, right, floor, same=same, tile_rows=_TILE_ROWS):
+            first, second = new_rows[tile.left], right_rows[tile.right]
+            parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
+                                        tile.score))
+            done = min(done + _TILE_ROWS, total)
+            report("comparing", done, total)
+    report("comparing", total, total)
+    return CandidatePairs.concat(parts)
+
+
+def decide(
+    floor_pairs: CandidatePairs,
+    floor: float,
+    owners: np.ndarray,
+    *,
+    threshold: float | None = None,
+    max_per_owner: int | None = None,
+    cross_owner_only: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> LinkageResult:
+    """Choose the threshold from the pairs above the floor and group the records.
+
+    Args:
+        floor_pairs: every candidate pair at or above ``floor`` (indices into ``owners``).
+        floor: the lowest score collected.
+        owners: owner (agency/file) index of each record.
+        threshold: a Dice threshold, or ``None`` for auto.
+        max_per_owner: passed to ``greedy_groups`` (1 = 1-to-1 linkage).
+        cross_owner_only: ignore pairs of records with the same owner.
+    """
+    report = on_progress or (lambda stage, done, total: None)
+    if cross_owner_only:
+        keep = owners[floor_pairs.left] != owners[floor_pairs.right]
+        floor_pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep],
+                                     floor_pairs.score[keep])
+    report("choosing threshold", 0, 1)
+    choice = choose_threshold(floor_pairs.score, threshold, floor)
+    keep = floor_pairs.score >= choice.threshold
+    pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
+    report("grouping", 0, len(pairs))
+    grouping = greedy_groups(pairs, owners.shape[0], owners, max_per_owner=max_per_owner)
+    report("grouping", len(pairs), len(pairs))
+    if choice.model is not None:
+        confidence = choice.model.match_probability(grouping.weakest_score)
+    else:
+        confidence = grouping.weakest_score.copy()
+    return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence)
+
+
 def link_records(
     clks: np.ndarray,
     owners: np.ndarray,
@@ -90,32 +171,10 @@ def link_records(
         cross_owner_only: ignore pairs of records with the same owner.
         on_progress: called as ``(stage, done, total)``.
     """
-    report = on_progress or (lambda stage, done, total: None)
     floor = choose_floor(clks)
     if threshold is not None:
         floor = min(floor, threshold)
-    record_count = clks.shape[0]
-    parts = []
-    done = 0
-    report("comparing", 0, record_count)
-    for tile in iter_dice_tiles(clks, clks, floor, same=True, tile_rows=_TILE_ROWS):
-        done += 1
-        if cross_owner_only:
-            keep = owners[tile.left] != owners[tile.right]
-            tile = CandidatePairs(tile.left[keep], tile.right[keep], tile.score[keep])
-        parts.append(tile)
-        report("comparing", min(done * _TILE_ROWS, record_count), record_count)
-    report("comparing", record_count, record_count)
-    floor_pairs = CandidatePairs.concat(parts)
-    report("choosing threshold", 0, 1)
-    choice = choose_threshold(floor_pairs.score, threshold, floor)
-    keep = floor_pairs.score >= choice.threshold
-    pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
-    report("grouping", 0, len(pairs))
-    grouping = greedy_groups(pairs, record_count, owners, max_per_owner=max_per_owner)
-    report("grouping", len(pairs), len(pairs))
-    if choice.model is not None:
-        confidence = choice.model.match_probability(grouping.weakest_score)
-    else:
-        confidence = grouping.weakest_score.copy()
-    return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence)
+    everything = np.ones(clks.shape[0], dtype=bool)
+    floor_pairs = compare_new_records(clks, everything, floor, on_progress=on_progress)
+    return decide(floor_pairs, floor, owners, threshold=threshold, max_per_owner=max_per_owner,
+                  cross_owner_only=cross_owner_only, on_progress=on_progress)

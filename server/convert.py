@@ -24,6 +24,8 @@ def summary_to_proto(summary: dict) -> pb.RunSummary:
         groups=int(summary["groups"]),
         cross_agency_groups=int(summary["cross_agency_groups"]),
         seconds=float(summary["seconds"]),
+        new_records=int(summary.get("new_records", 0)),
+        reused=bool(summary.get("reused", False)),
     )
 
 

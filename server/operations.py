@@ -20,7 +20,8 @@ import numpy as np
 
 from linkage.batch import EncodedBatch
 from linkage.clks import clks_from_bytes
-from linkage.engine import link_records
+from linkage.candidates import CandidatePairs
+from linkage.engine import choose_floor, compare_new_records, decide
 from linkage.errors import (
     BatchFormatError,
     ClkError,
@@ -230,38 +231,59 @@ def _group_key_secret(store: Store) -> bytes:
 
 def run_linkage(store: Store, project_name: str, threshold_text: str,
                 on_progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Link every stored record of a project and store the groups; returns the run summary."""
+    """Link a project incrementally and store the groups; returns the run summary.
+
+    Only records of batches that no earlier run compared are compared (with
+    everything stored and with each other); the pairs found are kept, so old
+    pairs are never recomputed. With nothing new and the same threshold
+    setting, the latest run stands and no work is done.
+    """
     requested = parse_threshold(threshold_text)
+    setting = "auto" if requested is None else f"{requested:g}"
     project = store.project(project_name)
-    agency_ids, record_ids, clk_blobs = store.load_records(project.id)
-    if not record_ids:
+    records = store.load_records(project.id)
+    if not records.record_ids:
         raise RunStateError(f"Project {project_name!r} has no batches yet; agencies submit with "
                             "'linkage submit' first.")
+    latest = store.latest_run(project.id)
+    if (latest is not None and not records.is_new.any()
+            and latest.summary.get("threshold_setting") == setting):
+        summary = dict(latest.summary, run=latest.number, new_records=0, reused=True)
+        return summary
     report = on_progress or (lambda stage, done, total: None)
-    report("loading", len(record_ids), len(record_ids))
+    report("loading", len(records.record_ids), len(records.record_ids))
     run_id = store.start_run(project.id)
     started = time.monotonic()
     try:
-        clks = clks_from_bytes(clk_blobs, project.clk_bits)
-        owners = np.asarray(agency_ids, dtype=np.int64)
-        result = link_records(clks, owners, threshold=requested, on_progress=report)
-        key_secret = _group_key_secret(store)
-        groups = []
-        cross = 0
-        for label, members in enumerate(result.grouping.members()):
-            member_list = sorted((agency_ids[i], record_ids[i]) for i in members.tolist())
-            material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
-            key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
-            groups.append((key, float(result.confidence[label]), member_list))
-            cross += len({a for a, _ in member_list}) > 1
-        edges, counts = score_histogram(result.floor_scores, low=result.floor)
+        clks = clks_from_bytes(records.clks, project.clk_bits)
+        floor = store.pair_floor(project.id)
+        if floor is None or (requested is not None and requested < floor):
+            if floor is not None:
+                store.reset_pairs(project.id)
+                records = store.load_records(project.id)
+            floor = choose_floor(clks) if requested is None else min(choose_floor(clks), requested)
+        new_count = int(records.is_new.sum())
+        if new_count:
+            fresh = compare_new_records(clks, records.is_new, floor, on_progress=report)
+            store.add_pairs(project.id, floor, records.row_ids[fresh.left],
+                            records.row_ids[fresh.right], fresh.score, records.new_batches)
+        stored_left, stored_right, stored_score = store.load_pairs(project.id)
+        position = np.searchsorted(records.row_ids, np.concatenate([stored_left, stored_right]))
+        half = stored_left.shape[0]
+        floor_pairs = CandidatePairs(position[:half], position[half:], stored_score)
+        result = decide(floor_pairs, floor, records.agency_ids, threshold=requested,
+                        on_progress=report)
+        groups, cross = _named_groups(store, result, records)
+        edges, counts = score_histogram(result.floor_scores, low=floor)
         choice = result.choice
         summary = {
             "threshold": choice.threshold,
+            "threshold_setting": setting,
             "threshold_reason": choice.reason,
             "estimated_precision": choice.estimated_precision or 0.0,
             "estimated_recall": choice.estimated_recall or 0.0,
-            "records": len(record_ids),
+            "records": len(records.record_ids),
+            "new_records": new_count,
             "candidate_pairs": len(result.pairs),
             "groups": len(groups),
             "cross_agency_groups": cross,
@@ -274,7 +296,23 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         store.fail_run(run_id, f"{type(error).__name__}: the run did not finish")
         raise
     summary["run"] = store.latest_run(project.id).number
+    summary["reused"] = False
     return summary
+
+
+def _named_groups(store: Store, result, records):
+    """Groups as (key, confidence, members); keys are keyed hashes of the membership."""
+    key_secret = _group_key_secret(store)
+    groups = []
+    cross = 0
+    for label, members in enumerate(result.grouping.members()):
+        member_list = sorted((int(records.agency_ids[i]), records.record_ids[i])
+                             for i in members.tolist())
+        material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
+        key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
+        groups.append((key, float(result.confidence[label]), member_list))
+        cross += len({a for a, _ in member_list}) > 1
+    return groups, cross
 
 
 def _latest_run(store: Store, project: ProjectRow):

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from linkage.errors import AlreadyExistsError, NotFoundError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "ProjectRow",
     "RunRow",
     "SqliteStore",
+    "StoredRecords",
     "Store",
 ]
 
@@ -70,6 +73,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             decision TEXT NOT NULL, note TEXT NOT NULL, decided_at TEXT NOT NULL,
             PRIMARY KEY (project_id, group_key));
     """),
+    ("0002_incremental_pairs", """
+        ALTER TABLE batches ADD COLUMN compared INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE projects ADD COLUMN pair_floor REAL;
+        CREATE TABLE pair_blocks (
+            id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            lefts BLOB NOT NULL, rights BLOB NOT NULL, scores BLOB NOT NULL);
+    """),
 ]
 
 
@@ -96,6 +106,22 @@ class BatchRow:
     agency_id: int
     record_count: int
     content_hash: str
+
+
+@dataclass(frozen=True)
+class StoredRecords:
+    """Every record of a project, in storage order.
+
+    ``row_ids`` are the store's own record keys (what stored pairs refer to);
+    ``is_new`` marks records of batches not yet compared in any run.
+    """
+
+    row_ids: np.ndarray
+    agency_ids: np.ndarray
+    record_ids: list[str]
+    clks: list[bytes]
+    is_new: np.ndarray
+    new_batches: list[str]
 
 
 @dataclass(frozen=True)
@@ -133,7 +159,12 @@ class Store(Protocol):
     def add_batch(self, project: ProjectRow, agency: AgencyRow, batch_id: str, content_hash: str,
                   key_check: str, record_ids: Sequence[str], clks: Sequence[bytes]) -> BatchRow: ...
     def batches(self, project_id: int) -> list[BatchRow]: ...
-    def load_records(self, project_id: int) -> tuple[list[int], list[str], list[bytes]]: ...
+    def load_records(self, project_id: int) -> StoredRecords: ...
+    def pair_floor(self, project_id: int) -> float | None: ...
+    def add_pairs(self, project_id: int, floor: float, lefts: np.ndarray, rights: np.ndarray,
+                  scores: np.ndarray, compared_batches: Sequence[str]) -> None: ...
+    def load_pairs(self, project_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def reset_pairs(self, project_id: int) -> None: ...
     def start_run(self, project_id: int) -> int: ...
     def finish_run(self, run_id: int, summary: dict,
                    groups: Sequence[tuple[str, float, Sequence[tuple[int, str]]]]) -> None: ...
@@ -288,7 +319,8 @@ class SqliteStore:
                                  (project.id,)).fetchone()[0]
             if current is None:
                 db.execute("UPDATE projects SET key_check = ? WHERE id = ?", (key_check, project.id))
-            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO batches (id, project_id, agency_id, record_count, "
+                       "content_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (batch_id, project.id, agency.id, len(record_ids), content_hash, _now()))
             try:
                 db.executemany(
@@ -304,11 +336,52 @@ class SqliteStore:
                            "WHERE project_id = ? ORDER BY created_at, id", (project_id,))
         return [BatchRow(*row) for row in rows]
 
-    def load_records(self, project_id: int):
-        rows = self._query("SELECT r.agency_id, r.record_id, r.clk FROM records r "
-                           "JOIN batches b ON b.id = r.batch_id WHERE b.project_id = ? "
-                           "ORDER BY r.id", (project_id,))
-        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    def load_records(self, project_id: int) -> StoredRecords:
+        rows = self._query("SELECT r.id, r.agency_id, r.record_id, r.clk, b.compared, b.id "
+                           "FROM records r JOIN batches b ON b.id = r.batch_id "
+                           "WHERE b.project_id = ? ORDER BY r.id", (project_id,))
+        new_batches = sorted({row[5] for row in rows if not row[4]})
+        return StoredRecords(
+            row_ids=np.array([row[0] for row in rows], dtype=np.int64),
+            agency_ids=np.array([row[1] for row in rows], dtype=np.int64),
+            record_ids=[row[2] for row in rows],
+            clks=[row[3] for row in rows],
+            is_new=np.array([not row[4] for row in rows], dtype=bool),
+            new_batches=new_batches,
+        )
+
+    # -- candidate pairs, kept between runs so new batches are compared only once ------------
+
+    def pair_floor(self, project_id: int) -> float | None:
+        rows = self._query("SELECT pair_floor FROM projects WHERE id = ?", (project_id,))
+        return rows[0][0] if rows else None
+
+    def add_pairs(self, project_id, floor, lefts, rights, scores, compared_batches) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO pair_blocks (project_id, lefts, rights, scores) "
+                       "VALUES (?, ?, ?, ?)",
+                       (project_id, np.asarray(lefts, "<i8").tobytes(),
+                        np.asarray(rights, "<i8").tobytes(),
+                        np.asarray(scores, "<f8").tobytes()))
+            db.executemany("UPDATE batches SET compared = 1 WHERE id = ?",
+                           [(batch,) for batch in compared_batches])
+            db.execute("UPDATE projects SET pair_floor = ? WHERE id = ?", (floor, project_id))
+
+    def load_pairs(self, project_id: int):
+        rows = self._query("SELECT lefts, rights, scores FROM pair_blocks WHERE project_id = ? "
+                           "ORDER BY id", (project_id,))
+        if not rows:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, np.float64)
+        return (np.concatenate([np.frombuffer(r[0], "<i8") for r in rows]),
+                np.concatenate([np.frombuffer(r[1], "<i8") for r in rows]),
+                np.concatenate([np.frombuffer(r[2], "<f8") for r in rows]))
+
+    def reset_pairs(self, project_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM pair_blocks WHERE project_id = ?", (project_id,))
+            db.execute("UPDATE batches SET compared = 0 WHERE project_id = ?", (project_id,))
+            db.execute("UPDATE projects SET pair_floor = NULL WHERE id = ?", (project_id,))
 
     # -- runs and results -------------------------------------------------------------------------
 
@@ -322,10 +395,12 @@ class SqliteStore:
 
     def finish_run(self, run_id, summary, groups) -> None:
         with self._transaction() as db:
-            db.executemany("INSERT INTO groups VALUES (?, ?, ?, ?)",
+            db.executemany("INSERT INTO groups (run_id, group_key, confidence, size) "
+                           "VALUES (?, ?, ?, ?)",
                            ((run_id, key, confidence, len(members))
                             for key, confidence, members in groups))
-            db.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
+            db.executemany("INSERT INTO group_members (run_id, group_key, agency_id, record_id) "
+                           "VALUES (?, ?, ?, ?)",
                            ((run_id, key, agency_id, record_id)
                             for key, _, members in groups for agency_id, record_id in members))
             db.execute("UPDATE runs SET status = 'done', finished_at = ?, summary = ? WHERE id = ?",
@@ -376,7 +451,8 @@ class SqliteStore:
 
     def set_review(self, project_id, group_key, decision, note) -> None:
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO reviews VALUES (?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO reviews (project_id, group_key, decision, note, "
+                       "decided_at) VALUES (?, ?, ?, ?, ?)",
                        (project_id, group_key, decision, note, _now()))
 
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]:

@@ -139,7 +139,7 @@ class RunProgress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds")
+    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds", "new_records", "reused")
     RUN_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,8 @@ class RunSummary(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     CROSS_AGENCY_GROUPS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NEW_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     run: int
     threshold: float
     threshold_reason: str
@@ -156,7 +158,9 @@ class RunSummary(_message.Message):
     groups: int
     cross_agency_groups: int
     seconds: float
-    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    new_records: int
+    reused: bool
+    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
     __slots__ = ("project",)
