@@ -5,12 +5,14 @@ Proto messages stop here: callers get plain dicts and dataclasses.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
 
-from linkage.batch import EncodedBatch
+from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
@@ -19,6 +21,8 @@ __all__ = ["CHUNK_BYTES", "LinkageClient", "Receipt"]
 
 CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB message limit
 DEFAULT_TIMEOUT = 600.0
+RETRIES = 8
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class Receipt:
     batch_id: str
     records_accepted: int
     agency: str
+    already_stored: bool = False
+    resumed_from: int = 0
 
 
 class LinkageClient:
@@ -58,25 +64,59 @@ class LinkageClient:
     # -- agency ---------------------------------------------------------------------------------
 
     def submit(self, project: str, batch: EncodedBatch,
-               on_progress: Callable[[int], None] | None = None) -> Receipt:
-        """Stream a batch in chunks; ``on_progress(n)`` after each chunk of n records."""
+               on_progress: Callable[[int], None] | None = None, *,
+               retries: int = RETRIES, backoff: float = 0.5) -> Receipt:
+        """Upload a batch in chunks, resuming where the server's holdings end.
+
+        The batch id is derived from the project and the content hash, so submitting the same
+        batch again (after a dropped connection, a server restart or by
+        mistake) resumes or finds it stored. RESOURCE_EXHAUSTED and UNAVAILABLE
+        are retried with exponential backoff. ``on_progress(n)`` reports n more
+        records held by the server.
+        """
         clks = clks_to_bytes(batch.clks)
+        digest = content_hash(batch.record_ids, clks)
+        batch_id = upload_batch_id(project, digest)
+        header = pb.BatchHeader(
+            project=project, schema_fingerprint=batch.schema_fingerprint or "",
+            key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
+            batch_id=batch_id, content_hash=digest)
         per_chunk = max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
+        reported = 0
 
-        def messages():
-            yield pb.SubmitBatchRequest(header=pb.BatchHeader(
-                project=project, schema_fingerprint=batch.schema_fingerprint or "",
-                key_check=batch.key_check or "", clk_bits=batch.clk_bits,
-                record_count=len(batch)))
-            for start in range(0, len(batch), per_chunk):
-                stop = min(start + per_chunk, len(batch))
+        def advance(held: int) -> None:
+            nonlocal reported
+            if on_progress and held > reported:
+                on_progress(held - reported)
+            reported = max(reported, held)
+
+        def messages(start: int):
+            yield pb.SubmitBatchRequest(header=header)
+            for first in range(start, len(batch), per_chunk):
+                stop = min(first + per_chunk, len(batch))
                 yield pb.SubmitBatchRequest(chunk=pb.RecordChunk(
-                    record_ids=batch.record_ids[start:stop], clks=clks[start:stop]))
-                if on_progress:
-                    on_progress(stop - start)
+                    record_ids=batch.record_ids[first:stop], clks=clks[first:stop],
+                    first_record=first))
+                advance(stop)
 
-        response = self._call(self.agency.SubmitBatch, messages())
-        return Receipt(response.batch_id, response.records_accepted, response.agency)
+        attempt = 0
+        while True:
+            try:
+                status = self._call(self.agency.GetUploadStatus, pb.GetUploadStatusRequest(
+                    project=project, batch_id=batch_id))
+                start = int(status.records_received)
+                advance(start)
+                if status.committed:
+                    return Receipt(batch_id, start, "", already_stored=True)
+                response = self._call(self.agency.SubmitBatch, messages(start))
+                advance(len(batch))
+                return Receipt(response.batch_id, response.records_accepted, response.agency,
+                               response.already_stored, start)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE or attempt >= retries:
+                    raise
+                time.sleep(min(backoff * 2 ** attempt, 30.0) * (0.5 + random.random()))
+                attempt += 1
 
     def results(self, project: str) -> Iterator[dict]:
         """The caller's own records with hits, as dicts in the documented JSON shape."""

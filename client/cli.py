@@ -198,8 +198,14 @@ def submit(client: LinkageClient, project, schema_path, secret_path, batch_file)
     batch = _load_batch(batch_file, schema_path, secret_path)
     with _progress(len(batch), "uploading") as bar:
         receipt = client.submit(project, batch, on_progress=bar.update)
+    if receipt.already_stored:
+        click.echo(f"The server already holds this batch ({receipt.batch_id}); it was not "
+                   "stored again.", err=True)
+    elif receipt.resumed_from:
+        click.echo(f"Resumed an interrupted upload from record {receipt.resumed_from}.", err=True)
     click.echo(json.dumps({"batch": receipt.batch_id, "agency": receipt.agency,
-                           "records_accepted": receipt.records_accepted}))
+                           "records_accepted": receipt.records_accepted,
+                           "already_stored": receipt.already_stored}))
 
 
 @main.command()

@@ -31,7 +31,7 @@ import numpy as np
 from .clks import clks_from_base64, clks_from_bytes, clks_to_bytes
 from .errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
 
-__all__ = ["EncodedBatch", "read_batch", "write_batch"]
+__all__ = ["EncodedBatch", "content_hash", "read_batch", "upload_batch_id", "write_batch"]
 
 MAGIC = b"LKBATCH\x01"
 FORMAT_NAME = "linkage-batch"
@@ -78,6 +78,32 @@ class EncodedBatch:
                 raise DuplicateRecordError(f"Record id at position {position} appears more than "
                                            "once in the batch; record ids must be unique.")
             seen.add(record_id)
+
+
+def content_hash(record_ids: list[str], clks: list[bytes]) -> str:
+    """SHA-256 (hex) of a batch's content: per record, 2-byte id length, id bytes, CLK bytes.
+
+    Client and server compute it the same way, so an upload is committed only
+    if exactly what the agency encoded arrived.
+    """
+    digest = hashlib.sha256()
+    update_content_hash(digest, record_ids, clks)
+    return digest.hexdigest()
+
+
+def upload_batch_id(project: str, digest: str) -> str:
+    """The client-chosen id of a batch's upload: the same batch to the same project, the same id."""
+    scoped = hashlib.sha256(f"{project}\n{digest}".encode("utf-8")).hexdigest()
+    return "b-" + scoped[:16]
+
+
+def update_content_hash(digest, record_ids: list[str], clks: list[bytes]) -> None:
+    """Feed more records into a running content hash (for chunked uploads)."""
+    for record_id, clk in zip(record_ids, clks):
+        encoded = record_id.encode("utf-8")
+        digest.update(len(encoded).to_bytes(2, "little"))
+        digest.update(encoded)
+        digest.update(clk)
 
 
 def write_batch(batch: EncodedBatch) -> bytes:

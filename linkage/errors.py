@@ -17,6 +17,7 @@ gRPC server and the CLI) can translate them in one place each::
     ├── NotFoundError          a project, agency, batch or group does not exist
     ├── AlreadyExistsError     a project of that name exists already
     ├── PermissionDeniedError  the caller may not do this (wrong role, other agency's data)
+    ├── ServerBusyError        too much work in flight; retry shortly
     ├── AuthenticationError    no credential, or one the server does not know
     └── RunStateError          the operation needs a run that has not happened yet
 
@@ -43,6 +44,7 @@ __all__ = [
     "RunStateError",
     "SchemaError",
     "SecretError",
+    "ServerBusyError",
 ]
 
 
@@ -119,6 +121,10 @@ class AlreadyExistsError(LinkageError):
 
 class PermissionDeniedError(LinkageError):
     """The caller is known but may not do this."""
+
+
+class ServerBusyError(LinkageError):
+    """The server has as much work in flight as it accepts; the caller should retry shortly."""
 
 
 class AuthenticationError(LinkageError):

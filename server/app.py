@@ -52,6 +52,10 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
         RuntimeError: the address cannot be bound.
     """
     store = SqliteStore(config.data_dir)
+    interrupted = store.interrupt_running_runs()
+    if interrupted:
+        log.warning("%d linkage run(s) were interrupted by the last stop and are marked failed; "
+                    "run them again", interrupted)
     created = ensure_coordinator(store, config.data_dir)
     if created is not None:
         log.warning("First start: the coordinator credential was written to %s", created)
@@ -60,8 +64,10 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         interceptors=[GuardInterceptor(store)], options=options)
-    linkage_pb2_grpc.add_AgencyServiceServicer_to_server(AgencyServicer(store), server)
+                         interceptors=[GuardInterceptor(store)], options=options,
+                         maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    linkage_pb2_grpc.add_AgencyServiceServicer_to_server(
+        AgencyServicer(store, config.max_concurrent_uploads), server)
     linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -33,6 +33,7 @@ _COORDINATOR = "/linkage.v1.CoordinatorService/"
 POLICY: dict[str, str] = {
     _AGENCY + "SubmitBatch": "agency",
     _AGENCY + "GetResults": "agency",
+    _AGENCY + "GetUploadStatus": "agency",
     _COORDINATOR + "CreateProject": "coordinator",
     _COORDINATOR + "ListProjects": "coordinator",
     _COORDINATOR + "RunLinkage": "coordinator",

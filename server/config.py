@@ -15,10 +15,15 @@ class ServerConfig:
     """Where the server keeps its data and how it listens.
 
     ``max_message_bytes`` bounds one gRPC message (uploads arrive as many
-    chunks well below it); ``workers`` is the RPC thread pool size.
+    chunks well below it); ``workers`` is the RPC thread pool size;
+    ``max_concurrent_uploads`` uploads are received at once, more are refused
+    with RESOURCE_EXHAUSTED (clients retry); ``max_concurrent_rpcs`` bounds all
+    calls in flight the same way.
     """
 
     data_dir: Path
     listen: str = "127.0.0.1:50051"
-    workers: int = 8
+    workers: int = 16
     max_message_bytes: int = 4 * MiB
+    max_concurrent_uploads: int = 4
+    max_concurrent_rpcs: int = 64

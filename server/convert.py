@@ -11,7 +11,8 @@ __all__ = ["header_from_proto", "hit_to_proto", "report_to_proto", "summary_to_p
 
 def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
     return BatchHeaderInfo(header.project, header.schema_fingerprint, header.key_check,
-                           int(header.clk_bits), int(header.record_count))
+                           int(header.clk_bits), int(header.record_count), header.batch_id,
+                           header.content_hash)
 
 
 def summary_to_proto(summary: dict) -> pb.RunSummary:

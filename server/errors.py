@@ -25,6 +25,7 @@ STATUS_FOR_ERROR: tuple[tuple[type[errors.LinkageError], grpc.StatusCode], ...] 
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.ServerBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 

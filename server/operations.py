@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.batch import EncodedBatch
+from linkage.batch import MAX_RECORD_ID_BYTES, update_content_hash
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import choose_floor, compare_new_records, decide
 from linkage.errors import (
+    AlreadyExistsError,
     BatchFormatError,
     ClkError,
     DuplicateRecordError,
     EmptyBatchError,
     InvalidRequestError,
+    LinkageError,
     NotFoundError,
     PermissionDeniedError,
     RunStateError,
@@ -43,6 +45,8 @@ from .store import ProjectRow, Store
 __all__ = [
     "AgencyReport",
     "BatchHeaderInfo",
+    "SubmitOutcome",
+    "UploadProgress",
     "GroupReport",
     "ProjectReport",
     "RecordHit",
@@ -52,9 +56,12 @@ __all__ = [
     "review_group",
     "run_linkage",
     "submit_batch",
+    "upload_status",
 ]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_BATCH_ID = re.compile(r"^b-[0-9a-f]{16}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 GROUP_KEY_SETTING = "group_key_secret"
 
 
@@ -67,6 +74,29 @@ class BatchHeaderInfo:
     key_check: str
     clk_bits: int
     record_count: int
+    batch_id: str
+    content_hash: str
+
+    def as_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """The receipt of an upload."""
+
+    batch_id: str
+    records: int
+    already_stored: bool
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """What the server holds of an upload."""
+
+    batch_id: str
+    records_received: int
+    committed: bool
 
 
 @dataclass(frozen=True)
@@ -165,60 +195,111 @@ def check_header(store: Store, identity: Identity, header: BatchHeaderInfo) -> P
     return project
 
 
-def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
-                 chunks: Iterable[tuple[list[str], list[bytes]]]):
-    """Receive a whole batch, validate it, and store it atomically.
+def upload_status(store: Store, identity: Identity, project_name: str,
+                  batch_id: str) -> UploadProgress:
+    """How much of the caller's upload the server holds (0 for an unknown id)."""
+    project = _project_for(store, identity, project_name)
+    committed = store.batch(batch_id)
+    if committed is not None:
+        _check_owner(committed.agency_id, identity)
+        return UploadProgress(batch_id, committed.record_count, True)
+    upload = store.upload(batch_id)
+    if upload is None or upload.project_id != project.id:
+        return UploadProgress(batch_id, 0, False)
+    _check_owner(upload.agency_id, identity)
+    return UploadProgress(batch_id, upload.records_received, False)
 
-    Returns ``(batch_id, records, already_stored)``. Nothing is stored unless
-    every check passes.
+
+def _check_owner(agency_id: int, identity: Identity) -> None:
+    if agency_id != identity.agency_id:
+        raise AlreadyExistsError("That batch id is used by another agency; encode again or "
+                                 "choose another batch id.")
+
+
+def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
+                 chunks: Iterable[tuple[int, list[str], list[bytes]]]) -> SubmitOutcome:
+    """Receive (the rest of) an upload, keep each chunk durably, commit when complete.
+
+    Chunks already held are skipped, so a client resumes by sending from
+    ``upload_status``. The batch is committed atomically once every record has
+    arrived, the content hash matches and every check passed; until then it is
+    invisible to runs. Raises a domain error naming what is wrong otherwise.
     """
     project = check_header(store, identity, header)
+    if not _BATCH_ID.match(header.batch_id):
+        raise InvalidRequestError("The batch id must be 'b-' and 16 lowercase hex digits.")
+    if not _HEX64.match(header.content_hash):
+        raise InvalidRequestError("The content hash must be 64 lowercase hex digits (SHA-256).")
+    progress = upload_status(store, identity, header.project, header.batch_id)
+    if progress.committed:
+        return SubmitOutcome(header.batch_id, progress.records_received, True)
+    duplicate = store.batch_by_hash(identity.agency_id, header.content_hash)
+    if duplicate is not None:
+        return SubmitOutcome(duplicate.id, duplicate.record_count, True)
+    held = store.upload(header.batch_id)
+    if held is not None and held.header != header.as_json():
+        raise InvalidRequestError("An upload with this batch id but another header is in "
+                                  "progress; encode again to get a fresh batch id.")
+    store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json())
+    received = progress.records_received
     clk_bytes = header.clk_bits // 8
-    record_ids: list[str] = []
-    clks: list[bytes] = []
-    for chunk_ids, chunk_clks in chunks:
-        if len(chunk_ids) != len(chunk_clks):
-            raise BatchFormatError(f"A chunk has {len(chunk_ids)} record ids but "
-                                   f"{len(chunk_clks)} CLKs.")
-        for position, clk in enumerate(chunk_clks):
-            if len(clk) != clk_bytes:
-                raise ClkError(f"CLK #{len(clks) + position} is {len(clk) * 8} bits; the project's "
-                               f"schema makes {header.clk_bits}-bit CLKs.")
-        record_ids.extend(chunk_ids)
-        clks.extend(chunk_clks)
-        if len(record_ids) > header.record_count:
+    for first_record, record_ids, clks in chunks:
+        _check_chunk(record_ids, clks, clk_bytes, first_record)
+        if first_record + len(record_ids) <= received:
+            continue  # already held: a resumed client may resend its last chunk
+        if first_record != received:
+            raise BatchFormatError(f"A chunk starts at record {first_record} but the server holds "
+                                   f"{received}; resume from record {received}.")
+        if received + len(record_ids) > header.record_count:
             raise BatchFormatError(f"The upload sent more records than its header announced "
                                    f"({header.record_count}).")
-    if len(record_ids) != header.record_count:
-        raise BatchFormatError(f"The upload is truncated: {len(record_ids)} of "
-                               f"{header.record_count} records arrived. Nothing was stored; "
-                               "submit the batch again.")
-    batch = EncodedBatch(record_ids, clks_from_bytes(clks, header.clk_bits), header.clk_bits,
-                         header.schema_fingerprint, header.key_check)
-    batch.validate()
-    content_hash = _content_hash(record_ids, clks)
-    existing = store.batch_by_hash(identity.agency_id, content_hash)
-    if existing is not None:
-        return existing.id, existing.record_count, True
-    clashes = store.existing_record_ids(identity.agency_id, record_ids)
-    if clashes:
-        raise DuplicateRecordError(f"{len(clashes)} record ids of this batch are already stored "
-                                   "for this agency in an earlier batch; record ids must be "
-                                   "unique across an agency's batches.")
+        received = store.append_chunk(header.batch_id, first_record, record_ids, clks)
+    if received < header.record_count:
+        raise BatchFormatError(f"The upload is truncated: {received} of {header.record_count} "
+                               "records arrived. The server keeps them but stores nothing "
+                               "yet: run 'linkage submit' again to resume.")
+    _verify_upload(store, identity, header)
     agency = next(a for a in store.agencies(project.id) if a.id == identity.agency_id)
-    batch_id = "b-" + uuid.uuid4().hex[:16]
-    store.add_batch(project, agency, batch_id, content_hash, header.key_check, record_ids, clks)
-    return batch_id, len(record_ids), False
+    stored = store.commit_upload(project, agency, header.batch_id, header.content_hash,
+                                 header.key_check)
+    return SubmitOutcome(stored.id, stored.record_count, False)
 
 
-def _content_hash(record_ids: list[str], clks: list[bytes]) -> str:
+def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first: int) -> None:
+    if len(record_ids) != len(clks):
+        raise BatchFormatError(f"A chunk has {len(record_ids)} record ids but {len(clks)} CLKs.")
+    for offset, (record_id, clk) in enumerate(zip(record_ids, clks)):
+        if len(clk) != clk_bytes:
+            raise ClkError(f"CLK #{first + offset} is {len(clk) * 8} bits; the project's schema "
+                           f"makes {clk_bytes * 8}-bit CLKs.")
+        if not record_id or len(record_id.encode("utf-8")) > MAX_RECORD_ID_BYTES:
+            raise BatchFormatError(f"Record #{first + offset} has an empty record id or one "
+                                   f"longer than {MAX_RECORD_ID_BYTES} bytes.")
+
+
+def _verify_upload(store: Store, identity: Identity, header: BatchHeaderInfo) -> None:
+    """Hash, duplicate and clash checks over the held chunks; discards the upload on failure."""
     digest = hashlib.sha256()
-    for record_id, clk in zip(record_ids, clks):
-        encoded = record_id.encode("utf-8")
-        digest.update(len(encoded).to_bytes(2, "little"))
-        digest.update(encoded)
-        digest.update(clk)
-    return digest.hexdigest()
+    seen: set[str] = set()
+    try:
+        for record_ids, clks in store.upload_chunks(header.batch_id):
+            update_content_hash(digest, record_ids, clks)
+            for record_id in record_ids:
+                if record_id in seen:
+                    raise DuplicateRecordError("A record id appears more than once in the batch; "
+                                               "record ids must be unique.")
+                seen.add(record_id)
+            clashes = store.existing_record_ids(identity.agency_id, record_ids)
+            if clashes:
+                raise DuplicateRecordError(
+                    f"{len(clashes)} record ids of this batch are already stored for this agency "
+                    "in an earlier batch; record ids must be unique across an agency's batches.")
+        if digest.hexdigest() != header.content_hash:
+            raise BatchFormatError("What arrived does not match the batch's content hash: the "
+                                   "upload was corrupted. Nothing was stored; submit again.")
+    except LinkageError:
+        store.discard_upload(header.batch_id)
+        raise
 
 
 def _group_key_secret(store: Store) -> bytes:

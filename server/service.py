@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from linkage.errors import BatchFormatError
+from linkage.errors import BatchFormatError, ServerBusyError
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -18,25 +18,41 @@ __all__ = ["AgencyServicer", "CoordinatorServicer"]
 
 
 class AgencyServicer(pb_grpc.AgencyServiceServicer):
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_concurrent_uploads: int):
         self._store = store
+        self._upload_slots = threading.BoundedSemaphore(max_concurrent_uploads)
+        self._max_uploads = max_concurrent_uploads
 
     def SubmitBatch(self, request_iterator, context):
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise BatchFormatError("An upload must start with its header message.")
-        header = header_from_proto(first.header)
+        if not self._upload_slots.acquire(blocking=False):
+            raise ServerBusyError(f"The server is receiving {self._max_uploads} uploads already; "
+                                  "retry in a few seconds ('linkage submit' does so itself).")
+        try:
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise BatchFormatError("An upload must start with its header message.")
+            header = header_from_proto(first.header)
 
-        def chunks():
-            for message in request_iterator:
-                if message.WhichOneof("part") != "chunk":
-                    raise BatchFormatError("Only one header is allowed per upload.")
-                yield list(message.chunk.record_ids), list(message.chunk.clks)
+            def chunks():
+                for message in request_iterator:
+                    if message.WhichOneof("part") != "chunk":
+                        raise BatchFormatError("Only one header is allowed per upload.")
+                    chunk = message.chunk
+                    yield int(chunk.first_record), list(chunk.record_ids), list(chunk.clks)
 
-        batch_id, accepted, _ = operations.submit_batch(
-            self._store, current_identity(), header, chunks())
-        return pb.SubmitBatchResponse(batch_id=batch_id, records_accepted=accepted,
-                                      agency=current_identity().name)
+            outcome = operations.submit_batch(self._store, current_identity(), header, chunks())
+        finally:
+            self._upload_slots.release()
+        return pb.SubmitBatchResponse(batch_id=outcome.batch_id, records_accepted=outcome.records,
+                                      agency=current_identity().name,
+                                      already_stored=outcome.already_stored)
+
+    def GetUploadStatus(self, request, context):
+        progress = operations.upload_status(self._store, current_identity(), request.project,
+                                            request.batch_id)
+        return pb.UploadStatus(batch_id=progress.batch_id,
+                               records_received=progress.records_received,
+                               committed=progress.committed)
 
     def GetResults(self, request, context):
         for hit in operations.agency_results(self._store, current_identity(), request.project):

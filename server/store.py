@@ -31,6 +31,7 @@ __all__ = [
     "RunRow",
     "SqliteStore",
     "StoredRecords",
+    "UploadRow",
     "Store",
 ]
 
@@ -80,6 +81,15 @@ MIGRATIONS: list[tuple[str, str]] = [
             id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
             lefts BLOB NOT NULL, rights BLOB NOT NULL, scores BLOB NOT NULL);
     """),
+    ("0003_resumable_uploads", """
+        CREATE TABLE uploads (
+            batch_id TEXT PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            agency_id INTEGER NOT NULL REFERENCES agencies(id), header TEXT NOT NULL,
+            records_received INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL);
+        CREATE TABLE upload_chunks (
+            batch_id TEXT NOT NULL REFERENCES uploads(batch_id), first_record INTEGER NOT NULL,
+            record_ids TEXT NOT NULL, clks BLOB NOT NULL, PRIMARY KEY (batch_id, first_record));
+    """),
 ]
 
 
@@ -125,6 +135,17 @@ class StoredRecords:
 
 
 @dataclass(frozen=True)
+class UploadRow:
+    """An upload in progress: held durably, invisible to runs until committed."""
+
+    batch_id: str
+    project_id: int
+    agency_id: int
+    header: str
+    records_received: int
+
+
+@dataclass(frozen=True)
 class RunRow:
     id: int
     project_id: int
@@ -156,9 +177,17 @@ class Store(Protocol):
     def agency_by_token(self, token_hash: str) -> tuple[ProjectRow, AgencyRow, str] | None: ...
     def batch_by_hash(self, agency_id: int, content_hash: str) -> BatchRow | None: ...
     def existing_record_ids(self, agency_id: int, record_ids: Sequence[str]) -> list[str]: ...
-    def add_batch(self, project: ProjectRow, agency: AgencyRow, batch_id: str, content_hash: str,
-                  key_check: str, record_ids: Sequence[str], clks: Sequence[bytes]) -> BatchRow: ...
     def batches(self, project_id: int) -> list[BatchRow]: ...
+    def batch(self, batch_id: str) -> BatchRow | None: ...
+    def upload(self, batch_id: str) -> UploadRow | None: ...
+    def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str) -> None: ...
+    def append_chunk(self, batch_id: str, first_record: int, record_ids: Sequence[str],
+                     clks: Sequence[bytes]) -> int: ...
+    def upload_chunks(self, batch_id: str) -> Iterator[tuple[list[str], list[bytes]]]: ...
+    def commit_upload(self, project: ProjectRow, agency: AgencyRow, batch_id: str,
+                      content_hash: str, key_check: str) -> BatchRow: ...
+    def discard_upload(self, batch_id: str) -> None: ...
+    def interrupt_running_runs(self) -> int: ...
     def load_records(self, project_id: int) -> StoredRecords: ...
     def pair_floor(self, project_id: int) -> float | None: ...
     def add_pairs(self, project_id: int, floor: float, lefts: np.ndarray, rights: np.ndarray,
@@ -313,23 +342,80 @@ class SqliteStore:
                 [agency_id, *chunk]))
         return found
 
-    def add_batch(self, project, agency, batch_id, content_hash, key_check, record_ids, clks):
+    def batch(self, batch_id: str) -> BatchRow | None:
+        rows = self._query("SELECT id, agency_id, record_count, content_hash FROM batches "
+                           "WHERE id = ?", (batch_id,))
+        return BatchRow(*rows[0]) if rows else None
+
+    # -- uploads in progress ------------------------------------------------------------------
+
+    def upload(self, batch_id: str) -> UploadRow | None:
+        rows = self._query("SELECT batch_id, project_id, agency_id, header, records_received "
+                           "FROM uploads WHERE batch_id = ?", (batch_id,))
+        return UploadRow(*rows[0]) if rows else None
+
+    def begin_upload(self, project_id, agency_id, batch_id, header) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO uploads (batch_id, project_id, agency_id, header, "
+                       "started_at) VALUES (?, ?, ?, ?, ?)",
+                       (batch_id, project_id, agency_id, header, _now()))
+
+    def append_chunk(self, batch_id, first_record, record_ids, clks) -> int:
+        """Keep one chunk durably; returns the records now held. The caller checks order."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO upload_chunks VALUES (?, ?, ?, ?)",
+                       (batch_id, first_record, json.dumps(list(record_ids)), b"".join(clks)))
+            db.execute("UPDATE uploads SET records_received = records_received + ? "
+                       "WHERE batch_id = ?", (len(record_ids), batch_id))
+            (received,) = db.execute("SELECT records_received FROM uploads WHERE batch_id = ?",
+                                     (batch_id,)).fetchone()
+        return received
+
+    def upload_chunks(self, batch_id: str) -> Iterator[tuple[list[str], list[bytes]]]:
+        """The held chunks in order, one at a time (memory stays at one chunk)."""
+        upload = self.upload(batch_id)
+        if upload is None:
+            return
+        clk_bytes = json.loads(upload.header)["clk_bits"] // 8
+        positions = [row[0] for row in self._query(
+            "SELECT first_record FROM upload_chunks WHERE batch_id = ? ORDER BY first_record",
+            (batch_id,))]
+        for position in positions:
+            ((ids_json, blob),) = self._query(
+                "SELECT record_ids, clks FROM upload_chunks WHERE batch_id = ? AND "
+                "first_record = ?", (batch_id, position))
+            ids = json.loads(ids_json)
+            yield ids, [blob[i * clk_bytes:(i + 1) * clk_bytes] for i in range(len(ids))]
+
+    def commit_upload(self, project, agency, batch_id, content_hash, key_check) -> BatchRow:
+        """Move a complete, verified upload into the records in one transaction."""
+        chunks = self.upload_chunks(batch_id)
         with self._transaction() as db:
             current = db.execute("SELECT key_check FROM projects WHERE id = ?",
                                  (project.id,)).fetchone()[0]
             if current is None:
                 db.execute("UPDATE projects SET key_check = ? WHERE id = ?", (key_check, project.id))
+            (count,) = db.execute("SELECT records_received FROM uploads WHERE batch_id = ?",
+                                  (batch_id,)).fetchone()
             db.execute("INSERT INTO batches (id, project_id, agency_id, record_count, "
                        "content_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (batch_id, project.id, agency.id, len(record_ids), content_hash, _now()))
+                       (batch_id, project.id, agency.id, count, content_hash, _now()))
             try:
-                db.executemany(
-                    "INSERT INTO records (batch_id, agency_id, record_id, clk) VALUES (?, ?, ?, ?)",
-                    ((batch_id, agency.id, rid, clk) for rid, clk in zip(record_ids, clks)))
+                for ids, clks in chunks:
+                    db.executemany("INSERT INTO records (batch_id, agency_id, record_id, clk) "
+                                   "VALUES (?, ?, ?, ?)",
+                                   ((batch_id, agency.id, rid, clk) for rid, clk in zip(ids, clks)))
             except sqlite3.IntegrityError:
                 raise AlreadyExistsError("Some record ids of this batch are already stored for "
                                          "this agency; record ids must be unique.") from None
-        return BatchRow(batch_id, agency.id, len(record_ids), content_hash)
+            db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
+            db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
+        return BatchRow(batch_id, agency.id, count, content_hash)
+
+    def discard_upload(self, batch_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
+            db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
 
     def batches(self, project_id: int) -> list[BatchRow]:
         rows = self._query("SELECT id, agency_id, record_count, content_hash FROM batches "
@@ -405,6 +491,16 @@ class SqliteStore:
                             for key, _, members in groups for agency_id, record_id in members))
             db.execute("UPDATE runs SET status = 'done', finished_at = ?, summary = ? WHERE id = ?",
                        (_now(), json.dumps(summary), run_id))
+
+    def interrupt_running_runs(self) -> int:
+        """Mark runs left 'running' by a stopped server as failed; returns how many."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE runs SET status = 'failed', finished_at = ?, summary = ? "
+                "WHERE status = 'running'",
+                (_now(), json.dumps({"error": "interrupted: the server stopped during this run; "
+                                              "start it again with 'linkage run'"})))
+            return cursor.rowcount
 
     def fail_run(self, run_id: int, message: str) -> None:
         with self._transaction() as db:

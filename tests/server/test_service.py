@@ -12,7 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client.api import LinkageClient
 from client.demo import ServerProcess
-from linkage.batch import EncodedBatch
+from linkage.batch import EncodedBatch, content_hash, upload_batch_id
+from linkage.clks import clks_to_bytes
 from linkage.encoding import key_check_value
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
@@ -35,20 +36,32 @@ def _raw_submit(server, token, messages):
 
 
 def _header(batch, **overrides):
+    digest = content_hash(batch.record_ids, clks_to_bytes(batch.clks))
     fields = dict(project=PROJECT, schema_fingerprint=batch.schema_fingerprint,
-                  key_check=batch.key_check, clk_bits=batch.clk_bits, record_count=len(batch))
+                  key_check=batch.key_check, clk_bits=batch.clk_bits, record_count=len(batch),
+                  batch_id=upload_batch_id(PROJECT, digest), content_hash=digest)
     fields.update(overrides)
     return pb.SubmitBatchRequest(header=pb.BatchHeader(**fields))
 
 
-def _chunk(batch, start=0, stop=None, clk_override=None):
-    from linkage.clks import clks_to_bytes
+def _chunk(batch, start=0, stop=None, clk_override=None, first_record=None):
     stop = len(batch) if stop is None else stop
     clks = clks_to_bytes(batch.clks[start:stop])
     if clk_override is not None:
         clks[0] = clk_override
-    return pb.SubmitBatchRequest(chunk=pb.RecordChunk(record_ids=batch.record_ids[start:stop],
-                                                      clks=clks))
+    return pb.SubmitBatchRequest(chunk=pb.RecordChunk(
+        record_ids=batch.record_ids[start:stop], clks=clks,
+        first_record=start if first_record is None else first_record))
+
+
+def _upload_status(server, token, batch_id):
+    channel = grpc.insecure_channel(server.address)
+    try:
+        return pb_grpc.AgencyServiceStub(channel).GetUploadStatus(
+            pb.GetUploadStatusRequest(project=PROJECT, batch_id=batch_id),
+            metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+    finally:
+        channel.close()
 
 
 def _stored_records(coordinator):
@@ -150,6 +163,9 @@ def test_wrong_secret_is_refused(server, coordinator, batches, schema_text):
     ("no_header", grpc.StatusCode.INVALID_ARGUMENT, "header"),
     ("mismatched_chunk", grpc.StatusCode.INVALID_ARGUMENT, "record ids but"),
     ("unknown_project", grpc.StatusCode.PERMISSION_DENIED, "belongs to project"),
+    ("wrong_hash", grpc.StatusCode.INVALID_ARGUMENT, "corrupted"),
+    ("out_of_order", grpc.StatusCode.INVALID_ARGUMENT, "resume from record 0"),
+    ("bad_batch_id", grpc.StatusCode.INVALID_ARGUMENT, "batch id"),
 ])
 def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinator, batches,
                                                               schema_text, case, code, words):
@@ -167,6 +183,9 @@ def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinato
         "mismatched_chunk": [_header(batch), pb.SubmitBatchRequest(
             chunk=pb.RecordChunk(record_ids=["a", "b"], clks=[bytes(128)]))],
         "unknown_project": [_header(batch, project="nope"), _chunk(batch)],
+        "wrong_hash": [_header(batch, content_hash="0" * 64), _chunk(batch)],
+        "out_of_order": [_header(batch), _chunk(batch, 10, 20)],
+        "bad_batch_id": [_header(batch, batch_id="../etc"), _chunk(batch)],
     }[case]
     with pytest.raises(grpc.RpcError) as error:
         _raw_submit(server, tokens["be-police"], messages)
@@ -181,7 +200,27 @@ def test_resubmitting_the_same_batch_stores_it_once(server, coordinator, batches
         first = agency.submit(PROJECT, batches["be-police"])
         second = agency.submit(PROJECT, batches["be-police"])
     assert first.batch_id == second.batch_id
+    assert not first.already_stored and second.already_stored
     assert _stored_records(coordinator)[PROJECT] == len(batches["be-police"])
+
+
+def test_an_interrupted_upload_resumes_where_the_server_left_off(server, coordinator, batches,
+                                                                 schema_text):
+    tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+    batch = batches["be-police"]
+    header = _header(batch)
+    with pytest.raises(grpc.RpcError) as error:
+        _raw_submit(server, tokens["be-police"], [header, _chunk(batch, 0, 100)])
+    assert "truncated" in error.value.details() and "resume" in error.value.details()
+    assert _stored_records(coordinator)[PROJECT] == 0
+    status = _upload_status(server, tokens["be-police"], header.header.batch_id)
+    assert status.records_received == 100 and not status.committed
+    with LinkageClient(server.address, tokens["be-police"]) as agency:
+        receipt = agency.submit(PROJECT, batch)
+    assert receipt.records_accepted == len(batch) and not receipt.already_stored
+    assert _stored_records(coordinator)[PROJECT] == len(batch)
+    status = _upload_status(server, tokens["be-police"], header.header.batch_id)
+    assert status.committed
 
 
 def test_authentication_and_roles(server, coordinator, batches, schema_text):

@@ -15,36 +15,62 @@ class SubmitBatchRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[RecordChunk, _Mapping]] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
-    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count")
+    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count", "batch_id", "content_hash")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
     CLK_BITS_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     project: str
     schema_fingerprint: str
     key_check: str
     clk_bits: int
     record_count: int
-    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ...) -> None: ...
+    batch_id: str
+    content_hash: str
+    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class RecordChunk(_message.Message):
-    __slots__ = ("record_ids", "clks")
+    __slots__ = ("record_ids", "clks", "first_record")
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     CLKS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_RECORD_FIELD_NUMBER: _ClassVar[int]
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     clks: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., clks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    first_record: int
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., clks: _Optional[_Iterable[bytes]] = ..., first_record: _Optional[int] = ...) -> None: ...
 
 class SubmitBatchResponse(_message.Message):
-    __slots__ = ("batch_id", "records_accepted", "agency")
+    __slots__ = ("batch_id", "records_accepted", "agency", "already_stored")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     records_accepted: int
     agency: str
-    def __init__(self, batch_id: _Optional[str] = ..., records_accepted: _Optional[int] = ..., agency: _Optional[str] = ...) -> None: ...
+    already_stored: bool
+    def __init__(self, batch_id: _Optional[str] = ..., records_accepted: _Optional[int] = ..., agency: _Optional[str] = ..., already_stored: _Optional[bool] = ...) -> None: ...
+
+class GetUploadStatusRequest(_message.Message):
+    __slots__ = ("project", "batch_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    batch_id: str
+    def __init__(self, project: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class UploadStatus(_message.Message):
+    __slots__ = ("batch_id", "records_received", "committed")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    records_received: int
+    committed: bool
+    def __init__(self, batch_id: _Optional[str] = ..., records_received: _Optional[int] = ..., committed: _Optional[bool] = ...) -> None: ...
 
 class GetResultsRequest(_message.Message):
     __slots__ = ("project",)

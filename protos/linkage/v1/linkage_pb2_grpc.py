@@ -40,6 +40,11 @@ class AgencyServiceStub:
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchResponse.FromString,
                 _registered_method=True)
+        self.GetUploadStatus = channel.unary_unary(
+                '/linkage.v1.AgencyService/GetUploadStatus',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetUploadStatusRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.UploadStatus.FromString,
+                _registered_method=True)
         self.GetResults = channel.unary_stream(
                 '/linkage.v1.AgencyService/GetResults',
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetResultsRequest.SerializeToString,
@@ -56,6 +61,16 @@ class AgencyServiceServicer:
         millions of CLKs while one gRPC message is limited to 4 MiB: the first
         message carries the header, the following ones chunks of records. The
         batch becomes visible only once it has been received whole and validated.
+        Uploads are resumable: every received chunk is kept durably under the
+        client-chosen batch id, so after a dropped connection or a server restart
+        the client asks GetUploadStatus and sends only what is missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUploadStatus(self, request, context):
+        """How much of an upload the server already holds, so a client can resume.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +93,11 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.SubmitBatch,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchResponse.SerializeToString,
+            ),
+            'GetUploadStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadStatus,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetUploadStatusRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.UploadStatus.SerializeToString,
             ),
             'GetResults': grpc.unary_stream_rpc_method_handler(
                     servicer.GetResults,
@@ -113,6 +133,33 @@ class AgencyService:
             '/linkage.v1.AgencyService/SubmitBatch',
             protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchRequest.SerializeToString,
             protos_dot_linkage_dot_v1_dot_linkage__pb2.SubmitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AgencyService/GetUploadStatus',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.GetUploadStatusRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.UploadStatus.FromString,
             options,
             channel_credentials,
             insecure,
