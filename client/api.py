@@ -65,14 +65,15 @@ class LinkageClient:
 
     def submit(self, project: str, batch: EncodedBatch,
                on_progress: Callable[[int], None] | None = None, *,
-               retries: int = RETRIES, backoff: float = 0.5) -> Receipt:
+               retries: int = RETRIES, backoff: float = 0.5,
+               chunk_records: int | None = None) -> Receipt:
         """Upload a batch in chunks, resuming where the server's holdings end.
 
         The batch id is derived from the project and the content hash, so submitting the same
         batch again (after a dropped connection, a server restart or by
         mistake) resumes or finds it stored. RESOURCE_EXHAUSTED and UNAVAILABLE
         are retried with exponential backoff. ``on_progress(n)`` reports n more
-        records held by the server.
+        records held by the server; ``chunk_records`` overrides the chunk size.
         """
         clks = clks_to_bytes(batch.clks)
         digest = content_hash(batch.record_ids, clks)
@@ -81,7 +82,7 @@ class LinkageClient:
             project=project, schema_fingerprint=batch.schema_fingerprint or "",
             key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
             batch_id=batch_id, content_hash=digest)
-        per_chunk = max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
+        per_chunk = chunk_records or max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
         reported = 0
 
         def advance(held: int) -> None:

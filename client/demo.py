@@ -56,8 +56,9 @@ def write_synthetic(out_dir: Path, records: int, seed: int):
 class ServerProcess:
     """A real ``linkage-server`` in a child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = ()):
         self.data_dir = data_dir
+        self._extra_args = extra_args
         self._log = data_dir.parent / "server.log"
         self.process: subprocess.Popen | None = None
         self.address = ""
@@ -67,7 +68,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.main", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0"],
+             "--listen", "127.0.0.1:0", *self._extra_args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + timeout
         lines = []
@@ -95,6 +96,12 @@ class ServerProcess:
     @property
     def coordinator_token(self) -> str:
         return (self.data_dir / "coordinator.token").read_text("utf-8").strip()
+
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to clean up (crash tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self.stop()
 
     def stop(self) -> None:
         """Ask the server to stop (SIGTERM), kill it if it does not, and close its pipe."""

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 
+from . import failpoints
 from .auth import GuardInterceptor, hash_token, new_token
 from .config import ServerConfig
 from .service import AgencyServicer, CoordinatorServicer
@@ -51,6 +52,7 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
     Raises:
         RuntimeError: the address cannot be bound.
     """
+    failpoints.configure(config.pause_at, config.data_dir)
     store = SqliteStore(config.data_dir)
     interrupted = store.interrupt_running_runs()
     if interrupted:

@@ -18,7 +18,8 @@ class ServerConfig:
     chunks well below it); ``workers`` is the RPC thread pool size;
     ``max_concurrent_uploads`` uploads are received at once, more are refused
     with RESOURCE_EXHAUSTED (clients retry); ``max_concurrent_rpcs`` bounds all
-    calls in flight the same way.
+    calls in flight the same way. ``pause_at`` arms crash-test pause points
+    (see ``failpoints``); empty in normal operation.
     """
 
     data_dir: Path
@@ -27,3 +28,4 @@ class ServerConfig:
     max_message_bytes: int = 4 * MiB
     max_concurrent_uploads: int = 4
     max_concurrent_rpcs: int = 64
+    pause_at: frozenset[str] = frozenset()

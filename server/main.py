@@ -1,4 +1,4 @@
-"""``linkage-server``: run the matching server on an embedded store."""
+"""``linkage-server``: run the matching server on an embedded store, check it, back it up."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 
 from .app import COORDINATOR_TOKEN_FILE, create_server, serve
 from .config import ServerConfig
+from .maintenance import backup_store, check_store
 
 __all__ = ["main"]
 
@@ -25,15 +26,24 @@ def _is_loopback(listen: str) -> bool:
         return False
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("linkage-data"), show_default=True, envvar="LINKAGE_DATA_DIR",
               help="Directory of the embedded SQLite store and the coordinator credential.")
 @click.option("--listen", default="127.0.0.1:50051", show_default=True, envvar="LINKAGE_LISTEN",
               help="HOST:PORT to listen on (port 0 picks a free one).")
-@click.option("--workers", default=8, show_default=True, help="RPC worker threads.")
+@click.option("--workers", default=16, show_default=True, help="RPC worker threads.")
+@click.option("--max-uploads", default=4, show_default=True,
+              help="Uploads received at once; more get RESOURCE_EXHAUSTED and retry.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Verify the store (SQLite integrity and the service's invariants) and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every refused call.")
-def main(data_dir: Path, listen: str, workers: int, verbose: bool) -> None:
+@click.option("--pause-at", default="", envvar="LINKAGE_TEST_PAUSE_AT", hidden=True,
+              help="Crash tests only: comma-separated pause points (server/failpoints.py).")
+@click.pass_context
+def main(context, data_dir: Path, listen: str, workers: int, max_uploads: int, check_only: bool,
+         verbose: bool, pause_at: str) -> None:
     """Run the linkage matching server.
 
     It stores only CLKs and record ids, never raw identifiers. On first start
@@ -43,13 +53,21 @@ def main(data_dir: Path, listen: str, workers: int, verbose: bool) -> None:
 
         linkage-server --data-dir /srv/linkage --listen 127.0.0.1:50051
     """
+    context.obj = data_dir
+    if context.invoked_subcommand is not None:
+        return
+    if check_only:
+        _check(data_dir)
+        return
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not _is_loopback(listen):
         raise click.ClickException(
             f"Refusing to listen on {listen} without TLS: this version serves plaintext gRPC "
             "and only on loopback (127.0.0.1, ::1, localhost).")
-    config = ServerConfig(data_dir=data_dir, listen=listen, workers=workers)
+    config = ServerConfig(data_dir=data_dir, listen=listen, workers=workers,
+                          max_concurrent_uploads=max_uploads,
+                          pause_at=frozenset(filter(None, pause_at.split(","))))
     try:
         server, port, store = create_server(config)
     except RuntimeError as error:
@@ -60,6 +78,34 @@ def main(data_dir: Path, listen: str, workers: int, verbose: bool) -> None:
                err=True)
     sys.stderr.flush()
     serve(server, store)
+
+
+def _check(data_dir: Path) -> None:
+    problems, notes = check_store(data_dir)
+    for note in notes:
+        click.echo(f"note: {note}")
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}")
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found in {data_dir}.")
+    click.echo(f"{data_dir}: store is consistent.")
+
+
+@main.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write the backup to.")
+@click.pass_obj
+def backup(data_dir: Path, output: Path) -> None:
+    """Back up the store with SQLite's online backup API (the server may keep running).
+
+    Example:
+
+        linkage-server --data-dir /srv/linkage backup -o /backups/linkage-2026-11-27.sqlite3
+    """
+    if output.exists():
+        raise click.ClickException(f"{output} exists already; choose a new file.")
+    size = backup_store(data_dir, output)
+    click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from linkage.errors import (
 from linkage.schema import load_schema
 from linkage.threshold import parse_threshold, score_histogram
 
+from . import failpoints
 from .auth import Identity, hash_token, new_token
 from .store import ProjectRow, Store
 
@@ -254,6 +255,7 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
             raise BatchFormatError(f"The upload sent more records than its header announced "
                                    f"({header.record_count}).")
         received = store.append_chunk(header.batch_id, first_record, record_ids, clks)
+        failpoints.reached("upload-chunk-stored")
     if received < header.record_count:
         raise BatchFormatError(f"The upload is truncated: {received} of {header.record_count} "
                                "records arrived. The server keeps them but stores nothing "
@@ -328,6 +330,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
                             "'linkage submit' first.")
     latest = store.latest_run(project.id)
     if (latest is not None and not records.is_new.any()
+            and latest.summary.get("records") == len(records.record_ids)
             and latest.summary.get("threshold_setting") == setting):
         summary = dict(latest.summary, run=latest.number, new_records=0, reused=True)
         return summary
@@ -336,6 +339,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     run_id = store.start_run(project.id)
     started = time.monotonic()
     try:
+        failpoints.reached("run-started")
         clks = clks_from_bytes(records.clks, project.clk_bits)
         floor = store.pair_floor(project.id)
         if floor is None or (requested is not None and requested < floor):
@@ -348,6 +352,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             fresh = compare_new_records(clks, records.is_new, floor, on_progress=report)
             store.add_pairs(project.id, floor, records.row_ids[fresh.left],
                             records.row_ids[fresh.right], fresh.score, records.new_batches)
+            failpoints.reached("run-pairs-stored")
         stored_left, stored_right, stored_score = store.load_pairs(project.id)
         position = np.searchsorted(records.row_ids, np.concatenate([stored_left, stored_right]))
         half = stored_left.shape[0]
@@ -364,6 +369,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "estimated_precision": choice.estimated_precision or 0.0,
             "estimated_recall": choice.estimated_recall or 0.0,
             "records": len(records.record_ids),
+            "records_by_agency": {str(a): int(n) for a, n in
+                                  zip(*np.unique(records.agency_ids, return_counts=True))},
+            "batches_by_agency": _batches_by_agency(store, project.id),
             "new_records": new_count,
             "candidate_pairs": len(result.pairs),
             "groups": len(groups),
@@ -379,6 +387,13 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     summary["run"] = store.latest_run(project.id).number
     summary["reused"] = False
     return summary
+
+
+def _batches_by_agency(store: Store, project_id: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for batch in store.batches(project_id):
+        counts[str(batch.agency_id)] = counts.get(str(batch.agency_id), 0) + 1
+    return counts
 
 
 def _named_groups(store: Store, result, records):
@@ -426,7 +441,6 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     run = _latest_run(store, project)
     agencies = store.agencies(project.id)
     names = {a.id: a.name for a in agencies}
-    batches = store.batches(project.id)
     reviews = store.reviews(project.id)
     groups = store.groups(run.id)
     hits = {a.id: 0 for a in agencies}
@@ -449,11 +463,11 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
             group.size, group.confidence, decision, note))
+    records_in_run = run.summary.get("records_by_agency", {})
+    batches_in_run = run.summary.get("batches_by_agency", {})
     agency_reports = [
-        AgencyReport(a.name,
-                     sum(b.record_count for b in batches if b.agency_id == a.id),
-                     sum(1 for b in batches if b.agency_id == a.id),
-                     hits[a.id], duplicates[a.id])
+        AgencyReport(a.name, int(records_in_run.get(str(a.id), 0)),
+                     int(batches_in_run.get(str(a.id), 0)), hits[a.id], duplicates[a.id])
         for a in agencies
     ]
     summary = dict(run.summary)

@@ -23,6 +23,8 @@ import numpy as np
 
 from linkage.errors import AlreadyExistsError, NotFoundError
 
+from . import failpoints
+
 __all__ = [
     "AgencyRow",
     "BatchRow",
@@ -489,6 +491,7 @@ class SqliteStore:
                            "VALUES (?, ?, ?, ?)",
                            ((run_id, key, agency_id, record_id)
                             for key, _, members in groups for agency_id, record_id in members))
+            failpoints.reached("run-writing-results")
             db.execute("UPDATE runs SET status = 'done', finished_at = ?, summary = ? WHERE id = ?",
                        (_now(), json.dumps(summary), run_id))
 
