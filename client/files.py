@@ -87,15 +87,24 @@ def read_csv_export(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
         raise InputDataError(f"The export is not UTF-8 (byte {error.start} is invalid); "
                              "save it as UTF-8 CSV.") from None
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey="\x00extra")
-    header = reader.fieldnames
+    try:
+        header = reader.fieldnames
+    except csv.Error as error:
+        raise InputDataError(f"The export's header is not valid CSV: {error}.") from None
     if not header:
         raise InputDataError("The export is empty: a header line is needed.")
+    if len(set(header)) != len(header):
+        raise InputDataError("The export's header names a column twice.")
     rows = []
-    for index, row in enumerate(reader):
-        if "\x00extra" in row:
-            raise InputDataError(f"row {index + 2} has more fields than the header "
-                                 f"({len(header)}); check quoting and separators.")
-        rows.append({key: (value or "") for key, value in row.items()})
+    try:
+        for index, row in enumerate(reader):
+            if "\x00extra" in row:
+                raise InputDataError(f"row {index + 2} has more fields than the header "
+                                     f"({len(header)}); check quoting and separators.")
+            rows.append({key: (value or "") for key, value in row.items()})
+    except csv.Error as error:
+        raise InputDataError(f"The export is not valid CSV near line {reader.line_num}: "
+                             f"{error}.") from None
     return list(header), rows
 
 

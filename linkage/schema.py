@@ -10,6 +10,8 @@ agency normalises the same way. clkhash ignores unknown top-level keys.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -80,7 +82,7 @@ def load_schema(text: str | bytes) -> LinkageSchema:
         raise SchemaError("The linkage schema is invalid:", problems)
     try:
         parsed = clkhash_schema.from_json_dict(document)
-    except clkhash_schema.SchemaError as exc:
+    except Exception as exc:  # noqa: BLE001 - clkhash raises several unrelated types
         raise SchemaError("clkhash rejected the linkage schema:", [str(exc)]) from None
     kinds = document.get("normalisation", {})
     features = []
@@ -113,6 +115,13 @@ def _collect_problems(document: dict) -> list[str]:
         problems.append(f"{where}: {error.message}")
     if problems:
         return problems
+    for field_name in ("salt", "info"):
+        value = document["clkConfig"]["kdf"].get(field_name)
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                problems.append(f"clkConfig/kdf/{field_name}: not valid base64")
     bits = document["clkConfig"]["l"]
     if bits % 64:
         problems.append(f"clkConfig/l: the CLK length must be a multiple of 64 bits, got {bits}")
