@@ -216,8 +216,9 @@ def _now() -> str:
 class SqliteStore:
     """The embedded store: one SQLite file in WAL mode in the server's data directory.
 
-    One connection guarded by a lock: gRPC handlers run in a thread pool and
-    SQLite serialises writers anyway.
+    Writes go through one connection guarded by a lock (SQLite serialises
+    writers anyway); reads use one read-only connection per thread, which WAL
+    lets run beside a writer, so small calls stay fast during large uploads.
     """
 
     def __init__(self, data_dir: Path):
@@ -228,6 +229,8 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         self._migrate()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -244,8 +247,14 @@ class SqliteStore:
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=ON")
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return reader.execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -262,6 +271,8 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
             self._db.close()
 
     # -- settings and credentials -----------------------------------------------------------
