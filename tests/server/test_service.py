@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import numpy as np
@@ -336,3 +337,36 @@ def test_offline_match_finds_the_same_pairs_as_the_server(server, coordinator, b
     assert online
     assert online == sorted((a, b) for a, b, _ in offline)
     assert np.isfinite([c for _, _, c in offline]).all()
+
+
+def test_a_saturated_server_says_retry_and_the_client_does(tmp_path, batches, schema_text):
+    import threading
+
+    with ServerProcess(tmp_path / "data", extra_args=("--max-uploads", "1")) as server:
+        with LinkageClient(server.address, server.coordinator_token) as coordinator:
+            tokens = _create(coordinator, schema_text, ["be-police", "se-police"])
+        held, release = threading.Event(), threading.Event()
+        batch = batches["be-police"]
+
+        def slow_upload():
+            yield _header(batch)
+            held.set()
+            release.wait(30)
+            yield _chunk(batch)
+
+        first = threading.Thread(target=lambda: _raw_submit(server, tokens["be-police"],
+                                                            slow_upload()))
+        first.start()
+        assert held.wait(10)
+        time.sleep(0.3)  # the server is now inside the first upload
+        with LinkageClient(server.address, tokens["se-police"]) as agency:
+            with pytest.raises(grpc.RpcError) as error:
+                agency.submit(PROJECT, batches["se-police"], retries=0)
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "retry" in error.value.details()
+            threading.Timer(1.0, release.set).start()
+            receipt = agency.submit(PROJECT, batches["se-police"], retries=10, backoff=0.2)
+        first.join(30)
+        assert receipt.records_accepted == len(batches["se-police"])
+        with LinkageClient(server.address, server.coordinator_token) as coordinator:
+            assert _stored_records(coordinator)[PROJECT] == len(batch) + len(batches["se-police"])
