@@ -89,7 +89,8 @@ def _need_table(threshold: float, max_sum: int) -> np.ndarray:
     ``need[s]`` is the least ``c`` with ``2.0 * c / s >= threshold`` evaluated in
     float64 exactly as the reference does (``_NEVER`` if no ``c <= s // 2`` does).
     The float expression is monotone in ``c``, so ``c >= need[s]`` is equivalent
-    to the reference's comparison; it is also non-decreasing in ``s``.
+    to the reference's comparison. It is not monotone in ``s`` (a small sum may never
+    pass while a larger one can), hence the suffix minimum ``need_floor`` for bounds.
     """
     need = np.empty(max_sum + 1, np.int64)
     need[0] = 0 if 0.0 >= threshold else _NEVER
@@ -142,6 +143,7 @@ def _scan(
     right_rest,
     cuts,
     need,
+    need_floor,
     n_right,
     start,
     stop,
@@ -187,9 +189,10 @@ def _scan(
                     if row_lo >= row_hi or row_hi <= base or row_lo >= base + _LANES:
                         continue
                     ca = left_counts[p]
-                    # need is non-decreasing in the popcount sum and the block is
-                    # sorted, so this bounds every lane's requirement from below.
-                    need_low = need[ca + block_min]
+                    # need_floor[s] = min(need[s:]) and the block is sorted by
+                    # popcount, so this bounds every lane's requirement from below
+                    # (need itself is not monotone: small sums can never pass).
+                    need_low = need_floor[ca + block_min]
                     for lane in range(_LANES):
                         acc[lane] = 0
                     alive = True
@@ -322,6 +325,7 @@ def iter_dice_tiles(
     bits = words * 64
     cuts = _cuts(words)
     need = _need_table(threshold, 2 * bits)
+    need_floor = np.minimum.accumulate(need[::-1])[::-1].copy()
     low, high = _feasible_counts(need, bits)
 
     right_counts = popcounts(right)
@@ -367,7 +371,7 @@ def iter_dice_tiles(
             with _KERNEL_LOCK:
                 _scan(
                     sorted_left, sorted_left_counts, sorted_left_rest, left_lo, left_hi,
-                    blocks, sorted_right_counts, blocked_rest, cuts, need, n_right,
+                    blocks, sorted_right_counts, blocked_rest, cuts, need, need_floor, n_right,
                     start, stop, out_row, out_col, out_common, out_n,
                 )
             most = int(out_n.max())
