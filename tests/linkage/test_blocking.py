@@ -1,0 +1,40 @@
+"""LSH blocking: a subset of the exhaustive candidates that keeps what the plan promises."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from linkage.blocking import lsh_candidates, plan_lsh
+from linkage.clks import popcounts
+from linkage.kernel import dice_candidates_native
+
+
+def test_lsh_finds_the_planted_pairs_and_nothing_false():
+    rng = np.random.default_rng(4)
+    count = 3000
+    left = np.packbits(rng.random((count, 1024)) < 0.35, axis=1).view("<u8")
+    right = np.packbits(rng.random((count, 1024)) < 0.35, axis=1).view("<u8")
+    planted = 300
+    noise = rng.uniform(0.02, 0.08, size=(planted, 1))
+    right[:planted] = left[:planted] ^ np.packbits(rng.random((planted, 1024)) < noise,
+                                                   axis=1).view("<u8")
+    sums = np.concatenate([popcounts(left), popcounts(right)])
+    plan = plan_lsh(1024, 2 * float(np.quantile(sums, 0.99)), 0.75, records=count)
+    assert plan is not None and plan.expected_completeness >= 0.995
+    exhaustive = dice_candidates_native(left, right, 0.75)
+    blocked = lsh_candidates(left, right, 0.75, plan)
+    expected = set(zip(exhaustive.left.tolist(), exhaustive.right.tolist()))
+    found = set(zip(blocked.left.tolist(), blocked.right.tolist()))
+    assert found <= expected
+    assert len(found) / len(expected) >= 0.99
+    assert len(found) == len(blocked)  # no pair reported twice
+
+
+def test_same_batch_and_impossible_plans():
+    rng = np.random.default_rng(5)
+    clks = np.packbits(rng.random((500, 1024)) < 0.35, axis=1).view("<u8")
+    clks[250:] = clks[:250] ^ np.packbits(rng.random((250, 1024)) < 0.02, axis=1).view("<u8")
+    plan = plan_lsh(1024, 800, 0.8, records=500)
+    pairs = lsh_candidates(clks, clks, 0.8, plan, same=True)
+    assert (pairs.left < pairs.right).all() and len(pairs) >= 245
+    assert plan_lsh(1024, 800, 0.3) is None  # too low a threshold: blocking cannot pay
