@@ -76,7 +76,7 @@ class LinkageClient:
         records held by the server; ``chunk_records`` overrides the chunk size.
         """
         clks = clks_to_bytes(batch.clks)
-        digest = content_hash(batch.record_ids, clks)
+        digest = content_hash(batch.record_ids, clks, batch.attributes)
         batch_id = upload_batch_id(project, digest)
         header = pb.BatchHeader(
             project=project, schema_fingerprint=batch.schema_fingerprint or "",
@@ -95,9 +95,12 @@ class LinkageClient:
             yield pb.SubmitBatchRequest(header=header)
             for first in range(start, len(batch), per_chunk):
                 stop = min(first + per_chunk, len(batch))
+                attributes = [pb.RecordAttributes(entity_type=a.entity_type, case_ref=a.case_ref,
+                                                  stage=a.stage)
+                              for a in (batch.attributes or [])[first:stop]]
                 yield pb.SubmitBatchRequest(chunk=pb.RecordChunk(
                     record_ids=batch.record_ids[first:stop], clks=clks[first:stop],
-                    first_record=first))
+                    first_record=first, attributes=attributes))
                 advance(stop)
 
         attempt = 0
@@ -132,10 +135,11 @@ class LinkageClient:
 
     # -- coordinator ----------------------------------------------------------------------------
 
-    def create_project(self, name: str, schema_json: str, agencies: list[str]) -> dict[str, str]:
+    def create_project(self, name: str, schema_json: str, agencies: list[str],
+                       stages: list[str] | None = None) -> dict[str, str]:
         """Create a project; returns {agency: token}."""
         response = self._call(self.coordinator.CreateProject, pb.CreateProjectRequest(
-            name=name, schema_json=schema_json, agencies=agencies))
+            name=name, schema_json=schema_json, agencies=agencies, stages=stages or []))
         return {t.agency: t.token for t in response.tokens}
 
     def list_projects(self) -> list[dict]:

@@ -123,6 +123,7 @@ def encode_export(
     mapping_text: str | None,
     *,
     strict: bool = False,
+    case_key: bytes | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> EncodeOutcome:
@@ -132,12 +133,12 @@ def encode_export(
     mapping: AgencyMapping = (parse_mapping(mapping_text) if mapping_text is not None
                               else mapping_by_name(schema))
     mapping.check(schema, header)
-    prepared = prepare_records(rows, schema, mapping, strict=strict)
+    prepared = prepare_records(rows, schema, mapping, strict=strict, case_key=case_key)
     if on_total:
         on_total(len(prepared.record_ids))
     clks = encode_values(prepared.values, schema, secret, on_progress=on_progress)
     batch = EncodedBatch(prepared.record_ids, clks, schema.clk_bits, schema.fingerprint,
-                         key_check_value(secret))
+                         key_check_value(secret), prepared.attributes)
     return EncodeOutcome(batch, prepared)
 
 

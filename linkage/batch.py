@@ -11,7 +11,12 @@ matches. Layout (all integers little-endian)::
               "record_count": N}
     N times   2-byte length + UTF-8 record id
     N times   clk_bits / 8 bytes of CLK (clkhash's byte order)
+    [version 2, when the header says "attributes": true]
+    N times   entity type, case reference, stage: each 2-byte length + UTF-8
     32 bytes  SHA-256 of everything above (detects truncation and corruption)
+
+Attributes are not identifying: an entity type ("person", "company", ...), a
+case reference already pseudonymised at the agency, and a crime-script stage.
 
 clkhash's own JSON output (``{"clks": ["<base64>", ...]}``) is read too; its
 record ids are the row numbers 0..N-1 and it carries no fingerprint.
@@ -31,13 +36,33 @@ import numpy as np
 from .clks import clks_from_base64, clks_from_bytes, clks_to_bytes
 from .errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
 
-__all__ = ["EncodedBatch", "content_hash", "read_batch", "upload_batch_id", "write_batch"]
+__all__ = [
+    "EncodedBatch",
+    "RecordAttributes",
+    "content_hash",
+    "read_batch",
+    "upload_batch_id",
+    "write_batch",
+]
 
 MAGIC = b"LKBATCH\x01"
 FORMAT_NAME = "linkage-batch"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_RECORD_ID_BYTES = 255
 _DIGEST_BYTES = 32
+
+
+@dataclass(frozen=True)
+class RecordAttributes:
+    """What a record says besides its CLK: nothing that identifies anyone."""
+
+    entity_type: str = ""
+    case_ref: str = ""
+    stage: str = ""
+
+    def fields(self) -> tuple[str, str, str]:
+        return (self.entity_type, self.case_ref, self.stage)
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,7 @@ class EncodedBatch:
     clk_bits: int
     schema_fingerprint: str | None
     key_check: str | None
+    attributes: list[RecordAttributes] | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -64,6 +90,8 @@ class EncodedBatch:
         """
         if not self.record_ids:
             raise EmptyBatchError("The batch holds no records.")
+        if self.attributes is not None and len(self.attributes) != len(self.record_ids):
+            raise BatchFormatError("The batch has attributes for some records only.")
         if self.clks.shape[0] != len(self.record_ids):
             raise BatchFormatError(f"The batch has {len(self.record_ids)} record ids but "
                                    f"{self.clks.shape[0]} CLKs.")
@@ -80,14 +108,15 @@ class EncodedBatch:
             seen.add(record_id)
 
 
-def content_hash(record_ids: list[str], clks: list[bytes]) -> str:
+def content_hash(record_ids: list[str], clks: list[bytes],
+                 attributes: list[RecordAttributes] | None = None) -> str:
     """SHA-256 (hex) of a batch's content: per record, 2-byte id length, id bytes, CLK bytes.
 
     Client and server compute it the same way, so an upload is committed only
     if exactly what the agency encoded arrived.
     """
     digest = hashlib.sha256()
-    update_content_hash(digest, record_ids, clks)
+    update_content_hash(digest, record_ids, clks, attributes)
     return digest.hexdigest()
 
 
@@ -97,13 +126,25 @@ def upload_batch_id(project: str, digest: str) -> str:
     return "b-" + scoped[:16]
 
 
-def update_content_hash(digest, record_ids: list[str], clks: list[bytes]) -> None:
-    """Feed more records into a running content hash (for chunked uploads)."""
-    for record_id, clk in zip(record_ids, clks):
-        encoded = record_id.encode("utf-8")
-        digest.update(len(encoded).to_bytes(2, "little"))
-        digest.update(encoded)
+def update_content_hash(digest, record_ids: list[str], clks: list[bytes],
+                        attributes: list[RecordAttributes] | None = None) -> None:
+    """Feed more records into a running content hash (for chunked uploads).
+
+    Records without attributes hash as before; with attributes, each record's
+    three attribute strings follow its CLK, length-prefixed like its id.
+    """
+    for index, (record_id, clk) in enumerate(zip(record_ids, clks)):
+        _hash_text(digest, record_id)
         digest.update(clk)
+        if attributes is not None:
+            for text in attributes[index].fields():
+                _hash_text(digest, text)
+
+
+def _hash_text(digest, text: str) -> None:
+    encoded = text.encode("utf-8")
+    digest.update(len(encoded).to_bytes(2, "little"))
+    digest.update(encoded)
 
 
 def write_batch(batch: EncodedBatch) -> bytes:
@@ -116,6 +157,7 @@ def write_batch(batch: EncodedBatch) -> bytes:
         "key_check": batch.key_check,
         "clk_bits": batch.clk_bits,
         "record_count": len(batch),
+        "attributes": batch.attributes is not None,
     }, sort_keys=True).encode("utf-8")
     parts = [MAGIC, struct.pack("<I", len(header)), header]
     for record_id in batch.record_ids:
@@ -123,6 +165,11 @@ def write_batch(batch: EncodedBatch) -> bytes:
         parts.append(struct.pack("<H", len(encoded)))
         parts.append(encoded)
     parts.extend(clks_to_bytes(batch.clks))
+    for attributes in batch.attributes or ():
+        for text in attributes.fields():
+            encoded = text.encode("utf-8")
+            parts.append(struct.pack("<H", len(encoded)))
+            parts.append(encoded)
     body = b"".join(parts)
     return body + hashlib.sha256(body).digest()
 
@@ -162,7 +209,7 @@ def _read_binary(data: bytes) -> EncodedBatch:
         fingerprint, key_check = header["schema_fingerprint"], header["key_check"]
     except (ValueError, KeyError, TypeError):
         raise BatchFormatError("The batch file header is unreadable.") from None
-    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+    if header.get("format") != FORMAT_NAME or header.get("version") not in READABLE_VERSIONS:
         raise BatchFormatError("Unsupported batch format version; upgrade linkage.")
     offset += header_length
     record_ids = []
@@ -175,11 +222,29 @@ def _read_binary(data: bytes) -> EncodedBatch:
     except (struct.error, UnicodeDecodeError):
         raise BatchFormatError("The batch file's record ids are unreadable.") from None
     clk_bytes = clk_bits // 8
-    if clk_bits <= 0 or clk_bits % 64 or len(body) - offset != count * clk_bytes:
+    with_attributes = bool(header.get("attributes", False))
+    end = offset + count * clk_bytes
+    if clk_bits <= 0 or clk_bits % 64 or len(body) < end or (
+            not with_attributes and len(body) != end):
         raise BatchFormatError("The batch file's CLK section does not match its header.")
     clks = clks_from_bytes([body[offset + i * clk_bytes: offset + (i + 1) * clk_bytes]
                             for i in range(count)], clk_bits)
-    return EncodedBatch(record_ids, clks, clk_bits, fingerprint, key_check)
+    attributes = None
+    if with_attributes:
+        attributes, offset = [], end
+        try:
+            for _ in range(count):
+                texts = []
+                for _field in range(3):
+                    (length,) = struct.unpack_from("<H", body, offset)
+                    texts.append(body[offset + 2:offset + 2 + length].decode("utf-8"))
+                    offset += 2 + length
+                attributes.append(RecordAttributes(*texts))
+        except (struct.error, UnicodeDecodeError):
+            raise BatchFormatError("The batch file's attributes are unreadable.") from None
+        if offset != len(body):
+            raise BatchFormatError("The batch file's attribute section does not match its header.")
+    return EncodedBatch(record_ids, clks, clk_bits, fingerprint, key_check, attributes)
 
 
 def _read_clkhash_json(data: bytes) -> EncodedBatch:

@@ -20,7 +20,8 @@ from clkhash.clk import generate_clks
 from .clks import clks_from_bytes
 from .errors import InputDataError, NormalisationError, SecretError
 from .mapping import AgencyMapping
-from .normalise import normalise_value
+from .batch import RecordAttributes
+from .normalise import normalise_text, normalise_value
 from .schema import LinkageSchema
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "key_check_value",
     "parse_secret",
     "prepare_records",
+    "pseudonymise_case",
 ]
 
 MIN_SECRET_BYTES = 32
@@ -81,11 +83,35 @@ class ValueProblem:
 
 @dataclass(frozen=True)
 class PreparedRecords:
-    """Normalised values ready for clkhash: one list of strings per record, in schema order."""
+    """Normalised values ready for clkhash: one list of strings per record, in schema order.
+
+    ``attributes`` holds each record's entity type, pseudonymised case reference
+    and stage when the mapping declares them, else ``None``.
+    """
 
     record_ids: list[str]
     values: list[list[str]]
     problems: list[ValueProblem]
+    attributes: list[RecordAttributes] | None = None
+
+
+def pseudonymise_case(case_key: bytes, case: str) -> str:
+    """A case reference only its agency can resolve: keyed hash under the agency's own key."""
+    text = normalise_text(case)
+    if not text:
+        return ""
+    return "c-" + hmac.new(case_key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+
+
+def _attributes(row, mapping: AgencyMapping, case_key: bytes | None) -> RecordAttributes:
+    spec = mapping.attributes
+    entity = spec.entity_type or (row.get(spec.entity_type_column) or "" if
+                                  spec.entity_type_column else "")
+    case = row.get(spec.case_column) or "" if spec.case_column else ""
+    stage = row.get(spec.stage_column) or "" if spec.stage_column else ""
+    return RecordAttributes(normalise_text(entity).replace(" ", "_"),
+                            pseudonymise_case(case_key, case) if case_key else "",
+                            normalise_text(stage).replace(" ", "_"))
 
 
 def prepare_records(
@@ -94,6 +120,7 @@ def prepare_records(
     mapping: AgencyMapping,
     *,
     strict: bool = False,
+    case_key: bytes | None = None,
 ) -> PreparedRecords:
     """Normalise every row the way every agency does.
 
@@ -104,7 +131,13 @@ def prepare_records(
     Raises:
         InputDataError: a record id is empty or repeated, or there are no rows.
         NormalisationError: with ``strict``, the first value that cannot be parsed.
+        SecretError: the mapping names a case column but no ``case_key`` was given.
     """
+    if mapping.attributes and mapping.attributes.case_column and not case_key:
+        raise SecretError("The mapping names a case column: pass --case-key FILE (your agency's "
+                          "own key from 'linkage keygen', never shared) so case references are "
+                          "pseudonymised before they leave the agency.")
+    attributes: list[RecordAttributes] | None = [] if mapping.attributes else None
     record_ids: list[str] = []
     values: list[list[str]] = []
     problems: list[ValueProblem] = []
@@ -140,9 +173,11 @@ def prepare_records(
             record_values.append(value)
         record_ids.append(record_id)
         values.append(record_values)
+        if attributes is not None:
+            attributes.append(_attributes(row, mapping, case_key))
     if not record_ids:
         raise InputDataError("the export has no records")
-    return PreparedRecords(record_ids, values, problems)
+    return PreparedRecords(record_ids, values, problems, attributes)
 
 
 def encode_values(

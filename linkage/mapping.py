@@ -14,6 +14,11 @@ country national phone numbers belong to::
     column = "TEL"
     phone_region = "BE"
 
+An optional ``[attributes]`` table adds what is not identifying: the entity
+type (a constant ``entity_type = "person"`` or ``entity_type_column``), the
+column with the agency's case reference (pseudonymised at the agency before
+encoding) and the column with the crime-script stage.
+
 Without a mapping, columns are matched by feature name and dates must be ISO.
 """
 
@@ -26,10 +31,11 @@ from dataclasses import dataclass, field
 from .errors import MappingError
 from .schema import LinkageSchema
 
-__all__ = ["AgencyMapping", "FieldMapping", "mapping_by_name", "parse_mapping"]
+__all__ = ["AgencyMapping", "AttributeMapping", "FieldMapping", "mapping_by_name", "parse_mapping"]
 
 DEFAULT_RECORD_ID = "record_id"
 _FIELD_KEYS = {"column", "date_format", "phone_region"}
+_ATTRIBUTE_KEYS = {"entity_type", "entity_type_column", "case_column", "stage_column"}
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,25 @@ class FieldMapping:
 
 
 @dataclass(frozen=True)
+class AttributeMapping:
+    """Where the non-identifying attributes come from (each optional)."""
+
+    entity_type: str | None = None
+    entity_type_column: str | None = None
+    case_column: str | None = None
+    stage_column: str | None = None
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.entity_type_column, self.case_column, self.stage_column) if c]
+
+
+@dataclass(frozen=True)
 class AgencyMapping:
-    """The record id column and one ``FieldMapping`` per schema feature."""
+    """The record id column, one ``FieldMapping`` per schema feature, optional attributes."""
 
     record_id: str = DEFAULT_RECORD_ID
     fields: dict[str, FieldMapping] = field(default_factory=dict)
+    attributes: AttributeMapping | None = None
 
     def check(self, schema: LinkageSchema, columns: Sequence[str]) -> None:
         """Check the mapping against the schema and the export's header, listing every problem.
@@ -75,6 +95,10 @@ class AgencyMapping:
             elif mapped.column not in available:
                 problems.append(f"fields.{feature.identifier}: column {mapped.column!r} is not "
                                 f"in the file (columns: {', '.join(columns)})")
+        for column in self.attributes.columns() if self.attributes else ():
+            if column not in available:
+                problems.append(f"attributes: column {column!r} is not in the file "
+                                f"(columns: {', '.join(columns)})")
         if problems:
             raise MappingError("The mapping does not fit this export:", problems)
 
@@ -94,8 +118,23 @@ def parse_mapping(text: str) -> AgencyMapping:
     if not isinstance(record_id, str) or not record_id:
         problems.append("record_id must be a column name (a non-empty string)")
     for key in document:
-        if key not in {"record_id", "fields"}:
-            problems.append(f"unknown key {key!r}: expected record_id and [fields.<feature>] tables")
+        if key not in {"record_id", "fields", "attributes"}:
+            problems.append(f"unknown key {key!r}: expected record_id, [fields.<feature>] "
+                            "tables and an optional [attributes] table")
+    attributes = None
+    raw_attributes = document.get("attributes")
+    if raw_attributes is not None:
+        if not isinstance(raw_attributes, dict):
+            problems.append("attributes must be a table: [attributes]")
+        else:
+            for key, value in raw_attributes.items():
+                if key not in _ATTRIBUTE_KEYS:
+                    problems.append(f"attributes: unknown key {key!r} "
+                                    f"(allowed: {', '.join(sorted(_ATTRIBUTE_KEYS))})")
+                elif not isinstance(value, str) or not value:
+                    problems.append(f"attributes.{key} must be a non-empty string")
+            attributes = AttributeMapping(**{k: v for k, v in raw_attributes.items()
+                                             if k in _ATTRIBUTE_KEYS and isinstance(v, str)})
     fields: dict[str, FieldMapping] = {}
     raw_fields = document.get("fields", {})
     if not isinstance(raw_fields, dict):
@@ -120,7 +159,7 @@ def parse_mapping(text: str) -> AgencyMapping:
         fields[name] = FieldMapping(column, values["date_format"], values["phone_region"])
     if problems:
         raise MappingError("The mapping is invalid:", problems)
-    return AgencyMapping(record_id=record_id, fields=fields)
+    return AgencyMapping(record_id=record_id, fields=fields, attributes=attributes)
 
 
 def mapping_by_name(schema: LinkageSchema) -> AgencyMapping:

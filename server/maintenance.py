@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linkage.batch import content_hash
+from linkage.batch import RecordAttributes, content_hash
 
 from .store import DATABASE_NAME
 
@@ -34,14 +34,16 @@ def check_store(data_dir: Path) -> tuple[list[str], list[str]]:
             return problems, notes
         for table, row, parent, _ in db.execute("PRAGMA foreign_key_check"):
             problems.append(f"{table} row {row} refers to a missing {parent}")
-        for batch_id, expected, stored_hash in db.execute(
-                "SELECT id, record_count, content_hash FROM batches ORDER BY id"):
-            rows = db.execute("SELECT record_id, clk FROM records WHERE batch_id = ? ORDER BY id",
-                              (batch_id,)).fetchall()
+        for batch_id, expected, stored_hash, with_attributes in db.execute(
+                "SELECT id, record_count, content_hash, has_attributes FROM batches ORDER BY id"):
+            rows = db.execute("SELECT record_id, clk, entity_type, case_ref, stage FROM records "
+                              "WHERE batch_id = ? ORDER BY id", (batch_id,)).fetchall()
+            attributes = [RecordAttributes(*r[2:]) for r in rows] if with_attributes else None
             if len(rows) != expected:
                 problems.append(f"batch {batch_id}: {len(rows)} records stored, {expected} "
                                 "committed")
-            elif content_hash([r[0] for r in rows], [r[1] for r in rows]) != stored_hash:
+            elif content_hash([r[0] for r in rows], [r[1] for r in rows],
+                              attributes) != stored_hash:
                 problems.append(f"batch {batch_id}: content does not match its hash")
         for batch_id, received, header in db.execute(
                 "SELECT batch_id, records_received, header FROM uploads"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.batch import MAX_RECORD_ID_BYTES, update_content_hash
+from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_hash
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import choose_floor, compare_new_records, decide
@@ -63,6 +63,8 @@ __all__ = [
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _BATCH_ID = re.compile(r"^b-[0-9a-f]{16}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ATTRIBUTE = re.compile(r"^[a-z0-9_]{1,32}$")
+_CASE_REF = re.compile(r"^c-[0-9a-f]{12}$")
 GROUP_KEY_SETTING = "group_key_secret"
 
 
@@ -148,8 +150,16 @@ def _check_name(kind: str, name: str) -> None:
                                "digits, '.', '_' or '-', starting with a letter or digit.")
 
 
-def create_project(store: Store, name: str, schema_json: str, agencies: list[str]):
+def create_project(store: Store, name: str, schema_json: str, agencies: list[str],
+                   stages: list[str] | None = None):
     """Create a project; returns (project, {agency: token}). Tokens are shown only here."""
+    stages = list(stages or [])
+    for stage in stages:
+        if not _ATTRIBUTE.match(stage):
+            raise InvalidRequestError(f"Stage {stage!r} is not allowed: use lowercase letters, "
+                                      "digits and '_' (at most 32).")
+    if len(set(stages)) != len(stages):
+        raise InvalidRequestError("A stage is listed twice.")
     _check_name("Project", name)
     if len(agencies) < 2:
         raise InvalidRequestError("A project needs at least two agencies (--agencies a,b).")
@@ -160,7 +170,8 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
     schema = load_schema(schema_json)
     tokens = {agency: new_token() for agency in agencies}
     project = store.create_project(name, schema.text, schema.fingerprint, schema.clk_bits,
-                                   [(agency, hash_token(tokens[agency])) for agency in agencies])
+                                   [(agency, hash_token(tokens[agency])) for agency in agencies],
+                                   stages)
     return project, tokens
 
 
@@ -218,7 +229,8 @@ def _check_owner(agency_id: int, identity: Identity) -> None:
 
 
 def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
-                 chunks: Iterable[tuple[int, list[str], list[bytes]]]) -> SubmitOutcome:
+                 chunks: Iterable[tuple[int, list[str], list[bytes],
+                                        list[tuple[str, str, str]] | None]]) -> SubmitOutcome:
     """Receive (the rest of) an upload, keep each chunk durably, commit when complete.
 
     Chunks already held are skipped, so a client resumes by sending from
@@ -244,8 +256,10 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json())
     received = progress.records_received
     clk_bytes = header.clk_bits // 8
-    for first_record, record_ids, clks in chunks:
+    stages = set(project.stages)
+    for first_record, record_ids, clks, attributes in chunks:
         _check_chunk(record_ids, clks, clk_bytes, first_record)
+        _check_attributes(attributes, len(record_ids), stages)
         if first_record + len(record_ids) <= received:
             continue  # already held: a resumed client may resend its last chunk
         if first_record != received:
@@ -254,7 +268,7 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
         if received + len(record_ids) > header.record_count:
             raise BatchFormatError(f"The upload sent more records than its header announced "
                                    f"({header.record_count}).")
-        received = store.append_chunk(header.batch_id, first_record, record_ids, clks)
+        received = store.append_chunk(header.batch_id, first_record, record_ids, clks, attributes)
         failpoints.reached("upload-chunk-stored")
     if received < header.record_count:
         raise BatchFormatError(f"The upload is truncated: {received} of {header.record_count} "
@@ -279,13 +293,33 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
                                    f"longer than {MAX_RECORD_ID_BYTES} bytes.")
 
 
+def _check_attributes(attributes, count: int, stages: set[str]) -> None:
+    if attributes is None:
+        return
+    if len(attributes) != count:
+        raise BatchFormatError(f"A chunk has {count} records but {len(attributes)} attribute "
+                               "sets; send one per record or none.")
+    for entity_type, case_ref, stage in attributes:
+        if entity_type and not _ATTRIBUTE.match(entity_type):
+            raise BatchFormatError("An entity type must be lowercase letters, digits or '_'.")
+        if case_ref and not _CASE_REF.match(case_ref):
+            raise BatchFormatError("A case reference must be pseudonymised at the agency "
+                                   "('c-' and 12 hex digits); raw case numbers are refused.")
+        if stage and stage not in stages:
+            allowed = ", ".join(sorted(stages)) or "none are defined for this project"
+            raise BatchFormatError(f"Stage {stage!r} is not in the project's vocabulary "
+                                   f"({allowed}).")
+
+
 def _verify_upload(store: Store, identity: Identity, header: BatchHeaderInfo) -> None:
     """Hash, duplicate and clash checks over the held chunks; discards the upload on failure."""
     digest = hashlib.sha256()
     seen: set[str] = set()
     try:
-        for record_ids, clks in store.upload_chunks(header.batch_id):
-            update_content_hash(digest, record_ids, clks)
+        for record_ids, clks, attributes in store.upload_chunks(header.batch_id):
+            update_content_hash(digest, record_ids, clks,
+                                None if attributes is None else
+                                [RecordAttributes(*a) for a in attributes])
             for record_id in record_ids:
                 if record_id in seen:
                     raise DuplicateRecordError("A record id appears more than once in the batch; "

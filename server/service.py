@@ -38,7 +38,10 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
                     if message.WhichOneof("part") != "chunk":
                         raise BatchFormatError("Only one header is allowed per upload.")
                     chunk = message.chunk
-                    yield int(chunk.first_record), list(chunk.record_ids), list(chunk.clks)
+                    attributes = [(a.entity_type, a.case_ref, a.stage)
+                                  for a in chunk.attributes] or None
+                    yield (int(chunk.first_record), list(chunk.record_ids), list(chunk.clks),
+                           attributes)
 
             outcome = operations.submit_batch(self._store, current_identity(), header, chunks())
         finally:
@@ -65,7 +68,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
     def CreateProject(self, request, context):
         project, tokens = operations.create_project(
-            self._store, request.name, request.schema_json, list(request.agencies))
+            self._store, request.name, request.schema_json, list(request.agencies),
+            list(request.stages))
         return pb.CreateProjectResponse(
             name=project.name, schema_fingerprint=project.schema_fingerprint,
             tokens=[pb.AgencyToken(agency=a, token=t) for a, t in tokens.items()])

@@ -92,6 +92,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             batch_id TEXT NOT NULL REFERENCES uploads(batch_id), first_record INTEGER NOT NULL,
             record_ids TEXT NOT NULL, clks BLOB NOT NULL, PRIMARY KEY (batch_id, first_record));
     """),
+    ("0004_record_attributes", """
+        ALTER TABLE projects ADD COLUMN stages TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE upload_chunks ADD COLUMN attributes TEXT;
+        ALTER TABLE records ADD COLUMN entity_type TEXT NOT NULL DEFAULT '';
+        ALTER TABLE records ADD COLUMN case_ref TEXT NOT NULL DEFAULT '';
+        ALTER TABLE records ADD COLUMN stage TEXT NOT NULL DEFAULT '';
+        ALTER TABLE batches ADD COLUMN has_attributes INTEGER NOT NULL DEFAULT 0;
+    """),
 ]
 
 
@@ -103,6 +111,11 @@ class ProjectRow:
     schema_fingerprint: str
     clk_bits: int
     key_check: str | None
+    stages_json: str = "[]"
+
+    @property
+    def stages(self) -> list[str]:
+        return json.loads(self.stages_json)
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,8 @@ class Store(Protocol):
     def add_coordinator(self, name: str, token_hash: str) -> None: ...
     def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None: ...
     def create_project(self, name: str, schema_json: str, fingerprint: str, clk_bits: int,
-                       agencies: Sequence[tuple[str, str]]) -> ProjectRow: ...
+                       agencies: Sequence[tuple[str, str]],
+                       stages: Sequence[str] = ()) -> ProjectRow: ...
     def project(self, name: str) -> ProjectRow: ...
     def projects(self) -> list[ProjectRow]: ...
     def agencies(self, project_id: int) -> list[AgencyRow]: ...
@@ -184,8 +198,11 @@ class Store(Protocol):
     def upload(self, batch_id: str) -> UploadRow | None: ...
     def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str) -> None: ...
     def append_chunk(self, batch_id: str, first_record: int, record_ids: Sequence[str],
-                     clks: Sequence[bytes]) -> int: ...
-    def upload_chunks(self, batch_id: str) -> Iterator[tuple[list[str], list[bytes]]]: ...
+                     clks: Sequence[bytes],
+                     attributes: Sequence[tuple[str, str, str]] | None = None) -> int: ...
+    def upload_chunks(self, batch_id: str) -> Iterator[
+        tuple[list[str], list[bytes], list[tuple[str, str, str]] | None]]: ...
+    def member_attributes(self, run_id: int) -> list[tuple[str, int, str, str, str]]: ...
     def commit_upload(self, project: ProjectRow, agency: AgencyRow, batch_id: str,
                       content_hash: str, key_check: str) -> BatchRow: ...
     def discard_upload(self, batch_id: str) -> None: ...
@@ -297,13 +314,14 @@ class SqliteStore:
 
     # -- projects and agencies --------------------------------------------------------------
 
-    def create_project(self, name, schema_json, fingerprint, clk_bits, agencies) -> ProjectRow:
+    def create_project(self, name, schema_json, fingerprint, clk_bits, agencies,
+                       stages=()) -> ProjectRow:
         try:
             with self._transaction() as db:
                 cursor = db.execute(
                     "INSERT INTO projects (name, schema_json, schema_fingerprint, clk_bits, "
-                    "created_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, schema_json, fingerprint, clk_bits, _now()))
+                    "created_at, stages) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, schema_json, fingerprint, clk_bits, _now(), json.dumps(list(stages))))
                 project_id = cursor.lastrowid
                 db.executemany("INSERT INTO agencies (project_id, name, token_hash) VALUES (?, ?, ?)",
                                [(project_id, agency, token_hash) for agency, token_hash in agencies])
@@ -313,15 +331,15 @@ class SqliteStore:
         return self.project(name)
 
     def project(self, name: str) -> ProjectRow:
-        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check "
-                           "FROM projects WHERE name = ?", (name,))
+        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
+                           "stages FROM projects WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"No project named {name!r}; 'linkage project list' shows them.")
         return ProjectRow(*rows[0])
 
     def projects(self) -> list[ProjectRow]:
-        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check "
-                           "FROM projects ORDER BY name")
+        rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
+                           "stages FROM projects ORDER BY name")
         return [ProjectRow(*row) for row in rows]
 
     def agencies(self, project_id: int) -> list[AgencyRow]:
@@ -373,19 +391,22 @@ class SqliteStore:
                        "started_at) VALUES (?, ?, ?, ?, ?)",
                        (batch_id, project_id, agency_id, header, _now()))
 
-    def append_chunk(self, batch_id, first_record, record_ids, clks) -> int:
+    def append_chunk(self, batch_id, first_record, record_ids, clks, attributes=None) -> int:
         """Keep one chunk durably; returns the records now held. The caller checks order."""
         with self._transaction() as db:
-            db.execute("INSERT INTO upload_chunks VALUES (?, ?, ?, ?)",
-                       (batch_id, first_record, json.dumps(list(record_ids)), b"".join(clks)))
+            db.execute("INSERT INTO upload_chunks (batch_id, first_record, record_ids, clks, "
+                       "attributes) VALUES (?, ?, ?, ?, ?)",
+                       (batch_id, first_record, json.dumps(list(record_ids)), b"".join(clks),
+                        None if attributes is None else json.dumps([list(a) for a in attributes])))
             db.execute("UPDATE uploads SET records_received = records_received + ? "
                        "WHERE batch_id = ?", (len(record_ids), batch_id))
             (received,) = db.execute("SELECT records_received FROM uploads WHERE batch_id = ?",
                                      (batch_id,)).fetchone()
         return received
 
-    def upload_chunks(self, batch_id: str) -> Iterator[tuple[list[str], list[bytes]]]:
-        """The held chunks in order, one at a time (memory stays at one chunk)."""
+    def upload_chunks(self, batch_id: str):
+        """The held chunks in order, one at a time (memory stays at one chunk):
+        (record ids, CLKs, attributes or None)."""
         upload = self.upload(batch_id)
         if upload is None:
             return
@@ -394,15 +415,17 @@ class SqliteStore:
             "SELECT first_record FROM upload_chunks WHERE batch_id = ? ORDER BY first_record",
             (batch_id,))]
         for position in positions:
-            ((ids_json, blob),) = self._query(
-                "SELECT record_ids, clks FROM upload_chunks WHERE batch_id = ? AND "
+            ((ids_json, blob, attributes),) = self._query(
+                "SELECT record_ids, clks, attributes FROM upload_chunks WHERE batch_id = ? AND "
                 "first_record = ?", (batch_id, position))
             ids = json.loads(ids_json)
-            yield ids, [blob[i * clk_bytes:(i + 1) * clk_bytes] for i in range(len(ids))]
+            yield (ids, [blob[i * clk_bytes:(i + 1) * clk_bytes] for i in range(len(ids))],
+                   None if attributes is None else [tuple(a) for a in json.loads(attributes)])
 
     def commit_upload(self, project, agency, batch_id, content_hash, key_check) -> BatchRow:
         """Move a complete, verified upload into the records in one transaction."""
         chunks = self.upload_chunks(batch_id)
+        with_attributes = False
         with self._transaction() as db:
             current = db.execute("SELECT key_check FROM projects WHERE id = ?",
                                  (project.id,)).fetchone()[0]
@@ -414,13 +437,19 @@ class SqliteStore:
                        "content_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (batch_id, project.id, agency.id, count, content_hash, _now()))
             try:
-                for ids, clks in chunks:
-                    db.executemany("INSERT INTO records (batch_id, agency_id, record_id, clk) "
-                                   "VALUES (?, ?, ?, ?)",
-                                   ((batch_id, agency.id, rid, clk) for rid, clk in zip(ids, clks)))
+                for ids, clks, attributes in chunks:
+                    with_attributes = with_attributes or attributes is not None
+                    extra = attributes or [("", "", "")] * len(ids)
+                    db.executemany(
+                        "INSERT INTO records (batch_id, agency_id, record_id, clk, entity_type, "
+                        "case_ref, stage) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        ((batch_id, agency.id, rid, clk, *attrs)
+                         for rid, clk, attrs in zip(ids, clks, extra)))
             except sqlite3.IntegrityError:
                 raise AlreadyExistsError("Some record ids of this batch are already stored for "
                                          "this agency; record ids must be unique.") from None
+            db.execute("UPDATE batches SET has_attributes = ? WHERE id = ?",
+                       (int(with_attributes), batch_id))
             db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
             db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
         return BatchRow(batch_id, agency.id, count, content_hash)
@@ -558,6 +587,13 @@ class SqliteStore:
                     f"AND group_key IN ({marks}) GROUP BY group_key, agency_id", [run_id, *chunk]):
                 result.setdefault(key, {})[agency_id] = count
         return result
+
+    def member_attributes(self, run_id: int) -> list[tuple[str, int, str, str, str]]:
+        """(group, agency, entity type, case ref, stage) of every group member of a run."""
+        return self._query(
+            "SELECT m.group_key, m.agency_id, r.entity_type, r.case_ref, r.stage "
+            "FROM group_members m JOIN records r ON r.agency_id = m.agency_id AND "
+            "r.record_id = m.record_id WHERE m.run_id = ?", (run_id,))
 
     def set_review(self, project_id, group_key, decision, note) -> None:
         with self._transaction() as db:

@@ -33,14 +33,26 @@ class BatchHeader(_message.Message):
     def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class RecordChunk(_message.Message):
-    __slots__ = ("record_ids", "clks", "first_record")
+    __slots__ = ("record_ids", "clks", "first_record", "attributes")
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     CLKS_FIELD_NUMBER: _ClassVar[int]
     FIRST_RECORD_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     clks: _containers.RepeatedScalarFieldContainer[bytes]
     first_record: int
-    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., clks: _Optional[_Iterable[bytes]] = ..., first_record: _Optional[int] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[RecordAttributes]
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., clks: _Optional[_Iterable[bytes]] = ..., first_record: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[RecordAttributes, _Mapping]]] = ...) -> None: ...
+
+class RecordAttributes(_message.Message):
+    __slots__ = ("entity_type", "case_ref", "stage")
+    ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CASE_REF_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    entity_type: str
+    case_ref: str
+    stage: str
+    def __init__(self, entity_type: _Optional[str] = ..., case_ref: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class SubmitBatchResponse(_message.Message):
     __slots__ = ("batch_id", "records_accepted", "agency", "already_stored")
@@ -93,14 +105,16 @@ class RecordResult(_message.Message):
     def __init__(self, record: _Optional[str] = ..., group: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., confidence: _Optional[float] = ..., duplicate_in_own_agency: _Optional[bool] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
-    __slots__ = ("name", "schema_json", "agencies")
+    __slots__ = ("name", "schema_json", "agencies", "stages")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_json: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., schema_json: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+    stages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., schema_json: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateProjectResponse(_message.Message):
     __slots__ = ("name", "schema_fingerprint", "tokens")
