@@ -5,6 +5,7 @@ Proto messages stop here: callers get plain dicts and dataclasses.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -186,6 +187,7 @@ class LinkageClient:
                        for g in report.groups],
             "histogram": [{"low": round(b.low, 4), "high": round(b.high, 4), "count": b.count}
                           for b in report.histogram],
+            "network": json.loads(report.network_json) if report.network_json else None,
         }
 
     def review(self, project: str, group: str, decision: str, note: str = "") -> str:

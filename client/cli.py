@@ -125,10 +125,14 @@ def keygen(output: Path, force: bool) -> None:
               help="Secret file from 'linkage keygen' (or env LINKAGE_SECRET).")
 @click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML mapping of your columns onto the schema features.")
+@click.option("--case-key", "case_key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your agency's own key (from 'linkage keygen', never shared) to pseudonymise "
+                   "case references; needed when the mapping names a case column.")
 @click.option("--strict", is_flag=True, help="Fail on the first value that cannot be parsed.")
 @click.option("-o", "--output", required=True, help="Batch file to write ('-' for stdout).")
 @click.argument("records")
-def encode(schema_path, secret_path, mapping_path, strict, output, records) -> None:
+def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output,
+           records) -> None:
     """Normalise and encode a CSV export into a batch of CLKs (runs at the agency).
 
     Unparseable values (bad dates, phone numbers) are reported by row and
@@ -141,10 +145,12 @@ def encode(schema_path, secret_path, mapping_path, strict, output, records) -> N
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     secret = files.read_secret(secret_path)
     mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
+    case_key = files.read_secret(case_key_path) if case_key_path else None
     bar = _progress(None, "encoding")
     try:
         outcome = files.encode_export(
             schema_text, secret, _read_input(records), mapping_text, strict=strict,
+            case_key=case_key,
             on_progress=bar.update, on_total=lambda total: setattr(bar, "total", total))
     finally:
         bar.close()
@@ -254,8 +260,11 @@ def project() -> None:
 @click.option("--agencies", required=True, help="Comma-separated agency names.")
 @click.option("--tokens-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write one <agency>.token file per agency into.")
+@click.option("--stages", default="",
+              help="Comma-separated crime-script stages records may be tagged with, in order.")
 @server_options
-def project_create(client: LinkageClient, name, schema_path, agencies, tokens_dir) -> None:
+def project_create(client: LinkageClient, name, schema_path, agencies, tokens_dir,
+                   stages) -> None:
     """Create a project and write one token file per agency.
 
     Hand each agency its own token file; the server keeps only hashes.
@@ -266,7 +275,8 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
     """
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
-    tokens = client.create_project(name, schema_text, names)
+    stage_list = [s.strip() for s in stages.split(",") if s.strip()]
+    tokens = client.create_project(name, schema_text, names, stage_list)
     tokens_dir.mkdir(parents=True, exist_ok=True)
     for agency, token in tokens.items():
         files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
@@ -321,22 +331,35 @@ def run(client: LinkageClient, project, threshold) -> None:
 
 @main.command()
 @click.option("--project", required=True, help="Project name.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "html"]),
+              default="text", show_default=True,
+              help="Terminal text, JSON for other tools, or one self-contained HTML file.")
+@click.option("-o", "--output", default="-", help="File to write ('-' for stdout).")
 @server_options
-def report(client: LinkageClient, project, output_format) -> None:
-    """The match report of the latest run (no record ids).
+def report(client: LinkageClient, project, output_format, output) -> None:
+    """The match report of the latest run: groups, overlap, brokers, network (no record ids).
+
+    The HTML report works offline and shows the network of linked entities and
+    cases with filters by agency, stage and entity type.
 
     Example:
 
-        linkage report --project antwerp-q4 --token-file linkage-data/coordinator.token --format json
+        linkage report --project antwerp-q4 --token-file linkage-data/coordinator.token --format html -o report.html
     """
     document = client.report(project)
     if output_format == "json":
-        click.echo(json.dumps(document, indent=2))
+        text = json.dumps(document, indent=2)
+    elif output_format == "html":
+        from .report_html import render_html
+        text = render_html(document)
     else:
         from .render import render_report
-        click.echo(render_report(document))
+        text = render_report(document)
+    if output == "-":
+        click.echo(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"Wrote the {output_format} report to {output}.", err=True)
 
 
 @main.command()

@@ -24,11 +24,12 @@ import click
 from linkage.batch import write_batch
 from linkage.evaluation import pairwise_quality
 from linkage.schema import default_schema_text
-from linkage.synthetic import SyntheticConfig, generate
+from linkage.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
 
 from . import files
 from .api import LinkageClient
 from .render import render_report
+from .report_html import render_html
 
 __all__ = ["ServerProcess", "run_demo", "write_synthetic"]
 
@@ -126,6 +127,30 @@ class ServerProcess:
         self.stop()
 
 
+def _planted_brokers(report: dict, predicted: dict, dataset) -> None:
+    """Do the planted brokers (people at three or more agencies) rank at the top?"""
+    entity_of_group: dict[str, str] = {}
+    votes: dict[str, dict[str, int]] = {}
+    for record, group in predicted.items():
+        entity = dataset.truth[record]
+        votes.setdefault(group, {}).setdefault(entity, 0)
+        votes[group][entity] += 1
+    for group, counts in votes.items():
+        entity_of_group[group] = max(counts, key=counts.get)
+    ranking = [b for b in (report.get("network") or {}).get("brokers", [])
+               if len(b["agencies"]) > 1]
+    found = {entity_of_group[b["group"]] for b in ranking
+             if entity_of_group.get(b["group"]) in dataset.brokers}
+    top = ranking[:len(dataset.brokers)]
+    hits = sum(1 for b in top if entity_of_group.get(b["group"]) in dataset.brokers)
+    _step("Do the planted brokers rank at the top?")
+    click.echo(f"  {len(dataset.brokers)} people were planted at three or more agencies; "
+               f"{len(found)} of them were linked across agencies.", err=True)
+    if top:
+        click.echo(f"  Of the top {len(top)} entities in the broker ranking, {hits} "
+                   f"({hits / len(top):.0%}) are planted brokers.", err=True)
+
+
 def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True, err=True)
 
@@ -154,13 +179,17 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
         schema_text = default_schema_text()
         with LinkageClient(server.address, server.coordinator_token) as coordinator:
             _step(f"Coordinator creates project {PROJECT!r} for {len(agencies)} agencies")
-            tokens = coordinator.create_project(PROJECT, schema_text, agencies)
+            tokens = coordinator.create_project(PROJECT, schema_text, agencies,
+                                                list(DEFAULT_STAGES))
 
             for name, export in dataset.exports.items():
                 _step(f"{name}: encode locally, then submit over gRPC")
+                case_key_path = workdir / "agencies" / name / "case.key"
+                files.write_secret(case_key_path)  # the agency's own key: never shared
                 outcome = files.encode_export(schema_text, secret,
                                               export.to_csv().encode("utf-8"),
-                                              export.mapping_toml())
+                                              export.mapping_toml(),
+                                              case_key=files.read_secret(case_key_path))
                 batch_path = workdir / "agencies" / name / "batch.clk"
                 files.write_private(batch_path, write_batch(outcome.batch))
                 with LinkageClient(server.address, tokens[name]) as agency:
@@ -177,6 +206,10 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
             _step("Coordinator report")
             report = coordinator.report(PROJECT)
             click.echo(render_report(report))
+            report_path = workdir / "report.html"
+            report_path.write_text(render_html(report), encoding="utf-8")
+            click.echo(f"\n  The HTML report (network, brokers, charts) is in {report_path}",
+                       err=True)
 
         _step("Each agency reads its own hit/no-hit results")
         predicted = {}
@@ -192,6 +225,7 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
             click.echo(f"  e.g. {agencies[-1]} sees: {example}", err=True)
 
     quality = pairwise_quality(predicted, dataset.truth)
+    _planted_brokers(report, predicted, dataset)
     _step("Quality against the generator's truth (pairs of records)")
     click.echo(f"  {'pairs':<16}{'precision':>10}{'recall':>10}{'F1':>10}"
                f"{'true':>8}{'false +':>9}{'missed':>8}")

@@ -46,6 +46,12 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
             bar = "#" * max(1 if bin_["count"] else 0, round(_BAR_WIDTH * bin_["count"] / peak))
             marker = "|" if bin_["low"] <= report["threshold"] < bin_["high"] else " "
             lines.append(f"  {bin_['low']:.3f}-{bin_['high']:.3f} {marker} {bar} {bin_['count']}")
+    brokers = [b for b in (report.get("network") or {}).get("brokers", [])
+               if len(b["agencies"]) > 1][:10]
+    if brokers:
+        lines += ["", "Top brokers (entities that link cases across agencies and stages)"]
+        for broker in brokers:
+            lines.append(f"  {broker['rank']:>3}. {broker['group']}  {broker['explanation']}")
     groups = [g for g in report["groups"] if len(g["agencies"]) > 1]
     lines += ["", f"Groups across agencies: {len(groups)} (showing up to {max_groups}, "
                   "lowest confidence first: those deserve a look)"]

@@ -1,5 +1,9 @@
 """Synthetic agency exports for the demo, the tests and the benchmarks.
 
+Each record also carries the agency's case number and the crime-script stage
+of that case; the people who appear at three or more agencies are the planted
+brokers, seen in cases of different stages.
+
 The model: a population of people (Belgian, Swedish and a few others, drawn
 with Faker, so nobody real) of whom some appear at several agencies. Most
 shared people appear at two agencies; "brokers" appear at three to five,
@@ -26,6 +30,7 @@ from faker import Faker
 
 __all__ = [
     "DEFAULT_AGENCIES",
+    "DEFAULT_STAGES",
     "FEATURES",
     "AgencyExport",
     "AgencyProfile",
@@ -50,33 +55,43 @@ class AgencyProfile:
     date_format: str
     id_pattern: str
     duplicate_rate: float = 0.0
+    case_column: str = "CASE"
+    stage_column: str = "STAGE"
+    case_pattern: str = "{:05d}"
 
     @property
     def phone_region(self) -> str:
         return self.country
 
 
-def _profile(name, country, id_column, names, date_format, id_pattern, duplicate_rate=0.0):
+def _profile(name, country, id_column, names, date_format, id_pattern, duplicate_rate=0.0,
+             case=("CASE", "STAGE", "{:05d}")):
     return AgencyProfile(name, country, id_column, dict(zip(FEATURES, names)), date_format,
-                         id_pattern, duplicate_rate)
+                         id_pattern, duplicate_rate, *case)
 
 
 DEFAULT_AGENCIES: tuple[AgencyProfile, ...] = (
     _profile("be-police", "BE", "ID", ("VOORNAAM", "NAAM", "GEBDAT", "ADRES", "GEMEENTE", "TEL"),
-             "%d/%m/%Y", "PV-2024-{:06d}", duplicate_rate=0.03),
+             "%d/%m/%Y", "PV-2024-{:06d}", duplicate_rate=0.03,
+             case=("DOSSIER", "FASE", "AN.{:04d}.L1")),
     _profile("be-customs", "BE", "IDENT",
              ("PRENOM", "NOM", "DATE_NAISSANCE", "ADRESSE", "COMMUNE", "TELEPHONE"),
-             "%d-%m-%Y", "DOU-{:05d}"),
+             "%d-%m-%Y", "DOU-{:05d}", case=("DOSSIER", "PHASE", "D/2024/{:04d}")),
     _profile("port-antwerp", "BE", "record_id",
              ("first_name", "last_name", "birth_date", "street", "city", "phone"),
-             "%Y-%m-%d", "POA{:07d}"),
+             "%Y-%m-%d", "POA{:07d}", case=("incident", "stage", "INC-{:05d}")),
     _profile("se-police", "SE", "PERSONID",
              ("FORNAMN", "EFTERNAMN", "FODELSEDATUM", "ADRESS", "ORT", "TELEFON"),
-             "%Y%m%d", "SE-POL-{:06d}", duplicate_rate=0.02),
+             "%Y%m%d", "SE-POL-{:06d}", duplicate_rate=0.02,
+             case=("ARENDE", "FAS", "5000-K{:05d}-24")),
     _profile("se-customs", "SE", "ARENDE_ID",
              ("FORNAMN", "EFTERNAMN", "FODD", "GATUADRESS", "POSTORT", "MOBIL"),
-             "%Y-%m-%d", "TULL-{:06d}"),
+             "%Y-%m-%d", "TULL-{:06d}", case=("ARENDENR", "FAS", "TV{:06d}")),
 )
+
+#: The crime-script stages of cocaine trafficking through a port, in order.
+DEFAULT_STAGES = ("recruitment", "logistics", "port_extraction", "transport", "distribution",
+                  "money_flows")
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,8 @@ class SyntheticConfig:
     shared_fraction: float = 0.3
     broker_fraction: float = 0.1
     corruption: float = 0.2
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    records_per_case: int = 6
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,7 @@ class AgencyExport:
         return buffer.getvalue()
 
     def mapping_toml(self) -> str:
-        """The TOML mapping of this export's columns onto the schema features."""
+        """The TOML mapping of this export's columns onto the schema features and attributes."""
         lines = [f'record_id = "{self.profile.id_column}"', ""]
         for feature in FEATURES:
             lines.append(f"[fields.{feature}]")
@@ -134,6 +151,9 @@ class AgencyExport:
             if feature == "phone":
                 lines.append(f'phone_region = "{self.profile.phone_region}"')
             lines.append("")
+        lines += ["[attributes]", 'entity_type = "person"',
+                  f'case_column = "{self.profile.case_column}"',
+                  f'stage_column = "{self.profile.stage_column}"', ""]
         return "\n".join(lines)
 
 
@@ -144,6 +164,7 @@ class SyntheticDataset:
     exports: dict[str, AgencyExport]
     truth: dict[tuple[str, str], str]
     people: dict[str, Person] = field(repr=False)
+    brokers: frozenset[str] = frozenset()
 
 
 # Names come from every locale of a country; addresses from the first (Faker's
@@ -303,6 +324,12 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> SyntheticDataset:
         person = generator.person(home)
         for profile in chosen:
             slots[profile.name].append(person)
+    agencies_of: dict[str, int] = {}
+    for people in slots.values():
+        for person in people:
+            agencies_of[person.entity] = agencies_of.get(person.entity, 0) + 1
+    brokers = {entity for entity, count in agencies_of.items() if count >= 3}
+    broker_stages: dict[str, set[str]] = {}
     exports: dict[str, AgencyExport] = {}
     truth: dict[tuple[str, str], str] = {}
     for profile in profiles:
@@ -315,16 +342,41 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> SyntheticDataset:
             appearances.append((person, generator.appearance(person, profile, extra=0.2)))
         rng.shuffle(appearances)
         numbers = rng.sample(range(1, 10 ** 5), len(appearances))
-        columns = [profile.id_column] + [profile.columns[f] for f in FEATURES]
+        cases = _cases(rng, profile, len(appearances), config)
+        columns = ([profile.id_column] + [profile.columns[f] for f in FEATURES]
+                   + [profile.case_column, profile.stage_column])
         rows = []
         for number, (person, values) in zip(numbers, appearances):
             record_id = profile.id_pattern.format(number)
+            case, stage = _case_for(rng, cases, person.entity in brokers,
+                                    broker_stages.setdefault(person.entity, set()))
             row = {profile.id_column: record_id}
             row.update({profile.columns[f]: values[f] for f in FEATURES})
+            row.update({profile.case_column: case, profile.stage_column: stage})
             rows.append(row)
             truth[(profile.name, record_id)] = person.entity
         exports[profile.name] = AgencyExport(profile.name, profile, columns, rows)
-    return SyntheticDataset(exports, truth, generator.people)
+    return SyntheticDataset(exports, truth, generator.people, frozenset(brokers))
+
+
+def _cases(rng: random.Random, profile: AgencyProfile, records: int,
+           config: SyntheticConfig) -> list[tuple[str, str]]:
+    """The agency's cases: (case number, stage), about ``records_per_case`` records each."""
+    count = max(1, records // config.records_per_case)
+    numbers = rng.sample(range(1, 10 ** 4), count)
+    return [(profile.case_pattern.format(n), rng.choice(config.stages)) for n in numbers]
+
+
+def _case_for(rng: random.Random, cases, is_broker: bool, seen_stages: set[str]):
+    """A case for one appearance; a broker's cases prefer stages it has not been seen in."""
+    case, stage = rng.choice(cases)
+    if is_broker:
+        for _ in range(20):
+            if stage not in seen_stages:
+                break
+            case, stage = rng.choice(cases)
+        seen_stages.add(stage)
+    return case, stage
 
 
 def true_pairs(dataset: SyntheticDataset) -> set[frozenset[tuple[str, str]]]:

@@ -26,6 +26,7 @@ __all__ = [
     "choose_threshold",
     "fit_score_model",
     "parse_threshold",
+    "quality_curve",
     "score_histogram",
 ]
 
@@ -155,6 +156,16 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
     return ThresholdChoice(best, reason, model, precision, recall)
 
 
+def quality_curve(scores: np.ndarray, model: ScoreModel | None, floor: float,
+                  step: float = 0.01) -> list[tuple[float, float, float]]:
+    """The model's expected (threshold, precision, recall) from the floor to 1."""
+    if model is None:
+        return []
+    scores = np.asarray(scores, dtype=np.float64)
+    return [(round(float(t), 4), *_expected_quality(scores, model, float(t)))
+            for t in np.arange(floor, 1.0 + 1e-9, step)]
+
+
 def parse_threshold(text: str | None) -> float | None:
     """'auto' or empty -> None (choose automatically); otherwise a number in (0, 1].
 
@@ -183,6 +194,6 @@ def _expected_quality(scores, model, threshold):
     probability = model.match_probability(scores)
     above = scores >= threshold
     true_positive = float(probability[above].sum())
-    precision = true_positive / max(int(above.sum()), 1)
+    precision = true_positive / int(above.sum()) if above.any() else 1.0
     recall = true_positive / max(float(probability.sum()), 1e-12)
     return precision, recall

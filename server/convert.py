@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from protos.linkage.v1 import linkage_pb2 as pb
 
 from .operations import BatchHeaderInfo, ProjectReport, RecordHit
@@ -54,4 +56,5 @@ def report_to_proto(report: ProjectReport) -> pb.Report:
                    for low, high, count in report.histogram],
         estimated_precision=report.estimated_precision,
         estimated_recall=report.estimated_recall,
+        network_json=json.dumps(report.network),
     )

@@ -37,7 +37,8 @@ from linkage.errors import (
     SecretError,
 )
 from linkage.schema import load_schema
-from linkage.threshold import parse_threshold, score_histogram
+from linkage.network import Membership, build_network
+from linkage.threshold import parse_threshold, quality_curve, score_histogram
 
 from . import failpoints
 from .auth import Identity, hash_token, new_token
@@ -142,6 +143,7 @@ class ProjectReport:
     histogram: list[tuple[float, float, int]]
     estimated_precision: float
     estimated_recall: float
+    network: dict
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -413,6 +415,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "seconds": round(time.monotonic() - started, 3),
             "histogram": [[float(edges[i]), float(edges[i + 1]), int(counts[i])]
                           for i in range(len(counts))],
+            "quality_curve": quality_curve(result.floor_scores, choice.model, floor),
         }
         store.finish_run(run_id, summary, groups)
     except BaseException as error:
@@ -506,6 +509,7 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     ]
     summary = dict(run.summary)
     summary["run"] = run.number
+    network = _network(store, project, run, names, groups)
     return ProjectReport(
         project=project.name,
         summary=summary,
@@ -515,7 +519,36 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         histogram=[(low, high, count) for low, high, count in summary.get("histogram", [])],
         estimated_precision=float(summary.get("estimated_precision", 0.0)),
         estimated_recall=float(summary.get("estimated_recall", 0.0)),
+        network=network,
     )
+
+
+def _network(store: Store, project: ProjectRow, run, names: dict[int, str], groups) -> dict:
+    """The entity-case network of a run, the broker ranking, and what changed since the last."""
+    memberships = [Membership(group, names[agency], entity_type, case_ref, stage)
+                   for group, agency, entity_type, case_ref, stage
+                   in store.member_attributes(run.id)]
+    summary = build_network(memberships, stage_order=project.stages)
+    previous = store.previous_run(project.id, run.number)
+    changes = None
+    if previous is not None:
+        before = {g.key for g in store.groups(previous.id)}
+        now = {g.key for g in groups}
+        cross_now = {g.key for g in groups if len(g.members_by_agency) > 1}
+        changes = {"previous_run": previous.number,
+                   "new_groups": sorted(now - before),
+                   "new_cross_agency_groups": sorted((now - before) & cross_now),
+                   "gone_groups": len(before - now)}
+    return {
+        "stages": project.stages,
+        "nodes": summary.nodes,
+        "edges": summary.edges,
+        "brokers": [broker.__dict__ for broker in summary.brokers],
+        "clusters": summary.clusters,
+        "stage_coverage": summary.stage_coverage,
+        "changes": changes,
+        "quality_curve": run.summary.get("quality_curve", []),
+    }
 
 
 def review_group(store: Store, project_name: str, group: str, decision: str, note: str) -> str:

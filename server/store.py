@@ -217,7 +217,18 @@ class Store(Protocol):
     def finish_run(self, run_id: int, summary: dict,
                    groups: Sequence[tuple[str, float, Sequence[tuple[int, str]]]]) -> None: ...
     def fail_run(self, run_id: int, message: str) -> None: ...
+    def previous_run(self, project_id: int, number: int) -> RunRow | None:
+        """The last finished run before run ``number``."""
+        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
+                           "WHERE project_id = ? AND status = 'done' AND number < ? "
+                           "ORDER BY number DESC LIMIT 1", (project_id, number))
+        if not rows:
+            return None
+        run_id, project, found, status, summary = rows[0]
+        return RunRow(run_id, project, found, status, json.loads(summary))
+
     def latest_run(self, project_id: int) -> RunRow | None: ...
+    def previous_run(self, project_id: int, number: int) -> RunRow | None: ...
     def groups(self, run_id: int) -> list[GroupRow]: ...
     def agency_results(self, run_id: int, agency_id: int) -> Iterator[tuple[str, str]]: ...
     def group_agencies(self, run_id: int, group_keys: Sequence[str]) -> dict[str, dict[int, int]]: ...
@@ -549,6 +560,16 @@ class SqliteStore:
         with self._transaction() as db:
             db.execute("UPDATE runs SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
                        (_now(), json.dumps({"error": message}), run_id))
+
+    def previous_run(self, project_id: int, number: int) -> RunRow | None:
+        """The last finished run before run ``number``."""
+        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
+                           "WHERE project_id = ? AND status = 'done' AND number < ? "
+                           "ORDER BY number DESC LIMIT 1", (project_id, number))
+        if not rows:
+            return None
+        run_id, project, found, status, summary = rows[0]
+        return RunRow(run_id, project, found, status, json.loads(summary))
 
     def latest_run(self, project_id: int) -> RunRow | None:
         rows = self._query("SELECT id, project_id, number, status, summary FROM runs "

@@ -38,7 +38,8 @@ def batches(dataset, secret, schema_text):
     """Each agency's export encoded with the shared secret: {agency: EncodedBatch}."""
     return {
         name: files.encode_export(schema_text, secret, export.to_csv().encode("utf-8"),
-                                  export.mapping_toml()).batch
+                                  export.mapping_toml(),
+                                  case_key=name.encode("utf-8").ljust(32, b"#")).batch
         for name, export in dataset.exports.items()
     }
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from client.cli import main
 from linkage.batch import read_batch
 from linkage.clks import clks_to_base64
+from linkage.synthetic import DEFAULT_STAGES
 
 PROJECT = "cli-project"
 
@@ -65,11 +66,14 @@ def test_full_workflow_through_the_cli(tmp_path, server, agency_files):
     coordinator = ["--server", server.address, "--token-file", server.data_dir / "coordinator.token"]
     agencies = sorted(agency_files)
     created = invoke("project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
-                     "--tokens-dir", tmp_path / "tokens", *coordinator)
+                     "--tokens-dir", tmp_path / "tokens", "--stages",
+                     ",".join(DEFAULT_STAGES), *coordinator)
     assert created.exit_code == 0, created.output
     for name in agencies:
         batch = agency_files[name] / "batch.clk"
-        encoded = invoke("encode", "--secret", secret, "--mapping",
+        case_key = agency_files[name] / "case.key"
+        invoke("keygen", "-o", case_key)
+        encoded = invoke("encode", "--secret", secret, "--case-key", case_key, "--mapping",
                          agency_files[name] / "mapping.toml", agency_files[name] / "records.csv",
                          "-o", batch)
         assert encoded.exit_code == 0, encoded.output
@@ -122,13 +126,19 @@ def test_encode_reports_unparseable_values_without_showing_them(tmp_path, agency
     writer.writeheader()
     writer.writerows(rows)
     (folder / "bad.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    lenient = invoke("encode", "--secret", secret, "--mapping", folder / "mapping.toml",
-                     folder / "bad.csv", "-o", tmp_path / "out.clk")
+    case_key = tmp_path / "case.key"
+    invoke("keygen", "-o", case_key)
+    no_key = invoke("encode", "--secret", secret, "--mapping", folder / "mapping.toml",
+                    folder / "bad.csv", "-o", tmp_path / "out.clk")
+    assert no_key.exit_code == 1 and "--case-key" in no_key.output
+    lenient = invoke("encode", "--secret", secret, "--case-key", case_key, "--mapping",
+                     folder / "mapping.toml", folder / "bad.csv", "-o", tmp_path / "out.clk")
     assert lenient.exit_code == 0
     assert "row 2, column GEBDAT" in lenient.output
     assert "not-a-date" not in lenient.output
-    strict = invoke("encode", "--strict", "--secret", secret, "--mapping",
-                    folder / "mapping.toml", folder / "bad.csv", "-o", tmp_path / "strict.clk")
+    strict = invoke("encode", "--strict", "--secret", secret, "--case-key", case_key,
+                    "--mapping", folder / "mapping.toml", folder / "bad.csv", "-o",
+                    tmp_path / "strict.clk")
     assert strict.exit_code == 1
     assert "row 2, column GEBDAT" in strict.output and "not-a-date" not in strict.output
     assert not (tmp_path / "strict.clk").exists()
@@ -154,8 +164,8 @@ def test_encode_errors_list_every_problem(tmp_path, agency_files):
     duplicated = tmp_path / "dup.csv"
     text = (folder / "records.csv").read_text("utf-8").splitlines()
     duplicated.write_text("\n".join(text + [text[1]]) + "\n", encoding="utf-8")
-    dup = invoke("encode", "--secret", secret, "--mapping", folder / "mapping.toml", duplicated,
-                 "-o", tmp_path / "x")
+    dup = invoke("encode", "--secret", secret, "--case-key", secret, "--mapping",
+                 folder / "mapping.toml", duplicated, "-o", tmp_path / "x")
     assert dup.exit_code == 1 and "must be unique" in dup.output
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from client.api import LinkageClient
 from client.demo import ServerProcess
+from linkage.synthetic import DEFAULT_STAGES
 from server.main import main as server_main
 
 PROJECT = "crash"
@@ -48,7 +49,7 @@ def _check(data_dir):
 
 def _setup(server, batches, schema_text, names):
     with LinkageClient(server.address, server.coordinator_token) as coordinator:
-        tokens = coordinator.create_project(PROJECT, schema_text, names)
+        tokens = coordinator.create_project(PROJECT, schema_text, names, list(DEFAULT_STAGES))
     return tokens
 
 

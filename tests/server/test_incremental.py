@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from client.api import LinkageClient
+from linkage.synthetic import DEFAULT_STAGES
 
 
 def _submit(server, tokens, batches, names, project):
@@ -23,7 +24,7 @@ def _memberships(server, tokens, project):
 def test_incremental_run_equals_a_full_run(server, coordinator, batches, schema_text):
     names = list(batches)
     first, later = names[:3], names[3:]
-    tokens = coordinator.create_project("stepwise", schema_text, names)
+    tokens = coordinator.create_project("stepwise", schema_text, names, list(DEFAULT_STAGES))
     _submit(server, tokens, batches, first, "stepwise")
     run_one = coordinator.run("stepwise", "0.8")
     assert run_one["new_records"] == sum(len(batches[n]) for n in first)
@@ -35,7 +36,7 @@ def test_incremental_run_equals_a_full_run(server, coordinator, batches, schema_
     assert run_two["new_records"] == sum(len(batches[n]) for n in later)
     after = _memberships(server, tokens, "stepwise")
 
-    all_tokens = coordinator.create_project("at-once", schema_text, names)
+    all_tokens = coordinator.create_project("at-once", schema_text, names, list(DEFAULT_STAGES))
     _submit(server, all_tokens, batches, names, "at-once")
     coordinator.run("at-once", "0.8")
     full = _memberships(server, all_tokens, "at-once")
@@ -49,7 +50,7 @@ def test_incremental_run_equals_a_full_run(server, coordinator, batches, schema_
 
 def test_rerun_with_nothing_new_does_no_work(server, coordinator, batches, schema_text):
     names = list(batches)[:2]
-    tokens = coordinator.create_project("steady", schema_text, names)
+    tokens = coordinator.create_project("steady", schema_text, names, list(DEFAULT_STAGES))
     _submit(server, tokens, batches, names, "steady")
     first = coordinator.run("steady", "auto")
     again = coordinator.run("steady", "auto")

@@ -16,6 +16,7 @@ from client.demo import ServerProcess
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
 from linkage.encoding import key_check_value
+from linkage.synthetic import DEFAULT_STAGES
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -23,7 +24,7 @@ PROJECT = "test-project"
 
 
 def _create(coordinator, schema_text, agencies, name=PROJECT):
-    return coordinator.create_project(name, schema_text, agencies)
+    return coordinator.create_project(name, schema_text, agencies, list(DEFAULT_STAGES))
 
 
 def _raw_submit(server, token, messages):
@@ -37,7 +38,7 @@ def _raw_submit(server, token, messages):
 
 
 def _header(batch, **overrides):
-    digest = content_hash(batch.record_ids, clks_to_bytes(batch.clks))
+    digest = content_hash(batch.record_ids, clks_to_bytes(batch.clks), batch.attributes)
     fields = dict(project=PROJECT, schema_fingerprint=batch.schema_fingerprint,
                   key_check=batch.key_check, clk_bits=batch.clk_bits, record_count=len(batch),
                   batch_id=upload_batch_id(PROJECT, digest), content_hash=digest)
@@ -50,9 +51,12 @@ def _chunk(batch, start=0, stop=None, clk_override=None, first_record=None):
     clks = clks_to_bytes(batch.clks[start:stop])
     if clk_override is not None:
         clks[0] = clk_override
+    attributes = [pb.RecordAttributes(entity_type=a.entity_type, case_ref=a.case_ref,
+                                      stage=a.stage)
+                  for a in (batch.attributes or [])[start:stop]]
     return pb.SubmitBatchRequest(chunk=pb.RecordChunk(
         record_ids=batch.record_ids[start:stop], clks=clks,
-        first_record=start if first_record is None else first_record))
+        first_record=start if first_record is None else first_record, attributes=attributes))
 
 
 def _upload_status(server, token, batch_id):
@@ -167,6 +171,8 @@ def test_wrong_secret_is_refused(server, coordinator, batches, schema_text):
     ("wrong_hash", grpc.StatusCode.INVALID_ARGUMENT, "corrupted"),
     ("out_of_order", grpc.StatusCode.INVALID_ARGUMENT, "resume from record 0"),
     ("bad_batch_id", grpc.StatusCode.INVALID_ARGUMENT, "batch id"),
+    ("raw_case_number", grpc.StatusCode.INVALID_ARGUMENT, "pseudonymised"),
+    ("unknown_stage", grpc.StatusCode.INVALID_ARGUMENT, "vocabulary"),
 ])
 def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinator, batches,
                                                               schema_text, case, code, words):
@@ -187,6 +193,12 @@ def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinato
         "wrong_hash": [_header(batch, content_hash="0" * 64), _chunk(batch)],
         "out_of_order": [_header(batch), _chunk(batch, 10, 20)],
         "bad_batch_id": [_header(batch, batch_id="../etc"), _chunk(batch)],
+        "raw_case_number": [_header(batch, record_count=1), pb.SubmitBatchRequest(
+            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(128)], attributes=[
+                pb.RecordAttributes(entity_type="person", case_ref="PV/2024/123")]))],
+        "unknown_stage": [_header(batch, record_count=1), pb.SubmitBatchRequest(
+            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(128)], attributes=[
+                pb.RecordAttributes(entity_type="person", stage="smuggling")]))],
     }[case]
     with pytest.raises(grpc.RpcError) as error:
         _raw_submit(server, tokens["be-police"], messages)

@@ -209,7 +209,7 @@ class GetReportRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("project", "summary", "agencies", "agency_pairs", "groups", "histogram", "estimated_precision", "estimated_recall")
+    __slots__ = ("project", "summary", "agencies", "agency_pairs", "groups", "histogram", "estimated_precision", "estimated_recall", "network_json")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class Report(_message.Message):
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_JSON_FIELD_NUMBER: _ClassVar[int]
     project: str
     summary: RunSummary
     agencies: _containers.RepeatedCompositeFieldContainer[AgencyStats]
@@ -226,7 +227,8 @@ class Report(_message.Message):
     histogram: _containers.RepeatedCompositeFieldContainer[HistogramBin]
     estimated_precision: float
     estimated_recall: float
-    def __init__(self, project: _Optional[str] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., agencies: _Optional[_Iterable[_Union[AgencyStats, _Mapping]]] = ..., agency_pairs: _Optional[_Iterable[_Union[AgencyPairStats, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., estimated_precision: _Optional[float] = ..., estimated_recall: _Optional[float] = ...) -> None: ...
+    network_json: str
+    def __init__(self, project: _Optional[str] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., agencies: _Optional[_Iterable[_Union[AgencyStats, _Mapping]]] = ..., agency_pairs: _Optional[_Iterable[_Union[AgencyPairStats, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., estimated_precision: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., network_json: _Optional[str] = ...) -> None: ...
 
 class AgencyStats(_message.Message):
     __slots__ = ("agency", "records", "batches", "records_with_hits", "duplicate_records")

@@ -1,0 +1,376 @@
+"""The coordinator report as one self-contained HTML file: it works offline (no CDN).
+
+Tables for the numbers, pictures where a picture beats a table: the agency
+overlap as a heat map, the score histogram with the threshold and the model's
+precision/recall curve, and the network of linked entities and cases, laid out
+here with networkx and drawn as SVG with a little inline JavaScript (zoom,
+pan, filter by agency / stage / entity type, click a node for its summary).
+Only group ids and pseudonymous case references appear, never record ids.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import networkx as nx
+
+__all__ = ["MAX_NETWORK_NODES", "network_view", "render_html"]
+
+MAX_NETWORK_NODES = 600
+_TOP_BROKERS = 60
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
+            "#e377c2", "#7f7f7f", "#bcbd22"]
+
+
+def network_view(network: dict, *, max_nodes: int = MAX_NETWORK_NODES) -> dict:
+    """The part of the network worth drawing, with positions.
+
+    The strongest brokers, their cases and the other entities in those cases,
+    up to ``max_nodes`` nodes; positions from a spring layout in [0, 1000].
+    """
+    brokers = [b["group"] for b in network.get("brokers", [])
+               if len(b["agencies"]) > 1][:_TOP_BROKERS]
+    neighbours: dict[str, set[str]] = {}
+    for edge in network.get("edges", []):
+        neighbours.setdefault(edge["source"], set()).add(edge["target"])
+        neighbours.setdefault(edge["target"], set()).add(edge["source"])
+    chosen: list[str] = []
+    seen: set[str] = set()
+
+    def take(node: str) -> None:
+        if node not in seen and len(chosen) < max_nodes:
+            seen.add(node)
+            chosen.append(node)
+
+    for broker in brokers:
+        take(broker)
+        for case in sorted(neighbours.get(broker, ())):
+            take(case)
+    for node in list(chosen):
+        for other in sorted(neighbours.get(node, ())):
+            take(other)
+    nodes = {n["id"]: n for n in network.get("nodes", []) if n["id"] in seen}
+    edges = [e for e in network.get("edges", []) if e["source"] in seen and e["target"] in seen]
+    graph = nx.Graph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from((e["source"], e["target"]) for e in edges)
+    positions = nx.spring_layout(graph, seed=7, iterations=80) if len(graph) else {}
+    rank = {b["group"]: b["rank"] for b in network.get("brokers", [])}
+    drawn = []
+    for node_id, node in nodes.items():
+        x, y = positions.get(node_id, (0.0, 0.0))
+        drawn.append({**node, "x": round(500 + 470 * float(x), 1),
+                      "y": round(500 + 470 * float(y), 1), "rank": rank.get(node_id)})
+    return {"nodes": drawn, "edges": edges}
+
+
+def render_html(report: dict) -> str:
+    """The whole report as HTML text."""
+    network = report.get("network") or {}
+    view = network_view(network) if network else {"nodes": [], "edges": []}
+    agencies = sorted(report["agencies"])
+    colours = {agency: _PALETTE[i % len(_PALETTE)] for i, agency in enumerate(agencies)}
+    data = {
+        "view": view,
+        "colours": colours,
+        "stages": network.get("stages", []),
+        "entity_types": sorted({n["entity_type"] for n in view["nodes"]
+                                if n["kind"] == "entity"}),
+        "brokers": {b["group"]: b for b in network.get("brokers", [])[:500]},
+    }
+    payload = json.dumps(data).replace("</", "<\\/")
+    parts = [
+        _HEAD.replace("{title}", html.escape(f"Linkage report - {report['project']}")),
+        _summary(report),
+        "<section><h2>Who shares entities with whom</h2>", _overlap(report, agencies, colours),
+        "</section>",
+        "<section><h2>Scores and threshold</h2>", _histogram(report, network), "</section>",
+        _network_section(data),
+        "<section><h2>Broker ranking</h2>", _brokers(network), "</section>",
+        "<section><h2>Crime-script stage coverage</h2>", _coverage(network, agencies),
+        "</section>",
+        "<section><h2>Changes since the previous run</h2>", _changes(network), "</section>",
+        "<section><h2>Groups</h2>", _groups(report), "</section>",
+        f'<script type="application/json" id="report-data">{payload}</script>',
+        f"<script>{_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _summary(report: dict) -> str:
+    summary = report["summary"]
+    quality = ""
+    if report.get("estimated_precision"):
+        quality = (f"<p>Estimated precision <b>{report['estimated_precision']:.3f}</b>, "
+                   f"estimated recall <b>{report['estimated_recall']:.3f}</b> (from the score "
+                   "model, without ground truth).</p>")
+    return (f"<header><h1>Linkage report: {html.escape(report['project'])}</h1>"
+            f"<p>Run {report['run']}: {summary['records']} records, "
+            f"{summary['groups']} groups of which {summary['cross_agency_groups']} span several "
+            f"agencies. Threshold <b>{report['threshold']:.3f}</b>: "
+            f"{html.escape(report['threshold_reason'])}.</p>{quality}"
+            "<p class='note'>Group ids and pseudonymous case references only: the data owner "
+            "resolves them through the usual, recorded request.</p></header>")
+
+
+def _overlap(report: dict, agencies: list[str], colours: dict[str, str]) -> str:
+    pairs = report["agency_pairs"]
+    peak = max(pairs.values(), default=0) or 1
+    rows = ["<table class='matrix' id='overlap'><tr><th></th>"
+            + "".join(f"<th style='color:{colours[a]}'>{html.escape(a)}</th>" for a in agencies)
+            + "<th>records</th></tr>"]
+    for first in agencies:
+        cells = []
+        for second in agencies:
+            if first == second:
+                cells.append("<td class='diag'>-</td>")
+                continue
+            count = pairs.get("|".join(sorted((first, second))), 0)
+            alpha = 0.08 + 0.82 * count / peak
+            cells.append(f"<td style='background:rgba(31,119,180,{alpha:.2f})'>{count}</td>")
+        records = report["agencies"][first]["records"]
+        rows.append(f"<tr><th style='color:{colours[first]}'>{html.escape(first)}</th>"
+                    + "".join(cells) + f"<td>{records}</td></tr>")
+    rows.append("</table><p class='note'>Cells count the entities two agencies share.</p>")
+    return "".join(rows)
+
+
+def _histogram(report: dict, network: dict) -> str:
+    bins = report["histogram"]
+    if not bins:
+        return "<p>No candidate scores.</p>"
+    width, height, pad = 760, 240, 40
+    low, high = bins[0]["low"], bins[-1]["high"]
+    peak = max(b["count"] for b in bins) or 1
+
+    def x_of(score: float) -> float:
+        return pad + (score - low) / (high - low) * (width - 2 * pad)
+
+    bars = []
+    for b in bins:
+        bar_height = (height - 2 * pad) * (b["count"] ** 0.5) / (peak ** 0.5)
+        bars.append(f"<rect x='{x_of(b['low']):.1f}' y='{height - pad - bar_height:.1f}' "
+                    f"width='{max(x_of(b['high']) - x_of(b['low']) - 1, 1):.1f}' "
+                    f"height='{bar_height:.1f}' fill='#9ecae1'><title>{b['low']:.3f}-"
+                    f"{b['high']:.3f}: {b['count']} pairs</title></rect>")
+    curve = [point for point in network.get("quality_curve", []) if low <= point[0] <= high]
+    lines = []
+    for index, colour, name in ((1, "#d62728", "precision"), (2, "#2ca02c", "recall")):
+        if curve:
+            points = " ".join(f"{x_of(p[0]):.1f},{height - pad - (height - 2 * pad) * p[index]:.1f}"
+                              for p in curve)
+            lines.append(f"<polyline points='{points}' fill='none' stroke='{colour}' "
+                         f"stroke-width='2'><title>estimated {name}</title></polyline>")
+    threshold_x = x_of(report["threshold"])
+    axis = "".join(f"<text x='{x_of(t):.1f}' y='{height - pad + 16}' class='tick'>{t:.2f}</text>"
+                   for t in (low, (low + high) / 2, high))
+    return (f"<svg id='histogram' viewBox='0 0 {width} {height}' width='{width}' "
+            f"height='{height}'>{''.join(bars)}{''.join(lines)}"
+            f"<line x1='{threshold_x:.1f}' x2='{threshold_x:.1f}' y1='{pad - 10}' "
+            f"y2='{height - pad}' stroke='black' stroke-dasharray='4 3'/>"
+            f"<text x='{threshold_x + 4:.1f}' y='{pad}' class='tick'>threshold "
+            f"{report['threshold']:.3f}</text>{axis}</svg>"
+            "<p class='note'>Bars: candidate pairs per score (square-root scale). Lines: the "
+            "model's expected <span style='color:#d62728'>precision</span> and "
+            "<span style='color:#2ca02c'>recall</span> if the threshold were there.</p>")
+
+
+def _network_section(data: dict) -> str:
+    agencies = "".join(f"<label><input type='checkbox' class='f-agency' value='{html.escape(a)}' "
+                       f"checked> <span style='color:{c}'>{html.escape(a)}</span></label>"
+                       for a, c in data["colours"].items())
+    stages = "".join(f"<label><input type='checkbox' class='f-stage' value='{html.escape(s)}' "
+                     f"checked> {html.escape(s)}</label>" for s in data["stages"])
+    types = "".join(f"<option>{html.escape(t)}</option>" for t in data["entity_types"])
+    count = len(data["view"]["nodes"])
+    return ("<section><h2>Network of linked entities and cases</h2>"
+            f"<p class='note'>{count} nodes: the strongest brokers, their cases and the other "
+            "entities in those cases. Circles are entities (larger = higher broker rank), "
+            "squares are cases, coloured by agency. Scroll to zoom, drag to pan, click a node.</p>"
+            f"<div class='filters'><b>Agencies</b> {agencies}<br><b>Stages</b> {stages}<br>"
+            f"<b>Entity type</b> <select id='f-type'><option value=''>all</option>{types}"
+            "</select> <span id='visible-count'></span></div>"
+            "<div class='network-wrap'><svg id='network' viewBox='0 0 1000 1000'></svg>"
+            "<aside id='details'>Click a node.</aside></div></section>")
+
+
+def _brokers(network: dict, limit: int = 25) -> str:
+    brokers = [b for b in network.get("brokers", []) if len(b["agencies"]) > 1][:limit]
+    if not brokers:
+        return "<p>No entity links cases of several agencies yet.</p>"
+    rows = ["<table id='brokers'><tr><th>rank</th><th>group</th><th>type</th><th>agencies</th>"
+            "<th>stages</th><th>cases</th><th>betweenness</th><th>why</th></tr>"]
+    for b in brokers:
+        rows.append(f"<tr><td>{b['rank']}</td><td>{html.escape(b['group'])}</td>"
+                    f"<td>{html.escape(b['entity_type'])}</td><td>{len(b['agencies'])}</td>"
+                    f"<td>{len(b['stages'])}</td><td>{b['cases']}</td>"
+                    f"<td>{b['betweenness']:.4f}</td><td>{html.escape(b['explanation'])}</td></tr>")
+    rows.append("</table><p class='note'>Ranked by the number of agencies, then stages, then "
+                "cases an entity links, then betweenness centrality (how often it lies on the "
+                "shortest path between two other nodes of the network).</p>")
+    return "".join(rows)
+
+
+def _coverage(network: dict, agencies: list[str]) -> str:
+    coverage = network.get("stage_coverage", {})
+    stages = network.get("stages") or sorted(coverage)
+    if not coverage:
+        return "<p>No records carry a stage.</p>"
+    peak = max((n for per in coverage.values() for n in per.values()), default=1) or 1
+    rows = ["<table class='matrix' id='coverage'><tr><th>stage</th>"
+            + "".join(f"<th>{html.escape(a)}</th>" for a in agencies) + "</tr>"]
+    for stage in stages:
+        per = coverage.get(stage, {})
+        cells = "".join(
+            f"<td style='background:rgba(44,160,44,{0.08 + 0.82 * per.get(a, 0) / peak:.2f})'>"
+            f"{per.get(a, 0)}</td>" for a in agencies)
+        rows.append(f"<tr><th>{html.escape(stage)}</th>{cells}</tr>")
+    rows.append("</table><p class='note'>Linked records per stage and agency.</p>")
+    return "".join(rows)
+
+
+def _changes(network: dict) -> str:
+    changes = network.get("changes")
+    if not changes:
+        return "<p>This is the first run.</p>"
+    return (f"<p>Since run {changes['previous_run']}: {len(changes['new_groups'])} new or changed "
+            f"groups ({len(changes['new_cross_agency_groups'])} spanning several agencies), "
+            f"{changes['gone_groups']} groups no longer as they were.</p>")
+
+
+def _groups(report: dict, limit: int = 300) -> str:
+    groups = sorted((g for g in report["groups"] if len(g["agencies"]) > 1),
+                    key=lambda g: g["confidence"])[:limit]
+    rows = ["<table id='groups'><tr><th>group</th><th>agencies</th><th>size</th>"
+            "<th>confidence</th><th>review</th></tr>"]
+    for g in groups:
+        members = ", ".join(f"{a}×{n}" if n > 1 else a for a, n in g["agencies"].items())
+        flag = " class='review'" if g["confidence"] < 0.9 and not g["review"] else ""
+        rows.append(f"<tr{flag}><td>{html.escape(g['id'])}</td><td>{html.escape(members)}</td>"
+                    f"<td>{g['size']}</td><td>{g['confidence']:.3f}</td>"
+                    f"<td>{html.escape(g['review'] or ('needs review' if flag else ''))}</td></tr>")
+    rows.append(f"</table><p class='note'>Lowest confidence first (up to {limit}).</p>")
+    return "".join(rows)
+
+
+_HEAD = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>{title}</title><style>
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 7px;
+text-align:right}th{background:#f6f6f6}td:last-child{text-align:left}td:nth-child(2){white-space:nowrap}
+.matrix td{text-align:center;min-width:60px}.diag{color:#aaa}.note{color:#666;font-size:12px}
+.tick{font-size:11px;fill:#555}.filters label{margin-right:10px}
+.network-wrap{display:flex;gap:12px}#network{width:820px;height:820px;border:1px solid #ccc;
+background:#fcfcfc;cursor:grab}#details{width:320px;font-size:13px}
+.hidden{display:none}.node{stroke:#333;stroke-width:.6;cursor:pointer}.edge{stroke:#999;
+stroke-opacity:.5}.selected{stroke:#000;stroke-width:3}tr.review td{background:#fff4e5}
+</style></head><body>"""
+
+_SCRIPT = r"""
+(function () {
+  const data = JSON.parse(document.getElementById('report-data').textContent);
+  const svg = document.getElementById('network');
+  const NS = 'http://www.w3.org/2000/svg';
+  const byId = {};
+  const edgesLayer = document.createElementNS(NS, 'g');
+  const nodesLayer = document.createElementNS(NS, 'g');
+  svg.appendChild(edgesLayer); svg.appendChild(nodesLayer);
+  data.view.nodes.forEach(function (node) { byId[node.id] = node; });
+  const edgeElements = data.view.edges.map(function (edge) {
+    const a = byId[edge.source], b = byId[edge.target];
+    const line = document.createElementNS(NS, 'line');
+    line.setAttribute('x1', a.x); line.setAttribute('y1', a.y);
+    line.setAttribute('x2', b.x); line.setAttribute('y2', b.y);
+    line.setAttribute('class', 'edge');
+    edgesLayer.appendChild(line);
+    return {edge: edge, element: line};
+  });
+  const nodeElements = data.view.nodes.map(function (node) {
+    let shape;
+    const colour = data.colours[node.agencies[0]] || '#777';
+    if (node.kind === 'case') {
+      shape = document.createElementNS(NS, 'rect');
+      shape.setAttribute('x', node.x - 5); shape.setAttribute('y', node.y - 5);
+      shape.setAttribute('width', 10); shape.setAttribute('height', 10);
+      shape.setAttribute('fill', colour);
+    } else {
+      shape = document.createElementNS(NS, 'circle');
+      const size = node.rank ? Math.max(4, 14 - Math.log2(node.rank) * 1.6) : 4;
+      shape.setAttribute('cx', node.x); shape.setAttribute('cy', node.y);
+      shape.setAttribute('r', size);
+      shape.setAttribute('fill', node.agencies.length > 1 ? '#222' : colour);
+    }
+    shape.setAttribute('class', 'node');
+    shape.setAttribute('data-id', node.id);
+    shape.addEventListener('click', function (event) { event.stopPropagation(); show(node, shape); });
+    nodesLayer.appendChild(shape);
+    return {node: node, element: shape};
+  });
+  function show(node, shape) {
+    document.querySelectorAll('#network .selected').forEach(function (el) {
+      el.classList.remove('selected'); });
+    shape.classList.add('selected');
+    const broker = data.brokers[node.id];
+    const lines = ['<b>' + node.id + '</b>', node.kind === 'case' ? 'case of ' + node.agencies[0]
+      : 'entity (' + node.entity_type + ')', 'agencies: ' + node.agencies.join(', '),
+      'stages: ' + (node.stages.join(', ') || '-')];
+    if (broker) { lines.push('broker rank ' + broker.rank + ': ' + broker.explanation); }
+    document.getElementById('details').innerHTML = lines.join('<br>');
+  }
+  function filter() {
+    const agencies = new Set(Array.from(document.querySelectorAll('.f-agency:checked'))
+      .map(function (el) { return el.value; }));
+    const stageBoxes = document.querySelectorAll('.f-stage');
+    const stages = new Set(Array.from(document.querySelectorAll('.f-stage:checked'))
+      .map(function (el) { return el.value; }));
+    const type = document.getElementById('f-type').value;
+    let visible = 0;
+    const shown = {};
+    nodeElements.forEach(function (item) {
+      const node = item.node;
+      let ok = node.agencies.some(function (a) { return agencies.has(a); });
+      if (ok && stageBoxes.length && node.stages.length) {
+        ok = node.stages.some(function (s) { return stages.has(s); });
+      }
+      if (ok && type && node.kind === 'entity') { ok = node.entity_type === type; }
+      item.element.classList.toggle('hidden', !ok);
+      shown[node.id] = ok;
+      if (ok) { visible += 1; }
+    });
+    edgeElements.forEach(function (item) {
+      item.element.classList.toggle('hidden', !(shown[item.edge.source] && shown[item.edge.target]));
+    });
+    document.getElementById('visible-count').textContent = visible + ' of ' + nodeElements.length
+      + ' nodes shown';
+  }
+  document.querySelectorAll('.f-agency, .f-stage, #f-type').forEach(function (el) {
+    el.addEventListener('change', filter); });
+  let box = {x: 0, y: 0, w: 1000, h: 1000};
+  function apply() { svg.setAttribute('viewBox', [box.x, box.y, box.w, box.h].join(' ')); }
+  svg.addEventListener('wheel', function (event) {
+    event.preventDefault();
+    const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
+    const rect = svg.getBoundingClientRect();
+    const mx = box.x + (event.clientX - rect.left) / rect.width * box.w;
+    const my = box.y + (event.clientY - rect.top) / rect.height * box.h;
+    box = {x: mx - (mx - box.x) * factor, y: my - (my - box.y) * factor,
+           w: box.w * factor, h: box.h * factor};
+    apply();
+  }, {passive: false});
+  let drag = null;
+  svg.addEventListener('mousedown', function (event) { drag = {x: event.clientX, y: event.clientY}; });
+  window.addEventListener('mouseup', function () { drag = null; });
+  window.addEventListener('mousemove', function (event) {
+    if (!drag) { return; }
+    const rect = svg.getBoundingClientRect();
+    box.x -= (event.clientX - drag.x) / rect.width * box.w;
+    box.y -= (event.clientY - drag.y) / rect.height * box.h;
+    drag = {x: event.clientX, y: event.clientY};
+    apply();
+  });
+  filter();
+  window.linkageReport = {nodes: nodeElements.length, filter: filter};
+})();
+"""
