@@ -82,7 +82,7 @@ class LinkageClient:
         header = pb.BatchHeader(
             project=project, schema_fingerprint=batch.schema_fingerprint or "",
             key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
-            batch_id=batch_id, content_hash=digest)
+            batch_id=batch_id, content_hash=digest, entity_type=batch.entity_type)
         per_chunk = chunk_records or max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
         reported = 0
 
@@ -137,10 +137,14 @@ class LinkageClient:
     # -- coordinator ----------------------------------------------------------------------------
 
     def create_project(self, name: str, schema_json: str, agencies: list[str],
-                       stages: list[str] | None = None) -> dict[str, str]:
-        """Create a project; returns {agency: token}."""
+                       stages: list[str] | None = None,
+                       entity_schemas: dict[str, str] | None = None) -> dict[str, str]:
+        """Create a project; returns {agency: token}. ``schema_json`` is the person schema;
+        ``entity_schemas`` maps further entity types to their schemas."""
         response = self._call(self.coordinator.CreateProject, pb.CreateProjectRequest(
-            name=name, schema_json=schema_json, agencies=agencies, stages=stages or []))
+            name=name, schema_json=schema_json, agencies=agencies, stages=stages or [],
+            entity_schemas=[pb.EntitySchema(entity_type=t, schema_json=text)
+                            for t, text in (entity_schemas or {}).items()]))
         return {t.agency: t.token for t in response.tokens}
 
     def list_projects(self) -> list[dict]:

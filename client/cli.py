@@ -262,9 +262,12 @@ def project() -> None:
               help="Directory to write one <agency>.token file per agency into.")
 @click.option("--stages", default="",
               help="Comma-separated crime-script stages records may be tagged with, in order.")
+@click.option("--entity-schema", "entity_schemas", multiple=True, metavar="TYPE=SCHEMA.json",
+              help="A schema for another entity type, e.g. company=company.json (repeatable); "
+                   "--schema is the person schema.")
 @server_options
 def project_create(client: LinkageClient, name, schema_path, agencies, tokens_dir,
-                   stages) -> None:
+                   stages, entity_schemas) -> None:
     """Create a project and write one token file per agency.
 
     Hand each agency its own token file; the server keeps only hashes.
@@ -276,7 +279,13 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
-    tokens = client.create_project(name, schema_text, names, stage_list)
+    extra = {}
+    for item in entity_schemas:
+        entity_type, _, path = item.partition("=")
+        if not path:
+            raise click.UsageError(f"--entity-schema {item!r}: write TYPE=SCHEMA.json")
+        extra[entity_type.strip()] = Path(path).read_text("utf-8")
+    tokens = client.create_project(name, schema_text, names, stage_list, extra)
     tokens_dir.mkdir(parents=True, exist_ok=True)
     for agency, token in tokens.items():
         files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))

@@ -82,6 +82,11 @@ class EncodedBatch:
     def __len__(self) -> int:
         return len(self.record_ids)
 
+    @property
+    def entity_type(self) -> str:
+        """The batch's entity type ("" when it carries no attributes)."""
+        return self.attributes[0].entity_type if self.attributes else ""
+
     def validate(self) -> None:
         """Check ids are unique, non-empty and short, and the batch is not empty.
 
@@ -92,6 +97,9 @@ class EncodedBatch:
             raise EmptyBatchError("The batch holds no records.")
         if self.attributes is not None and len(self.attributes) != len(self.record_ids):
             raise BatchFormatError("The batch has attributes for some records only.")
+        if self.attributes and len({a.entity_type for a in self.attributes}) > 1:
+            raise BatchFormatError("A batch holds records of one entity type; encode each type "
+                                   "with its own schema into its own batch.")
         if self.clks.shape[0] != len(self.record_ids):
             raise BatchFormatError(f"The batch has {len(self.record_ids)} record ids but "
                                    f"{self.clks.shape[0]} CLKs.")

@@ -14,7 +14,7 @@ __all__ = ["header_from_proto", "hit_to_proto", "report_to_proto", "summary_to_p
 def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
     return BatchHeaderInfo(header.project, header.schema_fingerprint, header.key_check,
                            int(header.clk_bits), int(header.record_count), header.batch_id,
-                           header.content_hash)
+                           header.content_hash, header.entity_type)
 
 
 def summary_to_proto(summary: dict) -> pb.RunSummary:

@@ -42,7 +42,7 @@ from linkage.threshold import parse_threshold, quality_curve, score_histogram
 
 from . import failpoints
 from .auth import Identity, hash_token, new_token
-from .store import ProjectRow, Store
+from .store import EntitySchemaRow, ProjectRow, Store
 
 __all__ = [
     "AgencyReport",
@@ -80,6 +80,7 @@ class BatchHeaderInfo:
     record_count: int
     batch_id: str
     content_hash: str
+    entity_type: str = ""
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -153,7 +154,8 @@ def _check_name(kind: str, name: str) -> None:
 
 
 def create_project(store: Store, name: str, schema_json: str, agencies: list[str],
-                   stages: list[str] | None = None):
+                   stages: list[str] | None = None,
+                   entity_schemas: dict[str, str] | None = None):
     """Create a project; returns (project, {agency: token}). Tokens are shown only here."""
     stages = list(stages or [])
     for stage in stages:
@@ -170,10 +172,19 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
     for agency in agencies:
         _check_name("Agency", agency)
     schema = load_schema(schema_json)
+    extra = []
+    for entity_type, text in (entity_schemas or {}).items():
+        if not _ATTRIBUTE.match(entity_type) or entity_type == "person":
+            raise InvalidRequestError(f"Entity type {entity_type!r} is not allowed: lowercase "
+                                      "letters, digits and '_', and not 'person' (the main "
+                                      "schema is the person schema).")
+        parsed = load_schema(text)
+        extra.append(EntitySchemaRow(entity_type, parsed.text, parsed.fingerprint,
+                                     parsed.clk_bits))
     tokens = {agency: new_token() for agency in agencies}
     project = store.create_project(name, schema.text, schema.fingerprint, schema.clk_bits,
                                    [(agency, hash_token(tokens[agency])) for agency in agencies],
-                                   stages)
+                                   stages, extra)
     return project, tokens
 
 
@@ -192,14 +203,20 @@ def check_header(store: Store, identity: Identity, header: BatchHeaderInfo) -> P
         EmptyBatchError/BatchFormatError: nonsensical counts.
     """
     project = _project_for(store, identity, header.project)
-    if header.schema_fingerprint != project.schema_fingerprint:
+    entity_type = header.entity_type or "person"
+    schemas = {e.entity_type: e for e in store.entity_schemas(project.id)}
+    schema = schemas.get(entity_type)
+    if schema is None:
+        raise SchemaError(f"Project {project.name!r} has no schema for entity type "
+                          f"{entity_type!r}; it links: {', '.join(sorted(schemas))}.")
+    if header.schema_fingerprint != schema.fingerprint:
         raise SchemaError(
-            "This batch was encoded with another linkage schema than the project's "
-            f"(batch {header.schema_fingerprint[:12] or 'none'}…, project "
-            f"{project.schema_fingerprint[:12]}…). Re-encode with the project's schema.")
-    if header.clk_bits != project.clk_bits:
-        raise SchemaError(f"The batch's CLKs are {header.clk_bits} bits but the project's schema "
-                          f"makes {project.clk_bits}-bit CLKs.")
+            f"This batch was encoded with another linkage schema than the project's {entity_type} "
+            f"schema (batch {header.schema_fingerprint[:12] or 'none'}…, project "
+            f"{schema.fingerprint[:12]}…). Re-encode with the project's schema.")
+    if header.clk_bits != schema.clk_bits:
+        raise SchemaError(f"The batch's CLKs are {header.clk_bits} bits but the project's "
+                          f"{entity_type} schema makes {schema.clk_bits}-bit CLKs.")
     if project.key_check is not None and not hmac.compare_digest(header.key_check,
                                                                 project.key_check):
         raise SecretError("This batch was encoded with a different secret than the batches "
@@ -259,9 +276,10 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     received = progress.records_received
     clk_bytes = header.clk_bits // 8
     stages = set(project.stages)
+    entity_type = header.entity_type or "person"
     for first_record, record_ids, clks, attributes in chunks:
         _check_chunk(record_ids, clks, clk_bytes, first_record)
-        _check_attributes(attributes, len(record_ids), stages)
+        _check_attributes(attributes, len(record_ids), stages, entity_type)
         if first_record + len(record_ids) <= received:
             continue  # already held: a resumed client may resend its last chunk
         if first_record != received:
@@ -295,15 +313,16 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
                                    f"longer than {MAX_RECORD_ID_BYTES} bytes.")
 
 
-def _check_attributes(attributes, count: int, stages: set[str]) -> None:
+def _check_attributes(attributes, count: int, stages: set[str], entity_type: str) -> None:
     if attributes is None:
         return
     if len(attributes) != count:
         raise BatchFormatError(f"A chunk has {count} records but {len(attributes)} attribute "
                                "sets; send one per record or none.")
-    for entity_type, case_ref, stage in attributes:
-        if entity_type and not _ATTRIBUTE.match(entity_type):
-            raise BatchFormatError("An entity type must be lowercase letters, digits or '_'.")
+    for record_type, case_ref, stage in attributes:
+        if record_type and record_type != entity_type:
+            raise BatchFormatError(f"A record of entity type {record_type!r} is in a batch of "
+                                   f"{entity_type!r}; one batch holds one entity type.")
         if case_ref and not _CASE_REF.match(case_ref):
             raise BatchFormatError("A case reference must be pseudonymised at the agency "
                                    "('c-' and 12 hex digits); raw case numbers are refused.")
@@ -376,46 +395,73 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     started = time.monotonic()
     try:
         failpoints.reached("run-started")
-        clks = clks_from_bytes(records.clks, project.clk_bits)
+        bits = {e.entity_type: e.clk_bits for e in store.entity_schemas(project.id)}
+        types = np.asarray(records.entity_types)
+        rows_of = {t: np.flatnonzero(types == t) for t in sorted(set(records.entity_types))}
+        matrices = {t: clks_from_bytes([records.clks[i] for i in rows], bits[t])
+                    for t, rows in rows_of.items()}
         floor = store.pair_floor(project.id)
         if floor is None or (requested is not None and requested < floor):
             if floor is not None:
                 store.reset_pairs(project.id)
                 records = store.load_records(project.id)
-            floor = choose_floor(clks) if requested is None else min(choose_floor(clks), requested)
+            floor = min(choose_floor(m) for m in matrices.values())
+            floor = floor if requested is None else min(floor, requested)
         new_count = int(records.is_new.sum())
         if new_count:
-            fresh = compare_new_records(clks, records.is_new, floor, on_progress=report)
-            store.add_pairs(project.id, floor, records.row_ids[fresh.left],
-                            records.row_ids[fresh.right], fresh.score, records.new_batches)
+            fresh = []
+            for entity_type, rows in rows_of.items():
+                found = compare_new_records(matrices[entity_type], records.is_new[rows], floor,
+                                            on_progress=report)
+                fresh.append(CandidatePairs(rows[found.left], rows[found.right], found.score))
+            fresh_pairs = CandidatePairs.concat(fresh)
+            store.add_pairs(project.id, floor, records.row_ids[fresh_pairs.left],
+                            records.row_ids[fresh_pairs.right], fresh_pairs.score,
+                            records.new_batches)
             failpoints.reached("run-pairs-stored")
         stored_left, stored_right, stored_score = store.load_pairs(project.id)
         position = np.searchsorted(records.row_ids, np.concatenate([stored_left, stored_right]))
         half = stored_left.shape[0]
-        floor_pairs = CandidatePairs(position[:half], position[half:], stored_score)
-        result = decide(floor_pairs, floor, records.agency_ids, threshold=requested,
-                        on_progress=report)
-        groups, cross = _named_groups(store, result, records)
-        edges, counts = score_histogram(result.floor_scores, low=floor)
-        choice = result.choice
+        all_pairs = CandidatePairs(position[:half], position[half:], stored_score)
+        groups, by_type = [], {}
+        for entity_type, rows in rows_of.items():
+            local = np.full(len(records.record_ids), -1, np.int64)
+            local[rows] = np.arange(rows.size)
+            mine = (local[all_pairs.left] >= 0) & (local[all_pairs.right] >= 0)
+            pairs = CandidatePairs(local[all_pairs.left[mine]], local[all_pairs.right[mine]],
+                                   all_pairs.score[mine])
+            result = decide(pairs, floor, records.agency_ids[rows], threshold=requested,
+                            on_progress=report)
+            groups.extend(_named_groups(store, result, records, rows))
+            by_type[entity_type] = result
+        primary_type = "person" if "person" in by_type else next(iter(by_type))
+        primary = by_type[primary_type]
+        cross = sum(1 for _, _, members in groups if len({a for a, _ in members}) > 1)
+        edges, counts = score_histogram(primary.floor_scores, low=floor)
+        choice = primary.choice
         summary = {
             "threshold": choice.threshold,
             "threshold_setting": setting,
-            "threshold_reason": choice.reason,
+            "threshold_reason": (choice.reason if len(by_type) == 1 else
+                                 f"{primary_type}s: {choice.reason}"),
             "estimated_precision": choice.estimated_precision or 0.0,
             "estimated_recall": choice.estimated_recall or 0.0,
+            "entity_types": {
+                t: {"records": int(rows_of[t].size), "threshold": r.choice.threshold,
+                    "threshold_reason": r.choice.reason, "groups": r.grouping.group_count}
+                for t, r in by_type.items()},
             "records": len(records.record_ids),
             "records_by_agency": {str(a): int(n) for a, n in
                                   zip(*np.unique(records.agency_ids, return_counts=True))},
             "batches_by_agency": _batches_by_agency(store, project.id),
             "new_records": new_count,
-            "candidate_pairs": len(result.pairs),
+            "candidate_pairs": sum(len(r.pairs) for r in by_type.values()),
             "groups": len(groups),
             "cross_agency_groups": cross,
             "seconds": round(time.monotonic() - started, 3),
             "histogram": [[float(edges[i]), float(edges[i + 1]), int(counts[i])]
                           for i in range(len(counts))],
-            "quality_curve": quality_curve(result.floor_scores, choice.model, floor),
+            "quality_curve": quality_curve(primary.floor_scores, choice.model, floor),
         }
         store.finish_run(run_id, summary, groups)
     except BaseException as error:
@@ -433,19 +479,20 @@ def _batches_by_agency(store: Store, project_id: int) -> dict[str, int]:
     return counts
 
 
-def _named_groups(store: Store, result, records):
-    """Groups as (key, confidence, members); keys are keyed hashes of the membership."""
+def _named_groups(store: Store, result, records, rows: np.ndarray):
+    """Groups as (key, confidence, members); keys are keyed hashes of the membership.
+
+    ``rows`` maps the result's local record indices to rows of ``records``.
+    """
     key_secret = _group_key_secret(store)
     groups = []
-    cross = 0
     for label, members in enumerate(result.grouping.members()):
-        member_list = sorted((int(records.agency_ids[i]), records.record_ids[i])
+        member_list = sorted((int(records.agency_ids[rows[i]]), records.record_ids[rows[i]])
                              for i in members.tolist())
         material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
         key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
         groups.append((key, float(result.confidence[label]), member_list))
-        cross += len({a for a, _ in member_list}) > 1
-    return groups, cross
+    return groups
 
 
 def _latest_run(store: Store, project: ProjectRow):

@@ -69,7 +69,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
     def CreateProject(self, request, context):
         project, tokens = operations.create_project(
             self._store, request.name, request.schema_json, list(request.agencies),
-            list(request.stages))
+            list(request.stages), {e.entity_type: e.schema_json for e in request.entity_schemas})
         return pb.CreateProjectResponse(
             name=project.name, schema_fingerprint=project.schema_fingerprint,
             tokens=[pb.AgencyToken(agency=a, token=t) for a, t in tokens.items()])

@@ -27,6 +27,7 @@ from . import failpoints
 
 __all__ = [
     "AgencyRow",
+    "EntitySchemaRow",
     "BatchRow",
     "GroupRow",
     "ProjectRow",
@@ -100,6 +101,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE records ADD COLUMN stage TEXT NOT NULL DEFAULT '';
         ALTER TABLE batches ADD COLUMN has_attributes INTEGER NOT NULL DEFAULT 0;
     """),
+    ("0005_entity_schemas", """
+        CREATE TABLE entity_schemas (
+            project_id INTEGER NOT NULL REFERENCES projects(id), entity_type TEXT NOT NULL,
+            schema_json TEXT NOT NULL, fingerprint TEXT NOT NULL, clk_bits INTEGER NOT NULL,
+            PRIMARY KEY (project_id, entity_type));
+        INSERT INTO entity_schemas
+            SELECT id, 'person', schema_json, schema_fingerprint, clk_bits FROM projects;
+    """),
 ]
 
 
@@ -134,6 +143,16 @@ class BatchRow:
 
 
 @dataclass(frozen=True)
+class EntitySchemaRow:
+    """The schema one entity type of a project is encoded with."""
+
+    entity_type: str
+    schema_json: str
+    fingerprint: str
+    clk_bits: int
+
+
+@dataclass(frozen=True)
 class StoredRecords:
     """Every record of a project, in storage order.
 
@@ -147,6 +166,7 @@ class StoredRecords:
     clks: list[bytes]
     is_new: np.ndarray
     new_batches: list[str]
+    entity_types: list[str]
 
 
 @dataclass(frozen=True)
@@ -185,8 +205,9 @@ class Store(Protocol):
     def add_coordinator(self, name: str, token_hash: str) -> None: ...
     def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None: ...
     def create_project(self, name: str, schema_json: str, fingerprint: str, clk_bits: int,
-                       agencies: Sequence[tuple[str, str]],
-                       stages: Sequence[str] = ()) -> ProjectRow: ...
+                       agencies: Sequence[tuple[str, str]], stages: Sequence[str] = (),
+                       entity_schemas: Sequence[EntitySchemaRow] = ()) -> ProjectRow: ...
+    def entity_schemas(self, project_id: int) -> list[EntitySchemaRow]: ...
     def project(self, name: str) -> ProjectRow: ...
     def projects(self) -> list[ProjectRow]: ...
     def agencies(self, project_id: int) -> list[AgencyRow]: ...
@@ -326,7 +347,7 @@ class SqliteStore:
     # -- projects and agencies --------------------------------------------------------------
 
     def create_project(self, name, schema_json, fingerprint, clk_bits, agencies,
-                       stages=()) -> ProjectRow:
+                       stages=(), entity_schemas=()) -> ProjectRow:
         try:
             with self._transaction() as db:
                 cursor = db.execute(
@@ -336,6 +357,11 @@ class SqliteStore:
                 project_id = cursor.lastrowid
                 db.executemany("INSERT INTO agencies (project_id, name, token_hash) VALUES (?, ?, ?)",
                                [(project_id, agency, token_hash) for agency, token_hash in agencies])
+                db.executemany(
+                    "INSERT INTO entity_schemas VALUES (?, ?, ?, ?, ?)",
+                    [(project_id, "person", schema_json, fingerprint, clk_bits)]
+                    + [(project_id, e.entity_type, e.schema_json, e.fingerprint, e.clk_bits)
+                       for e in entity_schemas])
         except sqlite3.IntegrityError:
             raise AlreadyExistsError(f"A project named {name!r} exists already; "
                                      "choose another name.") from None
@@ -352,6 +378,12 @@ class SqliteStore:
         rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
                            "stages FROM projects ORDER BY name")
         return [ProjectRow(*row) for row in rows]
+
+    def entity_schemas(self, project_id: int) -> list[EntitySchemaRow]:
+        rows = self._query("SELECT entity_type, schema_json, fingerprint, clk_bits FROM "
+                           "entity_schemas WHERE project_id = ? ORDER BY entity_type = 'person' "
+                           "DESC, entity_type", (project_id,))
+        return [EntitySchemaRow(*row) for row in rows]
 
     def agencies(self, project_id: int) -> list[AgencyRow]:
         rows = self._query("SELECT id, project_id, name FROM agencies WHERE project_id = ? "
@@ -448,9 +480,11 @@ class SqliteStore:
                        "content_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (batch_id, project.id, agency.id, count, content_hash, _now()))
             try:
+                entity_type = json.loads(self.upload(batch_id).header).get("entity_type") or ""
                 for ids, clks, attributes in chunks:
                     with_attributes = with_attributes or attributes is not None
-                    extra = attributes or [("", "", "")] * len(ids)
+                    extra = [(entity_type or a[0], a[1], a[2]) for a in attributes] if \
+                        attributes else [(entity_type, "", "")] * len(ids)
                     db.executemany(
                         "INSERT INTO records (batch_id, agency_id, record_id, clk, entity_type, "
                         "case_ref, stage) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -476,7 +510,8 @@ class SqliteStore:
         return [BatchRow(*row) for row in rows]
 
     def load_records(self, project_id: int) -> StoredRecords:
-        rows = self._query("SELECT r.id, r.agency_id, r.record_id, r.clk, b.compared, b.id "
+        rows = self._query("SELECT r.id, r.agency_id, r.record_id, r.clk, b.compared, b.id, "
+                           "r.entity_type "
                            "FROM records r JOIN batches b ON b.id = r.batch_id "
                            "WHERE b.project_id = ? ORDER BY r.id", (project_id,))
         new_batches = sorted({row[5] for row in rows if not row[4]})
@@ -487,6 +522,7 @@ class SqliteStore:
             clks=[row[3] for row in rows],
             is_new=np.array([not row[4] for row in rows], dtype=bool),
             new_batches=new_batches,
+            entity_types=[row[6] or "person" for row in rows],
         )
 
     # -- candidate pairs, kept between runs so new batches are compared only once ------------

@@ -41,7 +41,8 @@ def _header(batch, **overrides):
     digest = content_hash(batch.record_ids, clks_to_bytes(batch.clks), batch.attributes)
     fields = dict(project=PROJECT, schema_fingerprint=batch.schema_fingerprint,
                   key_check=batch.key_check, clk_bits=batch.clk_bits, record_count=len(batch),
-                  batch_id=upload_batch_id(PROJECT, digest), content_hash=digest)
+                  batch_id=upload_batch_id(PROJECT, digest), content_hash=digest,
+                  entity_type=batch.entity_type)
     fields.update(overrides)
     return pb.SubmitBatchRequest(header=pb.BatchHeader(**fields))
 

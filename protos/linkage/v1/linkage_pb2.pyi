@@ -15,7 +15,7 @@ class SubmitBatchRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[RecordChunk, _Mapping]] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
-    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count", "batch_id", "content_hash")
+    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count", "batch_id", "content_hash", "entity_type")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class BatchHeader(_message.Message):
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     project: str
     schema_fingerprint: str
     key_check: str
@@ -30,7 +31,8 @@ class BatchHeader(_message.Message):
     record_count: int
     batch_id: str
     content_hash: str
-    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
+    entity_type: str
+    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ..., entity_type: _Optional[str] = ...) -> None: ...
 
 class RecordChunk(_message.Message):
     __slots__ = ("record_ids", "clks", "first_record", "attributes")
@@ -105,16 +107,26 @@ class RecordResult(_message.Message):
     def __init__(self, record: _Optional[str] = ..., group: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., confidence: _Optional[float] = ..., duplicate_in_own_agency: _Optional[bool] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
-    __slots__ = ("name", "schema_json", "agencies", "stages")
+    __slots__ = ("name", "schema_json", "agencies", "stages", "entity_schemas")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_SCHEMAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_json: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
     stages: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., schema_json: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
+    entity_schemas: _containers.RepeatedCompositeFieldContainer[EntitySchema]
+    def __init__(self, name: _Optional[str] = ..., schema_json: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., stages: _Optional[_Iterable[str]] = ..., entity_schemas: _Optional[_Iterable[_Union[EntitySchema, _Mapping]]] = ...) -> None: ...
+
+class EntitySchema(_message.Message):
+    __slots__ = ("entity_type", "schema_json")
+    ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    entity_type: str
+    schema_json: str
+    def __init__(self, entity_type: _Optional[str] = ..., schema_json: _Optional[str] = ...) -> None: ...
 
 class CreateProjectResponse(_message.Message):
     __slots__ = ("name", "schema_fingerprint", "tokens")
