@@ -234,9 +234,16 @@ def _changes(network: dict) -> str:
     changes = network.get("changes")
     if not changes:
         return "<p>This is the first run.</p>"
+    rows = "".join(
+        f"<tr><td>{b['rank']}</td><td>{html.escape(b['group'])}</td><td>"
+        f"{'new' if b['previous_rank'] is None else b['previous_rank']}</td></tr>"
+        for b in changes.get("top_brokers", []))
+    table = (f"<table id='broker-changes'><tr><th>rank now</th><th>group</th><th>rank in run "
+             f"{changes['previous_run']}</th></tr>{rows}</table>") if rows else ""
     return (f"<p>Since run {changes['previous_run']}: {len(changes['new_groups'])} new or changed "
             f"groups ({len(changes['new_cross_agency_groups'])} spanning several agencies), "
-            f"{changes['gone_groups']} groups no longer as they were.</p>")
+            f"{changes['gone_groups']} groups no longer as they were. Top brokers then and now "
+            "(a changed group gets a new id, so it shows as new):</p>" + table)
 
 
 def _groups(report: dict, limit: int = 300) -> str:

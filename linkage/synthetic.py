@@ -88,9 +88,10 @@ _COUNTRIES: dict[str, _Country] = {
                                               "49"), 9, "0"),
     "SE": _Country("46", ("sv_SE",), ("70", "72", "73", "76", "79"), 9, "0"),
     "NL": _Country("31", ("nl_NL",), ("61", "62", "63", "64", "65", "68"), 9, "0"),
-    "DE": _Country("49", ("de_DE",), ("151", "152", "160", "162", "170", "171", "172", "173",
-                                      "174", "175", "176"), 10, "0"),
-    "FR": _Country("33", ("fr_FR",), ("6", "7"), 9, "0"),
+    "DE": _Country("49", ("de_DE",), ("160", "162", "170", "171", "172", "173", "174", "175",
+                                      "176", "177", "178", "179"), 10, "0"),
+    "FR": _Country("33", ("fr_FR",), ("60", "61", "62", "64", "65", "66", "67", "68", "73",
+                                      "74", "75", "76", "77", "78"), 9, "0"),
     "PL": _Country("48", ("pl_PL",), ("50", "51", "53", "60", "66", "69", "72", "78", "79",
                                       "88"), 9, ""),
 }
@@ -470,7 +471,7 @@ class _Generator:
                 street = rng.choice(_FRENCH_STREETS)
                 city = rng.choice(_FRENCH_CITIES) if rng.random() < 0.6 else self._be_city()
             else:
-                street = (rng.choice(_FLEMISH_STREETS) if rng.random() < 0.6
+                street = (rng.choice(_FLEMISH_STREETS) if rng.random() < 0.75
                           else self.fakers["nl_BE"].street_name())
                 city = rng.choice(_FLEMISH_CITIES) if rng.random() < 0.5 else self._be_city()
             if rng.random() < 0.05:

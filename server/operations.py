@@ -66,6 +66,7 @@ _BATCH_ID = re.compile(r"^b-[0-9a-f]{16}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ATTRIBUTE = re.compile(r"^[a-z0-9_]{1,32}$")
 _CASE_REF = re.compile(r"^c-[0-9a-f]{12}$")
+_TOP_BROKERS_TRACKED = 10
 GROUP_KEY_SETTING = "group_key_secret"
 
 
@@ -572,20 +573,28 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
 
 def _network(store: Store, project: ProjectRow, run, names: dict[int, str], groups) -> dict:
     """The entity-case network of a run, the broker ranking, and what changed since the last."""
-    memberships = [Membership(group, names[agency], entity_type, case_ref, stage)
-                   for group, agency, entity_type, case_ref, stage
-                   in store.member_attributes(run.id)]
-    summary = build_network(memberships, stage_order=project.stages)
+    def network_of(run_id: int):
+        memberships = [Membership(group, names[agency], entity_type, case_ref, stage)
+                       for group, agency, entity_type, case_ref, stage
+                       in store.member_attributes(run_id)]
+        return build_network(memberships, stage_order=project.stages)
+
+    summary = network_of(run.id)
     previous = store.previous_run(project.id, run.number)
     changes = None
     if previous is not None:
         before = {g.key for g in store.groups(previous.id)}
         now = {g.key for g in groups}
         cross_now = {g.key for g in groups if len(g.members_by_agency) > 1}
+        earlier_rank = {b.group: b.rank for b in network_of(previous.id).brokers}
+        top_now = [b for b in summary.brokers if len(b.agencies) > 1][:_TOP_BROKERS_TRACKED]
         changes = {"previous_run": previous.number,
                    "new_groups": sorted(now - before),
                    "new_cross_agency_groups": sorted((now - before) & cross_now),
-                   "gone_groups": len(before - now)}
+                   "gone_groups": len(before - now),
+                   "top_brokers": [{"group": b.group, "rank": b.rank,
+                                    "previous_rank": earlier_rank.get(b.group)}
+                                   for b in top_now]}
     return {
         "stages": project.stages,
         "nodes": summary.nodes,

@@ -59,3 +59,18 @@ def test_rerun_with_nothing_new_does_no_work(server, coordinator, batches, schem
     assert not changed["reused"] and changed["run"] == first["run"] + 1
     assert changed["new_records"] == 0 and changed["threshold"] == 0.9
     assert coordinator.report("steady")["threshold"] == 0.9
+
+
+def test_report_says_what_changed_since_the_previous_run(server, coordinator, batches,
+                                                         schema_text):
+    names = list(batches)
+    tokens = coordinator.create_project("changes", schema_text, names, list(DEFAULT_STAGES))
+    _submit(server, tokens, batches, names[:3], "changes")
+    coordinator.run("changes", "0.8")
+    assert coordinator.report("changes")["network"]["changes"] is None
+    _submit(server, tokens, batches, names[3:], "changes")
+    coordinator.run("changes", "0.8")
+    changes = coordinator.report("changes")["network"]["changes"]
+    assert changes["previous_run"] == 1
+    assert changes["new_cross_agency_groups"], "the new agencies bring new links"
+    assert changes["top_brokers"] and all("previous_rank" in b for b in changes["top_brokers"])
