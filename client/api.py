@@ -47,6 +47,7 @@ class LinkageClient:
         self._channel = grpc.insecure_channel(server)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
+        self._role_hint = ""
         self.agency = pb_grpc.AgencyServiceStub(self._channel)
         self.coordinator = pb_grpc.CoordinatorServiceStub(self._channel)
 
@@ -132,7 +133,27 @@ class LinkageClient:
                 "agencies": list(result.agencies),
                 "confidence": round(result.confidence, 6),
                 "duplicate_in_own_agency": result.duplicate_in_own_agency,
+                "follow_ups": [_follow_up_dict(f) for f in result.follow_ups],
             }
+
+    def open_follow_up(self, project: str, group: str, note: str = "") -> list[dict]:
+        """Ask the other agencies of a group for a follow-up (agency or coordinator token)."""
+        request = pb.OpenFollowUpRequest(project=project, group=group, note=note)
+        service = self.agency if self._role_hint == "agency" else self.coordinator
+        try:
+            response = self._call(service.OpenFollowUp, request)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.PERMISSION_DENIED or self._role_hint:
+                raise
+            self._role_hint = "agency"
+            response = self._call(self.agency.OpenFollowUp, request)
+        return [_follow_up_dict(f) for f in response.follow_ups]
+
+    def answer_follow_up(self, project: str, follow_up: str, decision: str,
+                         note: str = "") -> dict:
+        """Approve or decline a follow-up request addressed to the caller's agency."""
+        return _follow_up_dict(self._call(self.agency.AnswerFollowUp, pb.AnswerFollowUpRequest(
+            project=project, follow_up=follow_up, decision=decision, note=note)))
 
     # -- coordinator ----------------------------------------------------------------------------
 
@@ -187,7 +208,8 @@ class LinkageClient:
             "agency_pairs": pairs,
             "groups": [{"id": g.id, "agencies": dict(sorted(g.agencies.items())), "size": g.size,
                         "confidence": round(g.confidence, 6), "review": g.review or None,
-                        "review_note": g.review_note or None}
+                        "review_note": g.review_note or None,
+                        "follow_ups": [_follow_up_dict(f) for f in g.follow_ups]}
                        for g in report.groups],
             "histogram": [{"low": round(b.low, 4), "high": round(b.high, 4), "count": b.count}
                           for b in report.histogram],
@@ -198,6 +220,12 @@ class LinkageClient:
         response = self._call(self.coordinator.ReviewGroup, pb.ReviewGroupRequest(
             project=project, group=group, decision=decision, note=note))
         return response.decision
+
+
+def _follow_up_dict(follow_up: pb.FollowUp) -> dict:
+    return {"id": follow_up.id, "group": follow_up.group, "requested_by": follow_up.requested_by,
+            "agency": follow_up.agency, "status": follow_up.status, "note": follow_up.note,
+            "answer_note": follow_up.answer_note}
 
 
 def _summary_dict(summary: pb.RunSummary) -> dict:

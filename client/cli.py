@@ -236,7 +236,10 @@ def results(client: LinkageClient, project, output_format) -> None:
             click.echo(json.dumps(hit))
         else:
             others = ", ".join(hit["agencies"]) or "(own duplicates only)"
-            click.echo(f"{hit['record']:<24} {hit['group']:<20} {hit['confidence']:.3f}  {others}")
+            asks = "".join(f"  [{f['id']} from {f['requested_by']}: {f['status']}]"
+                           for f in hit["follow_ups"])
+            click.echo(f"{hit['record']:<24} {hit['group']:<20} {hit['confidence']:.3f}  "
+                       f"{others}{asks}")
     if output_format == "text":
         click.echo(f"{count} of your records have hits.", err=True)
 
@@ -389,6 +392,51 @@ def review(client: LinkageClient, project, group, decision, note) -> None:
         raise click.UsageError("Say --accept or --reject.")
     stored = client.review(project, group, decision, note)
     click.echo(f"Group {group}: {stored}.", err=True)
+
+
+@main.group("follow-up", cls=LinkageGroup)
+def follow_up() -> None:
+    """Ask for, and answer, follow-ups on hits (the data flow through legal channels).
+
+    Example:
+
+        linkage follow-up open --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --token-file be-police.token
+    """
+
+
+@follow_up.command("open")
+@click.option("--project", required=True, help="Project name.")
+@click.option("--group", required=True, help="Group id from your results or the report.")
+@click.option("--note", default="", help="Why (no personal data).")
+@server_options
+def follow_up_open(client: LinkageClient, project, group, note) -> None:
+    """Ask the other agencies of a group for a follow-up; each sees it in its results.
+
+    Example:
+
+        linkage follow-up open --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --note "case AN.12" --token-file be-police.token
+    """
+    for item in client.open_follow_up(project, group, note):
+        click.echo(json.dumps(item))
+
+
+@follow_up.command("answer")
+@click.option("--project", required=True, help="Project name.")
+@click.option("--id", "follow_up_id", required=True, help="Follow-up id, e.g. f-12.")
+@click.option("--approve", "decision", flag_value="approved", help="Agree to follow up.")
+@click.option("--decline", "decision", flag_value="declined", help="Decline.")
+@click.option("--note", default="", help="Note for the requester (no personal data).")
+@server_options
+def follow_up_answer(client: LinkageClient, project, follow_up_id, decision, note) -> None:
+    """Answer a follow-up request addressed to your agency; the answer is recorded.
+
+    Example:
+
+        linkage follow-up answer --project antwerp-q4 --id f-12 --approve --token-file se-customs.token
+    """
+    if decision is None:
+        raise click.UsageError("Say --approve or --decline.")
+    click.echo(json.dumps(client.answer_follow_up(project, follow_up_id, decision, note)))
 
 
 # -- offline and demo -------------------------------------------------------------------------

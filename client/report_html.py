@@ -88,6 +88,7 @@ def render_html(report: dict) -> str:
         "<section><h2>Scores and threshold</h2>", _histogram(report, network), "</section>",
         _network_section(data),
         "<section><h2>Broker ranking</h2>", _brokers(network), "</section>",
+        "<section><h2>Case clusters</h2>", _clusters(network), "</section>",
         "<section><h2>Crime-script stage coverage</h2>", _coverage(network, agencies),
         "</section>",
         "<section><h2>Changes since the previous run</h2>", _changes(network), "</section>",
@@ -212,6 +213,21 @@ def _brokers(network: dict, limit: int = 25) -> str:
     return "".join(rows)
 
 
+def _clusters(network: dict, limit: int = 15) -> str:
+    clusters = network.get("clusters", [])
+    if not clusters:
+        return "<p>No linked entity ties two cases together yet.</p>"
+    rows = ["<table id='clusters'><tr><th>cluster</th><th>cases</th><th>entities</th>"
+            "<th>agencies</th></tr>"]
+    for cluster in clusters[:limit]:
+        rows.append(f"<tr><td>{cluster['id']}</td><td>{cluster['cases']}</td>"
+                    f"<td>{cluster['entities']}</td>"
+                    f"<td>{html.escape(', '.join(cluster['agencies']))}</td></tr>")
+    rows.append(f"</table><p class='note'>Cases connected through shared entities, largest first "
+                f"({len(clusters)} in all).</p>")
+    return "".join(rows)
+
+
 def _coverage(network: dict, agencies: list[str]) -> str:
     coverage = network.get("stage_coverage", {})
     stages = network.get("stages") or sorted(coverage)
@@ -248,17 +264,24 @@ def _changes(network: dict) -> str:
 
 def _groups(report: dict, limit: int = 300) -> str:
     groups = sorted((g for g in report["groups"] if len(g["agencies"]) > 1),
-                    key=lambda g: g["confidence"])[:limit]
+                    key=lambda g: (not g.get("follow_ups"), g["confidence"]))[:limit]
     rows = ["<table id='groups'><tr><th>group</th><th>agencies</th><th>size</th>"
-            "<th>confidence</th><th>review</th></tr>"]
+            "<th>confidence</th><th>review</th><th>follow-ups</th></tr>"]
     for g in groups:
         members = ", ".join(f"{a}×{n}" if n > 1 else a for a, n in g["agencies"].items())
         flag = " class='review'" if g["confidence"] < 0.9 and not g["review"] else ""
         rows.append(f"<tr{flag}><td>{html.escape(g['id'])}</td><td>{html.escape(members)}</td>"
                     f"<td>{g['size']}</td><td>{g['confidence']:.3f}</td>"
-                    f"<td>{html.escape(g['review'] or ('needs review' if flag else ''))}</td></tr>")
-    rows.append(f"</table><p class='note'>Lowest confidence first (up to {limit}).</p>")
+                    f"<td>{html.escape(g['review'] or ('needs review' if flag else ''))}</td>"
+                    f"<td>{html.escape(_follow_up_text(g.get('follow_ups', [])))}</td></tr>")
+    rows.append(f"</table><p class='note'>Groups with follow-ups first, then lowest confidence "
+                f"(up to {limit}).</p>")
     return "".join(rows)
+
+
+def _follow_up_text(follow_ups: list[dict]) -> str:
+    return "; ".join(f"{f['id']}: {f['requested_by']} asked {f['agency']} ({f['status']})"
+                     for f in follow_ups)
 
 
 _HEAD = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">

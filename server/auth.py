@@ -34,11 +34,14 @@ POLICY: dict[str, str] = {
     _AGENCY + "SubmitBatch": "agency",
     _AGENCY + "GetResults": "agency",
     _AGENCY + "GetUploadStatus": "agency",
+    _AGENCY + "OpenFollowUp": "agency",
+    _AGENCY + "AnswerFollowUp": "agency",
     _COORDINATOR + "CreateProject": "coordinator",
     _COORDINATOR + "ListProjects": "coordinator",
     _COORDINATOR + "RunLinkage": "coordinator",
     _COORDINATOR + "GetReport": "coordinator",
     _COORDINATOR + "ReviewGroup": "coordinator",
+    _COORDINATOR + "OpenFollowUp": "coordinator",
 }
 
 _identity: contextvars.ContextVar["Identity"] = contextvars.ContextVar("linkage_identity")

@@ -6,9 +6,15 @@ import json
 
 from protos.linkage.v1 import linkage_pb2 as pb
 
-from .operations import BatchHeaderInfo, ProjectReport, RecordHit
+from .operations import BatchHeaderInfo, FollowUpView, ProjectReport, RecordHit
 
-__all__ = ["header_from_proto", "hit_to_proto", "report_to_proto", "summary_to_proto"]
+__all__ = [
+    "follow_up_to_proto",
+    "header_from_proto",
+    "hit_to_proto",
+    "report_to_proto",
+    "summary_to_proto",
+]
 
 
 def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
@@ -32,10 +38,17 @@ def summary_to_proto(summary: dict) -> pb.RunSummary:
     )
 
 
+def follow_up_to_proto(view: FollowUpView) -> pb.FollowUp:
+    return pb.FollowUp(id=view.id, group=view.group, requested_by=view.requested_by,
+                       agency=view.agency, status=view.status, note=view.note,
+                       answer_note=view.answer_note)
+
+
 def hit_to_proto(hit: RecordHit) -> pb.RecordResult:
     return pb.RecordResult(record=hit.record, group=hit.group, agencies=hit.agencies,
                            confidence=hit.confidence,
-                           duplicate_in_own_agency=hit.duplicate_in_own_agency)
+                           duplicate_in_own_agency=hit.duplicate_in_own_agency,
+                           follow_ups=[follow_up_to_proto(f) for f in hit.follow_ups])
 
 
 def report_to_proto(report: ProjectReport) -> pb.Report:
@@ -50,7 +63,8 @@ def report_to_proto(report: ProjectReport) -> pb.Report:
                       for a, b, n in report.agency_pairs],
         groups=[pb.GroupSummary(id=g.id, agencies=g.agencies, size=g.size,
                                 confidence=g.confidence, review=g.review,
-                                review_note=g.review_note)
+                                review_note=g.review_note,
+                                follow_ups=[follow_up_to_proto(f) for f in g.follow_ups])
                 for g in report.groups],
         histogram=[pb.HistogramBin(low=low, high=high, count=count)
                    for low, high, count in report.histogram],

@@ -106,6 +106,19 @@ class UploadProgress:
 
 
 @dataclass(frozen=True)
+class FollowUpView:
+    """A follow-up request as its parties see it."""
+
+    id: str
+    group: str
+    requested_by: str
+    agency: str
+    status: str
+    note: str
+    answer_note: str
+
+
+@dataclass(frozen=True)
 class RecordHit:
     """One of the calling agency's records that belongs to a group."""
 
@@ -114,6 +127,7 @@ class RecordHit:
     agencies: list[str]
     confidence: float
     duplicate_in_own_agency: bool
+    follow_ups: list[FollowUpView]
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ class GroupReport:
     confidence: float
     review: str
     review_note: str
+    follow_ups: list[FollowUpView]
 
 
 @dataclass(frozen=True)
@@ -513,11 +528,56 @@ def agency_results(store: Store, identity: Identity, project_name: str) -> Itera
     group_keys = sorted({key for _, key in rows})
     composition = store.group_agencies(run.id, group_keys)
     confidence = {g.key: g.confidence for g in store.groups(run.id)}
+    mine: dict[str, list[FollowUpView]] = {}
+    for follow_up in store.follow_ups(project.id):
+        if follow_up.agency_id == identity.agency_id:
+            mine.setdefault(follow_up.group_key, []).append(_follow_up_view(follow_up, names))
     for record_id, key in rows:
         members = composition.get(key, {})
         others = sorted(names[a] for a in members if a != identity.agency_id)
         yield RecordHit(record_id, key, others, confidence.get(key, 0.0),
-                        members.get(identity.agency_id, 0) > 1)
+                        members.get(identity.agency_id, 0) > 1, mine.get(key, []))
+
+
+def _follow_up_view(row, names: dict[int, str]) -> FollowUpView:
+    return FollowUpView(f"f-{row.id}", row.group_key, row.requested_by, names[row.agency_id],
+                        row.status, row.note, row.answer_note)
+
+
+def open_follow_up(store: Store, identity: Identity, project_name: str, group: str,
+                   note: str) -> list[FollowUpView]:
+    """Ask every other agency of a group of the latest run for a follow-up.
+
+    An agency may ask only about groups in which it has a record itself.
+    """
+    project = _project_for(store, identity, project_name)
+    run = _latest_run(store, project)
+    members = store.group_agencies(run.id, [group]).get(group)
+    if not members:
+        raise NotFoundError(f"No group {group!r} in the latest run of {project_name!r}.")
+    if identity.role == "agency" and identity.agency_id not in members:
+        raise PermissionDeniedError("Your agency has no record in that group; you can only ask "
+                                    "about your own hits.")
+    asked = sorted(a for a in members if a != identity.agency_id)
+    if not asked:
+        raise InvalidRequestError("No other agency holds a record of that group.")
+    requested_by = identity.name if identity.role == "agency" else "coordinator"
+    names = {a.id: a.name for a in store.agencies(project.id)}
+    return [_follow_up_view(row, names)
+            for row in store.add_follow_ups(project.id, group, requested_by, asked, note)]
+
+
+def answer_follow_up(store: Store, identity: Identity, project_name: str, follow_up: str,
+                     decision: str, note: str) -> FollowUpView:
+    """The asked agency approves or declines; the answer is recorded."""
+    if decision not in ("approved", "declined"):
+        raise InvalidRequestError("A follow-up answer is 'approved' or 'declined'.")
+    if not re.fullmatch(r"f-\d{1,18}", follow_up):
+        raise InvalidRequestError("A follow-up id looks like 'f-12'.")
+    project = _project_for(store, identity, project_name)
+    row = store.answer_follow_up(project.id, int(follow_up[2:]), identity.agency_id, decision,
+                                 note)
+    return _follow_up_view(row, {a.id: a.name for a in store.agencies(project.id)})
 
 
 def project_report(store: Store, project_name: str) -> ProjectReport:
@@ -528,6 +588,9 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     names = {a.id: a.name for a in agencies}
     reviews = store.reviews(project.id)
     groups = store.groups(run.id)
+    follow_ups: dict[str, list[FollowUpView]] = {}
+    for follow_up in store.follow_ups(project.id):
+        follow_ups.setdefault(follow_up.group_key, []).append(_follow_up_view(follow_up, names))
     hits = {a.id: 0 for a in agencies}
     duplicates = {a.id: 0 for a in agencies}
     pair_counts: dict[tuple[str, str], int] = {}
@@ -547,7 +610,7 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         decision, note = reviews.get(group.key, ("", ""))
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
-            group.size, group.confidence, decision, note))
+            group.size, group.confidence, decision, note, follow_ups.get(group.key, [])))
     records_in_run = run.summary.get("records_by_agency", {})
     batches_in_run = run.summary.get("batches_by_agency", {})
     agency_reports = [

@@ -11,7 +11,13 @@ from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
 from . import operations
 from .auth import current_identity
-from .convert import header_from_proto, hit_to_proto, report_to_proto, summary_to_proto
+from .convert import (
+    follow_up_to_proto,
+    header_from_proto,
+    hit_to_proto,
+    report_to_proto,
+    summary_to_proto,
+)
 from .store import Store
 
 __all__ = ["AgencyServicer", "CoordinatorServicer"]
@@ -60,6 +66,20 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
     def GetResults(self, request, context):
         for hit in operations.agency_results(self._store, current_identity(), request.project):
             yield hit_to_proto(hit)
+
+    def OpenFollowUp(self, request, context):
+        return _open_follow_up(self._store, request)
+
+    def AnswerFollowUp(self, request, context):
+        return follow_up_to_proto(operations.answer_follow_up(
+            self._store, current_identity(), request.project, request.follow_up,
+            request.decision, request.note))
+
+
+def _open_follow_up(store: Store, request) -> pb.OpenFollowUpResponse:
+    views = operations.open_follow_up(store, current_identity(), request.project, request.group,
+                                      request.note)
+    return pb.OpenFollowUpResponse(follow_ups=[follow_up_to_proto(v) for v in views])
 
 
 class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
@@ -111,6 +131,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
     def GetReport(self, request, context):
         return report_to_proto(operations.project_report(self._store, request.project))
+
+    def OpenFollowUp(self, request, context):
+        return _open_follow_up(self._store, request)
 
     def ReviewGroup(self, request, context):
         decision = operations.review_group(self._store, request.project, request.group,

@@ -28,6 +28,7 @@ from . import failpoints
 __all__ = [
     "AgencyRow",
     "EntitySchemaRow",
+    "FollowUpRow",
     "BatchRow",
     "GroupRow",
     "ProjectRow",
@@ -109,6 +110,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO entity_schemas
             SELECT id, 'person', schema_json, schema_fingerprint, clk_bits FROM projects;
     """),
+    ("0006_follow_ups", """
+        CREATE TABLE follow_ups (
+            id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+            group_key TEXT NOT NULL, requested_by TEXT NOT NULL,
+            agency_id INTEGER NOT NULL REFERENCES agencies(id), note TEXT NOT NULL,
+            status TEXT NOT NULL, answer_note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL, answered_at TEXT);
+    """),
 ]
 
 
@@ -178,6 +187,19 @@ class UploadRow:
     agency_id: int
     header: str
     records_received: int
+
+
+@dataclass(frozen=True)
+class FollowUpRow:
+    """A recorded follow-up request and its answer."""
+
+    id: int
+    group_key: str
+    requested_by: str
+    agency_id: int
+    note: str
+    status: str
+    answer_note: str
 
 
 @dataclass(frozen=True)
@@ -255,6 +277,11 @@ class Store(Protocol):
     def group_agencies(self, run_id: int, group_keys: Sequence[str]) -> dict[str, dict[int, int]]: ...
     def set_review(self, project_id: int, group_key: str, decision: str, note: str) -> None: ...
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]: ...
+    def add_follow_ups(self, project_id: int, group_key: str, requested_by: str,
+                       agency_ids: Sequence[int], note: str) -> list[FollowUpRow]: ...
+    def follow_ups(self, project_id: int) -> list[FollowUpRow]: ...
+    def answer_follow_up(self, project_id: int, follow_up_id: int, agency_id: int,
+                         decision: str, note: str) -> FollowUpRow: ...
     def close(self) -> None: ...
 
 
@@ -657,6 +684,33 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO reviews (project_id, group_key, decision, note, "
                        "decided_at) VALUES (?, ?, ?, ?, ?)",
                        (project_id, group_key, decision, note, _now()))
+
+    def add_follow_ups(self, project_id, group_key, requested_by, agency_ids, note):
+        with self._transaction() as db:
+            ids = [db.execute("INSERT INTO follow_ups (project_id, group_key, requested_by, "
+                              "agency_id, note, status, created_at) VALUES (?, ?, ?, ?, ?, "
+                              "'open', ?)", (project_id, group_key, requested_by, agency, note,
+                                             _now())).lastrowid
+                   for agency in agency_ids]
+        return [f for f in self.follow_ups(project_id) if f.id in ids]
+
+    def follow_ups(self, project_id: int) -> list[FollowUpRow]:
+        rows = self._query("SELECT id, group_key, requested_by, agency_id, note, status, "
+                           "answer_note FROM follow_ups WHERE project_id = ? ORDER BY id",
+                           (project_id,))
+        return [FollowUpRow(*row) for row in rows]
+
+    def answer_follow_up(self, project_id, follow_up_id, agency_id, decision, note):
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE follow_ups SET status = ?, answer_note = ?, answered_at = ? "
+                "WHERE id = ? AND project_id = ? AND agency_id = ? AND status = 'open'",
+                (decision, note, _now(), follow_up_id, project_id, agency_id))
+            updated = cursor.rowcount
+        if not updated:
+            raise NotFoundError(f"No open follow-up f-{follow_up_id} addressed to your agency in "
+                                "this project; 'linkage results' lists yours.")
+        return next(f for f in self.follow_ups(project_id) if f.id == follow_up_id)
 
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]:
         rows = self._query("SELECT group_key, decision, note FROM reviews WHERE project_id = ?",

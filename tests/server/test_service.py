@@ -383,3 +383,42 @@ def test_a_saturated_server_says_retry_and_the_client_does(tmp_path, batches, sc
         assert receipt.records_accepted == len(batches["se-police"])
         with LinkageClient(server.address, server.coordinator_token) as coordinator:
             assert _stored_records(coordinator)[PROJECT] == len(batch) + len(batches["se-police"])
+
+
+def test_follow_ups_reach_the_asked_agency_and_answers_are_recorded(server, coordinator,
+                                                                   batches, schema_text):
+    names = ["be-police", "be-customs", "se-police"]
+    tokens = _create(coordinator, schema_text, names)
+    for name in names:
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit(PROJECT, batches[name])
+    coordinator.run(PROJECT, "0.8")
+    with LinkageClient(server.address, tokens["be-police"]) as police:
+        hit = next(h for h in police.results(PROJECT) if "be-customs" in h["agencies"])
+        opened = police.open_follow_up(PROJECT, hit["group"], "case AN.12")
+        assert [f["agency"] for f in opened] == sorted(hit["agencies"])
+        foreign = next(h for h in police.results(PROJECT))  # sanity: still readable
+        assert foreign
+    with LinkageClient(server.address, tokens["be-customs"]) as customs:
+        mine = [f for h in customs.results(PROJECT) for f in h["follow_ups"]]
+        asked = next(f for f in mine if f["group"] == hit["group"])
+        assert asked["requested_by"] == "be-police" and asked["status"] == "open"
+        answered = customs.answer_follow_up(PROJECT, asked["id"], "approved", "send request")
+        assert answered["status"] == "approved"
+        with pytest.raises(grpc.RpcError) as error:
+            customs.answer_follow_up(PROJECT, asked["id"], "declined")
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    group = {g["id"]: g for g in coordinator.report(PROJECT)["groups"]}[hit["group"]]
+    assert any(f["status"] == "approved" and f["answer_note"] == "send request"
+               for f in group["follow_ups"])
+    report_text = json.dumps(coordinator.report(PROJECT))
+    assert not any(f'"{rid}"' in report_text for rid in batches["be-police"].record_ids)
+    with LinkageClient(server.address, tokens["se-police"]) as swedes:
+        not_mine = next((g for g in coordinator.report(PROJECT)["groups"]
+                         if "se-police" not in g["agencies"]), None)
+        assert not_mine is not None
+        with pytest.raises(grpc.RpcError) as error:
+            swedes.open_follow_up(PROJECT, not_mine["id"])
+        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    opened_by_coordinator = coordinator.open_follow_up(PROJECT, hit["group"], "coordinator asks")
+    assert {f["requested_by"] for f in opened_by_coordinator} == {"coordinator"}

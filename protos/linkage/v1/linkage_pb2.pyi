@@ -93,18 +93,66 @@ class GetResultsRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class RecordResult(_message.Message):
-    __slots__ = ("record", "group", "agencies", "confidence", "duplicate_in_own_agency")
+    __slots__ = ("record", "group", "agencies", "confidence", "duplicate_in_own_agency", "follow_ups")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_IN_OWN_AGENCY_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
     record: str
     group: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
     confidence: float
     duplicate_in_own_agency: bool
-    def __init__(self, record: _Optional[str] = ..., group: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., confidence: _Optional[float] = ..., duplicate_in_own_agency: _Optional[bool] = ...) -> None: ...
+    follow_ups: _containers.RepeatedCompositeFieldContainer[FollowUp]
+    def __init__(self, record: _Optional[str] = ..., group: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., confidence: _Optional[float] = ..., duplicate_in_own_agency: _Optional[bool] = ..., follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ...) -> None: ...
+
+class OpenFollowUpRequest(_message.Message):
+    __slots__ = ("project", "group", "note")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    group: str
+    note: str
+    def __init__(self, project: _Optional[str] = ..., group: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class OpenFollowUpResponse(_message.Message):
+    __slots__ = ("follow_ups",)
+    FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
+    follow_ups: _containers.RepeatedCompositeFieldContainer[FollowUp]
+    def __init__(self, follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ...) -> None: ...
+
+class AnswerFollowUpRequest(_message.Message):
+    __slots__ = ("project", "follow_up", "decision", "note")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UP_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    follow_up: str
+    decision: str
+    note: str
+    def __init__(self, project: _Optional[str] = ..., follow_up: _Optional[str] = ..., decision: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class FollowUp(_message.Message):
+    __slots__ = ("id", "group", "requested_by", "agency", "status", "note", "answer_note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    group: str
+    requested_by: str
+    agency: str
+    status: str
+    note: str
+    answer_note: str
+    def __init__(self, id: _Optional[str] = ..., group: _Optional[str] = ..., requested_by: _Optional[str] = ..., agency: _Optional[str] = ..., status: _Optional[str] = ..., note: _Optional[str] = ..., answer_note: _Optional[str] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
     __slots__ = ("name", "schema_json", "agencies", "stages", "entity_schemas")
@@ -267,7 +315,7 @@ class AgencyPairStats(_message.Message):
     def __init__(self, agency_a: _Optional[str] = ..., agency_b: _Optional[str] = ..., shared_groups: _Optional[int] = ...) -> None: ...
 
 class GroupSummary(_message.Message):
-    __slots__ = ("id", "agencies", "size", "confidence", "review", "review_note")
+    __slots__ = ("id", "agencies", "size", "confidence", "review", "review_note", "follow_ups")
     class AgenciesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -281,13 +329,15 @@ class GroupSummary(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_NOTE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     agencies: _containers.ScalarMap[str, int]
     size: int
     confidence: float
     review: str
     review_note: str
-    def __init__(self, id: _Optional[str] = ..., agencies: _Optional[_Mapping[str, int]] = ..., size: _Optional[int] = ..., confidence: _Optional[float] = ..., review: _Optional[str] = ..., review_note: _Optional[str] = ...) -> None: ...
+    follow_ups: _containers.RepeatedCompositeFieldContainer[FollowUp]
+    def __init__(self, id: _Optional[str] = ..., agencies: _Optional[_Mapping[str, int]] = ..., size: _Optional[int] = ..., confidence: _Optional[float] = ..., review: _Optional[str] = ..., review_note: _Optional[str] = ..., follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ...) -> None: ...
 
 class HistogramBin(_message.Message):
     __slots__ = ("low", "high", "count")

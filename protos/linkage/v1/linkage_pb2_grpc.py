@@ -50,6 +50,16 @@ class AgencyServiceStub:
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetResultsRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.RecordResult.FromString,
                 _registered_method=True)
+        self.OpenFollowUp = channel.unary_unary(
+                '/linkage.v1.AgencyService/OpenFollowUp',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
+                _registered_method=True)
+        self.AnswerFollowUp = channel.unary_unary(
+                '/linkage.v1.AgencyService/AnswerFollowUp',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AnswerFollowUpRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.FollowUp.FromString,
+                _registered_method=True)
 
 
 class AgencyServiceServicer:
@@ -86,6 +96,22 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenFollowUp(self, request, context):
+        """Ask the other agencies of a group in which the caller has a hit for a
+        follow-up: the personal data then flow through the usual legal channel,
+        outside this tool. One request per agency asked; all are recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerFollowUp(self, request, context):
+        """Answer a follow-up request addressed to the caller's agency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +129,16 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.GetResults,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetResultsRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.RecordResult.SerializeToString,
+            ),
+            'OpenFollowUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenFollowUp,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.SerializeToString,
+            ),
+            'AnswerFollowUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerFollowUp,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AnswerFollowUpRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.FollowUp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -197,6 +233,60 @@ class AgencyService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def OpenFollowUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AgencyService/OpenFollowUp',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerFollowUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AgencyService/AnswerFollowUp',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.AnswerFollowUpRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.FollowUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CoordinatorServiceStub:
     """Calls a coordinator makes to set up projects and review what they found.
@@ -232,6 +322,11 @@ class CoordinatorServiceStub:
                 '/linkage.v1.CoordinatorService/ReviewGroup',
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupResponse.FromString,
+                _registered_method=True)
+        self.OpenFollowUp = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/OpenFollowUp',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
                 _registered_method=True)
 
 
@@ -278,6 +373,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenFollowUp(self, request, context):
+        """Ask the agencies of a group for a follow-up (as AgencyService does for
+        agencies); the coordinator may ask about any group of the latest run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +408,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ReviewGroup,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupResponse.SerializeToString,
+            ),
+            'OpenFollowUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenFollowUp,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +551,33 @@ class CoordinatorService:
             '/linkage.v1.CoordinatorService/ReviewGroup',
             protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupRequest.SerializeToString,
             protos_dot_linkage_dot_v1_dot_linkage__pb2.ReviewGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenFollowUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/OpenFollowUp',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
             options,
             channel_credentials,
             insecure,
