@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numba import njit
+
 from .candidates import CandidatePairs
 
-__all__ = ["Grouping", "greedy_groups"]
+__all__ = ["Grouping", "greedy_groups", "greedy_groups_reference"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,119 @@ def greedy_groups(
     *,
     max_per_owner: int | None = None,
 ) -> Grouping:
-    """Group records from candidate pairs (indices into 0..record_count-1).
+    """Group records from candidate pairs (the compiled path; same result as the reference).
+
+    Args:
+        pairs: candidate pairs at or above the threshold, any order, each pair once.
+        record_count: total number of records.
+        owners: owner (agency or file) index of every record.
+        max_per_owner: at most this many records of one owner per group
+            (``1`` gives 1-to-1 linkage); ``None`` allows duplicates.
+
+    Returns:
+        The grouping; singletons are labelled -1.
+    """
+    if len(pairs) == 0:
+        return Grouping(np.full(record_count, -1, np.int64), np.zeros(0, np.float64))
+    order = np.lexsort((pairs.right, pairs.left, -pairs.score))
+    low = np.minimum(pairs.left, pairs.right).astype(np.int64)
+    high = np.maximum(pairs.left, pairs.right).astype(np.int64)
+    owner_codes = np.unique(np.asarray(owners), return_inverse=True)[1].astype(np.int64)
+    labels, weakest = _greedy_compiled(
+        low, high, pairs.score.astype(np.float64), order.astype(np.int64), record_count,
+        owner_codes, int(owner_codes.max()) + 1 if owner_codes.size else 1,
+        -1 if max_per_owner is None else int(max_per_owner))
+    return Grouping(labels, weakest)
+
+
+@njit(cache=True, nogil=True)
+def _greedy_compiled(low, high, score, order, n, owners, owner_kinds, max_per_owner):
+    keys = low * n + high
+    by_key = np.argsort(keys)
+    sorted_keys = keys[by_key]
+    sorted_scores = score[by_key]
+    group_of = np.arange(n)
+    first = np.arange(n)
+    last = np.arange(n)
+    follow = np.full(n, -1, np.int64)
+    size = np.ones(n, np.int64)
+    weak = np.ones(n, np.float64)
+    counts = np.zeros(owner_kinds, np.int64)
+    for index in order:
+        ga, gb = group_of[low[index]], group_of[high[index]]
+        if ga == gb:
+            continue
+        if max_per_owner >= 0:
+            fits = True
+            for side in (ga, gb):
+                member = first[side]
+                while member >= 0:
+                    counts[owners[member]] += 1
+                    if counts[owners[member]] > max_per_owner:
+                        fits = False
+                    member = follow[member]
+            for side in (ga, gb):
+                member = first[side]
+                while member >= 0:
+                    counts[owners[member]] = 0
+                    member = follow[member]
+            if not fits:
+                continue
+        lowest = min(weak[ga], weak[gb], score[index])
+        complete = True
+        # Two singletons: the only cross pair is this one (the common case; no lookup).
+        x = first[ga] if size[ga] + size[gb] > 2 else -1
+        while x >= 0 and complete:
+            y = first[gb]
+            while y >= 0:
+                key = min(x, y) * n + max(x, y)
+                position = np.searchsorted(sorted_keys, key)
+                if position == sorted_keys.shape[0] or sorted_keys[position] != key:
+                    complete = False
+                    break
+                lowest = min(lowest, sorted_scores[position])
+                y = follow[y]
+            x = follow[x]
+        if not complete:
+            continue
+        big, small = (ga, gb) if size[ga] >= size[gb] else (gb, ga)
+        member = first[small]
+        while member >= 0:
+            group_of[member] = big
+            member = follow[member]
+        follow[last[big]] = first[small]
+        last[big] = last[small]
+        size[big] += size[small]
+        weak[big] = lowest
+    smallest = np.full(n, n, np.int64)
+    for record in range(n):
+        g = group_of[record]
+        if size[g] > 1 and record < smallest[g]:
+            smallest[g] = record
+    heads = np.flatnonzero(smallest < n)
+    ranking = np.argsort(smallest[heads])
+    label_of = np.full(n, -1, np.int64)
+    weakest = np.empty(heads.shape[0], np.float64)
+    for label in range(ranking.shape[0]):
+        g = heads[ranking[label]]
+        label_of[g] = label
+        weakest[label] = weak[g]
+    labels = np.full(n, -1, np.int64)
+    for record in range(n):
+        g = group_of[record]
+        if size[g] > 1:
+            labels[record] = label_of[g]
+    return labels, weakest
+
+
+def greedy_groups_reference(
+    pairs: CandidatePairs,
+    record_count: int,
+    owners: np.ndarray,
+    *,
+    max_per_owner: int | None = None,
+) -> Grouping:
+    """Readable reference of ``greedy_groups`` (pure Python); tests check they agree.
 
     Args:
         pairs: candidate pairs at or above the threshold, any order, each pair once.

@@ -274,3 +274,26 @@ def test_pairwise_quality_counts():
     assert quality["all"].false_positives == 2
     assert quality["all"].false_negatives == 2
     assert quality["within"].false_negatives == 1
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(0, 120),
+       st.sampled_from([None, 1, 2]), st.integers(1, 4))
+@settings(max_examples=80, deadline=None)
+def test_compiled_grouping_equals_the_reference(seed, records, pair_count, max_per_owner,
+                                                owner_kinds):
+    from linkage.grouping import greedy_groups_reference
+
+    rng = np.random.default_rng(seed)
+    left = rng.integers(0, records, pair_count)
+    right = rng.integers(0, records, pair_count)
+    keep = left != right
+    low, high = np.minimum(left, right)[keep], np.maximum(left, right)[keep]
+    unique = np.unique(low * records + high)
+    low, high = unique // records, unique % records
+    scores = np.round(rng.random(low.size), 2)  # ties on purpose
+    pairs = CandidatePairs(low, high, scores)
+    owners = rng.integers(0, owner_kinds, records)
+    fast = greedy_groups(pairs, records, owners, max_per_owner=max_per_owner)
+    slow = greedy_groups_reference(pairs, records, owners, max_per_owner=max_per_owner)
+    assert np.array_equal(fast.labels, slow.labels)
+    assert np.allclose(fast.weakest_score, slow.weakest_score)
