@@ -260,16 +260,6 @@ class Store(Protocol):
     def finish_run(self, run_id: int, summary: dict,
                    groups: Sequence[tuple[str, float, Sequence[tuple[int, str]]]]) -> None: ...
     def fail_run(self, run_id: int, message: str) -> None: ...
-    def previous_run(self, project_id: int, number: int) -> RunRow | None:
-        """The last finished run before run ``number``."""
-        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
-                           "WHERE project_id = ? AND status = 'done' AND number < ? "
-                           "ORDER BY number DESC LIMIT 1", (project_id, number))
-        if not rows:
-            return None
-        run_id, project, found, status, summary = rows[0]
-        return RunRow(run_id, project, found, status, json.loads(summary))
-
     def latest_run(self, project_id: int) -> RunRow | None: ...
     def previous_run(self, project_id: int, number: int) -> RunRow | None: ...
     def groups(self, run_id: int) -> list[GroupRow]: ...
@@ -626,18 +616,15 @@ class SqliteStore:
 
     def previous_run(self, project_id: int, number: int) -> RunRow | None:
         """The last finished run before run ``number``."""
-        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
-                           "WHERE project_id = ? AND status = 'done' AND number < ? "
-                           "ORDER BY number DESC LIMIT 1", (project_id, number))
-        if not rows:
-            return None
-        run_id, project, found, status, summary = rows[0]
-        return RunRow(run_id, project, found, status, json.loads(summary))
+        return self._finished_run("AND number < ?", (project_id, number))
 
     def latest_run(self, project_id: int) -> RunRow | None:
-        rows = self._query("SELECT id, project_id, number, status, summary FROM runs "
-                           "WHERE project_id = ? AND status = 'done' ORDER BY number DESC LIMIT 1",
-                           (project_id,))
+        return self._finished_run("", (project_id,))
+
+    def _finished_run(self, condition: str, params: tuple) -> RunRow | None:
+        rows = self._query("SELECT id, project_id, number, status, summary FROM runs WHERE "
+                           f"project_id = ? AND status = 'done' {condition} "
+                           "ORDER BY number DESC LIMIT 1", params)
         if not rows:
             return None
         run_id, project, number, status, summary = rows[0]
