@@ -654,14 +654,16 @@ def _plan(generator: _Generator) -> dict[str, list[Person]]:
         open_agencies = [p for p in profiles if deficit(p) > 0]
         if not open_agencies:
             break
-        first = rng.choice(open_agencies)
+        # The agency furthest from its quota first, so that all reach it together.
+        most = max(deficit(p) for p in open_agencies)
+        first = rng.choice([p for p in open_agencies if deficit(p) == most])
         broker = len(profiles) >= 3 and rng.random() < config.broker_fraction
         size = rng.randint(3, min(5, len(profiles))) if broker else 2
         chosen = [first]
         while len(chosen) < size:
-            # Partners that still need shared people, else any with room left.
+            # Partners that still need shared people; a pair may take any with room left.
             pool = [p for p in open_agencies if p not in chosen]
-            if not pool:
+            if not pool and len(chosen) == 1:
                 pool = [p for p in profiles
                         if p not in chosen and len(held[p.name]) < per_agency]
             if not pool:
