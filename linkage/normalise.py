@@ -1,8 +1,9 @@
 """Normalisation applied at every agency before encoding, so spellings agree.
 
-Each normaliser turns a raw value into the canonical form that gets encoded;
-an empty result means "missing". Errors name the kind of problem only, never
-the value, because values are personal data and must not reach logs.
+Bloom-filter CLKs only match when every agency feeds clkhash the same string
+for the same person, so each normaliser turns a raw value into one canonical
+form; an empty result means "missing". Errors name the kind of problem only,
+never the value, because values are personal data and must not reach logs.
 """
 
 from __future__ import annotations
@@ -28,84 +29,133 @@ __all__ = [
 
 NORMALISER_KINDS: tuple[str, ...] = ("address", "date", "name", "none", "phone", "text")
 
-_UNDECOMPOSED = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "ß": "ss", "đ": "d",
-                               "Đ": "d", "ł": "l", "Ł": "l", "þ": "th", "Þ": "th", "œ": "oe",
-                               "Œ": "oe", "ı": "i"})
+# Latin letters NFKD leaves whole (applied after casefolding, so lowercase keys suffice).
+_UNDECOMPOSED = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d",
+                               "ł": "l", "þ": "th", "ı": "i", "ħ": "h", "ŧ": "t"})
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
-_NAME_JOINERS = re.compile(r"[\s'’`\-]+")
-_STREET_WORDS = {
-    "str": "straat", "strt": "straat", "straat": "straat",
-    "stwg": "steenweg", "stw": "steenweg", "steenweg": "steenweg",
-    "ln": "laan", "laan": "laan",
-    "av": "avenue", "ave": "avenue", "avenue": "avenue", "lei": "lei",
-    "bd": "boulevard", "bld": "boulevard", "blvd": "boulevard", "boulevard": "boulevard",
-    "chee": "chaussee", "chaussee": "chaussee",
-    "pl": "plein", "plein": "plein",
-    "st": "street", "street": "street", "rd": "road", "road": "road",
-    "bte": "bus", "boite": "bus", "box": "bus", "bus": "bus",
-    "g": "gatan", "gatan": "gatan", "v": "vagen", "vag": "vagen", "vagen": "vagen",
+
+# Whole words, after normalise_text. One canonical form per street type or unit marker.
+_ADDRESS_WORDS = {
+    "str": "straat", "strt": "straat", "strasse": "straat",
+    "stw": "steenweg", "stwg": "steenweg", "ln": "laan",
+    "av": "avenue", "ave": "avenue", "bd": "boulevard", "bld": "boulevard", "blvd": "boulevard",
+    "chee": "chaussee", "rd": "road", "bte": "bus", "boite": "bus", "box": "bus",
 }
-_SUFFIXES = (("str", "straat"), ("stwg", "steenweg"), ("g", "gatan"), ("v", "vagen"))
-_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+# Abbreviated endings of compound street names: "Kerkstr" -> "kerkstraat".
+_ADDRESS_SUFFIXES = (("strasse", "straat"), ("stwg", "steenweg"), ("str", "straat"))
+# Swedish "-g." / "-v." only with the full stop and a house number after it ("Storg. 5"),
+# so "Göteborg" stays a city; only "Hamburg. 7" style oddities are misread.
+_SWEDISH_ABBREVIATION = re.compile(r"(?<=[^\W\d_]{2})([gv])\.(?=\s*\d)", re.IGNORECASE)
+
+_ISO_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+                       r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+                       r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+_ADJACENT_NUMBERS = re.compile(r"%[dmyYHIMSjf]%[dmyYHIMSjf]")
 _YEARS = (1850, 2100)
+
+# First match wins; "tel" must start a word so that "hotel" stays text.
+_KIND_HINTS = (
+    ("phone", ("phone", "mobile", "gsm")),
+    ("text", ("email", "place", "city", "country", "town")),
+    ("date", ("date", "dob")),
+    ("address", ("address", "addr", "street")),
+    ("name", ("name",)),
+    ("date", ("birth",)),
+)
 
 
 def normalise_text(value: str) -> str:
-    """NFKC, accents stripped, case folded, punctuation to spaces, spaces collapsed."""
-    text = unicodedata.normalize("NFKC", value).translate(_UNDECOMPOSED)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = text.translate(_UNDECOMPOSED)
-    return _NOT_WORD.sub(" ", text).strip()
+    """Lowercase ASCII words separated by single spaces, the base of every text normaliser.
+
+    NFKC, casefold, accents stripped (NFKD, combining marks dropped; ø, æ, ß, ł,
+    đ, þ... mapped by hand), anything but ASCII letters and digits turned into a
+    space, spaces collapsed. Letters of non-Latin scripts are dropped too.
+
+    Args:
+        value: raw text.
+    Returns:
+        The normalised text; ``""`` for empty or punctuation-only input.
+    """
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", value).casefold())
+    text = "".join(c for c in text if not unicodedata.category(c).startswith("M"))
+    return " ".join(_NOT_WORD.sub(" ", text.translate(_UNDECOMPOSED)).split())
 
 
 def normalise_name(value: str) -> str:
-    """normalise_text with particles and compound parts joined: "Van den Berg" -> "vandenberg".
+    """normalise_text with every space, hyphen and apostrophe removed.
 
     Names are compared by character n-grams, so joining the pieces is the one
-    form every spelling ("Van-den-Berg", "VANDENBERG", "van den Bèrg") shares.
+    form that "Van den Berg", "Van-den-Berg", "VANDENBERG" and "van den Bèrg"
+    all share ("vandenberg"); likewise "D'Hondt" -> "dhondt".
+
+    Args:
+        value: a raw name.
+    Returns:
+        The joined lowercase name, ``""`` if nothing is left.
     """
-    return normalise_text(_NAME_JOINERS.sub("", value)).replace(" ", "")
+    return normalise_text(value).replace(" ", "")
 
 
 def normalise_address(value: str) -> str:
     """normalise_text plus one spelling for street types and unit markers.
 
-    Abbreviations are expanded as whole words ("str" -> "straat", "av"/"ave" ->
-    "avenue", "bd" -> "boulevard", "st" -> "street", "rd" -> "road", "g" ->
-    "gatan"), a word ending in an abbreviated suffix is completed ("kerkstr" ->
-    "kerkstraat", "storg" -> "storgatan") and box markers ("bte", "boite", "box")
-    become "bus". House numbers stay.
+    Rules, applied to whole words: "str"/"strt"/"strasse" -> "straat",
+    "stw"/"stwg" -> "steenweg", "ln" -> "laan", "av"/"ave" -> "avenue",
+    "bd"/"bld"/"blvd" -> "boulevard", "chee" -> "chaussee", "rd" -> "road",
+    "bte"/"boite"/"box" -> "bus" (the unit number stays), and "st" -> "street"
+    only when no word follows it (in "St Jean" it means Saint and stays).
+    Compound street names ending in "str", "stwg" or "strasse" are completed
+    ("Kerkstr." -> "kerkstraat"). Swedish "-g." / "-v." become "-gatan" /
+    "-vagen" only with the full stop and a house number after it ("Storg. 5").
+    House numbers are kept as they are.
+
+    Args:
+        value: a raw street address.
+    Returns:
+        The normalised address, ``""`` if nothing is left.
     """
-    words = []
-    for word in normalise_text(value).split():
-        if word in _STREET_WORDS:
-            words.append(_STREET_WORDS[word])
-            continue
-        for short, full in _SUFFIXES:
-            if len(word) > len(short) + 2 and word.endswith(short) and not word.endswith(full):
-                if short in ("g", "v") and not word.endswith(("rg", "tg", "ag", "sv", "gv")):
-                    continue
-                word = word[: -len(short)] + full
-                break
-        words.append(word)
+    text = _SWEDISH_ABBREVIATION.sub(lambda m: "gatan " if m.group(1) in "gG" else "vagen ",
+                                     unicodedata.normalize("NFKC", value))
+    words = normalise_text(text).split()
+    for index, word in enumerate(words):
+        following = words[index + 1] if index + 1 < len(words) else ""
+        if word == "st":
+            words[index] = "st" if following[:1].isalpha() else "street"
+        elif word in _ADDRESS_WORDS:
+            words[index] = _ADDRESS_WORDS[word]
+        else:
+            for short, full in _ADDRESS_SUFFIXES:
+                if word.endswith(short) and len(word) > len(short) + 2:
+                    words[index] = word[: -len(short)] + full
+                    break
     return " ".join(words)
 
 
 def normalise_date(value: str, date_format: str | None = None) -> str:
-    """Parse a date into ISO ``YYYY-MM-DD``; without a format only ISO is accepted.
+    """Parse a date into ISO ``YYYY-MM-DD``, the one form every agency encodes.
 
+    Args:
+        value: the raw date; surrounding whitespace is ignored.
+        date_format: a ``strptime`` format such as ``"%d/%m/%Y"``. Without one only
+            ISO dates are accepted, optionally followed by a time ("1980-03-04T00:00:00").
+    Returns:
+        The date as ``YYYY-MM-DD``.
     Raises:
-        NormalisationError: not a date in that format, or a year outside 1850-2100.
+        NormalisationError: not a date in that format, an impossible date, or a year
+            outside 1850-2100.
     """
     text = value.strip()
     if date_format:
         try:
             parsed = datetime.strptime(text, date_format)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise NormalisationError(f"not a date in format {date_format}") from None
+        # "%Y%m%d" would otherwise read "198034" as 1980-03-04: digits must be padded.
+        if _ADJACENT_NUMBERS.search(date_format) and parsed.strftime(date_format) != text:
+            raise NormalisationError(f"not a date in format {date_format} "
+                                     "(numbers must be zero-padded)")
     else:
-        match = _ISO_DATE.match(text)
+        match = _ISO_DATE.fullmatch(text)
         if not match:
             raise NormalisationError("not an ISO date (YYYY-MM-DD); set date_format in the "
                                      "mapping")
@@ -119,57 +169,83 @@ def normalise_date(value: str, date_format: str | None = None) -> str:
 
 
 def normalise_phone(value: str, region: str | None = None) -> str:
-    """Parse a phone number into E.164 (``+32470123456``).
+    """Parse a phone number into E.164 (``+32470123456``) so every spelling agrees.
 
+    Args:
+        value: the raw number. With a leading ``+`` or ``00`` no region is needed.
+        region: the ISO 3166 region ("BE", "SE") national numbers belong to.
+    Returns:
+        The number in E.164 form.
     Raises:
-        NormalisationError: not a valid number, or a national number without a region.
+        NormalisationError: an unknown region, a national number without a region,
+            or not a valid phone number.
     """
+    where = f" for region {region}" if region else ""
+    if region and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise NormalisationError(f"unknown phone region {region}; use a two-letter code such "
+                                 "as BE or SE")
     text = value.strip()
-    if text.startswith("00"):
+    if not region and text.startswith("00"):
         text = "+" + text[2:]
-    if not text.startswith("+") and not region:
-        raise NormalisationError("a national phone number needs phone_region in the mapping")
     try:
         number = phonenumbers.parse(text, region.upper() if region else None)
-    except phonenumbers.NumberParseException:
-        raise NormalisationError(f"not a phone number{f' for region {region}' if region else ''}"
-                                 ) from None
+    except phonenumbers.NumberParseException as exc:
+        national = not text.startswith(("+", "\uff0b"))
+        if not region and national and exc.error_type == exc.INVALID_COUNTRY_CODE:
+            raise NormalisationError("not an international phone number (+ or 00); set "
+                                     "phone_region in the mapping for national numbers") from None
+        raise NormalisationError(f"not a phone number{where}") from None
     if not phonenumbers.is_valid_number(number):
-        raise NormalisationError(f"not a valid phone number"
-                                 f"{f' for region {region}' if region else ''}")
+        raise NormalisationError(f"not a valid phone number{where}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalise_value(kind: str, value: str | None, *, date_format: str | None = None,
                     phone_region: str | None = None) -> str:
-    """Normalise one value with the normaliser ``kind``; missing values give ``""``.
+    """Normalise one value with the normaliser ``kind``; a missing value is never an error.
 
+    Args:
+        kind: one of ``NORMALISER_KINDS``; "none" only strips whitespace.
+        value: the raw value; ``None`` or whitespace-only means missing.
+        date_format: passed to ``normalise_date``.
+        phone_region: passed to ``normalise_phone``.
+    Returns:
+        The normalised value, ``""`` when missing.
     Raises:
-        NormalisationError: the value cannot be parsed. ValueError: unknown kind.
+        NormalisationError: the value cannot be normalised.
+        ValueError: ``kind`` is not one of ``NORMALISER_KINDS``.
     """
     if kind not in NORMALISER_KINDS:
-        raise ValueError(f"unknown normaliser {kind!r}; choose one of {', '.join(NORMALISER_KINDS)}")
+        raise ValueError(f"unknown normaliser {kind!r}; "
+                         f"choose one of {', '.join(NORMALISER_KINDS)}")
     if value is None or not value.strip():
         return ""
-    if kind == "none":
-        return value.strip()
     if kind == "date":
         return normalise_date(value, date_format)
     if kind == "phone":
         return normalise_phone(value, phone_region)
-    return {"name": normalise_name, "address": normalise_address, "text": normalise_text}[kind](
+    if kind == "none":
+        return value.strip()
+    return {"address": normalise_address, "name": normalise_name, "text": normalise_text}[kind](
         value)
 
 
 def infer_kind(feature_identifier: str) -> str:
-    """The normaliser for a feature the schema does not assign one, guessed from its name."""
-    name = feature_identifier.lower()
-    if any(word in name for word in ("phone", "tel", "mobile")):
+    """The normaliser for a feature the schema does not assign one, guessed from its name.
+
+    "phone"/"tel"/"mobile"/"gsm" -> phone; "date"/"dob" -> date; "address"/"addr"/
+    "street" -> address; "name" -> name; "birth" -> date; anything else, and
+    emails or places ("place_of_birth", "city"), -> text.
+
+    Args:
+        feature_identifier: the schema feature's identifier ("date_of_birth", "homeTel").
+    Returns:
+        One of ``NORMALISER_KINDS``.
+    """
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", feature_identifier).lower()
+    if any(word.startswith("tel") for word in re.split(r"[^a-z0-9]+", words)):
         return "phone"
-    if any(word in name for word in ("date", "dob", "birth")):
-        return "date"
-    if "name" in name:
-        return "name"
-    if any(word in name for word in ("address", "street", "addr")):
-        return "address"
+    for kind, hints in _KIND_HINTS:
+        if any(hint in words for hint in hints):
+            return kind
     return "text"
