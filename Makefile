@@ -25,7 +25,7 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. protos/linkage/v1/linkage.proto
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.dice
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -143,7 +143,7 @@ def time_ours(left, right, threshold: float, thread_counts: list[int], repeats: 
 
 
 def time_anonlink(left, right, threshold: float, repeats: int, folder: str):
-    """Median wall time of anonlink's ``find_candidate_pairs`` (run in .bench-venv), and its result."""
+    """Median wall time of anonlink's ``find_candidate_pairs`` (in .bench-venv), and its pairs."""
     files = [os.path.join(folder, name) for name in ("left.npy", "right.npy", "anonlink.npz")]
     np.save(files[0], left)
     np.save(files[1], right)

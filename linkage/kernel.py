@@ -3,8 +3,8 @@
 Comparing every CLK of one batch with every CLK of another is the one quadratic
 step of a linkage run, so it gets a compiled kernel instead of the numpy path in
 ``candidates.py`` (which materialises a tile x block x words temporary and
-manages about 10^7 comparisons per second). The kernel is numba-compiled for the host
-CPU, which buys three things numpy cannot:
+manages about 10^7 comparisons per second). The kernel is numba-compiled for
+the host CPU, which buys three things numpy cannot:
 
 * the AND-popcount loop compiles to ``popcnt`` (``vpopcntq`` where AVX-512
   VPOPCNTDQ exists) through LLVM's ``ctpop`` intrinsic, vectorised *across right
@@ -18,7 +18,8 @@ CPU, which buys three things numpy cannot:
 * the left rows are split into small tiles that run on all cores (``prange``,
   ``nogil``), each tile sweeping a block of right rows that stays in L1 while
   all of the tile's rows pass over it; each thread fills its own result buffer,
-  so results come back as arrays with no Python work per pair.
+  so results come back as arrays with no Python work per pair. Result tiles
+  too small to repay waking a second thread run on one.
 
 Every accept/reject decision compares an integer count of common bits with a
 precomputed table of the smallest count that passes, where the table is built by
@@ -32,6 +33,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -41,7 +43,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .candidates import CandidatePairs
-from .clks import popcounts
 from .errors import ClkError
 
 __all__ = ["dice_candidates_native", "iter_dice_tiles"]
@@ -58,6 +59,11 @@ _TILE_ROWS = 64
 _DEFAULT_TILE_ROWS = 4096
 # Result slots per thread for the first result tile; grows to what tiles need.
 _MIN_CAPACITY = 1 << 14
+# Result tiles with fewer candidate-range pairs than this run on one thread:
+# about a millisecond of work, less than waking a second thread can cost when
+# the machine is busy (measured: 3 ms single vs ~35 ms two-thread for 2k x 2k
+# with another process holding one core).
+_SERIAL_PAIRS = 1 << 22
 # "No count of common bits passes" in the threshold table.
 _NEVER = np.int64(1) << np.int64(40)
 
@@ -69,6 +75,33 @@ _VECTOR = 8  # 64-bit lanes per 512-bit register
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 _V64 = ir.VectorType(_I64, _VECTOR)
+
+
+@intrinsic
+def _popcount64(typingctx, word):
+    """Set bits of one 64-bit word, as LLVM's ``ctpop`` (a single ``popcnt``)."""
+    if not isinstance(word, types.Integer) or word.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.int64(word), codegen
+
+
+@intrinsic
+def _next_ticket(typingctx, counter):
+    """Atomically ``counter[0] += 1``; returns the value before (a work ticket)."""
+    if not (
+        isinstance(counter, types.Array) and counter.ndim == 1 and counter.dtype == types.int64
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, ir.Constant(_I64, 1), "monotonic")
+
+    return types.int64(counter), codegen
 
 
 def _wide_vectors(function) -> None:
@@ -205,6 +238,28 @@ def _feasible_counts(need: np.ndarray, max_bits: int):
     return low, high
 
 
+@njit(cache=True, nogil=True)
+def _popcount_profile(matrix, cuts):
+    """Each row's popcount, and its popcount from every inner cut to the end.
+
+    Returns ``(counts, rest)`` with ``rest[i, k]`` the set bits of row ``i`` in
+    words ``cuts[k + 1]:`` (one column of zeros if there are no inner cuts).
+    """
+    rows = matrix.shape[0]
+    n_segments = cuts.shape[0] - 1
+    counts = np.empty(rows, np.int64)
+    rest = np.zeros((rows, max(n_segments - 1, 1)), np.int64)
+    for i in range(rows):
+        total = 0
+        for segment in range(n_segments - 1, -1, -1):
+            for w in range(cuts[segment], cuts[segment + 1]):
+                total += _popcount64(matrix[i, w])
+            if segment > 0:
+                rest[i, segment - 1] = total
+        counts[i] = total
+    return counts, rest
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _scan(
     left,
@@ -228,21 +283,25 @@ def _scan(
 ):
     """Compare sorted left rows ``start:stop`` with the blocked right side.
 
-    One ``prange`` iteration per thread; thread ``t`` takes tiles ``t, t + T,
-    ...`` (round robin evens out the uneven cost of tiles) and writes its pairs
-    to row ``t`` of the ``out_*`` buffers. ``out_n[t]`` is the number of pairs
-    the thread found, which may exceed the buffer width: then the caller reruns
+    One ``prange`` iteration per thread; each thread takes the next tile from
+    a shared atomic counter until none are left, so tiles of uneven cost, or a
+    core shared with another process, do not leave a thread idle. Thread ``t``
+    writes its pairs to row ``t`` of the ``out_*`` buffers; ``out_n[t]`` is the
+    number it found, which may exceed the buffer width: then the caller reruns
     with wider buffers.
     """
     threads = out_n.shape[0]
     capacity = out_row.shape[1]
-    words = left.shape[1]
     n_cuts = cuts.shape[0] - 1
     n_tiles = (stop - start + _TILE_ROWS - 1) // _TILE_ROWS
+    counter = np.zeros(1, np.int64)
     for thread in prange(threads):
         acc = np.zeros(_LANES, np.int64)
         found = 0
-        for tile in range(thread, n_tiles, threads):
+        while True:
+            tile = _next_ticket(counter)
+            if tile >= n_tiles:
+                break
             first = start + tile * _TILE_ROWS
             last = min(first + _TILE_ROWS, stop)
             lo = n_right
@@ -302,6 +361,20 @@ def _scan(
         out_n[thread] = found
 
 
+@contextmanager
+def _thread_count(threads: int) -> Iterator[None]:
+    """Run numba parallel code in this block with ``threads`` threads (this thread only)."""
+    previous = numba.get_num_threads()
+    if threads == previous:
+        yield
+        return
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def _checked(matrix: np.ndarray, name: str) -> np.ndarray:
     if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or matrix.dtype != np.uint64:
         raise ClkError(
@@ -323,14 +396,6 @@ def _cuts(words: int) -> np.ndarray:
     """
     inner = sorted({c for c in ((3 * words) // 8, words // 2, (3 * words) // 4) if 0 < c < words})
     return np.asarray([0, *inner, words], np.int64)
-
-
-def _rest_after_cuts(matrix: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Popcount of each row from every inner cut to the end: shape (rows, cuts - 1)."""
-    rest = np.zeros((matrix.shape[0], max(len(cuts) - 2, 1)), np.int64)
-    for k, cut in enumerate(cuts[1:-1]):
-        rest[:, k] = popcounts(np.ascontiguousarray(matrix[:, cut:]))
-    return rest
 
 
 def _blocked(sorted_rows: np.ndarray, sorted_rest: np.ndarray):
@@ -409,11 +474,11 @@ def iter_dice_tiles(
     need_floor = np.minimum.accumulate(need[::-1])[::-1].copy()
     low, high = _feasible_counts(need, bits)
 
-    right_counts = popcounts(right)
+    right_counts, right_rest = _popcount_profile(right, cuts)
     right_order = np.argsort(right_counts, kind="stable")
     sorted_right = right[right_order]
-    sorted_right_counts = np.ascontiguousarray(right_counts[right_order])
-    sorted_right_rest = _rest_after_cuts(sorted_right, cuts)
+    sorted_right_counts = right_counts[right_order]
+    sorted_right_rest = right_rest[right_order]
     blocks, blocked_rest = _blocked(sorted_right, sorted_right_rest)
     # first[v]: index of the first sorted right row with popcount >= v.
     first = np.searchsorted(sorted_right_counts, np.arange(bits + 2), side="left")
@@ -424,11 +489,11 @@ def iter_dice_tiles(
             sorted_right, sorted_right_counts, sorted_right_rest
         )
     else:
-        left_counts = popcounts(left)
+        left_counts, left_rest = _popcount_profile(left, cuts)
         left_order = np.argsort(left_counts, kind="stable")
-        sorted_left = np.ascontiguousarray(left[left_order])
-        sorted_left_counts = np.ascontiguousarray(left_counts[left_order])
-        sorted_left_rest = _rest_after_cuts(sorted_left, cuts)
+        sorted_left = left[left_order]
+        sorted_left_counts = left_counts[left_order]
+        sorted_left_rest = left_rest[left_order]
     feasible = low[sorted_left_counts] <= high[sorted_left_counts]
     left_lo = np.where(feasible, first[np.minimum(low[sorted_left_counts], bits + 1)], 0)
     left_hi = np.where(feasible, first[np.clip(high[sorted_left_counts] + 1, 0, bits + 1)], 0)
@@ -437,30 +502,33 @@ def iter_dice_tiles(
     left_lo = left_lo.astype(np.int64)
     left_hi = np.maximum(left_hi, left_lo).astype(np.int64)
 
-    threads = numba.get_num_threads()
+    all_threads = numba.get_num_threads()
     capacity = _MIN_CAPACITY
     n_right = right.shape[0]
     for start in range(0, left.shape[0], tile_rows):
         stop = min(start + tile_rows, left.shape[0])
-        if not np.any(left_lo[start:stop] < left_hi[start:stop]):
+        work = int(np.sum(left_hi[start:stop] - left_lo[start:stop]))
+        if work == 0:
             yield CandidatePairs.empty()
             continue
+        threads = all_threads if work >= _SERIAL_PAIRS else 1
         while True:
             out_row = np.empty((threads, capacity), np.int64)
             out_col = np.empty((threads, capacity), np.int64)
             out_common = np.empty((threads, capacity), np.int64)
             out_n = np.zeros(threads, np.int64)
-            with _KERNEL_LOCK:
+            with _KERNEL_LOCK, _thread_count(threads):
                 _scan(
                     sorted_left, sorted_left_counts, sorted_left_rest, left_lo, left_hi,
                     blocks, sorted_right_counts, blocked_rest, cuts, need, need_floor, n_right,
                     start, stop, out_row, out_col, out_common, out_n,
                 )
-            most = int(out_n.max())
-            if most <= capacity:
+            if int(out_n.max()) <= capacity:
                 break
-            capacity = most  # count known now: one exact-size rerun fills it
-        if most == 0:
+            # Which thread gets which tile varies run to run, so only the total
+            # is sure to fit every thread's share on the rerun.
+            capacity = int(out_n.sum())
+        if not out_n.any():
             yield CandidatePairs.empty()
             continue
         rows = np.concatenate([out_row[t, : out_n[t]] for t in range(threads)])

@@ -26,6 +26,15 @@ SIZES = [0, 1, 7, 63, 130]
 WORDS = [1, 2, 3, 4, 8, 16, 32]  # 64 .. 2048 bits
 KINDS = ["zero", "sparse", "dense", "mixed", "full"]
 
+@pytest.fixture(autouse=True, scope="module")
+def _always_parallel():
+    """Small problems normally run on one thread; force the multi-thread path here."""
+    saved = kernel._SERIAL_PAIRS
+    kernel._SERIAL_PAIRS = 0
+    yield
+    kernel._SERIAL_PAIRS = saved
+
+
 FAST = settings(
     max_examples=60,
     deadline=None,
@@ -122,7 +131,12 @@ def test_native_matches_reference(problem):
 @given(problems(), st.integers(1, 40))
 def test_tiles_partition_the_left_rows(problem, tile_rows):
     left, right, threshold, same = problem
-    tiles = list(iter_dice_tiles(left, right, threshold, same=same, tile_rows=tile_rows))
+    saved = kernel._SERIAL_PAIRS
+    kernel._SERIAL_PAIRS = 1 << 22  # the default: tiles this small take the one-thread path
+    try:
+        tiles = list(iter_dice_tiles(left, right, threshold, same=same, tile_rows=tile_rows))
+    finally:
+        kernel._SERIAL_PAIRS = saved
     assert len(tiles) == -(-left.shape[0] // tile_rows)  # one per tile, empty ones too
     if not same:
         seen: set[int] = set()
