@@ -24,10 +24,12 @@ from numba import njit, prange
 
 from .candidates import CandidatePairs
 from .clks import popcounts
+from .kernel import _popcount64
 
 __all__ = ["LshPlan", "lsh_candidates", "plan_lsh"]
 
 _BITS_CHOICES = (12, 14, 16, 18, 20, 22, 24)
+_RECORD_COST = 40
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ def plan_lsh(clk_bits: int, popcount_sum: float, threshold: float, *,
         tables = math.ceil(math.log(1 - completeness) / math.log1p(-hit)) if hit < 1 else 1
         if tables > max_tables:
             continue
-        cost = tables * (records + records * records * nonmatch_agree ** bits)
+        # Per table, sorting and bucketing cost about as much per record as scoring
+        # _RECORD_COST pairs does (measured here).
+        cost = tables * (_RECORD_COST * records + records * records * nonmatch_agree ** bits)
         if best is None or cost < best[0]:
             best = (cost, bits, tables, 1 - (1 - hit) ** tables)
     if best is None:
@@ -89,12 +93,7 @@ def _keys(matrix, positions):
 def _score(a, b, ca, cb):
     common = 0
     for w in range(a.shape[0]):
-        x = a[w] & b[w]
-        # Kernighan-free popcount: numba lowers this loop to popcnt on x86.
-        x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-        x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-        x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-        common += (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+        common += _popcount64(a[w] & b[w])
     total = ca + cb
     return 2.0 * common / total if total > 0 else 0.0
 
