@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     total = args.agencies * args.records
     ms = sorted(x * 1000 for x in latencies)
-    print(f"\n| agencies | records each | stored | failed uploads | wall s | records/s | "
-          f"upload s (median) | server peak RSS MiB | small RPC p50 ms | p99 ms |")
+    print("\n| agencies | records each | stored | failed uploads | wall s | records/s | "
+          "upload s (median) | server peak RSS MiB | small RPC p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.agencies} | {args.records} | {stored} | {len(failures)} | {wall:.1f} | "
           f"{total / wall:,.0f} | {statistics.median(upload_seconds.values()):.1f} | {peak:.0f} | "

@@ -186,7 +186,7 @@ def greedy_groups_reference(
     weakest: dict[int, float] = {}
     owner_list = owners.tolist()
     next_group = 0
-    for a, b, score in zip(lefts, rights, scores):
+    for a, b in zip(lefts, rights):
         group_a, group_b = group_of.get(a), group_of.get(b)
         if group_a is not None and group_a == group_b:
             continue

@@ -32,7 +32,7 @@ def _all_commands(group: click.Group, prefix=()):
 
 
 def test_every_command_has_help_with_an_example():
-    for path, command in _all_commands(main):
+    for path, _command in _all_commands(main):
         result = invoke(*path, "--help")
         assert result.exit_code == 0, path
         assert "Example:" in result.output, f"'linkage {' '.join(path)}' help has no example"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 import tomllib
 from collections import Counter
 from datetime import date, datetime
