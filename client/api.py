@@ -175,11 +175,13 @@ class LinkageClient:
                 for p in response.projects]
 
     def run(self, project: str, threshold: str = "auto",
-            on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+            on_progress: Callable[[str, int, int], None] | None = None,
+            blocking: str = "auto") -> dict:
         """Run linkage; returns the run summary as a dict."""
         summary = None
         for event in self._call(self.coordinator.RunLinkage,
-                                pb.RunLinkageRequest(project=project, threshold=threshold)):
+                                pb.RunLinkageRequest(project=project, threshold=threshold,
+                                                     blocking=blocking)):
             if event.HasField("summary"):
                 summary = event.summary
             elif on_progress:
@@ -234,4 +236,4 @@ def _summary_dict(summary: pb.RunSummary) -> dict:
             "candidate_pairs": summary.candidate_pairs, "groups": summary.groups,
             "cross_agency_groups": summary.cross_agency_groups,
             "seconds": round(summary.seconds, 3), "new_records": summary.new_records,
-            "reused": summary.reused}
+            "reused": summary.reused, "blocking": summary.blocking}

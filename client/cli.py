@@ -312,8 +312,12 @@ def project_list(client: LinkageClient) -> None:
 @click.option("--project", required=True, help="Project name.")
 @click.option("--threshold", default="auto", show_default=True,
               help="'auto' (chosen from the score distribution) or a Dice threshold like 0.8.")
+@click.option("--blocking", type=click.Choice(["auto", "lsh", "exhaustive"]), default="auto",
+              show_default=True,
+              help="'lsh' compares only pairs sharing a Hamming-LSH bucket (needs a numeric "
+                   "threshold); 'auto' uses it only for very large projects.")
 @server_options
-def run(client: LinkageClient, project, threshold) -> None:
+def run(client: LinkageClient, project, threshold, blocking) -> None:
     """Link every batch of a project; returns when done.
 
     Example:
@@ -333,7 +337,7 @@ def run(client: LinkageClient, project, threshold) -> None:
         bar.refresh()
 
     try:
-        summary = client.run(project, threshold, on_progress=show)
+        summary = client.run(project, threshold, on_progress=show, blocking=blocking)
     finally:
         for bar in bars.values():
             bar.close()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .blocking import LshPlan, lsh_candidates, plan_lsh
 from .candidates import CandidatePairs
 from .clks import popcounts
 from .grouping import Grouping, greedy_groups
@@ -22,6 +23,7 @@ __all__ = [
     "ProgressCallback",
     "choose_floor",
     "compare_new_records",
+    "plan_blocking",
     "decide",
     "link_records",
 ]
@@ -32,6 +34,7 @@ _SAMPLE_PAIRS = 200_000
 _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
 _HIGHEST_FLOOR = 0.7
+LSH_MIN_COMPARISONS = 2e11
 
 
 @dataclass(frozen=True)
@@ -78,18 +81,39 @@ def choose_floor(clks: np.ndarray, *, seed: int = 0) -> float:
     return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, _HIGHEST_FLOOR))
 
 
+def plan_blocking(clks: np.ndarray, is_new: np.ndarray, threshold: float,
+                  mode: str = "auto") -> LshPlan | None:
+    """The LSH plan to compare new records with, or ``None`` for exhaustive comparison.
+
+    ``mode`` is "exhaustive", "lsh" (block whenever a plan is possible) or
+    "auto" (block only when exhaustive comparison would take more than about
+    ``LSH_MIN_COMPARISONS`` comparisons).
+    """
+    if mode == "exhaustive" or clks.shape[0] == 0:
+        return None
+    new = int(is_new.sum())
+    comparisons = new * (clks.shape[0] - new) + new * (new - 1) / 2
+    if mode == "auto" and comparisons < LSH_MIN_COMPARISONS:
+        return None
+    counts = popcounts(clks)
+    return plan_lsh(clks.shape[1] * 64, 2 * float(np.quantile(counts, 0.99)), threshold,
+                    records=max(new, 1))
+
+
 def compare_new_records(
     clks: np.ndarray,
     is_new: np.ndarray,
     floor: float,
     *,
+    plan: LshPlan | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> CandidatePairs:
     """Pairs at or above ``floor`` that involve at least one new record.
 
     New records are compared with every old record and with each other; pairs of
     two old records are not recomputed. Indices are rows of ``clks``; each pair
-    is reported once with ``left < right``.
+    is reported once with ``left < right``. With an LSH ``plan`` only pairs that
+    share a bucket are scored (a subset of the exhaustive result).
     """
     report = on_progress or (lambda stage, done, total: None)
     new_rows = np.flatnonzero(is_new)
@@ -103,6 +127,14 @@ def compare_new_records(
     done = 0
     report("comparing", 0, total)
     for left, right, right_rows, same in comparisons:
+        if plan is not None:
+            tile = lsh_candidates(left, right, floor, plan, same=same)
+            first, second = new_rows[tile.left], right_rows[tile.right]
+            parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
+                                        tile.score))
+            done = min(done + int(new_rows.size), total)
+            report("comparing", done, total)
+            continue
         for tile in iter_dice_tiles(left, right, floor, same=same, tile_rows=_TILE_ROWS):
             first, second = new_rows[tile.left], right_rows[tile.right]
             parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),

@@ -35,6 +35,7 @@ def summary_to_proto(summary: dict) -> pb.RunSummary:
         seconds=float(summary["seconds"]),
         new_records=int(summary.get("new_records", 0)),
         reused=bool(summary.get("reused", False)),
+        blocking=str(summary.get("blocking", "")),
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_hash
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
-from linkage.engine import choose_floor, compare_new_records, decide
+from linkage.engine import choose_floor, compare_new_records, decide, plan_blocking
 from linkage.errors import (
     AlreadyExistsError,
     BatchFormatError,
@@ -384,7 +384,8 @@ def _group_key_secret(store: Store) -> bytes:
 
 
 def run_linkage(store: Store, project_name: str, threshold_text: str,
-                on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+                on_progress: Callable[[str, int, int], None] | None = None,
+                blocking: str = "auto") -> dict:
     """Link a project incrementally and store the groups; returns the run summary.
 
     Only records of batches that no earlier run compared are compared (with
@@ -393,6 +394,13 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     setting, the latest run stands and no work is done.
     """
     requested = parse_threshold(threshold_text)
+    blocking = (blocking or "auto").strip().lower()
+    if blocking not in ("auto", "lsh", "exhaustive"):
+        raise InvalidRequestError("Blocking is 'auto', 'lsh' or 'exhaustive'.")
+    if blocking == "lsh" and requested is None:
+        raise InvalidRequestError("LSH blocking needs a numeric threshold (e.g. --threshold "
+                                  "0.8): it finds pairs at a threshold, and 'auto' must see "
+                                  "the scores below it.")
     setting = "auto" if requested is None else f"{requested:g}"
     project = store.project(project_name)
     records = store.load_records(project.id)
@@ -416,7 +424,20 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         rows_of = {t: np.flatnonzero(types == t) for t in sorted(set(records.entity_types))}
         matrices = {t: clks_from_bytes([records.clks[i] for i in rows], bits[t])
                     for t, rows in rows_of.items()}
+        plans = {t: plan_blocking(matrices[t], records.is_new[rows], requested, blocking)
+                 if requested is not None else None for t, rows in rows_of.items()}
+        if blocking == "lsh" and any(p is None for p in plans.values()):
+            raise InvalidRequestError(f"LSH blocking cannot reach 99.5% completeness at "
+                                      f"threshold {requested} with these CLKs; use a higher "
+                                      "threshold or --blocking exhaustive.")
         floor = store.pair_floor(project.id)
+        blocked = any(p is not None for p in plans.values())
+        if blocked and floor is not None and floor < requested:
+            floor = None  # stored pairs reach lower than blocking will: start afresh at it
+            store.reset_pairs(project.id)
+            records = store.load_records(project.id)
+        if blocked and floor is None:
+            floor = requested
         if floor is None or (requested is not None and requested < floor):
             if floor is not None:
                 store.reset_pairs(project.id)
@@ -428,7 +449,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             fresh = []
             for entity_type, rows in rows_of.items():
                 found = compare_new_records(matrices[entity_type], records.is_new[rows], floor,
-                                            on_progress=report)
+                                            plan=plans[entity_type], on_progress=report)
                 fresh.append(CandidatePairs(rows[found.left], rows[found.right], found.score))
             fresh_pairs = CandidatePairs.concat(fresh)
             store.add_pairs(project.id, floor, records.row_ids[fresh_pairs.left],
@@ -475,6 +496,10 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "groups": len(groups),
             "cross_agency_groups": cross,
             "seconds": round(time.monotonic() - started, 3),
+            "blocking": "; ".join(
+                f"{t}: lsh {p.bits} bits x {p.tables} tables, expected completeness "
+                f"{p.expected_completeness:.4f} at {requested}" if p is not None else
+                f"{t}: exhaustive" for t, p in plans.items()),
             "histogram": [[float(edges[i]), float(edges[i + 1]), int(counts[i])]
                           for i in range(len(counts))],
             "quality_curve": quality_curve(primary.floor_scores, choice.model, floor),

@@ -113,7 +113,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             try:
                 outcome["summary"] = operations.run_linkage(
                     self._store, request.project, request.threshold,
-                    lambda stage, done, total: events.put((stage, done, total)))
+                    lambda stage, done, total: events.put((stage, done, total)),
+                    request.blocking)
             except BaseException as error:  # handed to the RPC thread below
                 outcome["error"] = error
             finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
+
 from client.api import LinkageClient
 from linkage.synthetic import DEFAULT_STAGES
 
@@ -74,3 +77,25 @@ def test_report_says_what_changed_since_the_previous_run(server, coordinator, ba
     assert changes["previous_run"] == 1
     assert changes["new_cross_agency_groups"], "the new agencies bring new links"
     assert changes["top_brokers"] and all("previous_rank" in b for b in changes["top_brokers"])
+
+
+def test_lsh_blocking_finds_nearly_every_pair_and_says_so(server, coordinator, batches,
+                                                          schema_text):
+    names = list(batches)
+    pair_sets = {}
+    for blocking in ("exhaustive", "lsh"):
+        project = f"blocking-{blocking}"
+        tokens = coordinator.create_project(project, schema_text, names, list(DEFAULT_STAGES))
+        _submit(server, tokens, batches, names, project)
+        summary = coordinator.run(project, "0.8", blocking=blocking)
+        assert summary["blocking"].startswith(f"person: {blocking}")
+        pairs = set()
+        for members in _memberships(server, tokens, project).values():
+            ordered = sorted(members)
+            pairs |= {(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]}
+        pair_sets[blocking] = pairs
+    exhaustive, blocked = pair_sets["exhaustive"], pair_sets["lsh"]
+    assert exhaustive and len(blocked & exhaustive) / len(exhaustive) >= 0.97
+    with pytest.raises(grpc.RpcError) as error:
+        coordinator.run("blocking-lsh", "auto", blocking="lsh")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

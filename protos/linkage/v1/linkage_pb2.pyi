@@ -219,12 +219,14 @@ class ProjectSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ...) -> None: ...
 
 class RunLinkageRequest(_message.Message):
-    __slots__ = ("project", "threshold")
+    __slots__ = ("project", "threshold", "blocking")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_FIELD_NUMBER: _ClassVar[int]
     project: str
     threshold: str
-    def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ...) -> None: ...
+    blocking: str
+    def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ..., blocking: _Optional[str] = ...) -> None: ...
 
 class RunProgress(_message.Message):
     __slots__ = ("stage", "done", "total", "summary")
@@ -239,7 +241,7 @@ class RunProgress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds", "new_records", "reused")
+    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds", "new_records", "reused", "blocking")
     RUN_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +252,7 @@ class RunSummary(_message.Message):
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     NEW_RECORDS_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_FIELD_NUMBER: _ClassVar[int]
     run: int
     threshold: float
     threshold_reason: str
@@ -260,7 +263,8 @@ class RunSummary(_message.Message):
     seconds: float
     new_records: int
     reused: bool
-    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ...) -> None: ...
+    blocking: str
+    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ..., blocking: _Optional[str] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
     __slots__ = ("project",)
