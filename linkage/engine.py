@@ -195,13 +195,8 @@ def link_records(
 ) -> LinkageResult:
     """Compare all records pairwise, choose the threshold and group the matches.
 
-    Args:
-        clks: packed CLK matrix of every record (all agencies stacked).
-        owners: owner (agency/file) index of each row of ``clks``.
-        threshold: a Dice threshold, or ``None`` for auto.
-        max_per_owner: passed to ``greedy_groups`` (1 = 1-to-1 linkage).
-        cross_owner_only: ignore pairs of records with the same owner.
-        on_progress: called as ``(stage, done, total)``.
+    ``clks`` stacks every record's CLK (all agencies); the other arguments are
+    those of ``decide``.
     """
     floor = choose_floor(clks)
     if threshold is not None:

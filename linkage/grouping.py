@@ -164,18 +164,8 @@ def greedy_groups_reference(
     *,
     max_per_owner: int | None = None,
 ) -> Grouping:
-    """Readable reference of ``greedy_groups`` (pure Python); tests check they agree.
-
-    Args:
-        pairs: candidate pairs at or above the threshold, any order, each pair once.
-        record_count: total number of records.
-        owners: owner (agency or file) index of every record.
-        max_per_owner: at most this many records of one owner per group
-            (``1`` gives 1-to-1 linkage); ``None`` allows duplicates.
-
-    Returns:
-        The grouping; singletons are labelled -1.
-    """
+    """Readable reference of ``greedy_groups`` (pure Python, same arguments and result);
+    tests check they agree."""
     order = np.lexsort((pairs.right, pairs.left, -pairs.score))
     lefts = pairs.left[order].tolist()
     rights = pairs.right[order].tolist()
