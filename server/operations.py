@@ -410,7 +410,8 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     latest = store.latest_run(project.id)
     if (latest is not None and not records.is_new.any()
             and latest.summary.get("records") == len(records.record_ids)
-            and latest.summary.get("threshold_setting") == setting):
+            and latest.summary.get("threshold_setting") == setting
+            and latest.summary.get("blocking_setting", "auto") == blocking):
         summary = dict(latest.summary, run=latest.number, new_records=0, reused=True)
         return summary
     report = on_progress or (lambda stage, done, total: None)
@@ -479,6 +480,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         summary = {
             "threshold": choice.threshold,
             "threshold_setting": setting,
+            "blocking_setting": blocking,
             "threshold_reason": (choice.reason if len(by_type) == 1 else
                                  f"{primary_type}s: {choice.reason}"),
             "estimated_precision": choice.estimated_precision or 0.0,
