@@ -10,20 +10,24 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
+from linkage.audit import AuditEntry
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
+from linkage.errors import InvalidRequestError
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
-__all__ = ["CHUNK_BYTES", "LinkageClient", "Receipt"]
+__all__ = ["CHUNK_BYTES", "LinkageClient", "PemSource", "Receipt"]
 
 CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB message limit
 DEFAULT_TIMEOUT = 600.0
 RETRIES = 8
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+PemSource = str | Path | bytes  # a PEM file's path, or its content
 
 
 @dataclass(frozen=True)
@@ -40,16 +44,26 @@ class Receipt:
 class LinkageClient:
     """Talks to one linkage server with one bearer token.
 
+    With ``ca`` (the server's CA) the channel is TLS; ``cert`` and ``key`` (the caller's client
+    certificate and key, required by a mutual-TLS server) go with it. Each is a path or PEM
+    bytes. Without ``ca`` the channel is plaintext, which the server accepts on loopback only.
     Calls raise ``grpc.RpcError`` carrying the server's status and message.
+
+    Raises:
+        InvalidRequestError: ``cert`` without ``key`` (or the reverse), either without ``ca``,
+            or a file that cannot be read.
     """
 
-    def __init__(self, server: str, token: str, *, timeout: float = DEFAULT_TIMEOUT):
-        self._channel = grpc.insecure_channel(server)
+    def __init__(self, server: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 ca: PemSource | None = None, cert: PemSource | None = None,
+                 key: PemSource | None = None):
+        self._channel = _open_channel(server, ca, cert, key)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
         self._role_hint = ""
         self.agency = pb_grpc.AgencyServiceStub(self._channel)
         self.coordinator = pb_grpc.CoordinatorServiceStub(self._channel)
+        self.operator = pb_grpc.OperatorServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -68,14 +82,15 @@ class LinkageClient:
     def submit(self, project: str, batch: EncodedBatch,
                on_progress: Callable[[int], None] | None = None, *,
                retries: int = RETRIES, backoff: float = 0.5,
-               chunk_records: int | None = None) -> Receipt:
+               chunk_records: int | None = None, deduplicated: bool = False) -> Receipt:
         """Upload a batch in chunks, resuming where the server's holdings end.
 
         The batch id is derived from the project and the content hash, so submitting the same
         batch again (after a dropped connection, a server restart or by
         mistake) resumes or finds it stored. RESOURCE_EXHAUSTED and UNAVAILABLE
         are retried with exponential backoff. ``on_progress(n)`` reports n more
-        records held by the server; ``chunk_records`` overrides the chunk size.
+        records held by the server; ``chunk_records`` overrides the chunk size;
+        ``deduplicated`` states that the agency's file holds each entity once.
         """
         clks = clks_to_bytes(batch.clks)
         digest = content_hash(batch.record_ids, clks, batch.attributes)
@@ -83,7 +98,8 @@ class LinkageClient:
         header = pb.BatchHeader(
             project=project, schema_fingerprint=batch.schema_fingerprint or "",
             key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
-            batch_id=batch_id, content_hash=digest, entity_type=batch.entity_type)
+            batch_id=batch_id, content_hash=digest, entity_type=batch.entity_type,
+            deduplicated=deduplicated)
         per_chunk = chunk_records or max(1, CHUNK_BYTES // (batch.clk_bits // 8 + 64))
         reported = 0
 
@@ -211,6 +227,7 @@ class LinkageClient:
             "groups": [{"id": g.id, "agencies": dict(sorted(g.agencies.items())), "size": g.size,
                         "confidence": round(g.confidence, 6), "review": g.review or None,
                         "review_note": g.review_note or None,
+                        "needs_review": g.needs_review,
                         "follow_ups": [_follow_up_dict(f) for f in g.follow_ups]}
                        for g in report.groups],
             "histogram": [{"low": round(b.low, 4), "high": round(b.high, 4), "count": b.count}
@@ -222,6 +239,33 @@ class LinkageClient:
         response = self._call(self.coordinator.ReviewGroup, pb.ReviewGroupRequest(
             project=project, group=group, decision=decision, note=note))
         return response.decision
+
+    def purge(self, project: str) -> dict:
+        """Delete a linked project's CLKs on the server; reports and results stay."""
+        response = self._call(self.coordinator.PurgeProject,
+                              pb.PurgeProjectRequest(project=project))
+        return {"project": response.project, "records_deleted": response.records_deleted,
+                "pair_blocks_deleted": response.pair_blocks_deleted}
+
+    # -- operator -------------------------------------------------------------------------------
+
+    def metrics(self) -> dict:
+        """Server counts (operator token)."""
+        response = self._call(self.operator.GetMetrics, pb.GetMetricsRequest())
+        return {"projects": response.projects, "batches": response.batches,
+                "records": response.records, "runs": response.runs,
+                "audit_entries": response.audit_entries, "calls": dict(sorted(
+                    response.calls.items())),
+                "uptime_seconds": round(response.uptime_seconds, 1)}
+
+    def audit_log(self, *, role: str = "operator", **filters) -> Iterator[AuditEntry]:
+        """Audit entries, oldest first; ``filters`` are ReadAuditLogRequest fields. Operators
+        and coordinators may read it, each through their own service (``role``)."""
+        service = self.coordinator if role == "coordinator" else self.operator
+        for entry in self._call(service.ReadAuditLog, pb.ReadAuditLogRequest(**filters)):
+            yield AuditEntry(entry.sequence, entry.time, entry.caller, entry.role,
+                             entry.project, entry.method, entry.outcome, entry.counts_json,
+                             entry.previous_hash, entry.entry_hash)
 
 
 def _follow_up_dict(follow_up: pb.FollowUp) -> dict:
@@ -236,4 +280,33 @@ def _summary_dict(summary: pb.RunSummary) -> dict:
             "candidate_pairs": summary.candidate_pairs, "groups": summary.groups,
             "cross_agency_groups": summary.cross_agency_groups,
             "seconds": round(summary.seconds, 3), "new_records": summary.new_records,
-            "reused": summary.reused, "blocking": summary.blocking}
+            "reused": summary.reused, "blocking": summary.blocking,
+            "groups_to_review": summary.groups_to_review,
+            "reviews_used": {"accepted": summary.reviews_used_accepted,
+                             "rejected": summary.reviews_used_rejected}}
+
+
+def _open_channel(server: str, ca: PemSource | None, cert: PemSource | None,
+                  key: PemSource | None) -> grpc.Channel:
+    """A TLS channel when ``ca`` is given (with the client certificate if any), else plaintext."""
+    if (cert is None) != (key is None):
+        raise InvalidRequestError("A client certificate needs its key: give both cert and key "
+                                  "(--cert and --key), or neither.")
+    if ca is None:
+        if cert is not None:
+            raise InvalidRequestError("A client certificate needs the server's CA too (--ca).")
+        return grpc.insecure_channel(server)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca, "CA"), private_key=_pem(key, "client key"),
+        certificate_chain=_pem(cert, "client certificate"))
+    return grpc.secure_channel(server, credentials)
+
+
+def _pem(source: PemSource | None, what: str) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as error:
+        raise InvalidRequestError(f"Cannot read the {what} file {source}: "
+                                  f"{error.strerror}.") from None

@@ -23,6 +23,7 @@ from linkage.schema import default_schema_text
 
 from . import files
 from .api import LinkageClient
+from .cli_pki import pki
 
 __all__ = ["main"]
 
@@ -62,14 +63,33 @@ def _progress(total: int | None, description: str, unit: str = "rec"):
 
 
 def server_options(function):
-    """--server and --token-file, shared by every command that talks to the server."""
+    """--server, --token-file and the TLS files, shared by every command that talks to the
+    server."""
     @click.option("--server", envvar="LINKAGE_SERVER", default=DEFAULT_SERVER, show_default=True,
                   help="HOST:PORT of the linkage server (env LINKAGE_SERVER).")
     @click.option("--token-file", envvar="LINKAGE_TOKEN_FILE", required=True,
                   type=click.Path(dir_okay=False, path_type=Path),
                   help="File holding your bearer token (env LINKAGE_TOKEN_FILE).")
+    @click.option("--ca", envvar="LINKAGE_CA", type=click.Path(exists=True, dir_okay=False,
+                                                                path_type=Path),
+                  help="CA certificate (PEM) the server's certificate must chain to; with "
+                       "--cert and --key for a mutual-TLS server (env LINKAGE_CA).")
+    @click.option("--cert", envvar="LINKAGE_CERT", type=click.Path(exists=True, dir_okay=False,
+                                                                    path_type=Path),
+                  help="Your client certificate (PEM), from 'linkage pki issue' "
+                       "(env LINKAGE_CERT).")
+    @click.option("--key", envvar="LINKAGE_KEY", type=click.Path(exists=True, dir_okay=False,
+                                                                  path_type=Path),
+                  help="Your client certificate's private key (PEM) (env LINKAGE_KEY).")
     @functools.wraps(function)
-    def wrapper(*args, server: str, token_file: Path, **kwargs):
+    def wrapper(*args, server: str, token_file: Path, ca: Path | None, cert: Path | None,
+                key: Path | None, **kwargs):
+        tls = {"--ca": ca, "--cert": cert, "--key": key}
+        missing = [flag for flag, path in tls.items() if path is None]
+        if 0 < len(missing) < len(tls):
+            raise click.ClickException(
+                f"Mutual TLS needs --ca, --cert and --key together (or LINKAGE_CA, LINKAGE_CERT, "
+                f"LINKAGE_KEY); {', '.join(missing)} missing.")
         try:
             token = token_file.read_text("utf-8").strip()
         except OSError as error:
@@ -77,7 +97,7 @@ def server_options(function):
                                        f"{error.strerror}") from None
         if not token:
             raise click.ClickException(f"The token file {token_file} is empty.")
-        with LinkageClient(server, token) as client:
+        with LinkageClient(server, token, ca=ca, cert=cert, key=key) as client:
             return function(*args, client=client, **kwargs)
     return wrapper
 
@@ -104,14 +124,16 @@ def main() -> None:
               help="Where to write the secret (mode 0600).")
 @click.option("--force", is_flag=True, help="Replace an existing secret file.")
 def keygen(output: Path, force: bool) -> None:
-    """Create a 256-bit random secret, shared by the agencies of a project.
+    """Create a 256-bit random secret, shared by the agencies of one project.
 
     Share it between agencies by your usual secure channel; never give it to
-    the server operator.
+    the server operator. Make a fresh secret for every project: the server
+    refuses a batch whose secret another project already uses, because a
+    shared secret would let CLKs be linked across projects.
 
     Example:
 
-        linkage keygen -o secret.key
+        linkage keygen -o antwerp-q4.key
     """
     files.write_secret(output, overwrite=force)
     click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
@@ -189,9 +211,13 @@ def _load_batch(path: str, schema_path: Path | None, secret_path: Path | None):
               help="For clkhash JSON input only: the schema it was encoded with.")
 @click.option("--secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path),
               help="For clkhash JSON input only: the secret it was encoded with.")
+@click.option("--deduplicated", is_flag=True,
+              help="Your file holds each person at most once: never group two of your records "
+                   "together (1-to-1 with the other agencies).")
 @click.argument("batch_file")
 @server_options
-def submit(client: LinkageClient, project, schema_path, secret_path, batch_file) -> None:
+def submit(client: LinkageClient, project, schema_path, secret_path, deduplicated,
+           batch_file) -> None:
     """Stream an encoded batch to the server and print the receipt.
 
     Accepts batch files from 'linkage encode' and clkhash JSON output.
@@ -202,7 +228,8 @@ def submit(client: LinkageClient, project, schema_path, secret_path, batch_file)
     """
     batch = _load_batch(batch_file, schema_path, secret_path)
     with _progress(len(batch), "uploading") as bar:
-        receipt = client.submit(project, batch, on_progress=bar.update)
+        receipt = client.submit(project, batch, on_progress=bar.update,
+                                deduplicated=deduplicated)
     if receipt.already_stored:
         click.echo(f"The server already holds this batch ({receipt.batch_id}); it was not "
                    "stored again.", err=True)
@@ -306,6 +333,28 @@ def project_list(client: LinkageClient) -> None:
     """
     for item in client.list_projects():
         click.echo(json.dumps(item))
+
+
+@project.command("purge")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@server_options
+def project_purge(client: LinkageClient, name, yes) -> None:
+    """Delete a linked project's CLKs from the server; reports, results and the audit log stay.
+
+    The project takes no more batches or runs afterwards.
+
+    Example:
+
+        linkage project purge --project antwerp-q4 --token-file linkage-data/coordinator.token
+    """
+    if not yes:
+        click.confirm(f"Delete every CLK of project {name!r} from the server? This cannot be "
+                      "undone", abort=True, err=True)
+    outcome = client.purge(name)
+    click.echo(f"Purged {name}: {outcome['records_deleted']} CLKs and "
+               f"{outcome['pair_blocks_deleted']} blocks of candidate pairs deleted.", err=True)
+    click.echo(json.dumps(outcome))
 
 
 @main.command()
@@ -442,6 +491,128 @@ def follow_up_answer(client: LinkageClient, project, follow_up_id, decision, not
     click.echo(json.dumps(client.answer_follow_up(project, follow_up_id, decision, note)))
 
 
+# -- operator -----------------------------------------------------------------------------------
+
+@main.command()
+@server_options
+def metrics(client: LinkageClient) -> None:
+    """Server counts: projects, batches, records, runs and calls by outcome (operator token).
+
+    Example:
+
+        linkage metrics --token-file linkage-data/operator.token
+    """
+    click.echo(json.dumps(client.metrics(), indent=2))
+
+
+@main.group(cls=LinkageGroup)
+def audit() -> None:
+    """Read and verify the server's hash-chained audit log (operator or coordinator token).
+
+    Example:
+
+        linkage audit verify --token-file linkage-data/operator.token
+    """
+
+
+def _audit_entries(client: LinkageClient, **filters):
+    """The log through the operator service, or the coordinator's for a coordinator token."""
+    entries = client.audit_log(role="operator", **filters)
+    try:
+        first = next(entries, None)
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
+        entries = client.audit_log(role="coordinator", **filters)
+        first = next(entries, None)
+    if first is not None:
+        yield first
+        yield from entries
+
+
+@audit.command("show")
+@click.option("--project", default="", help="Only calls about this project.")
+@click.option("--caller", default="", help="Only calls by this agency, coordinator or operator.")
+@click.option("--method", default="", help="Only this method, e.g. SubmitBatch.")
+@click.option("--outcome", default="", help="Only this outcome, e.g. OK or PERMISSION_DENIED.")
+@click.option("--since", default="", help="Only calls at or after this time (ISO 8601, UTC).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@server_options
+def audit_show(client: LinkageClient, project, caller, method, outcome, since,
+               output_format) -> None:
+    """List recorded calls, oldest first, filtered.
+
+    Example:
+
+        linkage audit show --project antwerp-q4 --outcome PERMISSION_DENIED --token-file linkage-data/operator.token
+    """
+    for entry in _audit_entries(client, project=project, caller=caller, method=method,
+                                outcome=outcome, since=since):
+        if output_format == "json":
+            click.echo(json.dumps(vars(entry)))
+        else:
+            who = f"{entry.role} {entry.caller}" if entry.caller else "(unidentified)"
+            click.echo(f"{entry.sequence:>7} {entry.time} {who:<28} {entry.method:<16} "
+                       f"{entry.outcome:<18} {entry.project or '-':<16} {entry.counts_json}")
+
+
+@audit.command("verify")
+@click.option("--expect-head", default="",
+              help="SEQUENCE:HASH printed by an earlier verification: check that entry is "
+                   "still there unchanged (detects a log cut short or rewritten since).")
+@server_options
+def audit_verify(client: LinkageClient, expect_head) -> None:
+    """Recompute the audit log's hash chain; fail on any edited, removed or reordered entry.
+
+    Prints the head (last sequence number and hash): keep it somewhere the
+    server cannot write, and pass it with --expect-head next time.
+
+    Example:
+
+        linkage audit verify --token-file linkage-data/operator.token --expect-head 1520:9f2c...
+    """
+    from linkage.audit import verify_chain
+    kept_sequence, kept_hash = _parse_head(expect_head)
+    seen_kept = False
+
+    def watched():
+        nonlocal seen_kept
+        for entry in _audit_entries(client):
+            if entry.sequence == kept_sequence:
+                seen_kept = entry.entry_hash == kept_hash
+            yield entry
+
+    problems, last = verify_chain(watched())
+    if kept_sequence and not seen_kept:
+        problems.append(_head_problem(kept_sequence))
+    for problem in problems:
+        click.echo(f"entry {problem.sequence}: {problem.message}", err=True)
+    if problems:
+        raise click.ClickException(f"The audit log is not intact: {len(problems)} problem(s).")
+    if last is None:
+        click.echo("The audit log is empty.")
+        return
+    click.echo(f"The audit log is intact: {last.sequence} entries.")
+    click.echo(f"head: {last.sequence}:{last.entry_hash}")
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    if not text:
+        return 0, ""
+    sequence, _, digest = text.partition(":")
+    if not sequence.isdigit() or len(digest) != 64:
+        raise click.BadParameter("expected SEQUENCE:HASH as printed by 'linkage audit verify'",
+                                 param_hint="--expect-head")
+    return int(sequence), digest
+
+
+def _head_problem(sequence: int):
+    from linkage.audit import ChainProblem
+    return ChainProblem(sequence, "the head kept from an earlier verification is missing or "
+                                  "changed: the log was cut short or rewritten since")
+
+
 # -- offline and demo -------------------------------------------------------------------------
 
 @main.command()
@@ -516,6 +687,8 @@ def demo(workdir: Path, records: int, seed: int) -> None:
     from .demo import run_demo
     run_demo(workdir, records, seed)
 
+
+main.add_command(pki)
 
 if __name__ == "__main__":
     main()

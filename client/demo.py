@@ -26,7 +26,7 @@ from linkage.evaluation import pairwise_quality
 from linkage.schema import default_schema_text
 from linkage.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
 
-from . import files
+from . import files, pki
 from .api import LinkageClient
 from .render import render_report
 from .report_html import render_html
@@ -55,10 +55,16 @@ def write_synthetic(out_dir: Path, records: int, seed: int):
 
 
 class ServerProcess:
-    """A real ``linkage-server`` in a child process on a free loopback port."""
+    """A real ``linkage-server`` in a child process on a free loopback port.
 
-    def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = ()):
+    With ``tls_dir`` it serves mutual TLS: a CA and server certificate are created there on
+    first start, and ``client`` connects with a client certificate issued on first use.
+    """
+
+    def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = (),
+                 tls_dir: Path | None = None):
         self.data_dir = data_dir
+        self.tls_dir = tls_dir
         self._extra_args = extra_args
         self._log = data_dir.parent / "server.log"
         self.process: subprocess.Popen | None = None
@@ -67,9 +73,16 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        tls_args: tuple[str, ...] = ()
+        if self.tls_dir is not None:
+            if not (self.tls_dir / "ca.pem").exists():
+                pki.init_ca(self.tls_dir)
+            tls_args = ("--tls-cert", str(self.tls_dir / "server.pem"),
+                        "--tls-key", str(self.tls_dir / "server.key"),
+                        "--client-ca", str(self.tls_dir / "ca.pem"))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.main", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0", *self._extra_args],
+             "--listen", "127.0.0.1:0", *tls_args, *self._extra_args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + timeout
         lines = []
@@ -97,6 +110,22 @@ class ServerProcess:
     @property
     def coordinator_token(self) -> str:
         return (self.data_dir / "coordinator.token").read_text("utf-8").strip()
+
+    def client_tls(self, name: str, role: str) -> dict[str, Path]:
+        """``LinkageClient`` keyword arguments (ca, cert, key) for a caller, issuing its
+        certificate on first use; empty without TLS."""
+        if self.tls_dir is None:
+            return {}
+        out_dir = self.tls_dir / "clients" / role
+        cert, key = out_dir / f"{name}.pem", out_dir / f"{name}.key"
+        if not cert.exists():
+            pki.issue(self.tls_dir, name, role, out_dir)
+        return {"ca": self.tls_dir / "ca.pem", "cert": cert, "key": key}
+
+    def client(self, token: str, name: str = "coordinator", role: str = "coordinator",
+               **options) -> LinkageClient:
+        """A client for this server as ``name`` in ``role`` (the coordinator by default)."""
+        return LinkageClient(self.address, token, **self.client_tls(name, role), **options)
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to clean up (crash tests)."""
@@ -155,8 +184,12 @@ def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True, err=True)
 
 
-def run_demo(workdir: Path, records: int, seed: int) -> dict:
-    """Run the whole scenario; returns the quality figures."""
+def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True) -> dict:
+    """Run the whole scenario; returns the quality figures.
+
+    With ``tls`` (the default, as a deployment should run) the server requires mutual TLS and
+    every caller connects with its own client certificate.
+    """
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -173,11 +206,21 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
     files.write_secret(secret_path)
     secret = files.read_secret(secret_path)
 
-    _step("Starting linkage-server on loopback with the embedded store")
-    with ServerProcess(workdir / "server-data") as server:
+    server = ServerProcess(workdir / "server-data", tls_dir=workdir / "pki" if tls else None)
+    if tls:
+        _step("Operator sets up mutual TLS: a CA, a server certificate, and a client "
+              "certificate for the coordinator and each agency (linkage pki init/issue)")
+        pki.init_ca(workdir / "pki")
+        for name, role in (("coordinator", "coordinator"), *((a, "agency") for a in agencies)):
+            click.echo(f"  {role:<12} {name:<14} {server.client_tls(name, role)['cert']}",
+                       err=True)
+
+    _step("Starting linkage-server on loopback with the embedded store, "
+          + ("mutual TLS" if tls else "plaintext"))
+    with server:
         click.echo(f"  listening on {server.address}; store {server.data_dir}", err=True)
         schema_text = default_schema_text()
-        with LinkageClient(server.address, server.coordinator_token) as coordinator:
+        with server.client(server.coordinator_token) as coordinator:
             _step(f"Coordinator creates project {PROJECT!r} for {len(agencies)} agencies")
             tokens = coordinator.create_project(PROJECT, schema_text, agencies,
                                                 list(DEFAULT_STAGES))
@@ -192,7 +235,7 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
                                               case_key=files.read_secret(case_key_path))
                 batch_path = workdir / "agencies" / name / "batch.clk"
                 files.write_private(batch_path, write_batch(outcome.batch))
-                with LinkageClient(server.address, tokens[name]) as agency:
+                with server.client(tokens[name], name, "agency") as agency:
                     receipt = agency.submit(PROJECT, outcome.batch)
                 click.echo(f"  encoded {len(outcome.batch)} records "
                            f"({len(outcome.prepared.problems)} unparseable values encoded as "
@@ -214,7 +257,7 @@ def run_demo(workdir: Path, records: int, seed: int) -> dict:
         _step("Each agency reads its own hit/no-hit results")
         predicted = {}
         for name in agencies:
-            with LinkageClient(server.address, tokens[name]) as agency:
+            with server.client(tokens[name], name, "agency") as agency:
                 hits = list(agency.results(PROJECT))
             cross = sum(1 for h in hits if h["agencies"])
             click.echo(f"  {name:<14} {cross:>5} records with hits at other agencies", err=True)

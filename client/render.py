@@ -20,6 +20,14 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
     lines.append(f"  {summary['records']} records, {summary['candidate_pairs']} linked pairs, "
                  f"{summary['groups']} groups ({summary['cross_agency_groups']} across agencies), "
                  f"{summary['seconds']:.1f} s")
+    if summary.get("groups_to_review"):
+        lines.append(f"  {summary['groups_to_review']} groups need review: their match "
+                     "probability is uncertain; 'linkage review' records a decision, and later "
+                     "runs learn from it")
+    used = summary.get("reviews_used") or {}
+    if used.get("accepted") or used.get("rejected"):
+        lines.append(f"  the score model learnt from {used['accepted']} accepted and "
+                     f"{used['rejected']} rejected groups of earlier reviews")
     lines += ["", "Agencies", f"  {'agency':<16}{'records':>9}{'batches':>9}{'with hits':>11}"
               f"{'duplicates':>12}"]
     for name, stats in report["agencies"].items():
@@ -57,6 +65,7 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
                   "lowest confidence first: those deserve a look)"]
     for group in sorted(groups, key=lambda g: g["confidence"])[:max_groups]:
         members = ", ".join(f"{a}x{n}" if n > 1 else a for a, n in group["agencies"].items())
-        review = f" [{group['review']}]" if group["review"] else ""
+        review = (f" [{group['review']}]" if group["review"] else
+                  " [needs review]" if group.get("needs_review") else "")
         lines.append(f"  {group['id']}  confidence {group['confidence']:.3f}  {members}{review}")
     return "\n".join(lines)

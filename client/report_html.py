@@ -269,7 +269,7 @@ def _groups(report: dict, limit: int = 300) -> str:
             "<th>confidence</th><th>review</th><th>follow-ups</th></tr>"]
     for g in groups:
         members = ", ".join(f"{a}×{n}" if n > 1 else a for a, n in g["agencies"].items())
-        flag = " class='review'" if g["confidence"] < 0.9 and not g["review"] else ""
+        flag = " class='review'" if g.get("needs_review") else ""
         rows.append(f"<tr{flag}><td>{html.escape(g['id'])}</td><td>{html.escape(members)}</td>"
                     f"<td>{g['size']}</td><td>{g['confidence']:.3f}</td>"
                     f"<td>{html.escape(g['review'] or ('needs review' if flag else ''))}</td>"

@@ -6,7 +6,7 @@ they find the same groups.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ from .kernel import iter_dice_tiles
 from .threshold import SCORE_FLOOR, ThresholdChoice, choose_threshold
 
 __all__ = [
+    "REVIEW_BAND",
     "LinkageResult",
     "ProgressCallback",
     "choose_floor",
@@ -26,6 +27,7 @@ __all__ = [
     "plan_blocking",
     "decide",
     "link_records",
+    "needs_review",
 ]
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -35,6 +37,9 @@ _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
 _HIGHEST_FLOOR = 0.7
 LSH_MIN_COMPARISONS = 2e11
+#: Groups whose match probability lies in [low, high) are flagged for review:
+#: the model is not sure either way, so a person's decision is worth most there.
+REVIEW_BAND = (0.2, 0.8)
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,10 @@ def decide(
     owners: np.ndarray,
     *,
     threshold: float | None = None,
-    max_per_owner: int | None = None,
+    max_per_owner: int | Mapping[int, int] | None = None,
     cross_owner_only: bool = False,
+    known_matches: np.ndarray | None = None,
+    known_non_matches: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> LinkageResult:
     """Choose the threshold from the pairs above the floor and group the records.
@@ -162,8 +169,11 @@ def decide(
         floor: the lowest score collected.
         owners: owner (agency/file) index of each record.
         threshold: a Dice threshold, or ``None`` for auto.
-        max_per_owner: passed to ``greedy_groups`` (1 = 1-to-1 linkage).
+        max_per_owner: passed to ``greedy_groups`` (1 = 1-to-1 linkage; a mapping limits
+            only the owners named, e.g. those whose files are deduplicated).
         cross_owner_only: ignore pairs of records with the same owner.
+        known_matches, known_non_matches: scores of pairs people reviewed as matches /
+            non-matches; the score model learns from them.
     """
     report = on_progress or (lambda stage, done, total: None)
     if cross_owner_only:
@@ -171,7 +181,12 @@ def decide(
         floor_pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep],
                                      floor_pairs.score[keep])
     report("choosing threshold", 0, 1)
-    choice = choose_threshold(floor_pairs.score, threshold, floor)
+    labelled = {}
+    if known_matches is not None and len(known_matches):
+        labelled["known_matches"] = np.asarray(known_matches, np.float64)
+    if known_non_matches is not None and len(known_non_matches):
+        labelled["known_non_matches"] = np.asarray(known_non_matches, np.float64)
+    choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
     report("grouping", 0, len(pairs))
@@ -184,12 +199,20 @@ def decide(
     return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence)
 
 
+def needs_review(confidence: np.ndarray, choice: ThresholdChoice) -> np.ndarray:
+    """Which groups' confidences fall in ``REVIEW_BAND`` (none without a score model)."""
+    confidence = np.asarray(confidence, np.float64)
+    if choice.model is None:
+        return np.zeros(confidence.shape, bool)
+    return (confidence >= REVIEW_BAND[0]) & (confidence < REVIEW_BAND[1])
+
+
 def link_records(
     clks: np.ndarray,
     owners: np.ndarray,
     *,
     threshold: float | None = None,
-    max_per_owner: int | None = None,
+    max_per_owner: int | Mapping[int, int] | None = None,
     cross_owner_only: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> LinkageResult:

@@ -4,11 +4,14 @@ Greedy, highest score first, like anonlink's solver, but a merge must be
 supported by *every* pair across the two groups (complete linkage): A~B and
 B~C do not pull A and C together unless A~C as well. Records of the same
 agency may share a group (within-agency duplicates) unless ``max_per_owner``
-forbids it (1-to-1 linkage between deduplicated files).
+forbids it: for every owner (1-to-1 linkage between deduplicated files) or
+only for the owners that declared their files deduplicated (link-and-dedupe
+in one run, where the other owners' duplicates are still found).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +53,7 @@ def greedy_groups(
     record_count: int,
     owners: np.ndarray,
     *,
-    max_per_owner: int | None = None,
+    max_per_owner: int | Mapping[int, int] | None = None,
 ) -> Grouping:
     """Group records from candidate pairs (the compiled path; same result as the reference).
 
@@ -59,7 +62,8 @@ def greedy_groups(
         record_count: total number of records.
         owners: owner (agency or file) index of every record.
         max_per_owner: at most this many records of one owner per group
-            (``1`` gives 1-to-1 linkage); ``None`` allows duplicates.
+            (``1`` gives 1-to-1 linkage); a mapping sets the limit per owner value
+            (owners not in it are unlimited); ``None`` allows duplicates.
 
     Returns:
         The grouping; singletons are labelled -1.
@@ -69,16 +73,26 @@ def greedy_groups(
     order = np.lexsort((pairs.right, pairs.left, -pairs.score))
     low = np.minimum(pairs.left, pairs.right).astype(np.int64)
     high = np.maximum(pairs.left, pairs.right).astype(np.int64)
-    owner_codes = np.unique(np.asarray(owners), return_inverse=True)[1].astype(np.int64)
+    owner_values, owner_codes = np.unique(np.asarray(owners), return_inverse=True)
+    limits = _owner_limits(owner_values, max_per_owner)
     labels, weakest = _greedy_compiled(
         low, high, pairs.score.astype(np.float64), order.astype(np.int64), record_count,
-        owner_codes, int(owner_codes.max()) + 1 if owner_codes.size else 1,
-        -1 if max_per_owner is None else int(max_per_owner))
+        owner_codes.astype(np.int64), limits)
     return Grouping(labels, weakest)
 
 
+def _owner_limits(owner_values: np.ndarray, max_per_owner) -> np.ndarray:
+    """Limit per owner code (-1 for none)."""
+    if max_per_owner is None:
+        return np.full(max(owner_values.size, 1), -1, np.int64)
+    if isinstance(max_per_owner, Mapping):
+        return np.array([int(max_per_owner.get(value, -1)) for value in owner_values.tolist()]
+                        or [-1], np.int64)
+    return np.full(max(owner_values.size, 1), int(max_per_owner), np.int64)
+
+
 @njit(cache=True, nogil=True)
-def _greedy_compiled(low, high, score, order, n, owners, owner_kinds, max_per_owner):
+def _greedy_compiled(low, high, score, order, n, owners, limits):
     keys = low * n + high
     by_key = np.argsort(keys)
     sorted_keys = keys[by_key]
@@ -89,18 +103,20 @@ def _greedy_compiled(low, high, score, order, n, owners, owner_kinds, max_per_ow
     follow = np.full(n, -1, np.int64)
     size = np.ones(n, np.int64)
     weak = np.ones(n, np.float64)
-    counts = np.zeros(owner_kinds, np.int64)
+    counts = np.zeros(limits.shape[0], np.int64)
+    limited = limits.max() >= 0
     for index in order:
         ga, gb = group_of[low[index]], group_of[high[index]]
         if ga == gb:
             continue
-        if max_per_owner >= 0:
+        if limited:
             fits = True
             for side in (ga, gb):
                 member = first[side]
                 while member >= 0:
-                    counts[owners[member]] += 1
-                    if counts[owners[member]] > max_per_owner:
+                    owner = owners[member]
+                    counts[owner] += 1
+                    if 0 <= limits[owner] < counts[owner]:
                         fits = False
                     member = follow[member]
             for side in (ga, gb):
@@ -162,7 +178,7 @@ def greedy_groups_reference(
     record_count: int,
     owners: np.ndarray,
     *,
-    max_per_owner: int | None = None,
+    max_per_owner: int | Mapping[int, int] | None = None,
 ) -> Grouping:
     """Readable reference of ``greedy_groups`` (pure Python, same arguments and result);
     tests check they agree."""
@@ -214,11 +230,12 @@ def greedy_groups_reference(
     return Grouping(labels, weakest_score)
 
 
-def _owners_fit(side_a: list[int], side_b: list[int], owners: list[int], limit: int) -> bool:
-    counts: dict[int, int] = {}
+def _owners_fit(side_a: list[int], side_b: list[int], owners: list, limit) -> bool:
+    counts: dict = {}
     for record in side_a + side_b:
         owner = owners[record]
         counts[owner] = counts.get(owner, 0) + 1
-        if counts[owner] > limit:
+        most = limit.get(owner) if isinstance(limit, Mapping) else limit
+        if most is not None and counts[owner] > most:
             return False
     return True

@@ -17,60 +17,81 @@ from grpc_reflection.v1alpha import reflection
 from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 
 from . import failpoints
-from .auth import GuardInterceptor, hash_token, new_token
+from .auth import GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
-from .service import AgencyServicer, CoordinatorServicer
+from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
 from .store import SqliteStore, Store
+from .tls import server_credentials
 
-__all__ = ["COORDINATOR_TOKEN_FILE", "create_server", "ensure_coordinator", "serve"]
+__all__ = [
+    "COORDINATOR_TOKEN_FILE",
+    "OPERATOR_TOKEN_FILE",
+    "create_server",
+    "ensure_staff_credentials",
+    "serve",
+]
 
 log = logging.getLogger("linkage.server")
 COORDINATOR_TOKEN_FILE = "coordinator.token"
-_SERVICES = ("linkage.v1.AgencyService", "linkage.v1.CoordinatorService")
+OPERATOR_TOKEN_FILE = "operator.token"
+_SERVICES = ("linkage.v1.AgencyService", "linkage.v1.CoordinatorService",
+             "linkage.v1.OperatorService")
 
 
-def ensure_coordinator(store: Store, data_dir: Path) -> Path | None:
-    """On first start, write a coordinator credential (mode 0600) into the data dir.
-
-    Returns its path when it was just created, else ``None``.
-    """
-    path = data_dir / COORDINATOR_TOKEN_FILE
-    if store.setting("coordinator_created") is not None:
-        return None
-    token = new_token()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
-    store.add_coordinator("coordinator", hash_token(token))
-    store.set_setting("coordinator_created", b"1")
-    return path
+def ensure_staff_credentials(store: Store, data_dir: Path) -> list[Path]:
+    """On first start, write the coordinator and operator credentials (mode 0600) into the
+    data dir; returns the paths written (none after the first start)."""
+    written = []
+    for role, setting in (("coordinator", "coordinator_created"), ("operator", "operator_created")):
+        if store.setting(setting) is not None:
+            continue
+        path = data_dir / f"{role}.token"
+        token = new_token()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(token + "\n")
+        store.add_staff(role, role, hash_token(token))
+        store.set_setting(setting, b"1")
+        written.append(path)
+    return written
 
 
 def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
     """Open the store and build a server bound to ``config.listen``; returns (server, port, store).
 
+    With ``config.tls_cert``/``tls_key``/``client_ca`` set it serves mutual TLS only;
+    without them, plaintext (and warns: that is for loopback only).
+
     Raises:
         RuntimeError: the address cannot be bound.
+        InvalidRequestError: the TLS files are incomplete, unreadable or do not fit together.
     """
+    credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
+    if credentials is None:
+        log.warning("NO TLS: serving plaintext gRPC on %s; tokens and CLKs cross the wire "
+                    "unencrypted. Use this on loopback only; pass --tls-cert, --tls-key and "
+                    "--client-ca for anything else.", config.listen)
     failpoints.configure(config.pause_at, config.data_dir)
     store = SqliteStore(config.data_dir)
     interrupted = store.interrupt_running_runs()
     if interrupted:
         log.warning("%d linkage run(s) were interrupted by the last stop and are marked failed; "
                     "run them again", interrupted)
-    created = ensure_coordinator(store, config.data_dir)
-    if created is not None:
-        log.warning("First start: the coordinator credential was written to %s", created)
+    for created in ensure_staff_credentials(store, config.data_dir):
+        log.warning("First start: a credential was written to %s", created)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
+    limiter = RateLimiter(config.calls_per_second, config.call_burst)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         interceptors=[GuardInterceptor(store)], options=options,
+                         interceptors=[GuardInterceptor(store, limiter)], options=options,
                          maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     linkage_pb2_grpc.add_AgencyServiceServicer_to_server(
-        AgencyServicer(store, config.max_concurrent_uploads), server)
+        AgencyServicer(store, config.max_concurrent_uploads,
+                       allow_secret_reuse=config.allow_secret_reuse), server)
     linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(store), server)
+    linkage_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *_SERVICES):
@@ -80,7 +101,8 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
                      health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
     try:
-        port = server.add_insecure_port(config.listen)
+        port = (server.add_secure_port(config.listen, credentials) if credentials is not None
+                else server.add_insecure_port(config.listen))
     except RuntimeError as error:
         store.close()
         raise RuntimeError(f"Cannot listen on {config.listen}: {error}") from None

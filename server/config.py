@@ -19,7 +19,12 @@ class ServerConfig:
     ``max_concurrent_uploads`` uploads are received at once, more are refused
     with RESOURCE_EXHAUSTED (clients retry); ``max_concurrent_rpcs`` bounds all
     calls in flight the same way. ``pause_at`` arms crash-test pause points
-    (see ``failpoints``); empty in normal operation.
+    (see ``failpoints``); empty in normal operation. Each caller may make
+    ``calls_per_second`` calls on average with bursts of ``call_burst``; more
+    are refused with RESOURCE_EXHAUSTED. ``tls_cert``, ``tls_key`` and
+    ``client_ca`` (all three or none) switch on mutual TLS: callers then need
+    a client certificate issued by ``client_ca``. A batch encoded under a
+    secret that another project uses is refused unless ``allow_secret_reuse``.
     """
 
     data_dir: Path
@@ -29,3 +34,9 @@ class ServerConfig:
     max_concurrent_uploads: int = 4
     max_concurrent_rpcs: int = 64
     pause_at: frozenset[str] = frozenset()
+    calls_per_second: float = 50.0
+    call_burst: int = 200
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    allow_secret_reuse: bool = False

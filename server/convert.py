@@ -20,7 +20,7 @@ __all__ = [
 def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
     return BatchHeaderInfo(header.project, header.schema_fingerprint, header.key_check,
                            int(header.clk_bits), int(header.record_count), header.batch_id,
-                           header.content_hash, header.entity_type)
+                           header.content_hash, header.entity_type, header.deduplicated)
 
 
 def summary_to_proto(summary: dict) -> pb.RunSummary:
@@ -36,6 +36,9 @@ def summary_to_proto(summary: dict) -> pb.RunSummary:
         new_records=int(summary.get("new_records", 0)),
         reused=bool(summary.get("reused", False)),
         blocking=str(summary.get("blocking", "")),
+        groups_to_review=int(summary.get("groups_to_review", 0)),
+        reviews_used_accepted=int(summary.get("reviews_used_accepted", 0)),
+        reviews_used_rejected=int(summary.get("reviews_used_rejected", 0)),
     )
 
 
@@ -64,7 +67,7 @@ def report_to_proto(report: ProjectReport) -> pb.Report:
                       for a, b, n in report.agency_pairs],
         groups=[pb.GroupSummary(id=g.id, agencies=g.agencies, size=g.size,
                                 confidence=g.confidence, review=g.review,
-                                review_note=g.review_note,
+                                review_note=g.review_note, needs_review=g.needs_review,
                                 follow_ups=[follow_up_to_proto(f) for f in g.follow_ups])
                 for g in report.groups],
         histogram=[pb.HistogramBin(low=low, high=high, count=count)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from linkage.errors import LinkageError
+
 from .app import COORDINATOR_TOKEN_FILE, create_server, serve
 from .config import ServerConfig
 from .maintenance import backup_store, check_store
@@ -32,18 +34,39 @@ def _is_loopback(listen: str) -> bool:
               default=Path("linkage-data"), show_default=True, envvar="LINKAGE_DATA_DIR",
               help="Directory of the embedded SQLite store and the coordinator credential.")
 @click.option("--listen", default="127.0.0.1:50051", show_default=True, envvar="LINKAGE_LISTEN",
-              help="HOST:PORT to listen on (port 0 picks a free one).")
+              help="HOST:PORT to listen on (port 0 picks a free one; non-loopback needs TLS).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LINKAGE_TLS_CERT",
+              help="Server certificate (PEM) for mutual TLS, e.g. server.pem from "
+                   "'linkage pki init' (env LINKAGE_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LINKAGE_TLS_KEY",
+              help="The server certificate's private key (PEM) (env LINKAGE_TLS_KEY).")
+@click.option("--client-ca", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LINKAGE_CLIENT_CA",
+              help="CA (PEM) whose client certificates are accepted; every caller needs one "
+                   "(env LINKAGE_CLIENT_CA).")
 @click.option("--workers", default=16, show_default=True, help="RPC worker threads.")
 @click.option("--max-uploads", default=4, show_default=True,
               help="Uploads received at once; more get RESOURCE_EXHAUSTED and retry.")
+@click.option("--calls-per-second", default=50.0, show_default=True,
+              help="Calls each caller may make per second on average; more get "
+                   "RESOURCE_EXHAUSTED.")
+@click.option("--call-burst", default=200, show_default=True,
+              help="Calls a caller may make at once above that average.")
+@click.option("--allow-secret-reuse", is_flag=True,
+              help="Accept batches whose secret another project uses (for evaluation setups "
+                   "that link the same encodings in several projects; not for real data).")
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the store (SQLite integrity and the service's invariants) and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every refused call.")
 @click.option("--pause-at", default="", envvar="LINKAGE_TEST_PAUSE_AT", hidden=True,
               help="Crash tests only: comma-separated pause points (server/failpoints.py).")
 @click.pass_context
-def main(context, data_dir: Path, listen: str, workers: int, max_uploads: int, check_only: bool,
-         verbose: bool, pause_at: str) -> None:
+def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None,
+         client_ca: Path | None, workers: int, max_uploads: int, calls_per_second: float,
+         call_burst: int, allow_secret_reuse: bool, check_only: bool, verbose: bool,
+         pause_at: str) -> None:
     """Run the linkage matching server.
 
     It stores only CLKs and record ids, never raw identifiers. On first start
@@ -52,6 +75,8 @@ def main(context, data_dir: Path, listen: str, workers: int, max_uploads: int, c
     Example:
 
         linkage-server --data-dir /srv/linkage --listen 127.0.0.1:50051
+
+        linkage-server --data-dir /srv/linkage --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem
     """
     context.obj = data_dir
     if context.invoked_subcommand is not None:
@@ -61,19 +86,25 @@ def main(context, data_dir: Path, listen: str, workers: int, max_uploads: int, c
         return
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not _is_loopback(listen):
+    tls = any(path is not None for path in (tls_cert, tls_key, client_ca))
+    if not tls and not _is_loopback(listen):
         raise click.ClickException(
-            f"Refusing to listen on {listen} without TLS: this version serves plaintext gRPC "
-            "and only on loopback (127.0.0.1, ::1, localhost).")
+            f"Refusing to listen on {listen} without TLS: plaintext gRPC is served on loopback "
+            "only (127.0.0.1, ::1, localhost). Pass --tls-cert, --tls-key and --client-ca "
+            "(see 'linkage pki init') to listen elsewhere.")
     config = ServerConfig(data_dir=data_dir, listen=listen, workers=workers,
                           max_concurrent_uploads=max_uploads,
-                          pause_at=frozenset(filter(None, pause_at.split(","))))
+                          pause_at=frozenset(filter(None, pause_at.split(","))),
+                          tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
+                          calls_per_second=calls_per_second, call_burst=call_burst,
+                          allow_secret_reuse=allow_secret_reuse)
     try:
         server, port, store = create_server(config)
-    except RuntimeError as error:
+    except (RuntimeError, LinkageError) as error:
         raise click.ClickException(str(error)) from None
     host = listen.rsplit(":", 1)[0]
-    click.echo(f"linkage-server listening on {host}:{port} (plaintext, loopback only); "
+    transport = "mutual TLS" if tls else "plaintext, loopback only"
+    click.echo(f"linkage-server listening on {host}:{port} ({transport}); "
                f"store {store.path}; coordinator credential {data_dir / COORDINATOR_TOKEN_FILE}",
                err=True)
     sys.stderr.flush()

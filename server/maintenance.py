@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from linkage.audit import AuditEntry, verify_chain
 from linkage.batch import RecordAttributes, content_hash
 
 from .store import DATABASE_NAME
@@ -34,14 +35,18 @@ def check_store(data_dir: Path) -> tuple[list[str], list[str]]:
             return problems, notes
         for table, row, parent, _ in db.execute("PRAGMA foreign_key_check"):
             problems.append(f"{table} row {row} refers to a missing {parent}")
-        for batch_id, expected, stored_hash, with_attributes in db.execute(
-                "SELECT id, record_count, content_hash, has_attributes FROM batches ORDER BY id"):
+        for batch_id, expected, stored_hash, with_attributes, purged in db.execute(
+                "SELECT b.id, b.record_count, b.content_hash, b.has_attributes, p.purged_at "
+                "FROM batches b JOIN projects p ON p.id = b.project_id ORDER BY b.id"):
             rows = db.execute("SELECT record_id, clk, entity_type, case_ref, stage FROM records "
                               "WHERE batch_id = ? ORDER BY id", (batch_id,)).fetchall()
             attributes = [RecordAttributes(*r[2:]) for r in rows] if with_attributes else None
             if len(rows) != expected:
                 problems.append(f"batch {batch_id}: {len(rows)} records stored, {expected} "
                                 "committed")
+            elif purged:
+                if any(len(r[1]) for r in rows):
+                    problems.append(f"batch {batch_id}: its project was purged but CLKs remain")
             elif content_hash([r[0] for r in rows], [r[1] for r in rows],
                               attributes) != stored_hash:
                 problems.append(f"batch {batch_id}: content does not match its hash")
@@ -70,6 +75,10 @@ def check_store(data_dir: Path) -> tuple[list[str], list[str]]:
                 "m.run_id = g.run_id AND m.group_key = g.group_key) FROM groups g"):
             if size != members:
                 problems.append(f"run {run_id}: a group of size {size} has {members} members")
+        chain, _ = verify_chain(AuditEntry(*row) for row in db.execute(
+            "SELECT sequence, time, caller, role, project, method, outcome, counts_json, "
+            "previous_hash, entry_hash FROM audit_log ORDER BY sequence"))
+        problems.extend(f"audit log entry {p.sequence}: {p.message}" for p in chain)
         for number, project in db.execute(
                 "SELECT r.number, p.name FROM runs r JOIN projects p ON p.id = r.project_id "
                 "WHERE r.status = 'running'"):

@@ -21,7 +21,14 @@ import numpy as np
 from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_hash
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
-from linkage.engine import choose_floor, compare_new_records, decide, plan_blocking
+from linkage.engine import (
+    REVIEW_BAND,
+    choose_floor,
+    compare_new_records,
+    decide,
+    needs_review,
+    plan_blocking,
+)
 from linkage.errors import (
     AlreadyExistsError,
     BatchFormatError,
@@ -55,6 +62,7 @@ __all__ = [
     "agency_results",
     "create_project",
     "project_report",
+    "purge_project",
     "review_group",
     "run_linkage",
     "submit_batch",
@@ -82,6 +90,7 @@ class BatchHeaderInfo:
     batch_id: str
     content_hash: str
     entity_type: str = ""
+    deduplicated: bool = False
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -148,6 +157,7 @@ class GroupReport:
     review: str
     review_note: str
     follow_ups: list[FollowUpView]
+    needs_review: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,8 @@ def _project_for(store: Store, identity: Identity, project_name: str) -> Project
     return store.project(project_name)
 
 
-def check_header(store: Store, identity: Identity, header: BatchHeaderInfo) -> ProjectRow:
+def check_header(store: Store, identity: Identity, header: BatchHeaderInfo, *,
+                 allow_secret_reuse: bool = False) -> ProjectRow:
     """Check an upload's header against its project before accepting any record.
 
     Raises:
@@ -219,6 +230,7 @@ def check_header(store: Store, identity: Identity, header: BatchHeaderInfo) -> P
         EmptyBatchError/BatchFormatError: nonsensical counts.
     """
     project = _project_for(store, identity, header.project)
+    _check_not_purged(project)
     entity_type = header.entity_type or "person"
     schemas = {e.entity_type: e for e in store.entity_schemas(project.id)}
     schema = schemas.get(entity_type)
@@ -237,9 +249,22 @@ def check_header(store: Store, identity: Identity, header: BatchHeaderInfo) -> P
                                                                 project.key_check):
         raise SecretError("This batch was encoded with a different secret than the batches "
                           "already in the project. Every agency must use the same secret file.")
+    if (project.key_check is None and not allow_secret_reuse
+            and store.key_check_elsewhere(project.id, header.key_check)):
+        raise SecretError("This batch was encoded with a secret that another project on this "
+                          "server already uses. Each project needs a fresh secret (a secret "
+                          "shared across projects lets CLKs be linked across them): create one "
+                          "with 'linkage keygen' and share it with this project's agencies.")
     if header.record_count == 0:
         raise EmptyBatchError("The batch holds no records; nothing was stored.")
     return project
+
+
+def _check_not_purged(project: ProjectRow) -> None:
+    if project.purged_at is not None:
+        raise RunStateError(f"Project {project.name!r} was purged at {project.purged_at}: its "
+                            "CLKs are deleted and it takes no more batches or runs. Its reports "
+                            "and results stay readable; start a new project to link again.")
 
 
 def upload_status(store: Store, identity: Identity, project_name: str,
@@ -265,15 +290,17 @@ def _check_owner(agency_id: int, identity: Identity) -> None:
 
 def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
                  chunks: Iterable[tuple[int, list[str], list[bytes],
-                                        list[tuple[str, str, str]] | None]]) -> SubmitOutcome:
+                                        list[tuple[str, str, str]] | None]],
+                 *, allow_secret_reuse: bool = False) -> SubmitOutcome:
     """Receive (the rest of) an upload, keep each chunk durably, commit when complete.
 
     Chunks already held are skipped, so a client resumes by sending from
     ``upload_status``. The batch is committed atomically once every record has
     arrived, the content hash matches and every check passed; until then it is
-    invisible to runs. Raises a domain error naming what is wrong otherwise.
+    invisible to runs. Raises a domain error naming what is wrong otherwise; a secret
+    another project uses is refused unless ``allow_secret_reuse``.
     """
-    project = check_header(store, identity, header)
+    project = check_header(store, identity, header, allow_secret_reuse=allow_secret_reuse)
     if not _BATCH_ID.match(header.batch_id):
         raise InvalidRequestError("The batch id must be 'b-' and 16 lowercase hex digits.")
     if not _HEX64.match(header.content_hash):
@@ -403,14 +430,19 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
                                   "the scores below it.")
     setting = "auto" if requested is None else f"{requested:g}"
     project = store.project(project_name)
+    _check_not_purged(project)
     records = store.load_records(project.id)
     if not records.record_ids:
         raise RunStateError(f"Project {project_name!r} has no batches yet; agencies submit with "
                             "'linkage submit' first.")
     latest = store.latest_run(project.id)
+    reviews_digest = hashlib.sha256(json.dumps(sorted(
+        (key, decision) for key, (decision, _) in store.reviews(project.id).items())).encode()
+    ).hexdigest()
     if (latest is not None and not records.is_new.any()
             and latest.summary.get("records") == len(records.record_ids)
             and latest.summary.get("threshold_setting") == setting
+            and latest.summary.get("reviews_digest") == reviews_digest
             and latest.summary.get("blocking_setting", "auto") == blocking):
         summary = dict(latest.summary, run=latest.number, new_records=0, reused=True)
         return summary
@@ -462,24 +494,31 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         half = stored_left.shape[0]
         all_pairs = CandidatePairs(position[:half], position[half:], stored_score)
         groups, by_type = [], {}
+        one_per_group = {agency: 1 for agency in store.deduplicated_agencies(project.id)}
+        accepted, rejected = store.reviewed_scores(project.id)
+        to_review = 0
         for entity_type, rows in rows_of.items():
             local = np.full(len(records.record_ids), -1, np.int64)
             local[rows] = np.arange(rows.size)
             mine = (local[all_pairs.left] >= 0) & (local[all_pairs.right] >= 0)
             pairs = CandidatePairs(local[all_pairs.left[mine]], local[all_pairs.right[mine]],
                                    all_pairs.score[mine])
+            labelled = ({"known_matches": accepted, "known_non_matches": rejected}
+                        if entity_type == "person" else {})
             result = decide(pairs, floor, records.agency_ids[rows], threshold=requested,
-                            on_progress=report)
+                            max_per_owner=one_per_group or None, on_progress=report, **labelled)
             groups.extend(_named_groups(store, result, records, rows))
+            to_review += int(needs_review(result.confidence, result.choice).sum())
             by_type[entity_type] = result
         primary_type = "person" if "person" in by_type else next(iter(by_type))
         primary = by_type[primary_type]
-        cross = sum(1 for _, _, members in groups if len({a for a, _ in members}) > 1)
+        cross = sum(1 for *_, members in groups if len({a for a, _ in members}) > 1)
         edges, counts = score_histogram(primary.floor_scores, low=floor)
         choice = primary.choice
         summary = {
             "threshold": choice.threshold,
             "threshold_setting": setting,
+            "reviews_digest": reviews_digest,
             "blocking_setting": blocking,
             "threshold_reason": (choice.reason if len(by_type) == 1 else
                                  f"{primary_type}s: {choice.reason}"),
@@ -497,6 +536,11 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "candidate_pairs": sum(len(r.pairs) for r in by_type.values()),
             "groups": len(groups),
             "cross_agency_groups": cross,
+            "groups_to_review": to_review,
+            "review_band": list(REVIEW_BAND),
+            "reviews_used_accepted": int(accepted.size),
+            "reviews_used_rejected": int(rejected.size),
+            "deduplicated_agencies": sorted(str(a) for a in one_per_group),
             "seconds": round(time.monotonic() - started, 3),
             "blocking": "; ".join(
                 f"{t}: lsh {p.bits} bits x {p.tables} tables, expected completeness "
@@ -523,7 +567,8 @@ def _batches_by_agency(store: Store, project_id: int) -> dict[str, int]:
 
 
 def _named_groups(store: Store, result, records, rows: np.ndarray):
-    """Groups as (key, confidence, members); keys are keyed hashes of the membership.
+    """Groups as (key, confidence, weakest score, members); keys are keyed hashes of the
+    membership.
 
     ``rows`` maps the result's local record indices to rows of ``records``.
     """
@@ -534,7 +579,8 @@ def _named_groups(store: Store, result, records, rows: np.ndarray):
                              for i in members.tolist())
         material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
         key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
-        groups.append((key, float(result.confidence[label]), member_list))
+        groups.append((key, float(result.confidence[label]),
+                       float(result.grouping.weakest_score[label]), member_list))
     return groups
 
 
@@ -597,11 +643,11 @@ def open_follow_up(store: Store, identity: Identity, project_name: str, group: s
 def answer_follow_up(store: Store, identity: Identity, project_name: str, follow_up: str,
                      decision: str, note: str) -> FollowUpView:
     """The asked agency approves or declines; the answer is recorded."""
+    project = _project_for(store, identity, project_name)
     if decision not in ("approved", "declined"):
         raise InvalidRequestError("A follow-up answer is 'approved' or 'declined'.")
     if not re.fullmatch(r"f-\d{1,18}", follow_up):
         raise InvalidRequestError("A follow-up id looks like 'f-12'.")
-    project = _project_for(store, identity, project_name)
     row = store.answer_follow_up(project.id, int(follow_up[2:]), identity.agency_id, decision,
                                  note)
     return _follow_up_view(row, {a.id: a.name for a in store.agencies(project.id)})
@@ -615,6 +661,8 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     names = {a.id: a.name for a in agencies}
     reviews = store.reviews(project.id)
     groups = store.groups(run.id)
+    low, high = run.summary.get("review_band", REVIEW_BAND)
+    modelled = bool(run.summary.get("estimated_precision"))
     follow_ups: dict[str, list[FollowUpView]] = {}
     for follow_up in store.follow_ups(project.id):
         follow_ups.setdefault(follow_up.group_key, []).append(_follow_up_view(follow_up, names))
@@ -637,7 +685,8 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         decision, note = reviews.get(group.key, ("", ""))
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
-            group.size, group.confidence, decision, note, follow_ups.get(group.key, [])))
+            group.size, group.confidence, decision, note, follow_ups.get(group.key, []),
+            needs_review=modelled and not decision and low <= group.confidence < high))
     records_in_run = run.summary.get("records_by_agency", {})
     batches_in_run = run.summary.get("batches_by_agency", {})
     agency_reports = [
@@ -695,6 +744,21 @@ def _network(store: Store, project: ProjectRow, run, names: dict[int, str], grou
         "changes": changes,
         "quality_curve": run.summary.get("quality_curve", []),
     }
+
+
+def purge_project(store: Store, project_name: str) -> tuple[int, int]:
+    """Delete a linked project's CLKs and pairs; returns (CLKs deleted, pair blocks deleted).
+
+    Raises:
+        RunStateError: the project has no finished run yet (purging first would lose the
+            data before anything was learnt from it) or a run is in progress.
+    """
+    project = store.project(project_name)
+    _latest_run(store, project)
+    if store.run_in_progress(project.id):
+        raise RunStateError(f"A linkage run of {project_name!r} is in progress; purge after it "
+                            "ends.")
+    return store.purge_project(project.id)
 
 
 def review_group(store: Store, project_name: str, group: str, decision: str, note: str) -> str:

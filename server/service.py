@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from linkage.errors import BatchFormatError, ServerBusyError
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
 from . import operations
-from .auth import current_identity
+from .auth import audit_note, current_identity
 from .convert import (
     follow_up_to_proto,
     header_from_proto,
@@ -20,12 +21,14 @@ from .convert import (
 )
 from .store import Store
 
-__all__ = ["AgencyServicer", "CoordinatorServicer"]
+__all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 
 
 class AgencyServicer(pb_grpc.AgencyServiceServicer):
-    def __init__(self, store: Store, max_concurrent_uploads: int):
+    def __init__(self, store: Store, max_concurrent_uploads: int, *,
+                 allow_secret_reuse: bool = False):
         self._store = store
+        self._allow_secret_reuse = allow_secret_reuse
         self._upload_slots = threading.BoundedSemaphore(max_concurrent_uploads)
         self._max_uploads = max_concurrent_uploads
 
@@ -38,6 +41,7 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
             if first is None or first.WhichOneof("part") != "header":
                 raise BatchFormatError("An upload must start with its header message.")
             header = header_from_proto(first.header)
+            audit_note(project=header.project)
 
             def chunks():
                 for message in request_iterator:
@@ -49,9 +53,11 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
                     yield (int(chunk.first_record), list(chunk.record_ids), list(chunk.clks),
                            attributes)
 
-            outcome = operations.submit_batch(self._store, current_identity(), header, chunks())
+            outcome = operations.submit_batch(self._store, current_identity(), header, chunks(),
+                                              allow_secret_reuse=self._allow_secret_reuse)
         finally:
             self._upload_slots.release()
+        audit_note(records=outcome.records, already_stored=int(outcome.already_stored))
         return pb.SubmitBatchResponse(batch_id=outcome.batch_id, records_accepted=outcome.records,
                                       agency=current_identity().name,
                                       already_stored=outcome.already_stored)
@@ -128,6 +134,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
+        summary = outcome["summary"]
+        audit_note(records=summary["records"], groups=summary["groups"])
         yield pb.RunProgress(stage="done", summary=summary_to_proto(outcome["summary"]))
 
     def GetReport(self, request, context):
@@ -136,7 +144,36 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
     def OpenFollowUp(self, request, context):
         return _open_follow_up(self._store, request)
 
+    def PurgeProject(self, request, context):
+        records, blocks = operations.purge_project(self._store, request.project)
+        audit_note(records=records)
+        return pb.PurgeProjectResponse(project=request.project, records_deleted=records,
+                                       pair_blocks_deleted=blocks)
+
+    def ReadAuditLog(self, request, context):
+        yield from _audit_entries(self._store, request)
+
     def ReviewGroup(self, request, context):
         decision = operations.review_group(self._store, request.project, request.group,
                                            request.decision, request.note)
         return pb.ReviewGroupResponse(group=request.group, decision=decision)
+
+
+class OperatorServicer(pb_grpc.OperatorServiceServicer):
+    def __init__(self, store: Store):
+        self._store = store
+        self._started = time.monotonic()
+
+    def GetMetrics(self, request, context):
+        counts = self._store.metrics()
+        return pb.Metrics(uptime_seconds=time.monotonic() - self._started, **counts)
+
+    def ReadAuditLog(self, request, context):
+        yield from _audit_entries(self._store, request)
+
+
+def _audit_entries(store: Store, request):
+    for entry in store.audit_entries(project=request.project, caller=request.caller,
+                                     method=request.method, outcome=request.outcome,
+                                     since=request.since, from_sequence=request.from_sequence):
+        yield pb.AuditEntry(**vars(entry))

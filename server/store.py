@@ -14,13 +14,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from linkage.audit import GENESIS_HASH, AuditEntry, entry_hash
 from linkage.errors import AlreadyExistsError, NotFoundError
 
 from . import failpoints
@@ -118,6 +119,19 @@ MIGRATIONS: list[tuple[str, str]] = [
             status TEXT NOT NULL, answer_note TEXT NOT NULL DEFAULT '',
             created_at TEXT NOT NULL, answered_at TEXT);
     """),
+    ("0007_roles_audit_purge", """
+        ALTER TABLE coordinators ADD COLUMN role TEXT NOT NULL DEFAULT 'coordinator';
+        ALTER TABLE projects ADD COLUMN purged_at TEXT;
+        CREATE TABLE audit_log (
+            sequence INTEGER PRIMARY KEY, time TEXT NOT NULL, caller TEXT NOT NULL,
+            role TEXT NOT NULL, project TEXT NOT NULL, method TEXT NOT NULL,
+            outcome TEXT NOT NULL, counts_json TEXT NOT NULL, previous_hash TEXT NOT NULL,
+            entry_hash TEXT NOT NULL);
+    """),
+    ("0008_review_feedback_dedup", """
+        ALTER TABLE groups ADD COLUMN weakest_score REAL;
+        ALTER TABLE batches ADD COLUMN deduplicated INTEGER NOT NULL DEFAULT 0;
+    """),
 ]
 
 
@@ -130,6 +144,7 @@ class ProjectRow:
     clk_bits: int
     key_check: str | None
     stages_json: str = "[]"
+    purged_at: str | None = None
 
     @property
     def stages(self) -> list[str]:
@@ -217,6 +232,7 @@ class GroupRow:
     confidence: float
     size: int
     members_by_agency: dict[int, int]
+    weakest_score: float | None = None
 
 
 class Store(Protocol):
@@ -224,8 +240,18 @@ class Store(Protocol):
 
     def setting(self, key: str) -> bytes | None: ...
     def set_setting(self, key: str, value: bytes) -> None: ...
-    def add_coordinator(self, name: str, token_hash: str) -> None: ...
-    def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None: ...
+    def add_staff(self, name: str, role: str, token_hash: str) -> None: ...
+    def staff_by_token(self, token_hash: str) -> tuple[str, str, str] | None: ...
+    def append_audit(self, entry: AuditEntry) -> AuditEntry: ...
+    def audit_entries(self, *, project: str = "", caller: str = "", method: str = "",
+                      outcome: str = "", since: str = "", from_sequence: int = 0
+                      ) -> Iterator[AuditEntry]: ...
+    def metrics(self) -> dict: ...
+    def purge_project(self, project_id: int) -> tuple[int, int]: ...
+    def run_in_progress(self, project_id: int) -> bool: ...
+    def key_check_elsewhere(self, project_id: int, key_check: str) -> bool: ...
+    def deduplicated_agencies(self, project_id: int) -> set[int]: ...
+    def reviewed_scores(self, project_id: int) -> tuple[np.ndarray, np.ndarray]: ...
     def create_project(self, name: str, schema_json: str, fingerprint: str, clk_bits: int,
                        agencies: Sequence[tuple[str, str]], stages: Sequence[str] = (),
                        entity_schemas: Sequence[EntitySchemaRow] = ()) -> ProjectRow: ...
@@ -351,15 +377,68 @@ class SqliteStore:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
 
-    def add_coordinator(self, name: str, token_hash: str) -> None:
+    def add_staff(self, name: str, role: str, token_hash: str) -> None:
+        """Add a coordinator or operator credential (kept as a hash)."""
         with self._transaction() as db:
-            db.execute("INSERT INTO coordinators (name, token_hash, created_at) VALUES (?, ?, ?)",
-                       (name, token_hash, _now()))
+            db.execute("INSERT INTO coordinators (name, token_hash, created_at, role) "
+                       "VALUES (?, ?, ?, ?)", (name, token_hash, _now(), role))
 
-    def coordinator_by_token(self, token_hash: str) -> tuple[str, str] | None:
-        rows = self._query("SELECT name, token_hash FROM coordinators WHERE token_hash = ?",
+    def staff_by_token(self, token_hash: str) -> tuple[str, str, str] | None:
+        """(name, role, stored hash) of a coordinator or operator credential."""
+        rows = self._query("SELECT name, role, token_hash FROM coordinators WHERE token_hash = ?",
                            (token_hash,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        return tuple(rows[0]) if rows else None
+
+    # -- audit log ----------------------------------------------------------------------------
+
+    def append_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Chain ``entry`` to the last one (its sequence and hashes are set here) and store it."""
+        with self._transaction() as db:
+            last = db.execute("SELECT sequence, entry_hash FROM audit_log "
+                              "ORDER BY sequence DESC LIMIT 1").fetchone()
+            sequence, previous = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            chained = replace(entry, sequence=sequence, previous_hash=previous, entry_hash="")
+            chained = replace(chained, entry_hash=entry_hash(chained))
+            db.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (chained.sequence, chained.time, chained.caller, chained.role,
+                        chained.project, chained.method, chained.outcome, chained.counts_json,
+                        chained.previous_hash, chained.entry_hash))
+        return chained
+
+    def audit_entries(self, *, project="", caller="", method="", outcome="", since="",
+                      from_sequence=0):
+        """Entries in sequence order, filtered, read in pages (memory stays small)."""
+        conditions, params = ["sequence > ?"], []
+        for column, value in (("project", project), ("caller", caller), ("method", method),
+                              ("outcome", outcome)):
+            if value:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        if since:
+            conditions.append("time >= ?")
+            params.append(since)
+        position = max(int(from_sequence), 1) - 1
+        while True:
+            rows = self._query(
+                "SELECT sequence, time, caller, role, project, method, outcome, counts_json, "
+                f"previous_hash, entry_hash FROM audit_log WHERE {' AND '.join(conditions)} "
+                "ORDER BY sequence LIMIT 1000", [position, *params])
+            if not rows:
+                return
+            for row in rows:
+                yield AuditEntry(*row)
+            position = rows[-1][0]
+
+    def metrics(self) -> dict:
+        """Counts for operators: nothing that identifies a record or a group."""
+        (projects,), = self._query("SELECT COUNT(*) FROM projects")
+        (batches, records), = self._query("SELECT COUNT(*), COALESCE(SUM(record_count), 0) "
+                                          "FROM batches")
+        (runs,), = self._query("SELECT COUNT(*) FROM runs WHERE status = 'done'")
+        calls = {f"{method} {outcome}": count for method, outcome, count in self._query(
+            "SELECT method, outcome, COUNT(*) FROM audit_log GROUP BY method, outcome")}
+        return {"projects": projects, "batches": batches, "records": records, "runs": runs,
+                "audit_entries": sum(calls.values()), "calls": calls}
 
     # -- projects and agencies --------------------------------------------------------------
 
@@ -386,14 +465,14 @@ class SqliteStore:
 
     def project(self, name: str) -> ProjectRow:
         rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
-                           "stages FROM projects WHERE name = ?", (name,))
+                           "stages, purged_at FROM projects WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"No project named {name!r}; 'linkage project list' shows them.")
         return ProjectRow(*rows[0])
 
     def projects(self) -> list[ProjectRow]:
         rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
-                           "stages FROM projects ORDER BY name")
+                           "stages, purged_at FROM projects ORDER BY name")
         return [ProjectRow(*row) for row in rows]
 
     def entity_schemas(self, project_id: int) -> list[EntitySchemaRow]:
@@ -497,7 +576,10 @@ class SqliteStore:
                        "content_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (batch_id, project.id, agency.id, count, content_hash, _now()))
             try:
-                entity_type = json.loads(self.upload(batch_id).header).get("entity_type") or ""
+                header = json.loads(self.upload(batch_id).header)
+                entity_type = header.get("entity_type") or ""
+                db.execute("UPDATE batches SET deduplicated = ? WHERE id = ?",
+                           (int(bool(header.get("deduplicated"))), batch_id))
                 for ids, clks, attributes in chunks:
                     with_attributes = with_attributes or attributes is not None
                     extra = [(entity_type or a[0], a[1], a[2]) for a in attributes] if \
@@ -586,15 +668,16 @@ class SqliteStore:
             return cursor.lastrowid
 
     def finish_run(self, run_id, summary, groups) -> None:
+        """Store a run's groups: (key, confidence, weakest pair score, members) each."""
         with self._transaction() as db:
-            db.executemany("INSERT INTO groups (run_id, group_key, confidence, size) "
-                           "VALUES (?, ?, ?, ?)",
-                           ((run_id, key, confidence, len(members))
-                            for key, confidence, members in groups))
+            db.executemany("INSERT INTO groups (run_id, group_key, confidence, size, "
+                           "weakest_score) VALUES (?, ?, ?, ?, ?)",
+                           ((run_id, key, confidence, len(members), weakest)
+                            for key, confidence, weakest, members in groups))
             db.executemany("INSERT INTO group_members (run_id, group_key, agency_id, record_id) "
                            "VALUES (?, ?, ?, ?)",
                            ((run_id, key, agency_id, record_id)
-                            for key, _, members in groups for agency_id, record_id in members))
+                            for key, _, _, members in groups for agency_id, record_id in members))
             failpoints.reached("run-writing-results")
             db.execute("UPDATE runs SET status = 'done', finished_at = ?, summary = ? WHERE id = ?",
                        (_now(), json.dumps(summary), run_id))
@@ -636,10 +719,10 @@ class SqliteStore:
                 "SELECT group_key, agency_id, COUNT(*) FROM group_members WHERE run_id = ? "
                 "GROUP BY group_key, agency_id", (run_id,)):
             members.setdefault(key, {})[agency_id] = count
-        rows = self._query("SELECT group_key, confidence, size FROM groups WHERE run_id = ? "
-                           "ORDER BY confidence DESC, group_key", (run_id,))
-        return [GroupRow(key, confidence, size, members.get(key, {}))
-                for key, confidence, size in rows]
+        rows = self._query("SELECT group_key, confidence, size, weakest_score FROM groups "
+                           "WHERE run_id = ? ORDER BY confidence DESC, group_key", (run_id,))
+        return [GroupRow(key, confidence, size, members.get(key, {}), weakest)
+                for key, confidence, size, weakest in rows]
 
     def agency_results(self, run_id: int, agency_id: int) -> Iterator[tuple[str, str]]:
         rows = self._query("SELECT record_id, group_key FROM group_members "
@@ -698,6 +781,53 @@ class SqliteStore:
             raise NotFoundError(f"No open follow-up f-{follow_up_id} addressed to your agency in "
                                 "this project; 'linkage results' lists yours.")
         return next(f for f in self.follow_ups(project_id) if f.id == follow_up_id)
+
+    def reviewed_scores(self, project_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Weakest-pair scores of accepted and of rejected groups, each group once (its
+        latest run): labelled points for the score model."""
+        rows = self._query(
+            "SELECT r.group_key, r.decision, g.weakest_score FROM reviews r "
+            "JOIN groups g ON g.group_key = r.group_key JOIN runs u ON u.id = g.run_id "
+            "WHERE r.project_id = ? AND u.project_id = ? AND g.weakest_score IS NOT NULL "
+            "ORDER BY u.number", (project_id, project_id))
+        latest = {key: (decision, score) for key, decision, score in rows}
+        accepted = [score for decision, score in latest.values() if decision == "accepted"]
+        rejected = [score for decision, score in latest.values() if decision == "rejected"]
+        return np.array(accepted, np.float64), np.array(rejected, np.float64)
+
+    def deduplicated_agencies(self, project_id: int) -> set[int]:
+        """Agencies that declared a batch of this project deduplicated."""
+        return {row[0] for row in self._query(
+            "SELECT DISTINCT agency_id FROM batches WHERE project_id = ? AND deduplicated = 1",
+            (project_id,))}
+
+    def key_check_elsewhere(self, project_id: int, key_check: str) -> bool:
+        """True when another project's batches were encoded under the same secret."""
+        return bool(self._query("SELECT 1 FROM projects WHERE key_check = ? AND id != ?",
+                                (key_check, project_id)))
+
+    def run_in_progress(self, project_id: int) -> bool:
+        return bool(self._query("SELECT 1 FROM runs WHERE project_id = ? AND status = 'running'",
+                                (project_id,)))
+
+    def purge_project(self, project_id: int) -> tuple[int, int]:
+        """Erase the CLKs (record rows stay for reports), pairs and held uploads of a
+        project and mark it purged; returns (CLKs erased, pair blocks deleted)."""
+        with self._transaction() as db:
+            records = db.execute(
+                "UPDATE records SET clk = X'' WHERE length(clk) > 0 AND batch_id IN "
+                "(SELECT id FROM batches WHERE project_id = ?)", (project_id,)).rowcount
+            blocks = db.execute("DELETE FROM pair_blocks WHERE project_id = ?",
+                                (project_id,)).rowcount
+            db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
+                       "(SELECT batch_id FROM uploads WHERE project_id = ?)", (project_id,))
+            db.execute("DELETE FROM uploads WHERE project_id = ?", (project_id,))
+            db.execute("UPDATE projects SET purged_at = COALESCE(purged_at, ?), pair_floor = NULL "
+                       "WHERE id = ?", (_now(), project_id))
+        with self._lock:
+            self._db.execute("VACUUM")  # erased CLKs must not linger in free pages
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the write-ahead log
+        return records, blocks
 
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]:
         rows = self._query("SELECT group_key, decision, note FROM reviews WHERE project_id = ?",

@@ -277,7 +277,7 @@ def test_pairwise_quality_counts():
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(0, 120),
-       st.sampled_from([None, 1, 2]), st.integers(1, 4))
+       st.sampled_from([None, 1, 2, {0: 1}, {1: 1, 2: 2}]), st.integers(1, 4))
 @settings(max_examples=80, deadline=None)
 def test_compiled_grouping_equals_the_reference(seed, records, pair_count, max_per_owner,
                                                 owner_kinds):
@@ -297,3 +297,15 @@ def test_compiled_grouping_equals_the_reference(seed, records, pair_count, max_p
     slow = greedy_groups_reference(pairs, records, owners, max_per_owner=max_per_owner)
     assert np.array_equal(fast.labels, slow.labels)
     assert np.allclose(fast.weakest_score, slow.weakest_score)
+
+
+def test_per_owner_limit_keeps_duplicates_of_owners_that_did_not_declare_deduplication():
+    # Records 0, 1 belong to owner 7 (deduplicated: one per group), 2, 3 to owner 9.
+    pairs = CandidatePairs(np.array([0, 0, 2, 0, 1, 1]), np.array([1, 2, 3, 3, 2, 3]),
+                           np.array([0.99, 0.95, 0.97, 0.9, 0.9, 0.9]))
+    owners = np.array([7, 7, 9, 9])
+    grouping = greedy_groups(pairs, 4, owners, max_per_owner={7: 1})
+    members = sorted(sorted(m.tolist()) for m in grouping.members())
+    assert members == [[0, 2, 3]]  # 0~1 (same deduplicated owner) refused; 2~3 allowed
+    unlimited = greedy_groups(pairs, 4, owners)
+    assert sorted(sorted(m.tolist()) for m in unlimited.members()) == [[0, 1, 2, 3]]

@@ -6,7 +6,15 @@ import grpc
 import pytest
 
 from client.api import LinkageClient
+from client.demo import ServerProcess
 from linkage.synthetic import DEFAULT_STAGES
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Projects here link the same encodings to compare runs, so secret reuse is allowed."""
+    with ServerProcess(tmp_path / "server-data", extra_args=("--allow-secret-reuse",)) as process:
+        yield process
 
 
 def _submit(server, tokens, batches, names, project):

@@ -15,7 +15,7 @@ class SubmitBatchRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[RecordChunk, _Mapping]] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
-    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count", "batch_id", "content_hash", "entity_type")
+    __slots__ = ("project", "schema_fingerprint", "key_check", "clk_bits", "record_count", "batch_id", "content_hash", "entity_type", "deduplicated")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     KEY_CHECK_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class BatchHeader(_message.Message):
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     project: str
     schema_fingerprint: str
     key_check: str
@@ -32,7 +33,8 @@ class BatchHeader(_message.Message):
     batch_id: str
     content_hash: str
     entity_type: str
-    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ..., entity_type: _Optional[str] = ...) -> None: ...
+    deduplicated: bool
+    def __init__(self, project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., key_check: _Optional[str] = ..., clk_bits: _Optional[int] = ..., record_count: _Optional[int] = ..., batch_id: _Optional[str] = ..., content_hash: _Optional[str] = ..., entity_type: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class RecordChunk(_message.Message):
     __slots__ = ("record_ids", "clks", "first_record", "attributes")
@@ -241,7 +243,7 @@ class RunProgress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds", "new_records", "reused", "blocking")
+    __slots__ = ("run", "threshold", "threshold_reason", "records", "candidate_pairs", "groups", "cross_agency_groups", "seconds", "new_records", "reused", "blocking", "groups_to_review", "reviews_used_accepted", "reviews_used_rejected")
     RUN_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +255,9 @@ class RunSummary(_message.Message):
     NEW_RECORDS_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
     BLOCKING_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_TO_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_USED_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_USED_REJECTED_FIELD_NUMBER: _ClassVar[int]
     run: int
     threshold: float
     threshold_reason: str
@@ -264,7 +269,10 @@ class RunSummary(_message.Message):
     new_records: int
     reused: bool
     blocking: str
-    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ..., blocking: _Optional[str] = ...) -> None: ...
+    groups_to_review: int
+    reviews_used_accepted: int
+    reviews_used_rejected: int
+    def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ..., blocking: _Optional[str] = ..., groups_to_review: _Optional[int] = ..., reviews_used_accepted: _Optional[int] = ..., reviews_used_rejected: _Optional[int] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
     __slots__ = ("project",)
@@ -319,7 +327,7 @@ class AgencyPairStats(_message.Message):
     def __init__(self, agency_a: _Optional[str] = ..., agency_b: _Optional[str] = ..., shared_groups: _Optional[int] = ...) -> None: ...
 
 class GroupSummary(_message.Message):
-    __slots__ = ("id", "agencies", "size", "confidence", "review", "review_note", "follow_ups")
+    __slots__ = ("id", "agencies", "size", "confidence", "review", "review_note", "follow_ups", "needs_review")
     class AgenciesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +342,7 @@ class GroupSummary(_message.Message):
     REVIEW_FIELD_NUMBER: _ClassVar[int]
     REVIEW_NOTE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
     id: str
     agencies: _containers.ScalarMap[str, int]
     size: int
@@ -341,7 +350,8 @@ class GroupSummary(_message.Message):
     review: str
     review_note: str
     follow_ups: _containers.RepeatedCompositeFieldContainer[FollowUp]
-    def __init__(self, id: _Optional[str] = ..., agencies: _Optional[_Mapping[str, int]] = ..., size: _Optional[int] = ..., confidence: _Optional[float] = ..., review: _Optional[str] = ..., review_note: _Optional[str] = ..., follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ...) -> None: ...
+    needs_review: bool
+    def __init__(self, id: _Optional[str] = ..., agencies: _Optional[_Mapping[str, int]] = ..., size: _Optional[int] = ..., confidence: _Optional[float] = ..., review: _Optional[str] = ..., review_note: _Optional[str] = ..., follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ..., needs_review: _Optional[bool] = ...) -> None: ...
 
 class HistogramBin(_message.Message):
     __slots__ = ("low", "high", "count")
@@ -372,3 +382,88 @@ class ReviewGroupResponse(_message.Message):
     group: str
     decision: str
     def __init__(self, group: _Optional[str] = ..., decision: _Optional[str] = ...) -> None: ...
+
+class PurgeProjectRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class PurgeProjectResponse(_message.Message):
+    __slots__ = ("project", "records_deleted", "pair_blocks_deleted")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    PAIR_BLOCKS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    records_deleted: int
+    pair_blocks_deleted: int
+    def __init__(self, project: _Optional[str] = ..., records_deleted: _Optional[int] = ..., pair_blocks_deleted: _Optional[int] = ...) -> None: ...
+
+class GetMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Metrics(_message.Message):
+    __slots__ = ("projects", "batches", "records", "runs", "audit_entries", "calls", "uptime_seconds")
+    class CallsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    projects: int
+    batches: int
+    records: int
+    runs: int
+    audit_entries: int
+    calls: _containers.ScalarMap[str, int]
+    uptime_seconds: float
+    def __init__(self, projects: _Optional[int] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., runs: _Optional[int] = ..., audit_entries: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+
+class ReadAuditLogRequest(_message.Message):
+    __slots__ = ("project", "caller", "method", "outcome", "since", "from_sequence")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    caller: str
+    method: str
+    outcome: str
+    since: str
+    from_sequence: int
+    def __init__(self, project: _Optional[str] = ..., caller: _Optional[str] = ..., method: _Optional[str] = ..., outcome: _Optional[str] = ..., since: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("sequence", "time", "caller", "role", "project", "method", "outcome", "counts_json", "previous_hash", "entry_hash")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_HASH_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_HASH_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    time: str
+    caller: str
+    role: str
+    project: str
+    method: str
+    outcome: str
+    counts_json: str
+    previous_hash: str
+    entry_hash: str
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[str] = ..., caller: _Optional[str] = ..., role: _Optional[str] = ..., project: _Optional[str] = ..., method: _Optional[str] = ..., outcome: _Optional[str] = ..., counts_json: _Optional[str] = ..., previous_hash: _Optional[str] = ..., entry_hash: _Optional[str] = ...) -> None: ...

@@ -328,6 +328,16 @@ class CoordinatorServiceStub:
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
                 _registered_method=True)
+        self.PurgeProject = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/PurgeProject',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.FromString,
+                _registered_method=True)
+        self.ReadAuditLog = channel.unary_stream(
+                '/linkage.v1.CoordinatorService/ReadAuditLog',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -381,6 +391,22 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeProject(self, request, context):
+        """Delete a project's CLKs and candidate pairs once it has been linked;
+        reports, agency results, reviews, follow-ups and the audit log stay. The
+        project accepts no further batches or runs afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadAuditLog(self, request, context):
+        """Read the audit log (as OperatorService.ReadAuditLog does).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -413,6 +439,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.OpenFollowUp,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.SerializeToString,
+            ),
+            'PurgeProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeProject,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.SerializeToString,
+            ),
+            'ReadAuditLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadAuditLog,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -578,6 +614,184 @@ class CoordinatorService:
             '/linkage.v1.CoordinatorService/OpenFollowUp',
             protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpRequest.SerializeToString,
             protos_dot_linkage_dot_v1_dot_linkage__pb2.OpenFollowUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/PurgeProject',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/ReadAuditLog',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class OperatorServiceStub:
+    """Calls an operator makes to watch the server. Operators see counts and the
+    audit log, never CLKs, record ids or groups.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetMetrics = channel.unary_unary(
+                '/linkage.v1.OperatorService/GetMetrics',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetMetricsRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.Metrics.FromString,
+                _registered_method=True)
+        self.ReadAuditLog = channel.unary_stream(
+                '/linkage.v1.OperatorService/ReadAuditLog',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
+                _registered_method=True)
+
+
+class OperatorServiceServicer:
+    """Calls an operator makes to watch the server. Operators see counts and the
+    audit log, never CLKs, record ids or groups.
+    """
+
+    def GetMetrics(self, request, context):
+        """Counts of projects, batches, records and runs, and calls by outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadAuditLog(self, request, context):
+        """The hash-chained audit log, oldest first, filtered. Server-streaming
+        because it grows with every call; the client recomputes the chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OperatorServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetrics,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.GetMetricsRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.Metrics.SerializeToString,
+            ),
+            'ReadAuditLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadAuditLog,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.OperatorService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.OperatorService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OperatorService:
+    """Calls an operator makes to watch the server. Operators see counts and the
+    audit log, never CLKs, record ids or groups.
+    """
+
+    @staticmethod
+    def GetMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.OperatorService/GetMetrics',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.GetMetricsRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.Metrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/linkage.v1.OperatorService/ReadAuditLog',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
             options,
             channel_credentials,
             insecure,
