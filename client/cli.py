@@ -43,7 +43,9 @@ class LinkageGroup(click.Group):
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise click.ClickException(
                     "Cannot reach the linkage server: is it running, and is --server "
-                    f"(or LINKAGE_SERVER) right? ({error.details()})") from None
+                    "(or LINKAGE_SERVER) right? With mutual TLS: are --ca, --cert and --key "
+                    "the files issued for you, and is --server one of the names on the "
+                    f"server's certificate? ({error.details()})") from None
             raise click.ClickException(f"The server refused ({code.name}): "
                                        f"{error.details()}") from None
 

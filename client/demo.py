@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from linkage.audit import verify_chain
 from linkage.batch import write_batch
 from linkage.evaluation import pairwise_quality
 from linkage.schema import default_schema_text
@@ -266,6 +267,15 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True) -> dic
         example = next((h for h in hits if h["agencies"]), None)
         if example:
             click.echo(f"  e.g. {agencies[-1]} sees: {example}", err=True)
+
+        _step("Operator checks the audit log (every call, hash-chained, no record ids)")
+        operator_token = (server.data_dir / "operator.token").read_text("utf-8").strip()
+        with server.client(operator_token, "operator", "operator") as operator:
+            problems, last = verify_chain(operator.audit_log())
+            calls = operator.metrics()["calls"]
+        click.echo(f"  {last.sequence if last else 0} entries, chain "
+                   f"{'intact' if not problems else 'BROKEN'}; "
+                   + ", ".join(f"{name} {count}" for name, count in calls.items()), err=True)
 
     quality = pairwise_quality(predicted, dataset.truth)
     _planted_brokers(report, predicted, dataset)

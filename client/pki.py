@@ -31,6 +31,8 @@ from linkage.errors import (
     NotFoundError,
 )
 
+from linkage.identity import ROLES, CertificateIdentity, certificate_identity
+
 from .files import write_private
 
 __all__ = [
@@ -44,20 +46,11 @@ __all__ = [
     "issue",
 ]
 
-ROLES = ("agency", "coordinator", "operator")
 DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650
 CLIENT_DAYS = 397  # the longest lifetime browsers accept; renew yearly
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CA_FILES = ("ca.pem", "ca.key", "server.pem", "server.key")
-
-
-@dataclass(frozen=True)
-class CertificateIdentity:
-    """Who a client certificate names: CN is ``name``, OU is ``role``."""
-
-    name: str
-    role: str
 
 
 def init_ca(out_dir: Path, *, server_names: Iterable[str] = DEFAULT_SERVER_NAMES,
@@ -161,32 +154,6 @@ def issue(ca_dir: Path, name: str, role: str, out_dir: Path, *, days: int = CLIE
     write_private(key_path, _key_pem(key))
     _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
-
-
-def certificate_identity(pem_bytes: bytes) -> CertificateIdentity:
-    """The (name, role) a client certificate names in its subject's CN and OU.
-
-    Raises:
-        AuthenticationError: not a PEM certificate, or the subject lacks exactly one CN and
-            one OU, or the OU is not a known role.
-    """
-    try:
-        cert = x509.load_pem_x509_certificate(pem_bytes)
-    except ValueError:
-        raise AuthenticationError("The client certificate is not a PEM X.509 certificate.") \
-            from None
-    common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-    if len(common) != 1 or len(units) != 1:
-        raise AuthenticationError(
-            "The client certificate's subject needs exactly one CN (the agency or coordinator "
-            "name) and one OU (its role: agency, coordinator or operator); issue it with "
-            "'linkage pki issue'.")
-    role = str(units[0].value)
-    if role not in ROLES:
-        raise AuthenticationError(f"The client certificate's OU {role!r} is not a role "
-                                  f"({', '.join(ROLES)}).")
-    return CertificateIdentity(name=str(common[0].value), role=role)
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int):

@@ -14,8 +14,8 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from client.pki import CertificateIdentity, certificate_identity
 from linkage.errors import AuthenticationError, InvalidRequestError
+from linkage.identity import CertificateIdentity, certificate_identity
 
 __all__ = ["peer_identity", "server_credentials"]
 
