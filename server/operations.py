@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
@@ -608,8 +609,14 @@ def agency_results(store: Store, identity: Identity, project_name: str) -> Itera
     for record_id, key in rows:
         members = composition.get(key, {})
         others = sorted(names[a] for a in members if a != identity.agency_id)
-        yield RecordHit(record_id, key, others, confidence.get(key, 0.0),
+        yield RecordHit(record_id, key, others, _coarse(confidence.get(key, 0.0)),
                         members.get(identity.agency_id, 0) > 1, mine.get(key, []))
+
+
+def _coarse(confidence: float) -> float:
+    """Round a confidence down to a tenth for agencies: it derives from similarity scores,
+    and precise values would let an agency probe other agencies' records by fingerprinting."""
+    return math.floor(confidence * 10 + 1e-9) / 10
 
 
 def _follow_up_view(row, names: dict[int, str]) -> FollowUpView:
