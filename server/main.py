@@ -123,18 +123,20 @@ def _check(data_dir: Path) -> None:
 
 
 @main.command()
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write the backup to.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New directory to write the backup to.")
 @click.pass_obj
 def backup(data_dir: Path, output: Path) -> None:
-    """Back up the store with SQLite's online backup API (the server may keep running).
+    """Back up the store and the audit log with SQLite's online backup API (the server may
+    keep running). The backup is a data directory: to restore, start the server on it and
+    put the kept coordinator.token and operator.token beside it.
 
     Example:
 
-        linkage-server --data-dir /srv/linkage backup -o /backups/linkage-2026-11-27.sqlite3
+        linkage-server --data-dir /srv/linkage backup -o /backups/linkage-2026-11-27
     """
     if output.exists():
-        raise click.ClickException(f"{output} exists already; choose a new file.")
+        raise click.ClickException(f"{output} exists already; choose a new directory.")
     size = backup_store(data_dir, output)
     click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from linkage.audit import AuditEntry, verify_chain
+from linkage.audit import verify_chain
 from linkage.batch import RecordAttributes, content_hash
 
+from .audit_store import AUDIT_DATABASE_NAME, read_chain
 from .store import DATABASE_NAME
 
 __all__ = ["backup_store", "check_store"]
@@ -75,10 +76,13 @@ def check_store(data_dir: Path) -> tuple[list[str], list[str]]:
                 "m.run_id = g.run_id AND m.group_key = g.group_key) FROM groups g"):
             if size != members:
                 problems.append(f"run {run_id}: a group of size {size} has {members} members")
-        chain, _ = verify_chain(AuditEntry(*row) for row in db.execute(
-            "SELECT sequence, time, caller, role, project, method, outcome, counts_json, "
-            "previous_hash, entry_hash FROM audit_log ORDER BY sequence"))
-        problems.extend(f"audit log entry {p.sequence}: {p.message}" for p in chain)
+        audit_path = data_dir / AUDIT_DATABASE_NAME
+        if audit_path.exists():
+            chain, last = verify_chain(read_chain(audit_path))
+            problems.extend(f"audit log entry {p.sequence}: {p.message}" for p in chain)
+            if last is not None and not chain:
+                notes.append(f"audit log intact: {last.sequence} entries; head "
+                             f"{last.sequence}:{last.entry_hash}")
         for number, project in db.execute(
                 "SELECT r.number, p.name FROM runs r JOIN projects p ON p.id = r.project_id "
                 "WHERE r.status = 'running'"):
@@ -90,15 +94,21 @@ def check_store(data_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def backup_store(data_dir: Path, destination: Path) -> int:
-    """Copy the store with SQLite's online backup API (safe while the server runs).
-
-    Returns the size of the backup in bytes.
+    """Copy the store and the audit log into the new directory ``destination`` with SQLite's
+    online backup API (safe while the server runs); the copy is a data directory the server
+    can start on. Returns the size of the backup in bytes.
     """
-    source = sqlite3.connect(data_dir / DATABASE_NAME)
-    target = sqlite3.connect(destination)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
-    return destination.stat().st_size
+    destination.mkdir(parents=True)
+    size = 0
+    for name in (DATABASE_NAME, AUDIT_DATABASE_NAME):
+        if not (data_dir / name).exists():
+            continue
+        source = sqlite3.connect(data_dir / name)
+        target = sqlite3.connect(destination / name)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        size += (destination / name).stat().st_size
+    return size

@@ -14,17 +14,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from linkage.audit import GENESIS_HASH, AuditEntry, entry_hash
+from linkage.audit import AuditEntry
 from linkage.errors import AlreadyExistsError, NotFoundError
 
 from . import failpoints
+from .audit_store import AuditFile
 
 __all__ = [
     "AgencyRow",
@@ -119,14 +120,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             status TEXT NOT NULL, answer_note TEXT NOT NULL DEFAULT '',
             created_at TEXT NOT NULL, answered_at TEXT);
     """),
-    ("0007_roles_audit_purge", """
+    ("0007_roles_purge", """
         ALTER TABLE coordinators ADD COLUMN role TEXT NOT NULL DEFAULT 'coordinator';
         ALTER TABLE projects ADD COLUMN purged_at TEXT;
-        CREATE TABLE audit_log (
-            sequence INTEGER PRIMARY KEY, time TEXT NOT NULL, caller TEXT NOT NULL,
-            role TEXT NOT NULL, project TEXT NOT NULL, method TEXT NOT NULL,
-            outcome TEXT NOT NULL, counts_json TEXT NOT NULL, previous_hash TEXT NOT NULL,
-            entry_hash TEXT NOT NULL);
     """),
     ("0008_review_feedback_dedup", """
         ALTER TABLE groups ADD COLUMN weakest_score REAL;
@@ -324,6 +320,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._migrate()
+        self._audit = AuditFile(data_dir)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -362,6 +359,7 @@ class SqliteStore:
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
 
     def close(self) -> None:
+        self._audit.close()
         with self._lock:
             for reader in self._readers:
                 reader.close()
@@ -392,42 +390,12 @@ class SqliteStore:
     # -- audit log ----------------------------------------------------------------------------
 
     def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        """Chain ``entry`` to the last one (its sequence and hashes are set here) and store it."""
-        with self._transaction() as db:
-            last = db.execute("SELECT sequence, entry_hash FROM audit_log "
-                              "ORDER BY sequence DESC LIMIT 1").fetchone()
-            sequence, previous = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-            chained = replace(entry, sequence=sequence, previous_hash=previous, entry_hash="")
-            chained = replace(chained, entry_hash=entry_hash(chained))
-            db.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (chained.sequence, chained.time, chained.caller, chained.role,
-                        chained.project, chained.method, chained.outcome, chained.counts_json,
-                        chained.previous_hash, chained.entry_hash))
-        return chained
+        """Chain ``entry`` to the last one (its sequence and hashes are set there) and return
+        it once stored; the log has its own file (see ``audit_store``)."""
+        return self._audit.append(entry)
 
-    def audit_entries(self, *, project="", caller="", method="", outcome="", since="",
-                      from_sequence=0):
-        """Entries in sequence order, filtered, read in pages (memory stays small)."""
-        conditions, params = ["sequence > ?"], []
-        for column, value in (("project", project), ("caller", caller), ("method", method),
-                              ("outcome", outcome)):
-            if value:
-                conditions.append(f"{column} = ?")
-                params.append(value)
-        if since:
-            conditions.append("time >= ?")
-            params.append(since)
-        position = max(int(from_sequence), 1) - 1
-        while True:
-            rows = self._query(
-                "SELECT sequence, time, caller, role, project, method, outcome, counts_json, "
-                f"previous_hash, entry_hash FROM audit_log WHERE {' AND '.join(conditions)} "
-                "ORDER BY sequence LIMIT 1000", [position, *params])
-            if not rows:
-                return
-            for row in rows:
-                yield AuditEntry(*row)
-            position = rows[-1][0]
+    def audit_entries(self, **filters) -> Iterator[AuditEntry]:
+        return self._audit.entries(**filters)
 
     def metrics(self) -> dict:
         """Counts for operators: nothing that identifies a record or a group."""
@@ -435,8 +403,7 @@ class SqliteStore:
         (batches, records), = self._query("SELECT COUNT(*), COALESCE(SUM(record_count), 0) "
                                           "FROM batches")
         (runs,), = self._query("SELECT COUNT(*) FROM runs WHERE status = 'done'")
-        calls = {f"{method} {outcome}": count for method, outcome, count in self._query(
-            "SELECT method, outcome, COUNT(*) FROM audit_log GROUP BY method, outcome")}
+        calls = self._audit.call_counts()
         return {"projects": projects, "batches": batches, "records": records, "runs": runs,
                 "audit_entries": sum(calls.values()), "calls": calls}
 

@@ -158,15 +158,15 @@ def test_sigterm_stops_cleanly_and_backup_is_usable(tmp_path, batches, schema_te
         tokens = _setup(server, batches, schema_text, ["be-police", "se-police"])
         with LinkageClient(server.address, tokens["be-police"]) as agency:
             agency.submit(PROJECT, batches["be-police"])
-        backup = tmp_path / "backup.sqlite3"
+        backup = tmp_path / "backup"
         result = CliRunner().invoke(server_main, ["--data-dir", str(data_dir), "backup", "-o",
                                                   str(backup)])
         assert result.exit_code == 0, result.output
         server.stop()
         assert server.process.returncode == 0
     restored = tmp_path / "restored"
-    restored.mkdir()
-    backup.rename(restored / "linkage.sqlite3")
+    backup.rename(restored)
+    assert (restored / "audit.sqlite3").exists()
     (restored / "coordinator.token").write_text((data_dir / "coordinator.token").read_text())
     _check(restored)
     with ServerProcess(restored) as server:

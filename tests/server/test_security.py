@@ -180,6 +180,8 @@ def _cli(server: ServerProcess, tmp_path, caller, *arguments):
 
 
 def test_every_call_is_in_the_audit_log_without_ids(tls_server, setup, batches, tmp_path):
+    refused = _cli(tls_server, tmp_path, setup["agency"], "run", "--project", P1)
+    assert refused.exit_code != 0 and "PERMISSION_DENIED" in refused.output
     shown = _cli(tls_server, tmp_path, setup["operator"], "audit", "show", "--format", "json")
     assert shown.exit_code == 0, shown.output
     entries = [json.loads(line) for line in shown.output.splitlines()]
@@ -209,7 +211,7 @@ def test_audit_verify_detects_edits_removals_and_reordering(tmp_path, batches, s
         intact = _cli(server, tmp_path, operator, "audit", "verify")
         assert intact.exit_code == 0, intact.output
         head = intact.output.strip().splitlines()[-1].removeprefix("head: ")
-        database = server.data_dir / "linkage.sqlite3"
+        database = server.data_dir / "audit.sqlite3"
         tampering = [
             "UPDATE audit_log SET caller = 'somebody-else' WHERE sequence = 2",
             "DELETE FROM audit_log WHERE sequence = 3",
@@ -234,6 +236,14 @@ def test_audit_verify_detects_edits_removals_and_reordering(tmp_path, batches, s
         cut_short = _cli(server, tmp_path, operator, "audit", "verify", "--expect-head", head)
         assert cut_short.exit_code != 0
         assert "head kept" in cut_short.output
+        # The operator's offline check sees an edit too.
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE audit_log SET outcome = 'NOT_FOUND' WHERE sequence = 1")
+        checked = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+                                  str(server.data_dir), "--check"], capture_output=True,
+                                 text=True)
+        assert checked.returncode != 0
+        assert "audit log entry 1" in checked.stdout
 
 
 def test_over_the_rate_limit_calls_get_resource_exhausted(tmp_path):
