@@ -22,7 +22,8 @@ from linkage.encoding import (
     parse_secret,
     prepare_records,
 )
-from linkage.errors import InputDataError, SecretError
+from linkage.errors import InputDataError, SchemaError, SecretError
+from linkage.hardening import apply_hardening
 from linkage.mapping import AgencyMapping, mapping_by_name, parse_mapping
 from linkage.schema import LinkageSchema, load_schema
 
@@ -143,8 +144,22 @@ def encode_export(
 
 
 def label_clkhash_batch(batch: EncodedBatch, schema_text: str, secret: bytes) -> EncodedBatch:
-    """Attach the fingerprint and key check to clkhash JSON input, which carries neither."""
+    """Attach the fingerprint and key check to clkhash JSON input, which carries neither, and
+    apply the schema's hardening, which clkhash does not know.
+
+    Raises:
+        SchemaError: the schema salts records (clkhash cannot have used the salted keys),
+            or the CLKs are not as long as the schema's clkhash part makes them.
+    """
     schema = load_schema(schema_text)
-    return EncodedBatch(batch.record_ids, batch.clks, batch.clk_bits, schema.fingerprint,
+    if schema.hardening.salting is not None:
+        raise SchemaError("The schema salts records by an attribute, which clkhash's own "
+                          "encoder cannot do; encode with 'linkage encode' instead.")
+    if batch.clk_bits != schema.clkhash_bits:
+        raise SchemaError(f"The clkhash CLKs are {batch.clk_bits} bits but the schema makes "
+                          f"{schema.clkhash_bits}-bit CLKs: they were encoded with another "
+                          "schema.")
+    clks = apply_hardening(batch.clks, schema.hardening, secret)
+    return EncodedBatch(batch.record_ids, clks, schema.clk_bits, schema.fingerprint,
                         key_check_value(secret))
 

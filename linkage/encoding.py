@@ -1,9 +1,11 @@
-"""Turn an agency's rows into CLKs: normalise, then encode with clkhash.
+"""Turn an agency's rows into CLKs: normalise, encode with clkhash, then harden.
 
 This runs only at the agency. The secret never leaves this module's callers;
 what travels is the CLK matrix, the schema fingerprint and a key check value
 (an HMAC of a fixed label under the secret) that lets the server tell two
-secrets apart without learning either.
+secrets apart without learning either. The schema's hardening (salting,
+diffusion, BLIP, balancing; ``linkage.hardening``) is applied here, so CLKs
+leave the agency hardened.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from clkhash.clk import generate_clks
 
 from .clks import clks_from_bytes
 from .errors import InputDataError, NormalisationError, SecretError
+from .hardening import apply_hardening, salt_groups, salt_key, salt_value
 from .mapping import AgencyMapping
 from .batch import RecordAttributes
 from .normalise import normalise_text, normalise_value
@@ -187,18 +190,47 @@ def encode_values(
     *,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Encode normalised values into a packed CLK matrix with clkhash.
+    """Encode normalised values into a packed CLK matrix with clkhash, then harden them.
 
-    ``workers`` defaults to one process for small inputs and every core from
-    ``PARALLEL_MIN_RECORDS`` records on. ``on_progress(n)`` is called as n more
-    records are done.
+    With salting, records are grouped by salt value and each group is encoded
+    under its own key derived from the secret; the rows keep their input order.
+    Diffusion, BLIP and balancing follow as the schema says, so the result is
+    ``schema.clk_bits`` wide.
+
+    Args:
+        values: normalised values, one list per record in schema order
+            (``PreparedRecords.values``).
+        workers: clkhash processes; by default one for inputs (or salt groups)
+            under ``PARALLEL_MIN_RECORDS`` records, every core above.
+        on_progress: called with n as n more records are done.
+        rng: seeds BLIP's coin flips, for reproducible tests only; by default
+            they come from the OS.
+    Raises:
+        SecretError: the secret is shorter than ``MIN_SECRET_BYTES``.
     """
     if len(secret) < MIN_SECRET_BYTES:
         raise SecretError("The secret is too short; make one with 'linkage keygen'.")
-    if workers is None:
-        workers = 1 if len(values) < PARALLEL_MIN_RECORDS else None
+    spec = schema.hardening
+    groups = {None: np.arange(len(values))}
+    if spec.salting is not None:
+        column = schema.feature_names.index(spec.salting.feature)
+        salts = [salt_value(record[column], spec.salting.prefix_length) for record in values]
+        groups = salt_groups(salts)
     callback = (lambda count, _stats: on_progress(count)) if on_progress else None
-    bloom_filters = generate_clks(values, schema.clkhash, secret, validate=True,
-                                  callback=callback, max_workers=workers)
-    return clks_from_bytes([bf.tobytes() for bf in bloom_filters], schema.clk_bits)
+    raw: list[bytes] = [b""] * len(values)
+    for salt, rows in groups.items():
+        key = salt_key(secret, spec.salting.feature, salt) if spec.salting else secret
+        group_workers = workers
+        if group_workers is None:
+            group_workers = 1 if len(rows) < PARALLEL_MIN_RECORDS else None
+        bloom_filters = generate_clks([values[i] for i in rows], schema.clkhash, key,
+                                      validate=True, callback=callback,
+                                      max_workers=group_workers)
+        for row, bloom_filter in zip(rows.tolist(), bloom_filters):
+            raw[row] = bloom_filter.tobytes()
+    clks = clks_from_bytes(raw, schema.clkhash_bits)
+    if spec.transforms_bits:
+        clks = apply_hardening(clks, spec, secret, rng=rng)
+    return clks

@@ -6,6 +6,18 @@ The optional top-level ``normalisation`` object names the normaliser of each
 feature (``name``, ``date``, ``phone``, ``address``, ``text``, ``none``); it is
 part of the shared configuration, not of an agency's mapping, so that every
 agency normalises the same way. clkhash ignores unknown top-level keys.
+
+The optional top-level ``hardening`` object (see ``linkage.hardening`` and
+docs/hardening.md) says which hardening every agency applies after clkhash::
+
+    "hardening": {"salting": {"feature": "date_of_birth", "prefixLength": 4},
+                  "diffusion": {"t": 5, "outputBits": 1024},
+                  "blip": {"epsilon": 8},
+                  "balancing": true}
+
+Being part of the document, it is covered by the fingerprint. It can change
+the CLK length: ``clk_bits`` is the length of the CLKs that travel (diffusion's
+``outputBits``, doubled by balancing), ``clkhash_bits`` the length clkhash makes.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import jsonschema
 from clkhash import schema as clkhash_schema
 
 from .errors import SchemaError
+from .hardening import HardeningSpec, parse_hardening
 from .normalise import NORMALISER_KINDS, infer_kind
 
 __all__ = ["FeatureSpec", "LinkageSchema", "default_schema_text", "load_schema"]
@@ -39,13 +52,23 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class LinkageSchema:
-    """A validated linkage schema."""
+    """A validated linkage schema.
+
+    ``clk_bits`` is the length of the CLKs agencies submit and the server
+    expects (after hardening); ``clkhash_bits`` the length clkhash produces.
+    """
 
     text: str
     clk_bits: int
     features: tuple[FeatureSpec, ...]
     fingerprint: str
     clkhash: Any = field(repr=False, compare=False)
+    hardening: HardeningSpec = field(default_factory=HardeningSpec)
+    clkhash_bits: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.clkhash_bits:
+            object.__setattr__(self, "clkhash_bits", self.clk_bits)
 
     @property
     def feature_names(self) -> list[str]:
@@ -68,7 +91,8 @@ def load_schema(text: str | bytes) -> LinkageSchema:
 
     Raises:
         SchemaError: listing each problem (JSON syntax, clkhash v3 violations,
-            unsupported settings such as ``doubleHash``, unknown normalisers).
+            unsupported settings such as ``doubleHash``, unknown normalisers,
+            invalid ``hardening`` options).
     """
     try:
         document = json.loads(text)
@@ -91,13 +115,26 @@ def load_schema(text: str | bytes) -> LinkageSchema:
         max_length = raw.get("format", {}).get("maxLength")
         features.append(FeatureSpec(identifier, kinds.get(identifier, infer_kind(identifier)),
                                     max_length, bool(raw.get("ignored", False))))
+    clkhash_bits = int(document["clkConfig"]["l"])
+    hardening, _ = _hardening(document)
     return LinkageSchema(
         text=text if isinstance(text, str) else text.decode("utf-8"),
-        clk_bits=int(document["clkConfig"]["l"]),
+        clk_bits=hardening.output_bits(clkhash_bits),
         features=tuple(features),
         fingerprint=schema_fingerprint(document),
         clkhash=parsed,
+        hardening=hardening,
+        clkhash_bits=clkhash_bits,
     )
+
+
+def _hardening(document: dict) -> tuple[HardeningSpec, list[str]]:
+    """The parsed ``hardening`` section (all off when absent) and its problems."""
+    if "hardening" not in document:
+        return HardeningSpec(), []
+    features = [(f.get("identifier"), bool(f.get("ignored", False)))
+                for f in document["features"] if isinstance(f, dict)]
+    return parse_hardening(document["hardening"], features, int(document["clkConfig"]["l"]))
 
 
 def _collect_problems(document: dict) -> list[str]:
@@ -136,6 +173,7 @@ def _collect_problems(document: dict) -> list[str]:
         if hash_type != "blakeHash":
             problems.append(f"features/{index} ({name}): hash type {hash_type!r} is not allowed; "
                             "use blakeHash (doubleHash is vulnerable to known attacks)")
+    problems.extend(_hardening(document)[1])
     normalisation = document.get("normalisation", {})
     if not isinstance(normalisation, dict):
         problems.append("normalisation: must be an object mapping feature -> normaliser")

@@ -169,7 +169,24 @@ def test_encode_errors_list_every_problem(tmp_path, agency_files):
     assert dup.exit_code == 1 and "must be unique" in dup.output
 
 
-def test_truncated_batch_file_and_clkhash_json(tmp_path, server, agency_files, batches, secret):
+def _clkhash_output(dataset, agency: str, secret: bytes) -> list[str]:
+    """What clkhash's own encoder makes of an agency's normalised export (no hardening)."""
+    from clkhash.clk import generate_clks
+
+    from client import files
+    from linkage.clks import clks_from_bytes
+    from linkage.schema import default_schema_text, load_schema
+    export = dataset.exports[agency]
+    schema = load_schema(default_schema_text())
+    prepared = files.encode_export(default_schema_text(), secret,
+                                   export.to_csv().encode("utf-8"), export.mapping_toml(),
+                                   case_key=bytes(32)).prepared
+    filters = generate_clks(prepared.values, schema.clkhash, secret, max_workers=1)
+    return clks_to_base64(clks_from_bytes([f.tobytes() for f in filters], schema.clkhash_bits))
+
+
+def test_truncated_batch_file_and_clkhash_json(tmp_path, server, agency_files, batches, secret,
+                                               dataset):
     coordinator = ["--server", server.address, "--token-file", server.data_dir / "coordinator.token"]
     invoke("project", "create", "--name", PROJECT, "--agencies", "be-police,se-police",
            "--tokens-dir", tmp_path / "tokens", *coordinator)
@@ -180,7 +197,7 @@ def test_truncated_batch_file_and_clkhash_json(tmp_path, server, agency_files, b
     cut = invoke("submit", "--project", PROJECT, *token, tmp_path / "cut.clk")
     assert cut.exit_code == 1 and "truncated" in cut.output
     clkhash_json = tmp_path / "clks.json"
-    clkhash_json.write_text(json.dumps({"clks": clks_to_base64(batches["be-police"].clks)}))
+    clkhash_json.write_text(json.dumps({"clks": _clkhash_output(dataset, "be-police", secret)}))
     unlabelled = invoke("submit", "--project", PROJECT, *token, clkhash_json)
     assert unlabelled.exit_code == 1 and "--schema and --secret" in unlabelled.output
     secret_file = tmp_path / "shared.key"

@@ -35,7 +35,7 @@ from linkage.threshold import choose_threshold, parse_threshold
 
 def test_default_schema_loads_with_kinds():
     schema = load_schema(default_schema_text())
-    assert schema.clk_bits == 1024
+    assert schema.clkhash_bits == 1024 and schema.clk_bits == 2048  # balanced
     kinds = {f.identifier: f.kind for f in schema.features}
     assert kinds["date_of_birth"] == "date" and kinds["phone"] == "phone"
     assert kinds["family_name"] == "name"

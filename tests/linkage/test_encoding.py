@@ -79,7 +79,8 @@ def test_another_secret_gives_unrelated_clks():
     first = encode_values(prepared.values, SCHEMA, SECRET)
     second = encode_values(prepared.values, SCHEMA, bytes(32))
     both = np.concatenate([first, second])
-    assert link_records(both, np.arange(2), threshold=0.5).grouping.group_count == 0
+    # Balanced CLKs of unrelated encodings score about 0.5 (Dice = 1 - Hamming / length).
+    assert link_records(both, np.arange(2), threshold=0.7).grouping.group_count == 0
     assert key_check_value(SECRET) != key_check_value(bytes(32))
 
 

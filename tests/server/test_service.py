@@ -140,7 +140,7 @@ def test_wrong_schema_is_refused_and_nothing_stored(server, coordinator, batches
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "another linkage schema" in error.value.details()
     with pytest.raises(grpc.RpcError) as error:
-        _raw_submit(server, tokens["be-police"], [_header(batch, clk_bits=2048), _chunk(batch)])
+        _raw_submit(server, tokens["be-police"], [_header(batch, clk_bits=batch.clk_bits * 2), _chunk(batch)])
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert _stored_records(coordinator)[PROJECT] == 0
 
@@ -185,20 +185,20 @@ def test_malformed_uploads_get_clear_errors_and_store_nothing(server, coordinato
         "too_many": [_header(batch, record_count=5), _chunk(batch)],
         "duplicate_ids": [_header(batch, record_count=2), pb.SubmitBatchRequest(
             chunk=pb.RecordChunk(record_ids=["x", "x"],
-                                 clks=[bytes(128), bytes(128)]))],
+                                 clks=[bytes(batch.clk_bits // 8), bytes(batch.clk_bits // 8)]))],
         "empty": [_header(batch, record_count=0)],
         "no_header": [_chunk(batch)],
         "mismatched_chunk": [_header(batch), pb.SubmitBatchRequest(
-            chunk=pb.RecordChunk(record_ids=["a", "b"], clks=[bytes(128)]))],
+            chunk=pb.RecordChunk(record_ids=["a", "b"], clks=[bytes(batch.clk_bits // 8)]))],
         "unknown_project": [_header(batch, project="nope"), _chunk(batch)],
         "wrong_hash": [_header(batch, content_hash="0" * 64), _chunk(batch)],
         "out_of_order": [_header(batch), _chunk(batch, 10, 20)],
         "bad_batch_id": [_header(batch, batch_id="../etc"), _chunk(batch)],
         "raw_case_number": [_header(batch, record_count=1), pb.SubmitBatchRequest(
-            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(128)], attributes=[
+            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(batch.clk_bits // 8)], attributes=[
                 pb.RecordAttributes(entity_type="person", case_ref="PV/2024/123")]))],
         "unknown_stage": [_header(batch, record_count=1), pb.SubmitBatchRequest(
-            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(128)], attributes=[
+            chunk=pb.RecordChunk(record_ids=["x"], clks=[bytes(batch.clk_bits // 8)], attributes=[
                 pb.RecordAttributes(entity_type="person", stage="smuggling")]))],
     }[case]
     with pytest.raises(grpc.RpcError) as error:
