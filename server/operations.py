@@ -494,6 +494,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         position = np.searchsorted(records.row_ids, np.concatenate([stored_left, stored_right]))
         half = stored_left.shape[0]
         all_pairs = CandidatePairs(position[:half], position[half:], stored_score)
+        all_pairs, broken_links = _break_rejected_groups(store, project, records, all_pairs)
         groups, by_type = [], {}
         one_per_group = {agency: 1 for agency in store.deduplicated_agencies(project.id)}
         accepted, rejected = store.reviewed_scores(project.id)
@@ -541,6 +542,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "review_band": list(REVIEW_BAND),
             "reviews_used_accepted": int(accepted.size),
             "reviews_used_rejected": int(rejected.size),
+            "rejected_links_broken": broken_links,
             "deduplicated_agencies": sorted(str(a) for a in one_per_group),
             "seconds": round(time.monotonic() - started, 3),
             "blocking": "; ".join(
@@ -558,6 +560,37 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     summary["run"] = store.latest_run(project.id).number
     summary["reused"] = False
     return summary
+
+
+def _break_rejected_groups(store: Store, project: ProjectRow, records, pairs: CandidatePairs
+                           ) -> tuple[CandidatePairs, int]:
+    """Drop the weakest pair inside each group a coordinator rejected, so that the group is
+    not formed again (its records may still link elsewhere); returns the pairs and how many
+    were dropped."""
+    rejected = [key for key, (decision, _) in store.reviews(project.id).items()
+                if decision == "rejected"]
+    if not rejected or len(pairs) == 0:
+        return pairs, 0
+    row_of = {(int(a), r): i for i, (a, r) in enumerate(zip(records.agency_ids,
+                                                             records.record_ids))}
+    group_of_row = np.full(len(records.record_ids), -1, np.int64)
+    for number, members in enumerate(store.group_members(project.id, rejected).values()):
+        rows = [row_of.get(member) for member in members]
+        if None not in rows:
+            group_of_row[rows] = number
+    inside = (group_of_row[pairs.left] >= 0) & (group_of_row[pairs.left] ==
+                                                group_of_row[pairs.right])
+    candidates = np.flatnonzero(inside)
+    if candidates.size == 0:
+        return pairs, 0
+    order = candidates[np.lexsort((pairs.score[candidates],
+                                   group_of_row[pairs.left[candidates]]))]
+    groups = group_of_row[pairs.left[order]]
+    weakest = order[np.r_[True, groups[1:] != groups[:-1]]]
+    keep = np.ones(len(pairs), bool)
+    keep[weakest] = False
+    return CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep]), int(
+        weakest.size)
 
 
 def _batches_by_agency(store: Store, project_id: int) -> dict[str, int]:

@@ -245,6 +245,8 @@ class Store(Protocol):
     def metrics(self) -> dict: ...
     def purge_project(self, project_id: int) -> tuple[int, int]: ...
     def run_in_progress(self, project_id: int) -> bool: ...
+    def group_members(self, project_id: int, group_keys: Sequence[str]
+                      ) -> dict[str, list[tuple[int, str]]]: ...
     def key_check_elsewhere(self, project_id: int, key_check: str) -> bool: ...
     def deduplicated_agencies(self, project_id: int) -> set[int]: ...
     def reviewed_scores(self, project_id: int) -> tuple[np.ndarray, np.ndarray]: ...
@@ -772,6 +774,20 @@ class SqliteStore:
         """True when another project's batches were encoded under the same secret."""
         return bool(self._query("SELECT 1 FROM projects WHERE key_check = ? AND id != ?",
                                 (key_check, project_id)))
+
+    def group_members(self, project_id, group_keys) -> dict[str, list[tuple[int, str]]]:
+        """(agency, record id) members of groups by key, from whichever run formed them."""
+        result: dict[str, list[tuple[int, str]]] = {}
+        keys = list(group_keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, agency_id, record_id in self._query(
+                    "SELECT DISTINCT m.group_key, m.agency_id, m.record_id FROM group_members m "
+                    f"JOIN runs u ON u.id = m.run_id WHERE u.project_id = ? AND m.group_key IN "
+                    f"({marks})", [project_id, *chunk]):
+                result.setdefault(key, []).append((agency_id, record_id))
+        return result
 
     def run_in_progress(self, project_id: int) -> bool:
         return bool(self._query("SELECT 1 FROM runs WHERE project_id = ? AND status = 'running'",
