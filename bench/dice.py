@@ -70,7 +70,7 @@ print(json.dumps({"times": times}))
 """
 
 
-def make_clks(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+def make_clks(count: int, seed: int, bits: int = BITS) -> tuple[np.ndarray, np.ndarray, int]:
     """Two batches of ``count`` CLKs; 1% of right rows are noisy copies of left rows.
 
     Returns (left, right, planted). Each record sets 30-50% of its bits; a
@@ -79,11 +79,11 @@ def make_clks(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
     rng = np.random.default_rng(seed)
 
     def batch(rows: int, density: np.ndarray) -> np.ndarray:
-        out = np.empty((rows, BITS // 64), np.uint64)
+        out = np.empty((rows, bits // 64), np.uint64)
         for start in range(0, rows, 4096):
             stop = min(start + 4096, rows)
-            bits = rng.random((stop - start, BITS), dtype=np.float32) < density[start:stop, None]
-            out[start:stop] = np.packbits(bits, axis=1).view("<u8")
+            drawn = rng.random((stop - start, bits), dtype=np.float32) < density[start:stop, None]
+            out[start:stop] = np.packbits(drawn, axis=1).view("<u8")
         return out
 
     left = batch(count, rng.uniform(0.3, 0.5, count))
@@ -182,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--skip-anonlink", action="store_true")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--bits", type=int, default=BITS,
+                        help="CLK length (the shipped schemas' balanced CLKs are 2048)")
     args = parser.parse_args(argv)
 
-    print(f"# {_cpu_name()}, {os.cpu_count()} CPUs, numba {numba.__version__}, {BITS}-bit CLKs, "
+    print(f"# {_cpu_name()}, {os.cpu_count()} CPUs, numba {numba.__version__}, {args.bits}-bit "
+          "CLKs, "
           f"threshold {args.threshold}, median of {args.repeats} runs")
     rows, ok = [], True
     for n in args.n:
-        left, right, planted = make_clks(n, args.seed)
+        left, right, planted = make_clks(n, args.seed, args.bits)
         thread_counts = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
         ours = time_ours(left, right, args.threshold, thread_counts, args.repeats)
         results = {("linkage.kernel", threads): ours[threads] for threads in thread_counts}
