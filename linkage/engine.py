@@ -16,7 +16,13 @@ from .candidates import CandidatePairs
 from .clks import popcounts
 from .grouping import Grouping, greedy_groups
 from .kernel import iter_dice_tiles
-from .threshold import SCORE_FLOOR, ThresholdChoice, choose_threshold
+from .threshold import (
+    REVIEW_PROBABILITIES,
+    SCORE_FLOOR,
+    ThresholdChoice,
+    choose_threshold,
+    one_to_one_scores,
+)
 
 __all__ = [
     "REVIEW_BAND",
@@ -39,7 +45,7 @@ _HIGHEST_FLOOR = 0.7
 LSH_MIN_COMPARISONS = 2e11
 #: Groups whose match probability lies in [low, high) are flagged for review:
 #: the model is not sure either way, so a person's decision is worth most there.
-REVIEW_BAND = (0.2, 0.8)
+REVIEW_BAND = REVIEW_PROBABILITIES
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ def decide(
         labelled["known_matches"] = np.asarray(known_matches, np.float64)
     if known_non_matches is not None and len(known_non_matches):
         labelled["known_non_matches"] = np.asarray(known_non_matches, np.float64)
-    choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled)
+    solver = (one_to_one_scores(floor_pairs, owners) if _one_to_one(max_per_owner, owners)
+              else None)
+    choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled, solver=solver)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
     report("grouping", 0, len(pairs))
@@ -197,6 +205,14 @@ def decide(
     else:
         confidence = grouping.weakest_score.copy()
     return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence)
+
+
+def _one_to_one(max_per_owner, owners: np.ndarray) -> bool:
+    """Every owner may place at most one record in a group (1-to-1 linkage)."""
+    if isinstance(max_per_owner, Mapping):
+        present = np.unique(owners).tolist()
+        return bool(present) and all(max_per_owner.get(owner) == 1 for owner in present)
+    return max_per_owner == 1
 
 
 def needs_review(confidence: np.ndarray, choice: ThresholdChoice) -> np.ndarray:

@@ -2,11 +2,37 @@
 
 Candidate scores above a floor are a mixture of the upper tail of the
 non-matches (a normal distribution truncated at the floor: it can fall fast or
-slowly) and the matches (a beta distribution, piled up near 1 with a long left
-tail). The mixture is fitted by maximum likelihood on a fine histogram of the
-scores. It gives, for every score, the probability that the pair is a match;
-the ``auto`` threshold is the one that maximises the model's expected F1, and
-the same model turns a group's weakest-link score into its confidence.
+slowly) and the matches (a beta distribution piled up near 1; its density never
+rises towards the floor, so it cannot swallow the non-match tail). The mixture
+is fitted by maximum likelihood on a fine histogram of the scores. It gives,
+for every score, the probability that the pair is a match; the ``auto``
+threshold is the one that maximises the model's expected F1, and the same
+model turns a group's weakest-link score into its confidence.
+
+Two kinds of extra knowledge sharpen it:
+
+* **Review feedback** (semi-supervised). Scores of pairs a coordinator accepted
+  or rejected enter the likelihood as labelled points: each adds the log of the
+  model's probability of the decision at that score, and each class gets a
+  bump around its reviewed scores, so the reviews say which class lives there
+  and the unlabelled scores how much of it. The match probability, and with it
+  the threshold, moves toward the reviews even where a normal and a beta
+  could not follow (a cluster of matches with one field always damaged,
+  look-alike relatives). Reviews are chosen by score (the uncertain ones), not
+  at random, so they inform the match probability at their scores, not the
+  share of matches overall.
+* **A one-to-one solver.** When each record may link to at most one record of
+  the other file, the solver discards most non-matches however low the
+  threshold: a link it makes is far more likely a match than a random
+  candidate of the same score. ``one_to_one_scores`` runs the solver at the
+  floor and again without the links it made: the second round pairs records
+  with partners that are (nearly all) not theirs, so its scores show what a
+  non-match link looks like (the best of many non-match scores, not a random
+  one). The model is then refitted on the links: non-matches shaped like those
+  decoys (allowing for smaller pools, see ``ScoreModel.non_match_power``),
+  matches as a beta plus a tail rising linearly from the floor (matches with a
+  badly damaged field), and the expected F1 is computed over the links, which
+  is what the predicted links are (measurements in docs/quality.md).
 """
 
 from __future__ import annotations
@@ -14,48 +40,90 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
+from .candidates import CandidatePairs
 from .errors import InvalidRequestError
+from .grouping import greedy_groups
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "REVIEW_PROBABILITIES",
     "SCORE_FLOOR",
+    "ReviewBand",
     "ScoreModel",
+    "SolverScores",
     "ThresholdChoice",
     "choose_threshold",
     "fit_score_model",
+    "one_to_one_scores",
     "parse_threshold",
     "quality_curve",
+    "review_band",
     "score_histogram",
 ]
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
 MIN_PAIRS_FOR_MODEL = 30
+#: Match probabilities between which a pair (or group) is worth a person's review.
+REVIEW_PROBABILITIES = (0.2, 0.8)
 _BIN_WIDTH = 0.0025
+#: Width of the bump each reviewed score adds to its class (see ``ScoreModel``).
+REVIEW_WIDTH = 0.01
+_GRID = 801
 
 
 @dataclass(frozen=True)
 class ScoreModel:
-    """Non-matches: normal(mean, deviation) truncated at ``floor``; matches: beta(a, b)."""
+    """Non-matches: normal(mean, deviation) truncated at ``floor``; matches: beta(a, b).
+
+    ``match_weight`` is the share of matches among what the model describes:
+    all candidate pairs above the floor, or the links a one-to-one solver makes
+    at the floor (see ``choose_threshold``). The other fields refine the two
+    components and are zero (one for the power) in the plain fit:
+
+    * ``match_tail``: share of the match component rising linearly from the
+      floor instead of following the beta (matches with a damaged field);
+    * ``non_match_power``: the non-match CDF is the normal's raised to this
+      power (below 1: the best of fewer non-match scores than the decoys had);
+    * ``match_reviewed`` / ``non_match_reviewed``: share of each component in
+      bumps of width ``REVIEW_WIDTH`` around the ``accepted`` / ``rejected``
+      reviewed scores.
+    """
 
     floor: float
     match_weight: float
     non_match: tuple[float, float]
     match: tuple[float, float]
+    match_tail: float = 0.0
+    match_reviewed: float = 0.0
+    non_match_reviewed: float = 0.0
+    accepted: tuple[float, ...] = ()
+    rejected: tuple[float, ...] = ()
+    non_match_power: float = 1.0
 
     def _densities(self, scores: np.ndarray):
-        normal = stats.norm(*self.non_match)
-        beta = stats.beta(*self.match)
-        non = (1 - self.match_weight) * normal.pdf(scores) / max(normal.sf(self.floor), 1e-300)
-        match = self.match_weight * beta.pdf(scores) / max(beta.sf(self.floor), 1e-300)
+        match_main = 1 - self.match_tail - self.match_reviewed
+        non_match = _non_match_pdf(scores, self.non_match, self.floor)
+        if self.non_match_power != 1.0:
+            cdf = _truncated_normal_cdf(np.concatenate([[self.floor], np.ravel(scores)]),
+                                        self.non_match)[1:].reshape(np.shape(scores))
+            non_match = self.non_match_power * np.maximum(cdf, 1e-300) ** (
+                self.non_match_power - 1) * non_match
+        non = (1 - self.match_weight) * (
+            (1 - self.non_match_reviewed) * non_match
+            + self.non_match_reviewed * _review_pdf(scores, self.rejected, self.floor))
+        match = self.match_weight * (
+            match_main * _match_pdf(scores, self.match, self.floor)
+            + self.match_tail * _ramp_pdf(scores, self.floor)
+            + self.match_reviewed * _review_pdf(scores, self.accepted, self.floor))
         return non, match
 
     def match_probability(self, scores: np.ndarray) -> np.ndarray:
-        """P(match | score) for each score; never decreasing in the score."""
+        """P(match | score) for each score; never decreasing in the score, 0 below the floor."""
         scores = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1 - 1e-9)
-        grid = np.linspace(self.floor, 1 - 1e-9, 801)
+        grid = np.linspace(self.floor, 1 - 1e-9, _GRID)
         non, match = self._densities(grid)
         total = non + match
         probability = np.where(total > 0, match / np.where(total > 0, total, 1), 1.0)
@@ -74,32 +142,222 @@ class ThresholdChoice:
     estimated_recall: float | None = None
 
 
-def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR) -> ScoreModel | None:
-    """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it."""
+@dataclass(frozen=True)
+class ReviewBand:
+    """Scores from ``low_score`` (inclusive) to ``high_score`` (exclusive) have a match
+    probability between ``low_probability`` and ``high_probability``: the model cannot
+    call them either way, so a person's decision is worth most there."""
+
+    low_score: float
+    high_score: float
+    low_probability: float
+    high_probability: float
+
+    def contains(self, scores: np.ndarray) -> np.ndarray:
+        """Which scores fall inside the band."""
+        scores = np.asarray(scores, dtype=np.float64)
+        return (scores >= self.low_score) & (scores < self.high_score)
+
+
+@dataclass(frozen=True)
+class SolverScores:
+    """What a one-to-one solver run at the floor reveals (see ``one_to_one_scores``).
+
+    ``kept``: the score of each link the solver makes at the floor (for two
+    owners, one per linked pair). ``decoys``: the scores of the links it makes
+    when run again without those pairs, nearly all non-matches. With exactly
+    two owners, ``records`` holds how many records each has and
+    ``candidate_share`` the share of their cross pairs at or above the floor:
+    together they bound how many non-match links the solver can make (see
+    ``_pool_penalty``).
+    """
+
+    kept: np.ndarray
+    decoys: np.ndarray
+    records: tuple[int, int] | None = None
+    candidate_share: float | None = None
+
+
+def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray) -> SolverScores:
+    """Run the one-to-one solver (``greedy_groups`` with one record per owner) twice.
+
+    Args:
+        pairs: every candidate pair at or above the floor, across owners.
+        owners: owner index of each record.
+    Returns:
+        The weakest-link score of each group of the first round, and of each
+        group of a second round on the pairs the first did not keep. Exact for
+        two owners; with more, groups of several owners count once each.
+    """
+    count = int(owners.shape[0])
+    first = greedy_groups(pairs, count, owners, max_per_owner=1)
+    labels = first.labels
+    kept = (labels[pairs.left] >= 0) & (labels[pairs.left] == labels[pairs.right])
+    rest = CandidatePairs(pairs.left[~kept], pairs.right[~kept], pairs.score[~kept])
+    second = greedy_groups(rest, count, owners, max_per_owner=1)
+    values, counts = np.unique(owners, return_counts=True)
+    records = share = None
+    if values.size == 2:
+        records = (int(counts[0]), int(counts[1]))
+        cross = int(np.count_nonzero(owners[pairs.left] != owners[pairs.right]))
+        share = cross / max(records[0] * records[1], 1)
+    return SolverScores(first.weakest_score.copy(), second.weakest_score.copy(), records, share)
+
+
+def _pool_penalty(solver: SolverScores, kept_count: int, weight: float) -> float:
+    """How far the model's count of non-match links exceeds what the record pools allow.
+
+    A one-to-one solver makes a non-match link only between two records that
+    both lack their true partner. If ``weight`` of the ``kept_count`` links are
+    matches, each file has (its records - matches) such records, and a pair of
+    them is a candidate with about ``candidate_share``; the solver cannot make
+    more non-match links than there are such candidates or records. Exceeding
+    that costs like a Poisson count far above its mean (Gaussian approximation);
+    staying below it costs nothing.
+    """
+    if solver.records is None or solver.candidate_share is None:
+        return 0.0
+    matches = weight * kept_count
+    free_first = max(solver.records[0] - matches, 0.0)
+    free_second = max(solver.records[1] - matches, 0.0)
+    allowed = min(solver.candidate_share * free_first * free_second, free_first, free_second)
+    excess = (1 - weight) * kept_count - allowed
+    return excess * excess / (2 * max(allowed, 1.0)) if excess > 0 else 0.0
+
+
+def _non_match_pdf(scores, params, floor):
+    normal = stats.norm(*params)
+    return normal.pdf(scores) / max(float(normal.sf(floor)), 1e-300)
+
+
+def _match_pdf(scores, params, floor):
+    beta = stats.beta(*params)
+    return beta.pdf(scores) / max(float(beta.sf(floor)), 1e-300)
+
+
+def _truncated_normal_cdf(scores, params):
+    """CDF of normal(params) truncated to [scores[0], inf), at each score."""
+    normal = stats.norm(*params)
+    return np.clip((normal.cdf(scores) - normal.cdf(scores[0]))
+                   / max(float(normal.sf(scores[0])), 1e-300), 0.0, 1.0)
+
+
+def _ramp_pdf(scores, floor):
+    """Density rising linearly from 0 at the floor to its highest at 1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.where(scores >= floor, 2 * (scores - floor) / (1 - floor) ** 2, 0.0)
+
+
+def _exp(value):
+    """exp without overflow: the optimiser may wander far before it turns back."""
+    return np.exp(np.clip(value, -50.0, 50.0))
+
+
+def _edges(floor: float) -> np.ndarray:
+    """Histogram bin edges from the floor to 1 (bins of about ``_BIN_WIDTH``)."""
+    return np.linspace(floor, 1.0, max(20, int(round((1 - floor) / _BIN_WIDTH))) + 1)
+
+
+def _bin_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, edges.size - 2)
+
+
+def _non_match_mass(edges, params):
+    """Probability of each bin under the truncated normal."""
+    normal = stats.norm(*params)
+    return np.diff(normal.cdf(edges)) / max(float(normal.sf(edges[0])), 1e-300)
+
+
+def _match_mass(edges, params):
+    """Probability of each bin under the truncated beta."""
+    beta = stats.beta(*params)
+    return np.diff(beta.cdf(edges)) / max(float(beta.sf(edges[0])), 1e-300)
+
+
+def _review_pdf(scores, reviewed, floor):
+    """Density of the bumps around reviewed scores, truncated to [floor, 1]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not len(reviewed):
+        return np.zeros(scores.shape)
+    centres = np.asarray(reviewed, dtype=np.float64)
+    inside = (stats.norm.cdf((1 - centres) / REVIEW_WIDTH)
+              - stats.norm.cdf((floor - centres) / REVIEW_WIDTH))
+    density = stats.norm.pdf((scores[..., None] - centres) / REVIEW_WIDTH) / REVIEW_WIDTH
+    return (density / np.maximum(inside, 1e-300)).mean(axis=-1)
+
+
+def _review_mass(edges, reviewed):
+    """Probability of each bin under the bumps around reviewed scores."""
+    if not len(reviewed):
+        return np.zeros(edges.size - 1)
+    centres = np.asarray(reviewed, dtype=np.float64)
+    cdf = stats.norm.cdf((edges[:, None] - centres) / REVIEW_WIDTH)
+    return (np.diff(cdf, axis=0) / np.maximum(cdf[-1] - cdf[0], 1e-300)).mean(axis=1)
+
+
+def _labelled(scores, floor) -> np.ndarray:
+    """Reviewed scores the model can use: finite, at or above the floor, below 1."""
+    if scores is None:
+        return np.zeros(0)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    scores = scores[np.isfinite(scores) & (scores >= floor)]
+    return np.clip(scores, floor, 1 - 1e-9)
+
+
+def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
+    """Minus the log-likelihood of the reviews: log P(decision | score) under the model.
+
+    ``non`` and ``match`` are the weighted bin masses of the two components.
+    """
+    if not (accepted_bins.size or rejected_bins.size):
+        return 0.0
+    mixture = np.maximum(non + match, 1e-300)
+    return -float(np.log(np.maximum(match[accepted_bins], 1e-300) / mixture[accepted_bins]).sum()
+                  + np.log(np.maximum(non[rejected_bins], 1e-300) / mixture[rejected_bins]).sum())
+
+
+def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
+                    known_matches: np.ndarray | None = None,
+                    known_non_matches: np.ndarray | None = None) -> ScoreModel | None:
+    """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it.
+
+    Args:
+        scores: candidate pair scores (those below ``floor`` are ignored).
+        floor: the lowest score collected.
+        known_matches: scores of pairs reviewed as matches (accepted).
+        known_non_matches: scores of pairs reviewed as non-matches (rejected).
+            Reviewed scores below the floor are outside the model and ignored.
+    Returns:
+        The fitted model, or ``None`` when there are too few scores or the fit
+        finds no separate match component.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     scores = scores[scores >= floor]
+    accepted = _labelled(known_matches, floor)
+    rejected = _labelled(known_non_matches, floor)
     if scores.size < MIN_PAIRS_FOR_MODEL or float(scores.std()) < 1e-6:
         return None
-    bins = max(20, int(round((1 - floor) / _BIN_WIDTH)))
-    edges = np.linspace(floor, 1.0, bins + 1)
+    edges = _edges(floor)
     counts, _ = np.histogram(scores, edges)
+    accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
 
     def unpack(params):
-        weight = 1 / (1 + np.exp(-params[0]))
-        return weight, params[1], np.exp(params[2]), np.exp(params[3]), np.exp(params[4])
+        weight = special.expit(params[0])
+        # a >= 1: the match density never rises towards the floor.
+        return weight, params[1], _exp(params[2]), 1 + _exp(params[3]), _exp(params[4])
 
     def negative_log_likelihood(params):
         weight, mean, deviation, a, b = unpack(params)
-        normal, beta = stats.norm(mean, deviation), stats.beta(a, b)
-        non = np.diff(normal.cdf(edges)) / max(normal.sf(floor), 1e-300)
-        match = np.diff(beta.cdf(edges)) / max(beta.sf(floor), 1e-300)
-        probability = np.maximum((1 - weight) * non + weight * match, 1e-300)
-        return -float((counts * np.log(probability)).sum())
+        non = (1 - weight) * _non_match_mass(edges, (mean, deviation))
+        match = weight * _match_mass(edges, (a, b))
+        mixture = np.maximum(non + match, 1e-300)
+        return (-float((counts * np.log(mixture)).sum())
+                + _review_penalty(non, match, accepted_bins, rejected_bins))
 
     best = None
     with np.errstate(all="ignore"):
         for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0)):
-            start = [-2.0, start_mean, np.log(0.03), np.log(start_a), np.log(1.0)]
+            start = [-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
             result = optimize.minimize(negative_log_likelihood, start, method="Nelder-Mead",
                                        options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
             if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
@@ -110,25 +368,159 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR) -> ScoreMode
     if not 1e-6 < weight < 1 - 1e-6:
         return None
     model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
+    if accepted.size or rejected.size:
+        model = _fit_with_reviews(model, counts, edges, accepted, rejected, best.x)
     top, bottom = model.match_probability(np.array([0.999, floor]))
     if top < 0.5 or bottom > 0.5:
         return None  # no separation between the two components
     return model
 
 
+def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, start) -> ScoreModel:
+    """Refit with a bump of each class around its reviewed scores.
+
+    A normal and a beta cannot put matches where the fit saw mostly
+    non-matches (or the reverse) however many reviews say so. A bump around the
+    reviewed scores, in the class the reviewers chose, can: the unlabelled
+    scores decide how much mass it holds, the reviews which class it is.
+    """
+    floor = model.floor
+    accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
+    near_accepted, near_rejected = _review_mass(edges, accepted), _review_mass(edges, rejected)
+
+    def unpack(params):
+        return (special.expit(params[0]), params[1], _exp(params[2]), 1 + _exp(params[3]),
+                _exp(params[4]), special.expit(params[5]) if accepted.size else 0.0,
+                special.expit(params[6]) if rejected.size else 0.0)
+
+    def negative_log_likelihood(params):
+        weight, mean, deviation, a, b, match_share, non_share = unpack(params)
+        non = (1 - weight) * ((1 - non_share) * _non_match_mass(edges, (mean, deviation))
+                              + non_share * near_rejected)
+        match = weight * ((1 - match_share) * _match_mass(edges, (a, b))
+                          + match_share * near_accepted)
+        mixture = np.maximum(non + match, 1e-300)
+        return (-float((counts * np.log(mixture)).sum())
+                + _review_penalty(non, match, accepted_bins, rejected_bins))
+
+    best = None
+    with np.errstate(all="ignore"):
+        for shares in ((-6.0, -6.0), (-2.0, -2.0), (0.0, 0.0)):
+            found = optimize.minimize(negative_log_likelihood, [*start, *shares],
+                                      method="Nelder-Mead",
+                                      options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
+            if np.isfinite(found.fun) and (best is None or found.fun < best.fun):
+                best = found
+    if best is None:
+        return model
+    weight, mean, deviation, a, b, match_share, non_share = unpack(best.x)
+    return ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)),
+                      match_reviewed=float(match_share), non_match_reviewed=float(non_share),
+                      accepted=tuple(float(x) for x in accepted),
+                      rejected=tuple(float(x) for x in rejected))
+
+
+#: Search box of the kept-links fit: logits of weight, tail and power; logs of a - 1 and b.
+_KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.0))
+
+
+def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
+              rejected: np.ndarray) -> ScoreModel | None:
+    """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
+
+    Non-matches among kept pairs look like the decoys: a truncated normal is
+    fitted to them. The match share and the match beta are then refitted on the
+    kept scores, starting from the all-candidates fit, with an even tail
+    (``ScoreModel.match_tail``): the kept pairs are mostly matches, so they pin
+    down the match component's long left tail, which the whole candidate set,
+    dominated by non-matches there, cannot.
+    """
+    floor = model.floor
+    edges = _edges(floor)
+    decoys = np.asarray(solver.decoys, dtype=np.float64)
+    decoys = decoys[decoys >= floor]
+    kept = np.asarray(solver.kept, dtype=np.float64)
+    kept = kept[kept >= floor]
+    if decoys.size < MIN_PAIRS_FOR_MODEL or kept.size == 0:
+        return None
+    decoy_counts, _ = np.histogram(decoys, edges)
+    with np.errstate(all="ignore"):
+        found = optimize.minimize(
+            lambda p: -float((decoy_counts * np.log(np.maximum(
+                _non_match_mass(edges, (p[0], _exp(p[1]))), 1e-300))).sum()),
+            [float(decoys.mean()), np.log(max(float(decoys.std()), 1e-3))],
+            method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
+    non_match = (float(found.x[0]), float(_exp(found.x[1])))
+    decoy_cdf = _truncated_normal_cdf(edges, non_match)
+    counts, _ = np.histogram(kept, edges)
+    accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
+    even = np.diff(((edges - floor) / (1 - floor)) ** 2)
+
+    def unpack(params):
+        return (special.expit(params[0]), 1 + _exp(params[1]), _exp(params[2]),
+                special.expit(params[3]), special.expit(params[4]))
+
+    def negative_log_likelihood(params):
+        weight, a, b, tail, power = unpack(params)
+        non_part = (1 - weight) * np.diff(decoy_cdf ** power)
+        match_part = weight * ((1 - tail) * _match_mass(edges, (a, b)) + tail * even)
+        mixture = np.maximum(non_part + match_part, 1e-300)
+        return (-float((counts * np.log(mixture)).sum())
+                + _review_penalty(non_part, match_part, accepted_bins, rejected_bins)
+                + _pool_penalty(solver, kept.size, weight))
+
+    a, b = model.match
+    shape = [np.log(max(a - 1, 1e-3)), np.log(b)]
+    best = None
+    with np.errstate(all="ignore"):
+        for weight_start, tail_start, power_start in ((2.0, -3.0, 3.0), (0.0, -0.5, 0.0),
+                                                      (4.0, -1.5, -2.0)):
+            start = np.clip([weight_start, *shape, tail_start, power_start],
+                            [low for low, _ in _KEPT_BOUNDS], [high for _, high in _KEPT_BOUNDS])
+            found = optimize.minimize(negative_log_likelihood, start,
+                                      method="Nelder-Mead", bounds=_KEPT_BOUNDS,
+                                      options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
+            if np.isfinite(found.fun) and (best is None or found.fun < best.fun):
+                best = found
+    if best is None:
+        return None
+    weight, a, b, tail, power = unpack(best.x)
+    return ScoreModel(floor, float(weight), non_match, (float(a), float(b)), float(tail),
+                      non_match_power=float(power))
+
+
 def choose_threshold(scores: np.ndarray, requested: float | None = None,
-                     floor: float = SCORE_FLOOR) -> ThresholdChoice:
+                     floor: float = SCORE_FLOOR, *,
+                     known_matches: np.ndarray | None = None,
+                     known_non_matches: np.ndarray | None = None,
+                     solver: SolverScores | None = None) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
 
     Args:
         scores: scores of all candidate pairs at or above ``floor``.
         requested: a threshold set by the coordinator, or ``None`` for auto.
         floor: the lowest score that was collected.
+        known_matches, known_non_matches: scores of pairs reviewed as matches /
+            non-matches in earlier runs (see ``fit_score_model``).
+        solver: for one-to-one linkage (every owner at most one record per
+            group), ``one_to_one_scores`` of the same pairs. The model then
+            describes the pairs the solver keeps: its match probabilities, the
+            expected precision and recall and the best threshold are theirs.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    model = fit_score_model(scores, floor)
+    model = fit_score_model(scores, floor, known_matches=known_matches,
+                            known_non_matches=known_non_matches)
+    basis, described = scores, "candidate pairs"
+    if model is not None and solver is not None:
+        kept_model = _fit_kept(model, solver, _labelled(known_matches, floor),
+                               _labelled(known_non_matches, floor))
+        if kept_model is not None:
+            model = kept_model
+            basis = np.asarray(solver.kept, dtype=np.float64)
+            basis = basis[basis >= floor]
+            described = "links a one-to-one solver makes at the floor"
     if requested is not None:
-        precision, recall = _expected_quality(scores, model, requested) if model else (None, None)
+        precision, recall = _expected_quality(basis, model, requested) if model else (None, None)
         return ThresholdChoice(requested, "set by the coordinator", model, precision, recall)
     if model is None:
         return ThresholdChoice(
@@ -138,22 +530,53 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
             None,
         )
     grid = np.round(np.arange(floor, 1.0 + 1e-9, 0.0025), 4)
-    probability = model.match_probability(scores)
+    probability = model.match_probability(basis)
     best, best_f1 = DEFAULT_THRESHOLD, -1.0
     expected_matches = float(probability.sum())
     for candidate in grid:
-        above = scores >= candidate
+        above = basis >= candidate
         true_positive = float(probability[above].sum())
         false_positive = float(above.sum()) - true_positive
         false_negative = expected_matches - true_positive
         f1 = 2 * true_positive / max(2 * true_positive + false_positive + false_negative, 1e-12)
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(candidate), f1
-    precision, recall = _expected_quality(scores, model, best)
+    precision, recall = _expected_quality(basis, model, best)
+    labelled = _labelled(known_matches, floor).size + _labelled(known_non_matches, floor).size
+    reviews = f" and {labelled} reviewed pairs" if labelled else ""
     reason = (f"auto: a score model fitted to the {scores.size} candidate pairs at or above "
-              f"{floor:.3f} (about {probability.sum():.0f} of them matches) gives the best "
-              f"expected F1 ({best_f1:.3f}) at {best:.3f}")
+              f"{floor:.3f}{reviews} (about {probability.sum():.0f} of the {basis.size} "
+              f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
     return ThresholdChoice(best, reason, model, precision, recall)
+
+
+def review_band(model: ScoreModel | None, low: float = REVIEW_PROBABILITIES[0],
+                high: float = REVIEW_PROBABILITIES[1]) -> ReviewBand | None:
+    """The scores whose match probability lies in [low, high): where review helps most.
+
+    The defaults (0.2, 0.8) flag pairs the model cannot call either way with
+    odds of 4 to 1; outside the band a review rarely changes the decision.
+
+    Args:
+        model: a fitted score model, or ``None``.
+        low, high: match probabilities, 0 <= low < high <= 1.
+    Returns:
+        The band, or ``None`` without a model.
+    Raises:
+        InvalidRequestError: the probabilities are out of order or outside [0, 1].
+    """
+    if not 0.0 <= low < high <= 1.0:
+        raise InvalidRequestError(f"The review band needs 0 <= low < high <= 1, got {low} "
+                                  f"and {high}.")
+    if model is None:
+        return None
+    grid = np.linspace(model.floor, 1.0, 4001)
+    probability = model.match_probability(grid)
+    start = int(np.searchsorted(probability, low, side="left"))
+    stop = int(np.searchsorted(probability, high, side="left"))
+    low_score = float(grid[min(start, grid.size - 1)])
+    high_score = float(grid[stop]) if stop < grid.size else 1.0 + 1e-9
+    return ReviewBand(low_score, max(low_score, high_score), low, high)
 
 
 def quality_curve(scores: np.ndarray, model: ScoreModel | None, floor: float,

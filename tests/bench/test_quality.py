@@ -1,0 +1,75 @@
+"""The quality harness and the issue's bar: FEBRL4 linked 1-to-1 with the auto threshold."""
+
+import numpy as np
+import pytest
+
+from bench.quality import (
+    PERSON_SCHEMA,
+    encode_ours,
+    links_from_labels,
+    measure,
+    render,
+    run_dataset,
+    true_links,
+)
+from bench.quality_data import load_febrl4, load_synthetic
+from linkage.engine import link_records
+from linkage.evaluation import pairwise_quality
+from linkage.schema import load_schema
+
+
+@pytest.fixture(scope="module")
+def person_schema():
+    return load_schema(PERSON_SCHEMA.read_text("utf-8"))
+
+
+@pytest.mark.slow
+def test_febrl4_with_the_auto_threshold_reaches_f1_0_999(person_schema):
+    data = load_febrl4()
+    _, clks = encode_ours(data, person_schema)
+    result = link_records(clks, data.owners, threshold=None, max_per_owner=1,
+                          cross_owner_only=True)
+    quality = measure(true_links(data), links_from_labels(result.grouping.labels), data.owners)
+    assert quality["within"] is None
+    assert quality["all"].f1 >= 0.999, (result.choice.reason, quality["all"])
+    # The groups' confidence is that of one-to-one links: nearly all are certain.
+    assert np.mean(result.confidence >= 0.99) > 0.95
+
+
+def test_recordlinkage_metrics_agree_with_pairwise_quality():
+    data = load_synthetic(0.3, seed=3, records_per_agency=60)
+    rng = np.random.default_rng(0)
+    # A noisy prediction: the truth with a fifth of the records moved to random groups.
+    labels = np.unique(data.entities, return_inverse=True)[1]
+    moved = rng.random(labels.size) < 0.2
+    labels[moved] = rng.integers(0, labels.max() + 1, int(moved.sum()))
+    figures = measure(true_links(data), links_from_labels(labels), data.owners)
+    keys = [(str(o), str(i)) for i, o in enumerate(data.owners.tolist())]
+    reference = pairwise_quality(dict(zip(keys, labels.tolist())),
+                                 dict(zip(keys, data.entities.tolist())))
+    for part in ("all", "cross", "within"):
+        ours, theirs = figures[part], reference[part]
+        assert ours.correct_pairs == theirs.true_positives
+        assert ours.predicted_pairs == theirs.true_positives + theirs.false_positives
+        assert ours.true_pairs == theirs.true_positives + theirs.false_negatives
+        assert ours.f1 == pytest.approx(theirs.f1)
+    assert 0.3 < figures["all"].f1 < 0.95
+
+
+@pytest.mark.slow
+def test_the_harness_reports_every_method_and_the_calibration(person_schema):
+    data = load_synthetic(0.2, seed=5, records_per_agency=300)
+    figures = run_dataset(data, person_schema, anonlink=False, reviews=20,
+                          log=lambda text: None)
+    methods = {m["method"]: m for m in figures["methods"]}
+    assert "ours, auto after reviewing up to 20 flagged groups" in methods
+    auto = methods["ours, auto threshold"]["quality"]["all"]
+    ecm = methods["recordlinkage ECM (plaintext)"]["quality"]["all"]
+    assert auto["f1"] > 0.85 and ecm["f1"] > 0.85
+    check = figures["model_check"]
+    assert abs(check["estimated_precision"] - check["measured_precision"]) < 0.05
+    assert sum(row[2] for row in figures["group_calibration"]) == figures["groups"] > 50
+    observed = [row[4] for row in figures["group_calibration"] if row[2] >= 20]
+    assert observed and observed[-1] > 0.95  # the surest groups are nearly all right
+    table = render(figures)
+    assert "| ours, auto threshold |" in table and "Group confidence against truth" in table

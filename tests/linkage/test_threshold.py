@@ -1,0 +1,170 @@
+"""The score model: review feedback, the one-to-one solver's evidence, the review band."""
+
+import numpy as np
+import pytest
+
+from linkage.candidates import CandidatePairs
+from linkage.errors import InvalidRequestError
+from linkage.grouping import greedy_groups
+from linkage.threshold import (
+    REVIEW_PROBABILITIES,
+    SolverScores,
+    choose_threshold,
+    fit_score_model,
+    one_to_one_scores,
+    review_band,
+)
+
+
+def _non_matches(rng, count=40_000):
+    scores = rng.normal(0.55, 0.05, count)
+    return scores[scores >= 0.5]
+
+
+# -- review feedback ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_accepted_reviews_teach_the_model_a_cluster_of_matches_it_missed():
+    # 200 of 1000 matches share one damaged field and score about 0.70, where the
+    # unlabelled fit sees only the non-match tail: it puts the threshold above them.
+    rng = np.random.default_rng(11)
+    scores = np.concatenate([_non_matches(rng), np.clip(rng.normal(0.93, 0.025, 800), 0, 0.999),
+                             rng.normal(0.70, 0.012, 200)])
+    blind = choose_threshold(scores, None, 0.5)
+    reviewed = choose_threshold(scores, None, 0.5, known_matches=rng.normal(0.70, 0.012, 15))
+    assert blind.threshold > 0.72
+    assert blind.model.match_probability(np.array([0.70]))[0] < 0.01
+    assert reviewed.threshold < 0.70 < blind.threshold
+    assert reviewed.model.match_probability(np.array([0.70]))[0] > 0.5
+    assert "15 reviewed pairs" in reviewed.reason
+
+
+@pytest.mark.slow
+def test_rejected_reviews_teach_the_model_look_alikes_it_took_for_matches():
+    # 150 look-alike non-matches (relatives at one address) score about 0.80.
+    rng = np.random.default_rng(11)
+    scores = np.concatenate([_non_matches(rng), rng.normal(0.80, 0.01, 150),
+                             np.clip(rng.normal(0.93, 0.03, 1000), 0, 0.999)])
+    blind = choose_threshold(scores, None, 0.5)
+    reviewed = choose_threshold(scores, None, 0.5,
+                                known_non_matches=rng.normal(0.80, 0.01, 15))
+    assert blind.threshold < 0.78
+    assert blind.model.match_probability(np.array([0.80]))[0] > 0.9
+    assert reviewed.threshold > 0.80
+    assert reviewed.model.match_probability(np.array([0.80]))[0] < 0.5
+
+
+@pytest.mark.slow
+def test_reviews_below_the_floor_or_not_finite_change_nothing():
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([_non_matches(rng, 5000), np.clip(rng.normal(0.92, 0.03, 400), 0, 1)])
+    plain = fit_score_model(scores, 0.5)
+    ignored = fit_score_model(scores, 0.5, known_matches=np.array([0.3, np.nan]),
+                              known_non_matches=np.array([0.1]))
+    assert ignored == plain
+
+
+# -- one-to-one solver -----------------------------------------------------------------------
+
+def _two_files(seed, records=1000, matched=800):
+    """Records 0..n-1 of owner 0 and n..2n-1 of owner 1; record i matches n + i for i < matched.
+
+    15% of the matches have a damaged field (scores spread over 0.62-0.85); each
+    record also has a few random non-match candidates above the floor 0.55.
+    """
+    rng = np.random.default_rng(seed)
+    damaged = rng.random(matched) < 0.15
+    match_scores = np.where(damaged, rng.uniform(0.62, 0.85, matched), rng.beta(30, 3, matched))
+    first = rng.integers(0, records, 60_000)
+    second = records + rng.integers(0, records, 60_000)
+    score = rng.normal(0.5, 0.05, 60_000)
+    keep = (second - records != first) & (score >= 0.55)
+    left = np.concatenate([np.arange(matched), first[keep]])
+    right = np.concatenate([records + np.arange(matched), second[keep]])
+    _, unique = np.unique(left * 10**6 + right, return_index=True)
+    pairs = CandidatePairs(left[unique], right[unique],
+                           np.concatenate([match_scores, score[keep]])[unique])
+    return pairs, np.repeat([0, 1], records)
+
+
+def _one_to_one_f1(pairs, owners, threshold, records=1000, matched=800):
+    keep = pairs.score >= threshold
+    grouping = greedy_groups(CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep]),
+                             owners.size, owners, max_per_owner=1)
+    links = [sorted(m.tolist()) for m in grouping.members()]
+    correct = sum(1 for a, b in links if b == a + records and a < matched)
+    return 2 * correct / (len(links) + matched), correct / max(len(links), 1)
+
+
+@pytest.mark.slow
+def test_the_solvers_evidence_lowers_the_threshold_to_where_one_to_one_linkage_is_best():
+    pairs, owners = _two_files(seed=0)
+    blind = choose_threshold(pairs.score, None, 0.55)
+    informed = choose_threshold(pairs.score, None, 0.55, solver=one_to_one_scores(pairs, owners))
+    blind_f1, _ = _one_to_one_f1(pairs, owners, blind.threshold)
+    informed_f1, precision = _one_to_one_f1(pairs, owners, informed.threshold)
+    assert informed.threshold < blind.threshold
+    assert informed_f1 > blind_f1 + 0.005
+    assert informed_f1 > 0.98
+    # The model now describes the solver's links: its precision estimate is theirs.
+    assert abs(informed.estimated_precision - precision) < 0.02
+    assert "one-to-one solver" in informed.reason
+
+
+def test_one_to_one_scores_keeps_each_record_once_and_decoys_are_the_runners_up():
+    pairs = CandidatePairs(np.array([0, 1, 0, 1]), np.array([2, 3, 3, 2]),
+                           np.array([0.9, 0.8, 0.7, 0.6]))
+    found = one_to_one_scores(pairs, np.array([0, 0, 1, 1]))
+    assert sorted(found.kept.tolist()) == [0.8, 0.9]
+    assert sorted(found.decoys.tolist()) == [0.6, 0.7]
+
+
+def test_without_enough_decoys_the_plain_model_is_used():
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([_non_matches(rng, 5000), np.clip(rng.normal(0.92, 0.03, 400), 0, 1)])
+    few = SolverScores(kept=np.full(10, 0.95), decoys=np.array([0.6, 0.61]))
+    assert choose_threshold(scores, None, 0.5, solver=few).model == fit_score_model(scores, 0.5)
+
+
+# -- review band and the old signature --------------------------------------------------------
+
+def test_review_band_brackets_the_uncertain_scores():
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([_non_matches(rng, 5000), np.clip(rng.normal(0.9, 0.04, 500), 0, 1)])
+    model = choose_threshold(scores).model
+    band = review_band(model)
+    low, high = REVIEW_PROBABILITIES
+    assert (band.low_probability, band.high_probability) == (low, high)
+    assert 0.5 < band.low_score < band.high_score < 1.0
+    inside = np.linspace(band.low_score, band.high_score, 50, endpoint=False)
+    probability = model.match_probability(inside)
+    assert probability.min() >= low - 0.01 and probability.max() <= high + 0.01
+    assert model.match_probability(np.array([band.high_score + 0.01]))[0] >= high
+    assert band.contains(np.array([band.low_score, band.high_score])).tolist() == [True, False]
+    wide = review_band(model, 0.05, 0.95)
+    assert wide.low_score <= band.low_score and wide.high_score >= band.high_score
+    assert review_band(None) is None
+    with pytest.raises(InvalidRequestError, match="low < high"):
+        review_band(model, 0.8, 0.2)
+
+
+def test_the_servers_positional_call_still_works():
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([_non_matches(rng, 5000), np.clip(rng.normal(0.9, 0.04, 500), 0, 1)])
+    choice = choose_threshold(scores, 0.75, 0.5)
+    assert choice.threshold == 0.75 and choice.reason == "set by the coordinator"
+    assert 0.9 < choice.estimated_precision <= 1.0 and 0.9 < choice.estimated_recall <= 1.0
+
+
+def test_solver_evidence_copes_with_matches_piled_at_one():
+    # Near-identical records: the beta fitted to all candidates is extremely sharp,
+    # outside the box the one-to-one refit searches; it must start inside it.
+    rng = np.random.default_rng(1)
+    pairs, owners = _two_files(seed=1, records=300, matched=200)
+    matches = pairs.right - 300 == pairs.left
+    score = pairs.score.copy()
+    score[matches] = np.clip(1 - rng.exponential(0.0005, int(matches.sum())), 0, 1)
+    pairs = CandidatePairs(pairs.left, pairs.right, score)
+    choice = choose_threshold(pairs.score, None, 0.55, solver=one_to_one_scores(pairs, owners))
+    f1, precision = _one_to_one_f1(pairs, owners, choice.threshold, records=300, matched=200)
+    assert f1 > 0.99 and precision > 0.99
