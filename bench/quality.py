@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import subprocess
@@ -59,7 +58,6 @@ from linkage.clks import clks_from_bytes
 from linkage.encoding import encode_values, prepare_records
 from linkage.engine import (
     LinkageResult,
-    choose_floor,
     compare_new_records,
     decide,
     link_records,
@@ -68,7 +66,7 @@ from linkage.evaluation import pairwise_quality
 from linkage.grouping import greedy_groups
 from linkage.mapping import parse_mapping
 from linkage.schema import LinkageSchema, load_schema
-from linkage.threshold import REVIEW_PROBABILITIES, choose_threshold, one_to_one_scores
+from linkage.threshold import REVIEW_PROBABILITIES
 
 from .quality_company import load_companies
 from .quality_data import LabelledData, load_febrl3, load_febrl4, load_synthetic
@@ -78,7 +76,6 @@ __all__ = [
     "PERSON_SCHEMA",
     "Quality",
     "encode_ours",
-    "link_one_to_one",
     "links_from_labels",
     "main",
     "measure",
@@ -186,14 +183,7 @@ def _cross_check(data: LabelledData, labels: np.ndarray, reported: Quality | Non
 
 @dataclass
 class OursRun:
-    """Our pipeline's output on one data set.
-
-    ``result`` is what ``link_records`` returns today. For one-to-one data,
-    ``solver_result`` is what it returns once ``engine.decide`` passes
-    ``one_to_one_scores`` to ``choose_threshold`` (the change proposed in
-    docs/quality.md); ``None`` when the engine does so already or the data is
-    not one-to-one. ``effective`` is the better informed of the two.
-    """
+    """Our pipeline's output on one data set: ``result`` is what ``link_records`` returns."""
 
     values: list[list[str]]
     clks: np.ndarray
@@ -201,11 +191,6 @@ class OursRun:
     scan_pairs: CandidatePairs
     seconds_encode: float
     seconds_link: float
-    solver_result: LinkageResult | None = None
-
-    @property
-    def effective(self) -> LinkageResult:
-        return self.solver_result or self.result
 
 
 def encode_ours(data: LabelledData, schema: LinkageSchema) -> tuple[list[list[str]], np.ndarray]:
@@ -219,33 +204,12 @@ def encode_ours(data: LabelledData, schema: LinkageSchema) -> tuple[list[list[st
 
 def _encode(values: list[list[str]], schema: LinkageSchema) -> np.ndarray:
     """``encode_values`` with BLIP's coins (if the schema hardens with BLIP) seeded: repeatable."""
-    if "rng" in inspect.signature(encode_values).parameters:
-        return encode_values(values, schema, SECRET, rng=np.random.default_rng(BLIP_SEED))
-    return encode_values(values, schema, SECRET)
+    return encode_values(values, schema, SECRET, rng=np.random.default_rng(BLIP_SEED))
 
 
 def _limits(data: LabelledData) -> dict:
     return {"max_per_owner": 1 if data.one_to_one else None,
             "cross_owner_only": data.one_to_one}
-
-
-def link_one_to_one(clks: np.ndarray, owners: np.ndarray) -> LinkageResult:
-    """``link_records(..., max_per_owner=1, cross_owner_only=True)`` with the solver's evidence.
-
-    The same steps as ``linkage.engine.link_records`` and ``decide``, except
-    that ``choose_threshold`` also gets ``one_to_one_scores`` of the pairs.
-    """
-    floor = choose_floor(clks)
-    pairs = compare_new_records(clks, np.ones(clks.shape[0], bool), floor)
-    cross = owners[pairs.left] != owners[pairs.right]
-    pairs = CandidatePairs(pairs.left[cross], pairs.right[cross], pairs.score[cross])
-    choice = choose_threshold(pairs.score, None, floor, solver=one_to_one_scores(pairs, owners))
-    keep = pairs.score >= choice.threshold
-    kept = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
-    grouping = greedy_groups(kept, clks.shape[0], owners, max_per_owner=1)
-    confidence = (choice.model.match_probability(grouping.weakest_score) if choice.model
-                  else grouping.weakest_score.copy())
-    return LinkageResult(choice, floor, kept, pairs.score, grouping, confidence)
 
 
 def run_ours(data: LabelledData, schema: LinkageSchema) -> OursRun:
@@ -255,16 +219,12 @@ def run_ours(data: LabelledData, schema: LinkageSchema) -> OursRun:
     encoded = time.perf_counter()
     result = link_records(clks, data.owners, threshold=None, **_limits(data))
     linked = time.perf_counter()
-    solver_result = None
-    if data.one_to_one and "one-to-one solver" not in result.choice.reason:
-        solver_result = link_one_to_one(clks, data.owners)
     # From the engine's floor: below it, balanced (hardened) CLKs put nearly every pair.
     scan = compare_new_records(clks, np.ones(len(data), bool), result.floor)
     if data.one_to_one:
         keep = data.owners[scan.left] != data.owners[scan.right]
         scan = CandidatePairs(scan.left[keep], scan.right[keep], scan.score[keep])
-    return OursRun(values, clks, result, scan, encoded - started, linked - encoded,
-                   solver_result)
+    return OursRun(values, clks, result, scan, encoded - started, linked - encoded)
 
 
 def group_at(data: LabelledData, pairs: CandidatePairs, threshold: float) -> np.ndarray:
@@ -433,12 +393,12 @@ def group_calibration(data: LabelledData, result: LinkageResult) -> list[tuple]:
 
 
 def _basis(data: LabelledData, run: OursRun) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and truth of what the effective score model describes.
+    """Scores and truth of what the score model describes.
 
     Candidate pairs at or above the floor; or, with the one-to-one solver's
     evidence, the links the solver makes at the floor.
     """
-    result = run.effective
+    result = run.result
     pairs = run.scan_pairs
     keep = pairs.score >= result.floor
     pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
@@ -452,7 +412,7 @@ def _basis(data: LabelledData, run: OursRun) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_calibration(data: LabelledData, run: OursRun) -> list[tuple]:
     """The same for what the model describes (see ``_basis``): its P(match) against truth."""
-    model = run.effective.choice.model
+    model = run.result.choice.model
     if model is None:
         return []
     scores, outcome = _basis(data, run)
@@ -498,7 +458,7 @@ def model_check(data: LabelledData, run: OursRun) -> dict:
     ones at or above the threshold; recall is given against the true ones the
     model can see (at or above the floor) and against all true pairs.
     """
-    result = run.effective
+    result = run.result
     threshold = result.choice.threshold
     scores, is_true = _basis(data, run)
     above = scores >= threshold
@@ -559,11 +519,6 @@ def run_dataset(data: LabelledData, schema: LinkageSchema, *, anonlink: bool = T
     auto = measure(truth, links_from_labels(auto_labels), data.owners)
     _cross_check(data, auto_labels, auto["all"])
     methods = [MethodResult("ours, auto threshold", ours.result.choice.threshold, auto)]
-    if ours.solver_result is not None:
-        methods.append(MethodResult(
-            "ours, auto + one-to-one solver evidence (proposed engine change)",
-            ours.solver_result.choice.threshold,
-            measure(truth, links_from_labels(ours.solver_result.grouping.labels), data.owners)))
     reviewed = None
     if reviews and not data.one_to_one:
         reviewed = simulate_reviews(data, ours, reviews)
@@ -597,8 +552,8 @@ def run_dataset(data: LabelledData, schema: LinkageSchema, *, anonlink: bool = T
                      "quality": {k: (asdict(v) if v else None) for k, v in m.quality.items()}}
                     for m in methods],
         "model_check": model_check(data, ours),
-        "groups": ours.effective.grouping.group_count,
-        "group_calibration": group_calibration(data, ours.effective),
+        "groups": ours.result.grouping.group_count,
+        "group_calibration": group_calibration(data, ours.result),
         "reviewed_group_calibration": (group_calibration(data, reviewed)
                                        if reviewed is not None else None),
         "pair_calibration": pair_calibration(data, ours),
@@ -656,8 +611,6 @@ def render_summary(everything: list[dict]) -> str:
     for figures in everything:
         names += [m["method"] for m in figures["methods"] if m["method"] not in names]
     short = {"ours, auto threshold": "ours auto",
-             "ours, auto + one-to-one solver evidence (proposed engine change)":
-                 "ours auto + solver (proposed)",
              "ours at its hindsight-best threshold": "ours hindsight-best",
              **{m: "ours auto after reviews" for m in names if "after reviewing" in m},
              "clkhash+anonlink, hindsight-best threshold": "clkhash+anonlink hindsight-best",

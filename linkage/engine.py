@@ -25,7 +25,6 @@ from .threshold import (
 )
 
 __all__ = [
-    "REVIEW_BAND",
     "LinkageResult",
     "ProgressCallback",
     "choose_floor",
@@ -43,9 +42,6 @@ _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
 _HIGHEST_FLOOR = 0.7
 LSH_MIN_COMPARISONS = 2e11
-#: Groups whose match probability lies in [low, high) are flagged for review:
-#: the model is not sure either way, so a person's decision is worth most there.
-REVIEW_BAND = REVIEW_PROBABILITIES
 
 
 @dataclass(frozen=True)
@@ -215,12 +211,15 @@ def _one_to_one(max_per_owner, owners: np.ndarray) -> bool:
     return max_per_owner == 1
 
 
-def needs_review(confidence: np.ndarray, choice: ThresholdChoice) -> np.ndarray:
-    """Which groups' confidences fall in ``REVIEW_BAND`` (none without a score model)."""
+def needs_review(confidence: np.ndarray, modelled: bool,
+                 band: tuple[float, float] = REVIEW_PROBABILITIES) -> np.ndarray:
+    """Which groups' confidences fall in the review ``band``: the model is not sure either
+    way, so a person's decision is worth most there. None without a score model
+    (``modelled`` false), whose confidences are raw scores."""
     confidence = np.asarray(confidence, np.float64)
-    if choice.model is None:
+    if not modelled:
         return np.zeros(confidence.shape, bool)
-    return (confidence >= REVIEW_BAND[0]) & (confidence < REVIEW_BAND[1])
+    return (confidence >= band[0]) & (confidence < band[1])
 
 
 def link_records(

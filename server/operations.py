@@ -23,7 +23,6 @@ from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import (
-    REVIEW_BAND,
     choose_floor,
     compare_new_records,
     decide,
@@ -46,7 +45,12 @@ from linkage.errors import (
 )
 from linkage.schema import load_schema
 from linkage.network import Membership, build_network
-from linkage.threshold import parse_threshold, quality_curve, score_histogram
+from linkage.threshold import (
+    REVIEW_PROBABILITIES,
+    parse_threshold,
+    quality_curve,
+    score_histogram,
+)
 
 from . import failpoints
 from .auth import Identity, hash_token, new_token
@@ -437,9 +441,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         raise RunStateError(f"Project {project_name!r} has no batches yet; agencies submit with "
                             "'linkage submit' first.")
     latest = store.latest_run(project.id)
+    reviews = store.reviews(project.id)
     reviews_digest = hashlib.sha256(json.dumps(sorted(
-        (key, decision) for key, (decision, _) in store.reviews(project.id).items())).encode()
-    ).hexdigest()
+        (key, decision) for key, (decision, _) in reviews.items())).encode()).hexdigest()
     if (latest is not None and not records.is_new.any()
             and latest.summary.get("records") == len(records.record_ids)
             and latest.summary.get("threshold_setting") == setting
@@ -494,7 +498,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         position = np.searchsorted(records.row_ids, np.concatenate([stored_left, stored_right]))
         half = stored_left.shape[0]
         all_pairs = CandidatePairs(position[:half], position[half:], stored_score)
-        all_pairs, broken_links = _break_rejected_groups(store, project, records, all_pairs)
+        rejected_keys = [key for key, (decision, _) in reviews.items() if decision == "rejected"]
+        all_pairs, broken_links = _break_rejected_groups(store, project, records, all_pairs,
+                                                         rejected_keys)
         groups, by_type = [], {}
         one_per_group = {agency: 1 for agency in store.deduplicated_agencies(project.id)}
         accepted, rejected = store.reviewed_scores(project.id)
@@ -510,7 +516,8 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             result = decide(pairs, floor, records.agency_ids[rows], threshold=requested,
                             max_per_owner=one_per_group or None, on_progress=report, **labelled)
             groups.extend(_named_groups(store, result, records, rows))
-            to_review += int(needs_review(result.confidence, result.choice).sum())
+            to_review += int(needs_review(result.confidence,
+                                          result.choice.model is not None).sum())
             by_type[entity_type] = result
         primary_type = "person" if "person" in by_type else next(iter(by_type))
         primary = by_type[primary_type]
@@ -539,7 +546,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "groups": len(groups),
             "cross_agency_groups": cross,
             "groups_to_review": to_review,
-            "review_band": list(REVIEW_BAND),
+            "review_band": list(REVIEW_PROBABILITIES),
             "reviews_used_accepted": int(accepted.size),
             "reviews_used_rejected": int(rejected.size),
             "rejected_links_broken": broken_links,
@@ -562,13 +569,11 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     return summary
 
 
-def _break_rejected_groups(store: Store, project: ProjectRow, records, pairs: CandidatePairs
-                           ) -> tuple[CandidatePairs, int]:
-    """Drop the weakest pair inside each group a coordinator rejected, so that the group is
-    not formed again (its records may still link elsewhere); returns the pairs and how many
+def _break_rejected_groups(store: Store, project: ProjectRow, records, pairs: CandidatePairs,
+                           rejected: list[str]) -> tuple[CandidatePairs, int]:
+    """Drop the weakest pair inside each of the ``rejected`` groups, so that the group is not
+    formed again (its records may still link elsewhere); returns the pairs and how many
     were dropped."""
-    rejected = [key for key, (decision, _) in store.reviews(project.id).items()
-                if decision == "rejected"]
     if not rejected or len(pairs) == 0:
         return pairs, 0
     row_of = {(int(a), r): i for i, (a, r) in enumerate(zip(records.agency_ids,
@@ -701,8 +706,9 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     names = {a.id: a.name for a in agencies}
     reviews = store.reviews(project.id)
     groups = store.groups(run.id)
-    low, high = run.summary.get("review_band", REVIEW_BAND)
-    modelled = bool(run.summary.get("estimated_precision"))
+    flagged = needs_review(np.array([g.confidence for g in groups], np.float64),
+                           bool(run.summary.get("estimated_precision")),
+                           tuple(run.summary.get("review_band", REVIEW_PROBABILITIES)))
     follow_ups: dict[str, list[FollowUpView]] = {}
     for follow_up in store.follow_ups(project.id):
         follow_ups.setdefault(follow_up.group_key, []).append(_follow_up_view(follow_up, names))
@@ -710,7 +716,7 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
     duplicates = {a.id: 0 for a in agencies}
     pair_counts: dict[tuple[str, str], int] = {}
     group_reports = []
-    for group in groups:
+    for group, uncertain in zip(groups, flagged.tolist()):
         members = group.members_by_agency
         if len(members) > 1:
             for agency_id, count in members.items():
@@ -726,7 +732,7 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
             group.size, group.confidence, decision, note, follow_ups.get(group.key, []),
-            needs_review=modelled and not decision and low <= group.confidence < high))
+            needs_review=uncertain and not decision))
     records_in_run = run.summary.get("records_by_agency", {})
     batches_in_run = run.summary.get("batches_by_agency", {})
     agency_reports = [

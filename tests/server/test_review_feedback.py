@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from client.demo import ServerProcess
-from linkage.engine import REVIEW_BAND
+from linkage.threshold import REVIEW_PROBABILITIES
 from linkage.synthetic import DEFAULT_STAGES
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def test_a_deduplicated_agency_never_has_two_records_in_a_group(reuse_server, da
 def test_uncertain_groups_are_flagged_and_reviews_feed_the_next_run(reuse_server, batches,
                                                                     schema_text):
     report = _link(reuse_server, "feedback", schema_text, batches)
-    low, high = REVIEW_BAND
+    low, high = REVIEW_PROBABILITIES
     flagged = [g for g in report["groups"] if g["needs_review"]]
     assert all(low <= g["confidence"] < high for g in flagged)
     assert report["summary"]["groups_to_review"] == len(flagged)
