@@ -493,6 +493,39 @@ def follow_up_answer(client: LinkageClient, project, follow_up_id, decision, not
     click.echo(json.dumps(client.answer_follow_up(project, follow_up_id, decision, note)))
 
 
+@main.command()
+@click.option("--project", default=None,
+              help="Project to open; required with an agency token (a coordinator can switch "
+                   "projects in the console).")
+@click.option("--port", default=0, show_default="a free port",
+              type=click.IntRange(0, 65535), help="Port on 127.0.0.1.")
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only 127.0.0.1 is accepted.")
+@server_options
+def console(client: LinkageClient, project, port, bind) -> None:
+    """A local web console: review queue, network and follow-ups, or an agency's hits.
+
+    Serves a web application on 127.0.0.1 that acts with your credentials
+    (the same token file and TLS files as every other command) and prints a
+    link with a one-time access token; open it in your browser. A coordinator
+    token gets the overview, review queue, network and follow-ups; an agency
+    token gets its hits and follow-ups. Stop it with Ctrl-C.
+
+    Example:
+
+        linkage console --token-file linkage-data/coordinator.token --project antwerp-q4
+    """
+    from .console import serve_console
+
+    def announce(url: str, role: str) -> None:
+        click.echo(f"The {role} console for {project or 'your projects'} is running. Open this "
+                   "link in your browser (it works once; Ctrl-C stops the console):", err=True)
+        click.echo(url)
+        sys.stdout.flush()
+
+    serve_console(client, project=project, port=port, bind=bind, announce=announce)
+
+
 # -- operator -----------------------------------------------------------------------------------
 
 @main.command()
