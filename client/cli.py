@@ -708,7 +708,10 @@ def generate(out_dir: Path, records: int, seed: int) -> None:
               help="Where the demo keeps its files (replaced on each run).")
 @click.option("--records", default=2000, show_default=True, help="Records per agency.")
 @click.option("--seed", default=7, show_default=True, help="Random seed.")
-def demo(workdir: Path, records: int, seed: int) -> None:
+@click.option("--console", "leave_console", is_flag=True,
+              help="At the end, leave the server and a coordinator console running "
+                   "(Ctrl-C stops them); prints the console's link.")
+def demo(workdir: Path, records: int, seed: int, leave_console: bool) -> None:
     """Several agencies link their records through a real server on loopback.
 
     Generates synthetic exports, starts linkage-server, encodes at each agency,
@@ -720,7 +723,7 @@ def demo(workdir: Path, records: int, seed: int) -> None:
         linkage demo --records 2000
     """
     from .demo import run_demo
-    run_demo(workdir, records, seed)
+    run_demo(workdir, records, seed, console=leave_console)
 
 
 main.add_command(pki)

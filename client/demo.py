@@ -185,11 +185,14 @@ def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True, err=True)
 
 
-def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True) -> dict:
+def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
+             console: bool = False) -> dict:
     """Run the whole scenario; returns the quality figures.
 
     With ``tls`` (the default, as a deployment should run) the server requires mutual TLS and
-    every caller connects with its own client certificate.
+    every caller connects with its own client certificate. With ``console`` the server is
+    started again on the demo's data at the end and a coordinator console is left running
+    until Ctrl-C.
     """
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -288,4 +291,32 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True) -> dic
                    f"{q.true_positives:>8}{q.false_positives:>9}{q.false_negatives:>8}")
     click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s; files in {workdir}/",
                err=True)
+    if console:
+        _leave_console_running(server, workdir, tokens)
     return quality
+
+
+def _leave_console_running(server: ServerProcess, workdir: Path, tokens: dict[str, str]) -> None:
+    """Start the server again on the demo's data and serve a coordinator console until Ctrl-C;
+    print how each agency opens its own console."""
+    from .console import serve_console
+
+    tokens_dir = workdir / "tokens"
+    tokens_dir.mkdir(exist_ok=True)
+    for name, token in tokens.items():
+        files.write_private(tokens_dir / f"{name}.token", (token + "\n").encode("ascii"))
+    _step("Leaving linkage-server and a coordinator console running (Ctrl-C stops both)")
+    with server:
+        example = next(iter(tokens))
+        tls = server.client_tls(example, "agency")
+        tls_flags = "".join(f" --{flag} {path}" for flag, path in tls.items())
+        click.echo(f"  server on {server.address}. An agency opens its own console in another "
+                   f"terminal, e.g.:\n    linkage console --server {server.address} --project "
+                   f"{PROJECT} --token-file {tokens_dir / example}.token{tls_flags}", err=True)
+
+        def announce(url: str, role: str) -> None:
+            click.echo(f"  The {role} console: open {url}", err=True)
+            click.echo(url)
+
+        with server.client(server.coordinator_token) as coordinator:
+            serve_console(coordinator, project=PROJECT, announce=announce)

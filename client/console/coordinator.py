@@ -136,7 +136,7 @@ def network():
                                         if n["kind"] == "entity"}),
                 "project": context["project"]}
         brokers = [b for b in report["network"].get("brokers", [])
-                   if len(b["agencies"]) > 1][:50]
+                   if len(b["agencies"]) > 1][:30]
     return render_template("network.html", **context, report=report, no_run=no_run, data=data,
                            brokers=brokers)
 

@@ -173,11 +173,16 @@ def severe_errors(browser) -> list[dict]:
 
 
 def screenshot(browser, name: str) -> None:
+    """The whole page (up to 4000 px tall) as test-artifacts/console-NAME.png."""
     ARTIFACTS.mkdir(exist_ok=True)
     height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(max(height, 900), 4000))
-    browser.save_screenshot(str(ARTIFACTS / f"console-{name}.png"))
-    browser.set_window_size(1400, 1300)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1400, "height": min(max(height, 800), 4000), "deviceScaleFactor": 1,
+        "mobile": False})
+    try:
+        browser.save_screenshot(str(ARTIFACTS / f"console-{name}.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def no_record_ids(text: str, batches, *, except_agency: str | None = None) -> None:

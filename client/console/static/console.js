@@ -270,7 +270,7 @@
           list.appendChild(item);
         });
         const followUps = panel.querySelector('.b-follow-ups');
-        if (!found.follow_ups.length) { followUps.appendChild(element('li', 'none yet')); }
+        if (!found.follow_ups.length) { followUps.appendChild(element('li', 'none yet', 'none')); }
         found.follow_ups.forEach(function (f) {
           followUps.appendChild(element('li', f.id + ': ' + f.requested_by + ' asked ' + f.agency +
                                         ' (' + f.status + ')'));
@@ -285,6 +285,7 @@
               opened.textContent = 'Opened ' + result.follow_ups.map(function (f) {
                 return f.id + ' (' + f.agency + ')'; }).join(', ') + '.';
               opened.classList.add('ok');
+              followUps.querySelectorAll('li.none').forEach(function (li) { li.remove(); });
               result.follow_ups.forEach(function (f) {
                 followUps.appendChild(element('li', f.id + ': ' + f.requested_by + ' asked ' +
                                               f.agency + ' (' + f.status + ')'));
