@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import grpc
 from flask import Flask, current_app, jsonify, redirect, render_template, request, session, \
@@ -23,6 +23,9 @@ from linkage.errors import LinkageError
 
 from .access import OneTimeToken, SessionRegistry
 from .runs import RunWatch
+
+if TYPE_CHECKING:
+    from ..api import LinkageClient
 
 __all__ = ["ConsoleState", "create_app", "state"]
 
@@ -42,7 +45,7 @@ _CALLER_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_P
 class ConsoleState:
     """What the routes share: the client, who it acts as, the access gate and caches."""
 
-    client: object  # LinkageClient; duck-typed so the shaping needs no channel
+    client: "LinkageClient"
     role: Role
     project: str | None
     access: OneTimeToken
@@ -56,7 +59,7 @@ def state() -> ConsoleState:
     return current_app.extensions["linkage_console"]
 
 
-def create_app(client, *, role: Role, project: str | None, access: OneTimeToken,
+def create_app(client: "LinkageClient", *, role: Role, project: str | None, access: OneTimeToken,
                allowed_hosts: tuple[str, ...] = (), cookie_name: str = "linkage-console"
                ) -> Flask:
     """The console application acting through ``client`` as ``role``.

@@ -116,8 +116,9 @@ def record_review():
     if decision not in ("accepted", "rejected"):
         return jsonify(error="A decision is 'accepted' or 'rejected'."), 400
     project, group = body.get("project") or "", body.get("group") or ""
-    stored = state().client.review(project, group, decision, (body.get("note") or "").strip())
-    return jsonify(group=group, decision=stored, note=(body.get("note") or "").strip())
+    note = (body.get("note") or "").strip()
+    stored = state().client.review(project, group, decision, note)
+    return jsonify(group=group, decision=stored, note=note)
 
 
 @pages.get("/network")

@@ -121,8 +121,7 @@ def all_follow_ups(report: dict) -> list[dict]:
         for follow_up in group.get("follow_ups", []):
             rows.append({**follow_up, "group_agencies": sorted(group["agencies"]),
                          "confidence": group["confidence"]})
-    rows.sort(key=lambda f: -_follow_up_number(f["id"]))
-    return rows
+    return _newest_first(rows)
 
 
 def _follow_up_number(follow_up_id: str) -> int:
@@ -147,8 +146,11 @@ def split_follow_ups(hits: Iterable[dict]) -> tuple[list[dict], list[dict]]:
                 asked.setdefault(follow_up["id"], row)
             elif follow_up["requested_by"] not in others | {"coordinator"}:
                 requested.setdefault(follow_up["id"], row)
-    ordered = lambda rows: sorted(rows.values(), key=lambda f: -_follow_up_number(f["id"]))  # noqa: E731
-    return ordered(asked), ordered(requested)
+    return _newest_first(asked.values()), _newest_first(requested.values())
+
+
+def _newest_first(rows: Iterable[dict]) -> list[dict]:
+    return sorted(rows, key=lambda f: -_follow_up_number(f["id"]))
 
 
 @dataclass(frozen=True)
