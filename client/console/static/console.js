@@ -242,16 +242,20 @@
         const matrix = panel.querySelector('.b-matrix');
         const head = element('tr');
         head.appendChild(element('th', 'agency'));
-        found.stage_columns.forEach(function (stage) { head.appendChild(element('th', stage)); });
+        head.appendChild(element('th', 'cases'));
+        head.appendChild(element('th', 'by stage'));
         matrix.appendChild(head);
         Object.keys(found.cases_by_agency_stage).forEach(function (agency) {
+          const perStage = found.cases_by_agency_stage[agency];
+          const cases = found.cases.filter(function (c) { return c.agency === agency; }).length;
           const tr = element('tr');
           const name = element('th', agency);
           name.style.color = data.colours[agency] || '';
           tr.appendChild(name);
-          found.stage_columns.forEach(function (stage) {
-            tr.appendChild(element('td', found.cases_by_agency_stage[agency][stage] || 0));
-          });
+          tr.appendChild(element('td', cases));
+          tr.appendChild(element('td', found.stage_columns.filter(function (stage) {
+            return perStage[stage]; }).map(function (stage) {
+            return stage + ' ' + perStage[stage]; }).join(', '), 'text'));
           matrix.appendChild(tr);
         });
         panel.querySelector('.b-neigh-note').textContent = found.cases.length + ' case(s), ' +
