@@ -41,7 +41,7 @@ from .quality_data import LabelledData, OwnerExport, _iso_or_empty, _SYNTHETIC_P
 __all__ = ["CUSTOMS_SHARE", "load_heldout"]
 
 #: Share of the people whose names follow another naming custom.
-CUSTOMS_SHARE = 0.2
+CUSTOMS_SHARE = 0.15
 
 
 def _agencies():
@@ -94,8 +94,6 @@ _ARABIC = (  # (given variants, family variants): every variant is a real transl
     (("Fatima", "Fatma", "Fatimah"), ("Tahiri", "Et-Tahiri", "Ettahiri")),
     (("Nourdine", "Noureddine", "Nur ad-Din"), ("Chaoui", "Shawi", "Chawi")),
 )
-_TURKISH = (("Çağrı", "Yılmaz"), ("Şükrü", "Öztürk"), ("Gökhan", "Aydın"), ("Ümit", "Çelik"),
-            ("Özgür", "Şahin"), ("Tuğba", "Doğan"), ("İsmail", "Kılıç"), ("Ayşe", "Güneş"))
 _ALBANIAN = (
     (("Arben", "Arbën"), ("Hoxha", "Hoxhaj", "Hodža")),
     (("Besnik", "Besniku"), ("Krasniqi", "Krasniqui", "Krasnići")),
@@ -121,25 +119,35 @@ class _Customs:
     """Names of another custom for some entities, and how each appearance writes them."""
 
     def __init__(self, rng: random.Random):
+        from faker import Faker
+
         self.rng = rng
         self.names: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+        self.fakers = {}
+        for locale in ("es_ES", "es_CO", "tr_TR"):
+            faker = Faker(locale)
+            faker.seed_instance(rng.randrange(2 ** 32))
+            self.fakers[locale] = faker
 
     def assign(self, entity: str) -> None:
         rng = self.rng
-        kind = rng.choice(("spanish", "arabic", "turkish", "albanian"))
+        kind = rng.choices(("spanish", "arabic", "turkish", "albanian"), (4, 2, 3, 1))[0]
+        # Given and family names are drawn independently, so that namesakes stay as rare as
+        # the pools allow (Faker's Spanish, Colombian and Turkish names; the lists below).
         if kind == "spanish":
-            given = rng.choice(_SPANISH_GIVEN)
-            first, second = rng.sample(_SPANISH_FAMILY, 2)
+            faker = self.fakers[rng.choice(("es_ES", "es_CO"))]
+            given = rng.choice(_SPANISH_GIVEN) if rng.random() < 0.3 else faker.first_name()
+            first, second = faker.last_name(), faker.last_name()
+            if rng.random() < 0.3:
+                first = rng.choice(_SPANISH_FAMILY)
             self.names[entity] = (kind, (given,), (f"{first} {second}",))
         elif kind == "arabic":
-            given, family = rng.choice(_ARABIC)
-            self.names[entity] = (kind, given, family)
+            self.names[entity] = (kind, rng.choice(_ARABIC)[0], rng.choice(_ARABIC)[1])
         elif kind == "turkish":
-            given, family = rng.choice(_TURKISH)
-            self.names[entity] = (kind, (given,), (family,))
+            faker = self.fakers["tr_TR"]
+            self.names[entity] = (kind, (faker.first_name(),), (faker.last_name(),))
         else:
-            given, family = rng.choice(_ALBANIAN)
-            self.names[entity] = (kind, given, family)
+            self.names[entity] = (kind, rng.choice(_ALBANIAN)[0], rng.choice(_ALBANIAN)[1])
 
     def written(self, entity: str) -> tuple[str, str]:
         """One appearance's given and family name for an entity with another custom."""

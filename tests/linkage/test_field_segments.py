@@ -1,0 +1,105 @@
+"""Per-field segments and the Fellegi-Sunter model over their similarity levels."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from linkage.candidates import CandidatePairs, dice
+from linkage.fellegi_sunter import LEVEL_THRESHOLDS, fit_fellegi_sunter, levels_of
+from linkage.field_segments import (
+    encode_field_segments,
+    field_similarities,
+    layout_for,
+    swapped_name_similarities,
+)
+from linkage.schema import default_schema_text, load_schema
+
+SECRET = hashlib.sha256(b"test field segments").digest()
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    schema = load_schema(default_schema_text())
+    fields = schema.feature_names
+    layout = layout_for(fields, [256, 256, 128, 256, 128, 128])
+    values = [
+        ["jan", "peeters", "1980-05-17", "kerkstraat 12", "antwerpen", "+32470123456"],
+        ["jan", "peeters", "1980-05-17", "kerkstraat 12", "antwerpen", "+32470123456"],
+        ["peeters", "jan", "1980-05-17", "", "antwerpen", ""],           # names swapped
+        ["anna", "lindqvist", "1975-11-02", "storgatan 3", "malmo", "+46701234567"],
+    ]
+    clks = encode_field_segments(values, schema.text, SECRET, layout)
+    return layout, clks
+
+
+def test_the_segments_fill_the_layout_and_each_one_is_a_field(encoded):
+    layout, clks = encoded
+    assert clks.shape == (4, layout.words) and layout.bits == 1152
+    # Record 2 has no address and no phone: those segments are empty.
+    assert not layout.segment(clks, "address")[2].any()
+    assert not layout.segment(clks, "phone")[2].any()
+    assert layout.segment(clks, "address")[3].any()
+
+
+def test_field_similarities_are_segment_dice_and_nan_when_missing(encoded):
+    layout, clks = encoded
+    pairs = CandidatePairs(np.array([0, 0, 0]), np.array([1, 2, 3]), np.zeros(3))
+    sims = field_similarities(clks, layout, pairs)
+    assert np.allclose(sims[0], 1.0)                      # identical records
+    fields = list(layout.fields)
+    assert np.isnan(sims[1, fields.index("address")]) and np.isnan(sims[1, fields.index("phone")])
+    assert sims[1, fields.index("date_of_birth")] == 1.0
+    for column, name in enumerate(fields):               # against the reference Dice
+        expected = dice(layout.segment(clks, name)[0], layout.segment(clks, name)[3])
+        assert sims[2, column] == pytest.approx(expected)
+    assert np.nanmax(sims[2]) < 0.9
+
+
+def test_swapped_names_agree_crosswise(encoded):
+    layout, clks = encoded
+    pairs = CandidatePairs(np.array([0]), np.array([2]), np.zeros(1))
+    straight = field_similarities(clks, layout, pairs)[0, :2]
+    crossed = swapped_name_similarities(clks, layout, pairs, "given_name", "family_name")[0]
+    assert crossed.min() > 0.85 and straight.max() < 0.5
+
+
+def test_levels_order_similarities_and_mark_missing():
+    sims = np.array([[1.0, 0.9, np.nan], [0.72, 0.5, 0.1]])
+    levels = levels_of(sims)
+    assert levels.tolist() == [[0, 1, -1], [2, 3, len(LEVEL_THRESHOLDS)]]
+
+
+def test_em_recovers_m_u_and_the_match_share_from_unlabelled_pairs():
+    rng = np.random.default_rng(3)
+    count, fields = len(LEVEL_THRESHOLDS) + 1, 4
+    m = np.array([0.8, 0.1, 0.05, 0.03, 0.02])
+    u = np.array([0.01, 0.02, 0.07, 0.2, 0.7])
+    matches, non_matches = 2_000, 40_000
+    draw = lambda p, n: rng.choice(count, size=(n, fields), p=p)  # noqa: E731
+    levels = np.concatenate([draw(m, matches), draw(u, non_matches)])
+    levels[rng.random(levels.shape) < 0.1] = -1                      # missing: no evidence
+    random_levels = draw(u, 20_000)
+    model = fit_fellegi_sunter(tuple("abcd"), levels, random_levels)
+    assert model.match_share == pytest.approx(matches / (matches + non_matches), abs=0.01)
+    assert np.allclose(model.m, m, atol=0.03) and np.allclose(model.u, u, atol=0.03)
+    truth = np.concatenate([np.ones(matches, bool), np.zeros(non_matches, bool)])
+    predicted = model.match_probability(levels) >= 0.5
+    assert (predicted == truth).mean() > 0.97
+    # A missing field contributes no weight.
+    assert model.field_weights(np.array([[-1, -1, -1, -1]])).sum() == 0.0
+
+
+def test_a_few_labelled_pairs_move_the_model_only_a_little():
+    rng = np.random.default_rng(4)
+    count = len(LEVEL_THRESHOLDS) + 1
+    m = np.array([0.8, 0.1, 0.05, 0.03, 0.02])
+    u = np.array([0.01, 0.02, 0.07, 0.2, 0.7])
+    levels = np.concatenate([rng.choice(count, (1_000, 3), p=m), rng.choice(count, (20_000, 3),
+                                                                          p=u)])
+    random_levels = rng.choice(count, (10_000, 3), p=u)
+    plain = fit_fellegi_sunter(tuple("abc"), levels, random_levels)
+    reviewed = fit_fellegi_sunter(tuple("abc"), levels, random_levels,
+                                  known_non_matches=np.array([[0, 0, 0], [0, 0, 1]]))
+    assert abs(plain.match_share - reviewed.match_share) < 0.005
+    assert np.abs(plain.m - reviewed.m).max() < 0.01
