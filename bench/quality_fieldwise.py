@@ -37,6 +37,7 @@ from linkage.fellegi_sunter import fit_fellegi_sunter, levels_of
 from linkage.field_segments import (
     DEFAULT_SEGMENT_BITS,
     encode_field_segments,
+    exact_segment_pairs,
     field_similarities,
     layout_for,
     swapped_name_similarities,
@@ -64,8 +65,25 @@ _RANDOM_PAIRS = 200_000
 MATCH_PROBABILITY = 0.5
 
 
-def _fieldwise_pairs(clks, layout, data, floor):
-    pairs = compare_new_records(clks, np.ones(len(data), bool), floor)
+#: Blocking keys: records whose segments of these fields are identical are candidates too.
+BLOCKING_KEYS = (("family_name",), ("given_name", "date_of_birth"), ("date_of_birth", "city"),
+                 ("phone",), ("address",))
+
+
+def _union(parts: list[CandidatePairs]) -> CandidatePairs:
+    left = np.concatenate([p.left for p in parts])
+    right = np.concatenate([p.right for p in parts])
+    score = np.concatenate([p.score for p in parts])
+    _, first = np.unique(left.astype(np.int64) * (1 << 32) + right, return_index=True)
+    return CandidatePairs(left[first], right[first], score[first])
+
+
+def _fieldwise_pairs(clks, layout, data, floor, blocking: bool = True):
+    parts = [compare_new_records(clks, np.ones(len(data), bool), floor)]
+    if blocking:
+        parts += [exact_segment_pairs(clks, layout, key) for key in BLOCKING_KEYS
+                  if all(f in layout.fields for f in key)]
+    pairs = _union(parts)
     if data.one_to_one:
         keep = data.owners[pairs.left] != data.owners[pairs.right]
         pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
@@ -84,6 +102,39 @@ def _similarities(clks, layout, pairs, fields):
     return sims
 
 
+#: EM sessions: pairs blocked on these fields estimate the m of the other fields.
+TRAINING_KEYS = (("date_of_birth",), ("given_name", "family_name"))
+_TRAINING_PAIRS = 200_000
+
+
+def _random_pairs(rng, count: int, size: int, owners, one_to_one: bool) -> CandidatePairs:
+    first, second = rng.integers(0, count, size), rng.integers(0, count, size)
+    keep = first != second
+    if one_to_one:
+        keep &= owners[first] != owners[second]
+    low, high = np.minimum(first, second)[keep], np.maximum(first, second)[keep]
+    return CandidatePairs(low, high, np.zeros(low.size))
+
+
+def _sessions(clks, layout, fields, data, rng):
+    from linkage.fellegi_sunter import TrainingSession
+
+    sessions = []
+    for key in TRAINING_KEYS:
+        if not all(f in fields for f in key):
+            continue
+        pairs = exact_segment_pairs(clks, layout, key, max_block=1_000)
+        if data.one_to_one:
+            keep = data.owners[pairs.left] != data.owners[pairs.right]
+            pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
+        if len(pairs.left) > _TRAINING_PAIRS:
+            take = np.sort(rng.choice(len(pairs.left), _TRAINING_PAIRS, replace=False))
+            pairs = CandidatePairs(pairs.left[take], pairs.right[take], pairs.score[take])
+        sessions.append(TrainingSession(levels_of(_similarities(clks, layout, pairs, fields)),
+                                        tuple(fields.index(f) for f in key)))
+    return sessions
+
+
 def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None):
     """The field-aware prototype on one data set: labels, model, pairs and their probabilities."""
     fields = schema.feature_names
@@ -97,22 +148,29 @@ def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | 
     pairs = _fieldwise_pairs(clks, layout, data, floor)
     levels = levels_of(_similarities(clks, layout, pairs, fields))
     rng = np.random.default_rng(0)
-    first = rng.integers(0, len(data), _RANDOM_PAIRS)
-    second = rng.integers(0, len(data), _RANDOM_PAIRS)
-    keep = first != second
-    random_pairs = CandidatePairs(first[keep], second[keep], np.zeros(int(keep.sum())))
+    random_pairs = _random_pairs(rng, len(data), _RANDOM_PAIRS, data.owners, data.one_to_one)
     random_levels = levels_of(_similarities(clks, layout, random_pairs, fields))
-    # The record-level score model's P(match) of each pair starts EM (see fit_fellegi_sunter).
-    record_level = decide(pairs, floor, data.owners, threshold=None, **_limits(data))
-    start = (record_level.choice.model.match_probability(pairs.score)
-             if record_level.choice.model is not None else None)
-    model = fit_fellegi_sunter(tuple(fields), levels, random_levels, initial_posterior=start)
-    probability = model.match_probability(levels)
+    # The match share among all pairs, from the record-level score model's expected matches.
+    above = pairs.score >= floor
+    record_level = decide(CandidatePairs(pairs.left[above], pairs.right[above],
+                                         pairs.score[above]),
+                          floor, data.owners, threshold=None, **_limits(data))
+    model = record_level.choice.model
+    expected = (float(model.match_probability(pairs.score[above]).sum()) if model is not None
+                else float(len(data)) / 2)
+    if data.one_to_one:
+        sizes = np.bincount(data.owners)
+        all_pairs = float(sizes[0]) * float(sizes[1:].sum())
+    else:
+        all_pairs = len(data) * (len(data) - 1) / 2
+    fs = fit_fellegi_sunter(fields, _sessions(clks, layout, fields, data, rng), random_levels,
+                            expected / all_pairs)
+    probability = fs.match_probability(levels)
     take = probability >= MATCH_PROBABILITY
     kept = CandidatePairs(pairs.left[take], pairs.right[take], probability[take])
     labels = greedy_groups(kept, len(data), data.owners,
                            max_per_owner=_limits(data)["max_per_owner"]).labels
-    return {"labels": labels, "model": model, "pairs": pairs, "probability": probability,
+    return {"labels": labels, "model": fs, "pairs": pairs, "probability": probability,
             "floor": floor, "bits": layout.bits, "encode_s": encoded - started,
             "link_s": time.perf_counter() - encoded}
 
@@ -155,8 +213,8 @@ def main(argv=None) -> int:
                                                one_to_one=data.one_to_one), data.owners)["all"]
         print(f"### {data.name}: {len(data)} records; field-wise CLKs of {fieldwise['bits']} "
               f"bits, floor {fieldwise['floor']:.2f}, {len(pairs.left)} candidate pairs, "
-              f"EM {fieldwise['model'].iterations} iterations, match share "
-              f"{fieldwise['model'].match_share:.4f}\n")
+              f"EM sessions per field {fieldwise['model'].sessions}, match share among all pairs "
+              f"{fieldwise['model'].match_share:.2e}\n")
         print("| method | P | R | F1 | within-owner F1 |\n|---|---|---|---|---|")
         for label, q in (("ours record-level auto", measure(
                 truth, links_from_labels(ours.result.grouping.labels), data.owners)),
@@ -171,8 +229,8 @@ def main(argv=None) -> int:
               "| bin | pairs | mean predicted | observed |\n|---|---|---|---|")
         for low, high, count, mean, observed in _bins(fieldwise["probability"], is_true):
             print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} |")
-        weights = np.log2(fieldwise["model"].m / fieldwise["model"].u)
-        print("\nMatch weights log2(m/u) per field and level (0 = best):\n\n"
+        weights = fieldwise["model"].weights
+        print("\nMatch weights log2(m/u) per field and level (0 = best; non-increasing):\n\n"
               "| field | " + " | ".join(f"level {i}" for i in range(weights.shape[1]))
               + " |\n|---|" + "---|" * weights.shape[1])
         for fname, row in zip(schema.feature_names, weights):

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from linkage.candidates import CandidatePairs, dice
-from linkage.fellegi_sunter import LEVEL_THRESHOLDS, fit_fellegi_sunter, levels_of
+from linkage.fellegi_sunter import (
+    LEVEL_THRESHOLDS,
+    TrainingSession,
+    fit_fellegi_sunter,
+    levels_of,
+)
 from linkage.field_segments import (
     encode_field_segments,
     field_similarities,
@@ -70,36 +75,63 @@ def test_levels_order_similarities_and_mark_missing():
     assert levels.tolist() == [[0, 1, -1], [2, 3, len(LEVEL_THRESHOLDS)]]
 
 
-def test_em_recovers_m_u_and_the_match_share_from_unlabelled_pairs():
-    rng = np.random.default_rng(3)
-    count, fields = len(LEVEL_THRESHOLDS) + 1, 4
-    m = np.array([0.8, 0.1, 0.05, 0.03, 0.02])
-    u = np.array([0.01, 0.02, 0.07, 0.2, 0.7])
-    matches, non_matches = 2_000, 40_000
-    draw = lambda p, n: rng.choice(count, size=(n, fields), p=p)  # noqa: E731
-    levels = np.concatenate([draw(m, matches), draw(u, non_matches)])
-    levels[rng.random(levels.shape) < 0.1] = -1                      # missing: no evidence
-    random_levels = draw(u, 20_000)
-    model = fit_fellegi_sunter(tuple("abcd"), levels, random_levels)
-    assert model.match_share == pytest.approx(matches / (matches + non_matches), abs=0.01)
-    assert np.allclose(model.m, m, atol=0.03) and np.allclose(model.u, u, atol=0.03)
+M_TRUE = np.array([0.8, 0.1, 0.05, 0.03, 0.02])
+U_TRUE = np.array([0.01, 0.02, 0.07, 0.2, 0.7])
+
+
+def _population(rng, matches, non_matches, fields=4):
+    count = len(LEVEL_THRESHOLDS) + 1
+    levels = np.concatenate([rng.choice(count, (matches, fields), p=M_TRUE),
+                             rng.choice(count, (non_matches, fields), p=U_TRUE)])
     truth = np.concatenate([np.ones(matches, bool), np.zeros(non_matches, bool)])
+    return levels, truth
+
+
+def _sessions(levels):
+    """Pairs blocked on exact agreement of field 0, then of field 1 (as the blocked EM does)."""
+    return [TrainingSession(levels[levels[:, k] == 0], (k,)) for k in (0, 1)]
+
+
+def test_blocked_em_recovers_m_and_u_from_unlabelled_pairs():
+    rng = np.random.default_rng(3)
+    levels, truth = _population(rng, 3_000, 300_000)
+    levels[rng.random(levels.shape) < 0.1] = -1                      # missing: no evidence
+    random_levels = rng.choice(len(U_TRUE), (50_000, 4), p=U_TRUE)
+    share = truth.mean()
+    model = fit_fellegi_sunter(tuple("abcd"), _sessions(levels), random_levels, share)
+    assert model.sessions == (1, 1, 2, 2)
+    assert np.allclose(model.m, M_TRUE, atol=0.04), model.m
+    assert np.allclose(model.u, U_TRUE, atol=0.01)
     predicted = model.match_probability(levels) >= 0.5
-    assert (predicted == truth).mean() > 0.97
-    # A missing field contributes no weight.
+    assert (predicted == truth).mean() > 0.99
+    # A missing field contributes no weight; weights never rise with a worse level.
     assert model.field_weights(np.array([[-1, -1, -1, -1]])).sum() == 0.0
+    assert np.all(np.diff(model.weights, axis=1) <= 0)
 
 
 def test_a_few_labelled_pairs_move_the_model_only_a_little():
     rng = np.random.default_rng(4)
-    count = len(LEVEL_THRESHOLDS) + 1
-    m = np.array([0.8, 0.1, 0.05, 0.03, 0.02])
-    u = np.array([0.01, 0.02, 0.07, 0.2, 0.7])
-    levels = np.concatenate([rng.choice(count, (1_000, 3), p=m), rng.choice(count, (20_000, 3),
-                                                                          p=u)])
-    random_levels = rng.choice(count, (10_000, 3), p=u)
-    plain = fit_fellegi_sunter(tuple("abc"), levels, random_levels)
-    reviewed = fit_fellegi_sunter(tuple("abc"), levels, random_levels,
+    levels, truth = _population(rng, 2_000, 200_000, fields=3)
+    random_levels = rng.choice(len(U_TRUE), (20_000, 3), p=U_TRUE)
+    sessions = _sessions(levels)
+    plain = fit_fellegi_sunter(tuple("abc"), sessions, random_levels, truth.mean())
+    reviewed = fit_fellegi_sunter(tuple("abc"), sessions, random_levels, truth.mean(),
                                   known_non_matches=np.array([[0, 0, 0], [0, 0, 1]]))
-    assert abs(plain.match_share - reviewed.match_share) < 0.005
     assert np.abs(plain.m - reviewed.m).max() < 0.01
+    assert np.abs(plain.match_probability(levels) - reviewed.match_probability(levels)).max() \
+        < 0.2
+
+
+def test_exact_segment_blocking_pairs_records_that_share_a_field(encoded):
+    from linkage.field_segments import exact_segment_pairs
+
+    layout, clks = encoded
+    by_date = exact_segment_pairs(clks, layout, ("date_of_birth",))
+    assert sorted(zip(by_date.left.tolist(), by_date.right.tolist())) == [(0, 1), (0, 2), (1, 2)]
+    assert np.all(by_date.left < by_date.right)
+    # Record 2 has no phone: an empty segment blocks nothing.
+    by_phone = exact_segment_pairs(clks, layout, ("phone",))
+    assert list(zip(by_phone.left.tolist(), by_phone.right.tolist())) == [(0, 1)]
+    assert by_phone.score[0] == pytest.approx(1.0)
+    # Blocks above max_block are left out.
+    assert len(exact_segment_pairs(clks, layout, ("date_of_birth",), max_block=2).left) == 0
