@@ -96,12 +96,32 @@ class FellegiSunterModel:
         share = min(max(self.match_share, 1e-15), 1 - 1e-15)
         return float(np.log2(share / (1 - share)))
 
-    def match_weight(self, levels: np.ndarray) -> np.ndarray:
-        """The prior plus every field's weight: log2 of the posterior odds of a match."""
-        return self.prior_weight() + self.field_weights(levels).sum(axis=1)
+    def term_frequency_weights(self, levels: np.ndarray, value_share: np.ndarray
+                               ) -> np.ndarray:
+        """Splink's term-frequency adjustment of exact agreements: log2(u[f, 0] / share).
 
-    def match_probability(self, levels: np.ndarray) -> np.ndarray:
-        weight = np.clip(self.match_weight(levels), -60, 60)
+        ``value_share[p, f]`` is the share of records holding pair p's value of
+        field f where the pair agrees exactly on it (NaN elsewhere, or where the
+        field has no adjustment): agreeing on a rare name is stronger evidence
+        than agreeing on a common one, at the same level.
+        """
+        exact = (levels == 0) & ~np.isnan(value_share)
+        out = np.zeros(levels.shape)
+        u_exact = np.broadcast_to(self.u[:, 0], levels.shape)
+        out[exact] = np.log2(u_exact[exact] / np.maximum(value_share[exact], 1e-12))
+        return out
+
+    def match_weight(self, levels: np.ndarray, value_share: np.ndarray | None = None
+                     ) -> np.ndarray:
+        """The prior plus every field's weight: log2 of the posterior odds of a match."""
+        weights = self.field_weights(levels)
+        if value_share is not None:
+            weights = weights + self.term_frequency_weights(levels, value_share)
+        return self.prior_weight() + weights.sum(axis=1)
+
+    def match_probability(self, levels: np.ndarray, value_share: np.ndarray | None = None
+                          ) -> np.ndarray:
+        weight = np.clip(self.match_weight(levels, value_share), -60, 60)
         return 1.0 / (1.0 + np.exp2(-weight))
 
 

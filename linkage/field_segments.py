@@ -33,6 +33,7 @@ __all__ = [
     "exact_segment_pairs",
     "field_similarities",
     "layout_for",
+    "segment_frequencies",
     "swapped_name_similarities",
 ]
 
@@ -202,3 +203,20 @@ def exact_segment_pairs(clks: np.ndarray, layout: FieldLayout, fields: tuple[str
     common = np.bitwise_count(clks[low] & clks[high]).sum(axis=1, dtype=np.int64)
     score = 2.0 * common / np.maximum(ones[low] + ones[high], 1)
     return CandidatePairs(low, high, score)
+
+
+def segment_frequencies(clks: np.ndarray, layout: FieldLayout, field: str) -> np.ndarray:
+    """Per record, the share of records whose segment of ``field`` is identical to its own.
+
+    The server's view of a value's frequency: an unhardened segment is a
+    deterministic function of the value, so identical segments are identical
+    values (BLIP's random flips make nearly every segment unique, and this
+    then says 1/N for all: no term-frequency evidence). Empty segments get NaN.
+    """
+    segment = np.ascontiguousarray(layout.segment(clks, field))
+    keys = segment.view(np.dtype((np.void, segment.shape[1] * 8))).ravel()
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    share = counts[inverse] / max(segment.shape[0], 1)
+    share = share.astype(float)
+    share[~segment.any(axis=1)] = np.nan
+    return share

@@ -135,3 +135,23 @@ def test_exact_segment_blocking_pairs_records_that_share_a_field(encoded):
     assert by_phone.score[0] == pytest.approx(1.0)
     # Blocks above max_block are left out.
     assert len(exact_segment_pairs(clks, layout, ("date_of_birth",), max_block=2).left) == 0
+
+
+def test_term_frequencies_make_rare_exact_agreements_count_more(encoded):
+    from linkage.field_segments import segment_frequencies
+
+    layout, clks = encoded
+    share = segment_frequencies(clks, layout, "date_of_birth")
+    assert share.tolist() == [0.75, 0.75, 0.75, 0.25]
+    assert np.isnan(segment_frequencies(clks, layout, "phone")[2])
+    rng = np.random.default_rng(5)
+    levels, truth = _population(rng, 1_000, 100_000, fields=2)
+    model = fit_fellegi_sunter(("a", "b"), _sessions(levels),
+                               rng.choice(len(U_TRUE), (20_000, 2), p=U_TRUE), truth.mean())
+    pair = np.array([[0, 3]])
+    rare, common = np.array([[0.001, np.nan]]), np.array([[0.2, np.nan]])
+    assert model.match_weight(pair, rare)[0] > model.match_weight(pair)[0] \
+        > model.match_weight(pair, common)[0]
+    # Only exact agreements are adjusted.
+    assert model.match_weight(np.array([[1, 3]]), rare)[0] == model.match_weight(
+        np.array([[1, 3]]))[0]
