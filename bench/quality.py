@@ -21,6 +21,9 @@ data:
   the threshold that is best in hindsight (a scan against the truth: a number
   no user could know). anonlink needs numpy<2, so it runs in ``.bench-venv``
   in a subprocess, as in ``bench.dice``.
+* **Splink 5** (``bench.quality_splink``): plaintext Fellegi-Sunter with EM on
+  the same normalised values, ``link_and_dedupe``, DuckDB backend: the bar for
+  classification quality.
 * **recordlinkage ECM**: plaintext linkage with the recordlinkage toolkit on
   the same normalised values we encode (blocking on a few keys, thresholded
   string and exact comparisons, the unsupervised ECM classifier): the
@@ -70,6 +73,7 @@ from linkage.threshold import REVIEW_PROBABILITIES
 
 from .quality_company import load_companies
 from .quality_data import LabelledData, load_febrl3, load_febrl4, load_synthetic
+from .quality_heldout import load_heldout
 
 __all__ = [
     "COMPANY_SCHEMA",
@@ -506,7 +510,7 @@ def simulate_reviews(data: LabelledData, run: OursRun, reviews: int) -> LinkageR
 
 
 def run_dataset(data: LabelledData, schema: LinkageSchema, *, anonlink: bool = True,
-                reviews: int = 0, log=print) -> dict:
+                splink: bool = True, reviews: int = 0, log=print) -> dict:
     """Every method on one data set; returns the figures (also what ``--json`` writes).
 
     With ``reviews``, also ours after that many simulated reviews (``simulate_reviews``).
@@ -540,6 +544,15 @@ def run_dataset(data: LabelledData, schema: LinkageSchema, *, anonlink: bool = T
         timings["anonlink_s"] = time.perf_counter() - started
         timings["anonlink_candidates"] = info["candidates"]
         timings["anonlink_scan_from"] = info["scan_from"]
+    if splink:
+        from .quality_splink import SPLINK_THRESHOLD, run_splink
+
+        started = time.perf_counter()
+        links = run_splink(ours.values, schema.feature_names, data.owners,
+                           one_to_one=data.one_to_one)
+        methods.append(MethodResult("Splink 5 EM (plaintext)", SPLINK_THRESHOLD,
+                                    measure(truth, links, data.owners)))
+        timings["splink_s"] = time.perf_counter() - started
     started = time.perf_counter()
     ecm = run_ecm(data, ours.values, schema.feature_names)
     methods.append(MethodResult("recordlinkage ECM (plaintext)", None,
@@ -614,7 +627,8 @@ def render_summary(everything: list[dict]) -> str:
              "ours at its hindsight-best threshold": "ours hindsight-best",
              **{m: "ours auto after reviews" for m in names if "after reviewing" in m},
              "clkhash+anonlink, hindsight-best threshold": "clkhash+anonlink hindsight-best",
-             "recordlinkage ECM (plaintext)": "recordlinkage ECM"}
+             "recordlinkage ECM (plaintext)": "recordlinkage ECM",
+             "Splink 5 EM (plaintext)": "Splink 5"}
     lines = ["### Summary: F1 over all pairs", "",
              "| data set | " + " | ".join(short.get(n, n) for n in names)
              + " | est. P / measured P | est. R / measured R |",
@@ -638,6 +652,8 @@ def _load(name: str, corruption: float, seed: int, records: int) -> LabelledData
         return load_febrl3()
     if name == "companies":
         return load_companies(corruption, seed, records // 2)
+    if name == "heldout":
+        return load_heldout(corruption, seed, records)
     return load_synthetic(corruption, seed, records)
 
 
@@ -645,7 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+",
                         default=["febrl4", "febrl3", "synthetic", "companies"],
-                        choices=["febrl4", "febrl3", "synthetic", "companies"])
+                        choices=["febrl4", "febrl3", "synthetic", "companies", "heldout"],
+                        help="heldout: agencies, habits and naming customs nothing was tuned "
+                             "on (bench.quality_heldout); use it with a held-out --seed "
+                             "(e.g. 101) and --corruption (e.g. 0.25)")
     parser.add_argument("--corruption", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4],
                         help="corruption levels of the synthetic persons and companies "
                              "(default 0.1 0.2 0.3 0.4)")
@@ -658,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="our company schema (default: the shipped one)")
     parser.add_argument("--skip-anonlink", action="store_true",
                         help="leave out the clkhash+anonlink peer (no .bench-venv needed)")
+    parser.add_argument("--skip-splink", action="store_true",
+                        help="leave out the plaintext Splink peer")
     parser.add_argument("--reviews", type=int, default=50,
                         help="also rerun after reviewing up to this many flagged groups, the "
                              "truth playing the coordinator (default 50; 0: off)")
@@ -667,14 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     schemas = {"person": load_schema(args.schema.read_text("utf-8")),
                "company": load_schema(args.company_schema.read_text("utf-8"))}
     jobs = [(name, c) for name in args.datasets
-            for c in (args.corruption if name in ("synthetic", "companies") else [None])]
+            for c in (args.corruption if name in ("synthetic", "companies", "heldout")
+                      else [None])]
     everything = []
     for name, corruption in jobs:
         data = _load(name, corruption, args.seed, args.records)
         started = time.perf_counter()
         schema = schemas["company" if name == "companies" else "person"]
         figures = run_dataset(data, schema, anonlink=not args.skip_anonlink,
-                              reviews=args.reviews,
+                              splink=not args.skip_splink, reviews=args.reviews,
                               log=lambda text: print(text, file=sys.stderr, flush=True))
         figures["seconds"] = time.perf_counter() - started
         everything.append(figures)

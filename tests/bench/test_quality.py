@@ -13,6 +13,7 @@ from bench.quality import (
     true_links,
 )
 from bench.quality_data import load_febrl4, load_synthetic
+from bench.quality_heldout import load_heldout
 from linkage.engine import link_records
 from linkage.evaluation import pairwise_quality
 from linkage.schema import load_schema
@@ -65,7 +66,8 @@ def test_the_harness_reports_every_method_and_the_calibration(person_schema):
     assert "ours, auto after reviewing up to 20 flagged groups" in methods
     auto = methods["ours, auto threshold"]["quality"]["all"]
     ecm = methods["recordlinkage ECM (plaintext)"]["quality"]["all"]
-    assert auto["f1"] > 0.85 and ecm["f1"] > 0.85
+    splink = methods["Splink 5 EM (plaintext)"]["quality"]["all"]
+    assert auto["f1"] > 0.85 and ecm["f1"] > 0.85 and splink["f1"] > 0.9
     check = figures["model_check"]
     assert abs(check["estimated_precision"] - check["measured_precision"]) < 0.05
     assert sum(row[2] for row in figures["group_calibration"]) == figures["groups"] > 50
@@ -73,3 +75,24 @@ def test_the_harness_reports_every_method_and_the_calibration(person_schema):
     assert observed and observed[-1] > 0.95  # the surest groups are nearly all right
     table = render(figures)
     assert "| ours, auto threshold |" in table and "Group confidence against truth" in table
+
+
+def test_the_held_out_data_has_its_agencies_habits_and_customs():
+    data = load_heldout(records_per_agency=120)
+    again = load_heldout(records_per_agency=120)
+    assert [e.rows for e in data.exports] == [e.rows for e in again.exports]
+    exports = {e.name: e for e in data.exports}
+    assert set(exports) == {"nl-kmar", "de-zoll", "fr-douane", "se-kustbevakning", "be-fedpol",
+                            "pl-sg"}
+    # Capitals without accents at one agency; no addresses at another.
+    names = [row["ACHTERNAAM"] for row in exports["nl-kmar"].rows if row["ACHTERNAAM"]]
+    assert names and all(n == n.upper() and n.isascii() for n in names)
+    assert all(row["ADRES"] == "" and row["MIEJSCOWOSC"] == "" for row in exports["pl-sg"].rows)
+    # Other naming customs: some double surnames or transliterated Arabic names appear.
+    families = {row[c] for e in data.exports for row in e.rows for c in row
+                if c in ("NACHNAME", "NOM_USAGE", "SLAKTNAMN", "FAMILIENAAM", "NAZWISKO")}
+    assert any(" " in f or "-" in f for f in families)
+    # Shared people across agencies and duplicates inside agencies are both there.
+    truth = true_links(data)
+    same = data.owners[truth.get_level_values(0)] == data.owners[truth.get_level_values(1)]
+    assert same.any() and (~same).any()
