@@ -842,7 +842,10 @@ def demo(workdir: Path, records: int, seed: int) -> None:
 
     Generates synthetic exports, starts linkage-server, encodes at each agency,
     submits over gRPC, runs linkage, prints the report and the precision and
-    recall against the generator's truth.
+    recall against the generator's truth. The same seed gives the same run:
+    the demo derives its secret, case keys and BLIP coin flips from the seed
+    (real projects use 'linkage keygen'); only group ids differ, because the
+    server keys them with a secret of its own.
 
     Example:
 

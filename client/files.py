@@ -183,12 +183,14 @@ def encode_export(
     delimiter: str | None = None,
     encoding: str = "utf-8",
     stages: list[str] | None = None,
+    rng=None,
 ) -> EncodeOutcome:
     """Normalise and encode a CSV export into a batch.
 
     ``delimiter`` and ``encoding`` are passed to ``read_csv_export``. With ``stages`` (the
     project's vocabulary) every record's stage is checked here, so a wrong value is named
-    by row and record id before anything reaches the server.
+    by row and record id before anything reaches the server. ``rng`` (a numpy Generator)
+    seeds BLIP's coin flips for reproducible demos and tests only.
 
     Raises:
         InputDataError: an unreadable export, or a stage outside ``stages``.
@@ -205,7 +207,7 @@ def encode_export(
         check_stages(prepared, stages, mapping)
     if on_total:
         on_total(len(prepared.record_ids))
-    clks = encode_values(prepared.values, schema, secret, on_progress=on_progress)
+    clks = encode_values(prepared.values, schema, secret, on_progress=on_progress, rng=rng)
     batch = EncodedBatch(prepared.record_ids, clks, schema.clk_bits, schema.fingerprint,
                          key_check_value(secret), prepared.attributes)
     return EncodeOutcome(batch, prepared)

@@ -393,3 +393,18 @@ def test_a_stopped_server_fails_fast_with_one_message(tmp_path, batches, command
     assert "Cannot reach the linkage server" in result.output
     assert "no connection to 127.0.0.1:" in result.output
     assert elapsed < 15, f"{command[0]} took {elapsed:.1f} s to give up"
+
+
+@pytest.mark.slow
+def test_the_demo_is_reproducible_with_the_same_seed(tmp_path, capsys):
+    from client.demo import run_demo
+
+    def threshold_line() -> str:
+        out = capsys.readouterr().out
+        return next(line for line in out.splitlines() if line.strip().startswith("threshold"))
+
+    first = run_demo(tmp_path / "one", 120, 5, tls=False)
+    first_threshold = threshold_line()
+    second = run_demo(tmp_path / "two", 120, 5, tls=False)
+    assert threshold_line() == first_threshold
+    assert {k: vars(v) for k, v in first.items()} == {k: vars(v) for k, v in second.items()}
