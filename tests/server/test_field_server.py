@@ -107,3 +107,24 @@ def test_a_call_without_a_token_is_told_the_metadata(server):
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "'authorization: Bearer <token>'" in error.value.details()
     assert "--token-file" in error.value.details()
+
+
+def test_a_batch_under_another_secret_says_how_to_withdraw_the_first(server, batches,
+                                                                     schema_text):
+    from client import files
+
+    with LinkageClient(server.address, server.coordinator_token, timeout=60) as coordinator:
+        tokens = coordinator.create_project("w", schema_text, ["be-police", "se-police"],
+                                            ["port_extraction", "logistics", "recruitment",
+                                             "transport", "distribution", "money_flows"])
+    with LinkageClient(server.address, tokens["be-police"], timeout=60) as agency:
+        agency.submit("w", batches["be-police"])
+    other_secret = bytes(range(32))
+    export = "record_id,given_name,family_name,date_of_birth,address,city,phone\n" \
+             "r1,Anna,Berg,1980-01-02,Storgatan 1,Malmo,+46701234567\n"
+    batch = files.encode_export(schema_text, other_secret, export.encode(), None).batch
+    with LinkageClient(server.address, tokens["se-police"], timeout=60) as agency:
+        with pytest.raises(grpc.RpcError) as refused:
+            agency.submit("w", batch)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'linkage batch withdraw'" in refused.value.details()
