@@ -112,9 +112,12 @@ def packed_layout(graph: nx.Graph, *, seed: int = 7) -> dict[str, tuple[float, f
         boxes.append((members, unit, math.sqrt(len(members))))
     total_area = sum(side * side for _, _, side in boxes)
     row_width = max(math.sqrt(total_area) * 1.15, boxes[0][2])
+    dominant = len(boxes) > 1 and len(boxes[0][0]) * 2 > len(graph)
     placed, x, y, row_height = [], 0.0, 0.0, 0.0
-    for members, unit, side in boxes:
-        if x > 0 and x + side > row_width:
+    for index, (members, unit, side) in enumerate(boxes):
+        # A component holding most nodes gets the first row to itself (the final stretch
+        # makes it as wide as the frame); the rest fill rows below it.
+        if x > 0 and (x + side > row_width or (dominant and index == 1)):
             x, y, row_height = 0.0, y + row_height, 0.0
         placed.append((members, unit, side, x, y))
         x += side
