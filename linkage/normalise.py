@@ -143,6 +143,11 @@ def date_format_problem(date_format: str) -> str | None:
     A usable format is a ``strptime`` format with a year, a month and a day (or a day of
     the year, ``%j``) that reads back what it writes: "dd-mm-yyyy" is not one, "%d-%m-%Y"
     is.
+
+    Args:
+        date_format: the mapping's ``date_format`` text.
+    Returns:
+        The reason, phrased to follow "date_format '...'", or ``None``.
     """
     if "%" not in date_format:
         return ("is not a strptime format: write directives such as %d-%m-%Y for "
