@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,7 +87,6 @@ class LinkageClient:
         self._connected = False
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
-        self._role_hint = ""
         self.agency = pb_grpc.AgencyServiceStub(self._channel)
         self.coordinator = pb_grpc.CoordinatorServiceStub(self._channel)
         self.operator = pb_grpc.OperatorServiceStub(self._channel)
@@ -105,14 +105,31 @@ class LinkageClient:
         return method(request, metadata=self._metadata, timeout=self._timeout)
 
     def _ensure_connected(self) -> None:
-        """Wait up to the connect deadline for the channel, once; raise ServerUnreachable."""
+        """Before the first call, wait up to the connect deadline for the channel to connect
+        or fail. A failed connection (refused, TLS handshake rejected) lets the call fail at
+        once with gRPC's own reason; a connection still pending at the deadline (an address
+        that drops packets) raises ServerUnreachable instead of waiting for the call
+        deadline."""
         if self._connected:
             return
+        settled = threading.Event()
+        seen: list[grpc.ChannelConnectivity] = []
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            seen.append(state)
+            if state in (grpc.ChannelConnectivity.READY,
+                         grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN):
+                settled.set()
+
+        self._channel.subscribe(watch, try_to_connect=True)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=self._connect_timeout)
-        except grpc.FutureTimeoutError:
-            raise ServerUnreachable(self._server, self._connect_timeout) from None
-        self._connected = True
+            settled.wait(self._connect_timeout)
+        finally:
+            self._channel.unsubscribe(watch)
+        if not settled.is_set():
+            raise ServerUnreachable(self._server, self._connect_timeout)
+        self._connected = seen[-1] == grpc.ChannelConnectivity.READY
 
     # -- agency ---------------------------------------------------------------------------------
 
@@ -172,9 +189,10 @@ class LinkageClient:
                 return Receipt(response.batch_id, response.records_accepted, response.agency,
                                response.already_stored, start)
             except grpc.RpcError as error:
-                if (isinstance(error, ServerUnreachable) or error.code() not in RETRYABLE
-                        or attempt >= retries):
-                    raise
+                never_connected = (error.code() == grpc.StatusCode.UNAVAILABLE
+                                   and not self._connected)
+                if never_connected or error.code() not in RETRYABLE or attempt >= retries:
+                    raise  # retries are for a server that was reached, then went away
                 time.sleep(min(backoff * 2 ** attempt, 30.0) * (0.5 + random.random()))
                 attempt += 1
 

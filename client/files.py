@@ -22,8 +22,7 @@ from linkage.encoding import (
     parse_secret,
     prepare_records,
 )
-from linkage.errors import InputDataError, SchemaError, SecretError
-from linkage.hardening import apply_hardening
+from linkage.errors import InputDataError, SecretError
 from linkage.mapping import AgencyMapping, mapping_by_name, parse_mapping
 from linkage.normalise import normalise_text
 from linkage.schema import LinkageSchema, load_schema
@@ -33,7 +32,6 @@ __all__ = [
     "check_stages",
     "detect_delimiter",
     "encode_export",
-    "label_clkhash_batch",
     "read_csv_export",
     "read_secret",
     "write_private",
@@ -235,25 +233,3 @@ def check_stages(prepared: PreparedRecords, stages: list[str], mapping: AgencyMa
         f"{len(wrong)} records have a stage (column {column!r}) outside the project's "
         f"vocabulary ({', '.join(sorted(allowed)) or 'none'}): {listed}{more}. Correct the "
         "values, or ask the coordinator to add the stages ('linkage project stages --add').")
-
-
-def label_clkhash_batch(batch: EncodedBatch, schema_text: str, secret: bytes) -> EncodedBatch:
-    """Attach the fingerprint and key check to clkhash JSON input, which carries neither, and
-    apply the schema's hardening, which clkhash does not know.
-
-    Raises:
-        SchemaError: the schema salts records (clkhash cannot have used the salted keys),
-            or the CLKs are not as long as the schema's clkhash part makes them.
-    """
-    schema = load_schema(schema_text)
-    if schema.hardening.salting is not None:
-        raise SchemaError("The schema salts records by an attribute, which clkhash's own "
-                          "encoder cannot do; encode with 'linkage encode' instead.")
-    if batch.clk_bits != schema.clkhash_bits:
-        raise SchemaError(f"The clkhash CLKs are {batch.clk_bits} bits but the schema makes "
-                          f"{schema.clkhash_bits}-bit CLKs: they were encoded with another "
-                          "schema.")
-    clks = apply_hardening(batch.clks, schema.hardening, secret)
-    return EncodedBatch(batch.record_ids, clks, schema.clk_bits, schema.fingerprint,
-                        key_check_value(secret))
-
