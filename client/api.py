@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,17 +18,40 @@ import grpc
 from linkage.audit import AuditEntry
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
-from linkage.errors import InvalidRequestError
+from linkage.errors import InvalidRequestError, NotFoundError
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
-__all__ = ["CHUNK_BYTES", "LinkageClient", "PemSource", "Receipt"]
+__all__ = ["CHUNK_BYTES", "LinkageClient", "PemSource", "Receipt", "ServerUnreachable"]
 
 CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB message limit
 DEFAULT_TIMEOUT = 600.0
 RETRIES = 8
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 PemSource = str | Path | bytes  # a PEM file's path, or its content
+CONNECT_TIMEOUT = 5.0  # how long the first call waits for a connection before giving up
+
+
+class ServerUnreachable(grpc.RpcError):
+    """No connection could be made within the connect deadline (status UNAVAILABLE).
+
+    Raised by the first call instead of letting it (and ``submit``'s retries) wait for
+    the call deadline, so every command fails within seconds with one message.
+    """
+
+    def __init__(self, server: str, seconds: float):
+        super().__init__()
+        self._details = (f"no connection to {server} within {seconds:g} s (nothing listening, "
+                         "a firewall, or a TLS handshake that failed)")
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return self._details
+
+    def __str__(self) -> str:
+        return self._details
 
 
 @dataclass(frozen=True)
@@ -56,11 +80,13 @@ class LinkageClient:
 
     def __init__(self, server: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
                  ca: PemSource | None = None, cert: PemSource | None = None,
-                 key: PemSource | None = None):
+                 key: PemSource | None = None, connect_timeout: float = CONNECT_TIMEOUT):
         self._channel = _open_channel(server, ca, cert, key)
+        self._server = server
+        self._connect_timeout = connect_timeout
+        self._connected = False
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
-        self._role_hint = ""
         self.agency = pb_grpc.AgencyServiceStub(self._channel)
         self.coordinator = pb_grpc.CoordinatorServiceStub(self._channel)
         self.operator = pb_grpc.OperatorServiceStub(self._channel)
@@ -75,7 +101,35 @@ class LinkageClient:
         self.close()
 
     def _call(self, method, request):
+        self._ensure_connected()
         return method(request, metadata=self._metadata, timeout=self._timeout)
+
+    def _ensure_connected(self) -> None:
+        """Before the first call, wait up to the connect deadline for the channel to connect
+        or fail. A failed connection (refused, TLS handshake rejected) lets the call fail at
+        once with gRPC's own reason; a connection still pending at the deadline (an address
+        that drops packets) raises ServerUnreachable instead of waiting for the call
+        deadline."""
+        if self._connected:
+            return
+        settled = threading.Event()
+        seen: list[grpc.ChannelConnectivity] = []
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            seen.append(state)
+            if state in (grpc.ChannelConnectivity.READY,
+                         grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN):
+                settled.set()
+
+        self._channel.subscribe(watch, try_to_connect=True)
+        try:
+            settled.wait(self._connect_timeout)
+        finally:
+            self._channel.unsubscribe(watch)
+        if not settled.is_set():
+            raise ServerUnreachable(self._server, self._connect_timeout)
+        self._connected = seen[-1] == grpc.ChannelConnectivity.READY
 
     # -- agency ---------------------------------------------------------------------------------
 
@@ -129,14 +183,16 @@ class LinkageClient:
                 start = int(status.records_received)
                 advance(start)
                 if status.committed:
-                    return Receipt(batch_id, start, "", already_stored=True)
+                    return Receipt(batch_id, start, status.agency, already_stored=True)
                 response = self._call(self.agency.SubmitBatch, messages(start))
                 advance(len(batch))
                 return Receipt(response.batch_id, response.records_accepted, response.agency,
                                response.already_stored, start)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or attempt >= retries:
-                    raise
+                never_connected = (error.code() == grpc.StatusCode.UNAVAILABLE
+                                   and not self._connected)
+                if never_connected or error.code() not in RETRYABLE or attempt >= retries:
+                    raise  # retries are for a server that was reached, then went away
                 time.sleep(min(backoff * 2 ** attempt, 30.0) * (0.5 + random.random()))
                 attempt += 1
 
@@ -152,17 +208,20 @@ class LinkageClient:
                 "follow_ups": [_follow_up_dict(f) for f in result.follow_ups],
             }
 
-    def open_follow_up(self, project: str, group: str, note: str = "") -> list[dict]:
-        """Ask the other agencies of a group for a follow-up (agency or coordinator token)."""
+    def open_follow_up(self, project: str, group: str, note: str = "", *,
+                       role: str = "agency") -> list[dict]:
+        """Ask the other agencies of a group for a follow-up, through the service of the
+        caller's ``role`` ("agency" or "coordinator"): the caller knows its role, so no call
+        is made to a service it may not use."""
         request = pb.OpenFollowUpRequest(project=project, group=group, note=note)
-        service = self.agency if self._role_hint == "agency" else self.coordinator
-        try:
-            response = self._call(service.OpenFollowUp, request)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.PERMISSION_DENIED or self._role_hint:
-                raise
-            self._role_hint = "agency"
-            response = self._call(self.agency.OpenFollowUp, request)
+        service = self.coordinator if role == "coordinator" else self.agency
+        return [_follow_up_dict(f) for f in self._call(service.OpenFollowUp, request).follow_ups]
+
+    def list_follow_ups(self, project: str, *, role: str = "agency") -> list[dict]:
+        """Follow-ups with their answers: an agency's own (asked by or addressed to it), or
+        every one of the project for a coordinator."""
+        service = self.coordinator if role == "coordinator" else self.agency
+        response = self._call(service.ListFollowUps, pb.ListFollowUpsRequest(project=project))
         return [_follow_up_dict(f) for f in response.follow_ups]
 
     def answer_follow_up(self, project: str, follow_up: str, decision: str,
@@ -187,7 +246,8 @@ class LinkageClient:
     def list_projects(self) -> list[dict]:
         response = self._call(self.coordinator.ListProjects, pb.ListProjectsRequest())
         return [{"name": p.name, "schema_fingerprint": p.schema_fingerprint,
-                 "agencies": list(p.agencies), "batches": p.batches, "records": p.records}
+                 "agencies": list(p.agencies), "batches": p.batches, "records": p.records,
+                 "stages": list(p.stages)}
                 for p in response.projects]
 
     def run(self, project: str, threshold: str = "auto",
@@ -246,6 +306,31 @@ class LinkageClient:
                               pb.PurgeProjectRequest(project=project))
         return {"project": response.project, "records_deleted": response.records_deleted,
                 "pair_blocks_deleted": response.pair_blocks_deleted}
+
+    def set_stages(self, project: str, stages: list[str]) -> list[str]:
+        """Replace a project's stage vocabulary; returns the stages now in force."""
+        response = self._call(self.coordinator.SetProjectStages, pb.SetProjectStagesRequest(
+            project=project, stages=stages))
+        return list(response.stages)
+
+    def project_stages(self, project: str) -> list[str]:
+        """A project's stage vocabulary (from the project list)."""
+        for item in self.list_projects():
+            if item["name"] == project:
+                return item["stages"]
+        raise NotFoundError(f"No project named {project!r}; 'linkage project list' shows them.")
+
+    def delete_project(self, project: str) -> dict:
+        """Delete a project no run has touched (a misconfigured one)."""
+        response = self._call(self.coordinator.DeleteProject,
+                              pb.DeleteProjectRequest(project=project))
+        return {"project": response.project, "batches_deleted": response.batches_deleted,
+                "records_deleted": response.records_deleted}
+
+    def reissue_token(self, project: str, agency: str) -> str:
+        """A new token for one agency; the old one stops working at once."""
+        return self._call(self.coordinator.ReissueAgencyToken, pb.ReissueAgencyTokenRequest(
+            project=project, agency=agency)).token
 
     # -- operator -------------------------------------------------------------------------------
 

@@ -126,12 +126,14 @@ def main() -> None:
               help="Where to write the secret (mode 0600).")
 @click.option("--force", is_flag=True, help="Replace an existing secret file.")
 def keygen(output: Path, force: bool) -> None:
-    """Create a 256-bit random secret, shared by the agencies of one project.
+    """Create a 256-bit random key: a project's shared secret, or an agency's own case key.
 
-    Share it between agencies by your usual secure channel; never give it to
-    the server operator. Make a fresh secret for every project: the server
-    refuses a batch whose secret another project already uses, because a
-    shared secret would let CLKs be linked across projects.
+    The project secret is shared between the project's agencies by your usual
+    secure channel; never give it to the server operator. Make a fresh secret
+    for every project: the server refuses a batch whose secret another project
+    already uses, because a shared secret would let CLKs be linked across
+    projects. A case key (for 'linkage encode --case-key') is your agency's
+    alone: never share it.
 
     Example:
 
@@ -152,14 +154,23 @@ def keygen(output: Path, force: bool) -> None:
               help="Your agency's own key (from 'linkage keygen', never shared) to pseudonymise "
                    "case references; needed when the mapping names a case column.")
 @click.option("--strict", is_flag=True, help="Fail on the first value that cannot be parsed.")
+@click.option("--delimiter", default="auto", show_default=True,
+              help="Field separator of the CSV: 'auto' (comma, semicolon, tab or '|', read "
+                   "from the header line), or the character itself, e.g. ';'.")
+@click.option("--encoding", "text_encoding", default="utf-8", show_default=True,
+              help="Text encoding of the CSV, e.g. cp1252 or latin-1 for older exports.")
+@click.option("--stages", default="",
+              help="The project's stage vocabulary (comma-separated, as the coordinator gave "
+                   "it): every stage value is checked here, before anything is sent.")
 @click.option("-o", "--output", required=True, help="Batch file to write ('-' for stdout).")
 @click.argument("records")
-def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output,
-           records) -> None:
+def encode(schema_path, secret_path, mapping_path, case_key_path, strict, delimiter,
+           text_encoding, stages, output, records) -> None:
     """Normalise and encode a CSV export into a batch of CLKs (runs at the agency).
 
     Unparseable values (bad dates, phone numbers) are reported by row and
-    column and encoded as missing; --strict makes them an error.
+    column and encoded as missing; --strict makes them an error. Semicolon-
+    and tab-separated exports are recognised; --encoding reads non-UTF-8 files.
 
     Example:
 
@@ -173,7 +184,9 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output
     try:
         outcome = files.encode_export(
             schema_text, secret, _read_input(records), mapping_text, strict=strict,
-            case_key=case_key,
+            case_key=case_key, delimiter=None if delimiter == "auto" else delimiter,
+            encoding=text_encoding,
+            stages=[s.strip() for s in stages.split(",") if s.strip()] or None,
             on_progress=bar.update, on_total=lambda total: setattr(bar, "total", total))
     finally:
         bar.close()
@@ -182,6 +195,11 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output
         sys.stdout.buffer.write(data)
     else:
         files.write_private(Path(output), data)
+    found_stages = sorted({a.stage for a in outcome.batch.attributes or () if a.stage})
+    if found_stages and not stages:
+        click.echo(f"Stages in this batch: {', '.join(found_stages)}. The project must list "
+                   "each ('linkage project stages' shows and extends it); pass --stages to "
+                   "check them here.", err=True)
     problems = outcome.prepared.problems
     click.echo(f"Encoded {len(outcome.batch)} records into {output} "
                f"({outcome.batch.clk_bits}-bit CLKs, schema {outcome.batch.schema_fingerprint[:12]}).",
@@ -195,40 +213,40 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output
             click.echo(f"  ... and {len(problems) - 20} more", err=True)
 
 
-def _load_batch(path: str, schema_path: Path | None, secret_path: Path | None):
+CLKHASH_REFUSED = (
+    "{path} is clkhash JSON. It is not accepted: CLKs from clkhash's own client do not match "
+    "those of 'linkage encode' (that client uses the secret's hex text as key material where "
+    "'linkage encode' uses the decoded bytes, and it skips the normalisation every agency "
+    "applies), and nothing in the file lets the server check the key or schema it was made "
+    "under, so such a batch would be accepted and then match nothing. Encode the export with "
+    "'linkage encode' instead.")
+
+
+def _load_batch(path: str):
     batch = read_batch(_read_input(path))
     if batch.schema_fingerprint is None:
-        if schema_path is None:
-            raise click.ClickException(
-                f"{path} is clkhash JSON, which does not record its schema or secret: pass "
-                "--schema and --secret (the ones it was encoded with) so the server can check it.")
-        batch = files.label_clkhash_batch(batch, schema_path.read_text("utf-8"),
-                                          files.read_secret(secret_path))
+        raise click.ClickException(CLKHASH_REFUSED.format(path=path))
     return batch
 
 
 @main.command()
 @click.option("--project", required=True, help="Project name.")
-@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="For clkhash JSON input only: the schema it was encoded with.")
-@click.option("--secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="For clkhash JSON input only: the secret it was encoded with.")
 @click.option("--deduplicated", is_flag=True,
               help="Your file holds each person at most once: never group two of your records "
                    "together (1-to-1 with the other agencies).")
 @click.argument("batch_file")
 @server_options
-def submit(client: LinkageClient, project, schema_path, secret_path, deduplicated,
-           batch_file) -> None:
+def submit(client: LinkageClient, project, deduplicated, batch_file) -> None:
     """Stream an encoded batch to the server and print the receipt.
 
-    Accepts batch files from 'linkage encode' and clkhash JSON output.
+    Accepts batch files from 'linkage encode' (clkhash JSON is refused: its
+    CLKs cannot be checked against the project's key and schema).
 
     Example:
 
         linkage submit --project antwerp-q4 --token-file be-police.token batch.clk
     """
-    batch = _load_batch(batch_file, schema_path, secret_path)
+    batch = _load_batch(batch_file)
     with _progress(len(batch), "uploading") as bar:
         receipt = client.submit(project, batch, on_progress=bar.update,
                                 deduplicated=deduplicated)
@@ -260,16 +278,25 @@ def results(client: LinkageClient, project, output_format) -> None:
     count = 0
     for hit in client.results(project):
         count += 1
+        if output_format == "text" and count == 1:
+            click.echo(f"{'RECORD':<24} {'GROUP':<20} {'CONF.':<6} OTHER AGENCIES  "
+                       "[FOLLOW-UPS]")
         if output_format == "json":
             click.echo(json.dumps(hit))
         else:
             others = ", ".join(hit["agencies"]) or "(own duplicates only)"
-            asks = "".join(f"  [{f['id']} from {f['requested_by']}: {f['status']}]"
-                           for f in hit["follow_ups"])
-            click.echo(f"{hit['record']:<24} {hit['group']:<20} {hit['confidence']:.3f}  "
+            asks = "".join(f"  [{_follow_up_label(f)}]" for f in hit["follow_ups"])
+            click.echo(f"{hit['record']:<24} {hit['group']:<20} {hit['confidence']:<6.1f} "
                        f"{others}{asks}")
     if output_format == "text":
         click.echo(f"{count} of your records have hits.", err=True)
+
+
+def _follow_up_label(item: dict) -> str:
+    """'f-3 from be-police to se-customs: approved ("note")' in one line."""
+    answer = f' ("{item["answer_note"]}")' if item.get("answer_note") else ""
+    return (f"{item['id']} from {item['requested_by']} to {item['agency']}: "
+            f"{item['status']}{answer}")
 
 
 # -- coordinator side ---------------------------------------------------------------------------
@@ -316,12 +343,95 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
         if not path:
             raise click.UsageError(f"--entity-schema {item!r}: write TYPE=SCHEMA.json")
         extra[entity_type.strip()] = Path(path).read_text("utf-8")
+    existing = [tokens_dir / f"{agency}.token" for agency in names
+                if (tokens_dir / f"{agency}.token").exists()]
+    if existing:
+        raise click.ClickException(
+            f"{', '.join(map(str, existing))} exist already (another project's tokens?); "
+            "refusing to overwrite them. Use another --tokens-dir, e.g. tokens/" + name + ".")
     tokens = client.create_project(name, schema_text, names, stage_list, extra)
     tokens_dir.mkdir(parents=True, exist_ok=True)
     for agency, token in tokens.items():
         files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
     click.echo(f"Created project {name!r} with {len(tokens)} agencies; token files in "
                f"{tokens_dir}/ (one per agency, mode 0600).", err=True)
+
+
+@project.command("stages")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--add", default="", help="Comma-separated stages to add at the end.")
+@click.option("--set", "replace", default=None,
+              help="Comma-separated stages replacing the whole vocabulary, in order.")
+@server_options
+def project_stages(client: LinkageClient, name, add, replace) -> None:
+    """Show or change a project's crime-script stage vocabulary.
+
+    Without --add or --set it prints the vocabulary. Stages that stored
+    records carry cannot be dropped.
+
+    Example:
+
+        linkage project stages --project antwerp-q4 --add port_extraction,inland_transport --token-file linkage-data/coordinator.token
+    """
+    current = client.project_stages(name)
+    wanted = ([s.strip() for s in replace.split(",") if s.strip()] if replace is not None
+              else list(current))
+    wanted += [s.strip() for s in add.split(",") if s.strip() and s.strip() not in wanted]
+    if replace is not None or wanted != current:
+        current = client.set_stages(name, wanted)
+        click.echo(f"Project {name!r} now has {len(current)} stages.", err=True)
+    click.echo(json.dumps({"project": name, "stages": current}))
+
+
+@project.command("delete")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@server_options
+def project_delete(client: LinkageClient, name, yes) -> None:
+    """Delete a misconfigured project that has never been linked (its tokens stop working).
+
+    Its agencies, batches and held uploads are deleted; the audit log keeps
+    the calls. A project that has been linked is purged instead
+    ('linkage project purge'), which keeps its reports.
+
+    Example:
+
+        linkage project delete --project antwerp-q4 --yes --token-file linkage-data/coordinator.token
+    """
+    if not yes:
+        click.confirm(f"Delete project {name!r} with its batches and agency tokens?",
+                      abort=True, err=True)
+    outcome = client.delete_project(name)
+    click.echo(f"Deleted {name}: {outcome['batches_deleted']} batches, "
+               f"{outcome['records_deleted']} records.", err=True)
+    click.echo(json.dumps(outcome))
+
+
+@project.command("reissue-token")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--agency", required=True, help="The agency whose token is replaced.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the new token file (mode 0600).")
+@click.option("--force", is_flag=True, help="Replace an existing file (e.g. the old token's).")
+@server_options
+def project_reissue_token(client: LinkageClient, name, agency, output, force) -> None:
+    """Issue a new token for one agency; its old token stops working at once.
+
+    For a lost, leaked or overwritten token file. Hand the new file to the
+    agency as you did the first.
+
+    Example:
+
+        linkage project reissue-token --project antwerp-q4 --agency be-police -o tokens/be-police.token --force --token-file linkage-data/coordinator.token
+    """
+    if output.exists() and not force:
+        raise click.ClickException(f"{output} exists already; refusing to overwrite it (pass "
+                                   "--force to replace it, e.g. the old token's file).")
+    token = client.reissue_token(name, agency)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    files.write_private(output, (token + "\n").encode("ascii"))
+    click.echo(f"Wrote a new token for {agency} of {name!r} to {output}; the old token no "
+               "longer works.", err=True)
 
 
 @project.command("list")
@@ -431,19 +541,19 @@ def report(client: LinkageClient, project, output_format, output) -> None:
 @main.command()
 @click.option("--project", required=True, help="Project name.")
 @click.option("--group", required=True, help="Group id from the report.")
-@click.option("--accept", "decision", flag_value="accepted", help="The group is one entity.")
-@click.option("--reject", "decision", flag_value="rejected", help="The group is not one entity.")
+@click.option("--accept", is_flag=True, help="The group is one entity.")
+@click.option("--reject", is_flag=True, help="The group is not one entity.")
 @click.option("--note", default="", help="Why (no personal data).")
 @server_options
-def review(client: LinkageClient, project, group, decision, note) -> None:
+def review(client: LinkageClient, project, group, accept, reject, note) -> None:
     """Record a review decision on a group; later reports show it.
 
     Example:
 
         linkage review --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --accept --note "confirmed"
     """
-    if decision is None:
-        raise click.UsageError("Say --accept or --reject.")
+    decision = _one_of({"--accept": accept, "--reject": reject},
+                       {"--accept": "accepted", "--reject": "rejected"})
     stored = client.review(project, group, decision, note)
     click.echo(f"Group {group}: {stored}.", err=True)
 
@@ -461,35 +571,72 @@ def follow_up() -> None:
 @follow_up.command("open")
 @click.option("--project", required=True, help="Project name.")
 @click.option("--group", required=True, help="Group id from your results or the report.")
-@click.option("--note", default="", help="Why (no personal data).")
+@click.option("--note", default="",
+              help="Why, without personal data or raw case numbers (e.g. 'port-of-entry "
+                   "query'); the details travel through the legal channel.")
+@click.option("--coordinator", "as_coordinator", is_flag=True,
+              help="You hold the coordinator token (by default the token is an agency's).")
 @server_options
-def follow_up_open(client: LinkageClient, project, group, note) -> None:
+def follow_up_open(client: LinkageClient, project, group, note, as_coordinator) -> None:
     """Ask the other agencies of a group for a follow-up; each sees it in its results.
+
+    The answers come back in your 'linkage results' and 'linkage follow-up list'.
 
     Example:
 
-        linkage follow-up open --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --note "case AN.12" --token-file be-police.token
+        linkage follow-up open --project antwerp-q4 --group g-1a2b3c4d5e6f7a8b --note "port-of-entry query" --token-file be-police.token
     """
-    for item in client.open_follow_up(project, group, note):
+    for item in client.open_follow_up(project, group, note,
+                                      role="coordinator" if as_coordinator else "agency"):
         click.echo(json.dumps(item))
+
+
+@follow_up.command("list")
+@click.option("--project", required=True, help="Project name.")
+@click.option("--coordinator", "as_coordinator", is_flag=True,
+              help="You hold the coordinator token: list every follow-up of the project.")
+@click.option("--format", "output_format", type=click.Choice(["json", "text"]), default="json",
+              show_default=True, help="JSON lines, or a readable table.")
+@server_options
+def follow_up_list(client: LinkageClient, project, as_coordinator, output_format) -> None:
+    """Follow-ups your agency asked for and those addressed to it, with their answers.
+
+    Example:
+
+        linkage follow-up list --project antwerp-q4 --format text --token-file be-police.token
+    """
+    items = client.list_follow_ups(project, role="coordinator" if as_coordinator else "agency")
+    if output_format == "text" and items:
+        click.echo(f"{'ID':<8} {'GROUP':<20} {'ASKED BY':<16} {'ASKED':<16} {'STATUS':<9} "
+                   "NOTE / ANSWER")
+    for item in items:
+        if output_format == "json":
+            click.echo(json.dumps(item))
+        else:
+            notes = " / ".join(filter(None, (item["note"], item["answer_note"])))
+            click.echo(f"{item['id']:<8} {item['group']:<20} {item['requested_by']:<16} "
+                       f"{item['agency']:<16} {item['status']:<9} {notes}")
+    if output_format == "text":
+        click.echo(f"{len(items)} follow-ups.", err=True)
 
 
 @follow_up.command("answer")
 @click.option("--project", required=True, help="Project name.")
 @click.option("--id", "follow_up_id", required=True, help="Follow-up id, e.g. f-12.")
-@click.option("--approve", "decision", flag_value="approved", help="Agree to follow up.")
-@click.option("--decline", "decision", flag_value="declined", help="Decline.")
+@click.option("--approve", is_flag=True, help="Agree to follow up.")
+@click.option("--decline", is_flag=True, help="Decline.")
 @click.option("--note", default="", help="Note for the requester (no personal data).")
 @server_options
-def follow_up_answer(client: LinkageClient, project, follow_up_id, decision, note) -> None:
+def follow_up_answer(client: LinkageClient, project, follow_up_id, approve, decline,
+                     note) -> None:
     """Answer a follow-up request addressed to your agency; the answer is recorded.
 
     Example:
 
         linkage follow-up answer --project antwerp-q4 --id f-12 --approve --token-file se-customs.token
     """
-    if decision is None:
-        raise click.UsageError("Say --approve or --decline.")
+    decision = _one_of({"--approve": approve, "--decline": decline},
+                       {"--approve": "approved", "--decline": "declined"})
     click.echo(json.dumps(client.answer_follow_up(project, follow_up_id, decision, note)))
 
 
@@ -582,8 +729,13 @@ def audit_show(client: LinkageClient, project, caller, method, outcome, since,
 
         linkage audit show --project antwerp-q4 --outcome PERMISSION_DENIED --token-file linkage-data/operator.token
     """
+    shown = 0
     for entry in _audit_entries(client, project=project, caller=caller, method=method,
                                 outcome=outcome, since=since):
+        shown += 1
+        if output_format == "text" and shown == 1:
+            click.echo(f"{'SEQ':>7} {'TIME (UTC)':<27} {'CALLER':<28} {'METHOD':<16} "
+                       f"{'OUTCOME':<18} {'PROJECT':<16} COUNTS")
         if output_format == "json":
             click.echo(json.dumps(vars(entry)))
         else:
@@ -630,6 +782,16 @@ def audit_verify(client: LinkageClient, expect_head) -> None:
         return
     click.echo(f"The audit log is intact: {last.sequence} entries.")
     click.echo(f"head: {last.sequence}:{last.entry_hash}")
+
+
+def _one_of(flags: dict[str, bool], values: dict[str, str]) -> str:
+    """The value of the one flag given; a usage error for none or several."""
+    given = [flag for flag, on in flags.items() if on]
+    if len(given) != 1:
+        names = " or ".join(flags)
+        raise click.UsageError(f"Say {names}" + (f", not both ({' '.join(given)})."
+                                                 if given else "."))
+    return values[given[0]]
 
 
 def _parse_head(text: str) -> tuple[int, str]:
@@ -716,7 +878,10 @@ def demo(workdir: Path, records: int, seed: int, leave_console: bool) -> None:
 
     Generates synthetic exports, starts linkage-server, encodes at each agency,
     submits over gRPC, runs linkage, prints the report and the precision and
-    recall against the generator's truth.
+    recall against the generator's truth. The same seed gives the same run:
+    the demo derives its secret, case keys and BLIP coin flips from the seed
+    (real projects use 'linkage keygen'); only group ids differ, because the
+    server keys them with a secret of its own.
 
     Example:
 

@@ -10,6 +10,7 @@ the demo knows the generator's truth, and uses it to score the result.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import shutil
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from linkage.audit import verify_chain
 from linkage.batch import write_batch
@@ -181,6 +183,12 @@ def _planted_brokers(report: dict, predicted: dict, dataset) -> None:
                    f"({hits / len(top):.0%}) are planted brokers.", err=True)
 
 
+def _demo_key(purpose: str, seed: int) -> bytes:
+    """A 256-bit key derived from the demo's seed: synthetic data only, so that one seed
+    gives one run (real keys come from 'linkage keygen')."""
+    return hashlib.sha256(f"linkage demo {purpose} {seed}".encode("utf-8")).digest()
+
+
 def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True, err=True)
 
@@ -207,8 +215,12 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
 
     _step("The agencies agree on a shared secret (never given to the server)")
     secret_path = workdir / "agencies" / "shared-secret.key"
-    files.write_secret(secret_path)
+    files.write_private(secret_path, _demo_key("shared secret", seed).hex().encode() + b"\n")
     secret = files.read_secret(secret_path)
+    click.echo("  Derived from the seed, like the case keys and BLIP's coin flips, so the same "
+               "seed gives the same scores and threshold. Never do this with real data: "
+               "'linkage keygen' makes random secrets, and BLIP flips coins from the OS.",
+               err=True)
 
     server = ServerProcess(workdir / "server-data", tls_dir=workdir / "pki" if tls else None)
     if tls:
@@ -229,14 +241,17 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
             tokens = coordinator.create_project(PROJECT, schema_text, agencies,
                                                 list(DEFAULT_STAGES))
 
-            for name, export in dataset.exports.items():
+            for index, (name, export) in enumerate(dataset.exports.items()):
                 _step(f"{name}: encode locally, then submit over gRPC")
                 case_key_path = workdir / "agencies" / name / "case.key"
-                files.write_secret(case_key_path)  # the agency's own key: never shared
+                # The agency's own key, never shared (seeded here for reproducibility only).
+                files.write_private(case_key_path,
+                                    _demo_key(f"case key {name}", seed).hex().encode() + b"\n")
                 outcome = files.encode_export(schema_text, secret,
                                               export.to_csv().encode("utf-8"),
                                               export.mapping_toml(),
-                                              case_key=files.read_secret(case_key_path))
+                                              case_key=files.read_secret(case_key_path),
+                                              rng=np.random.default_rng([seed, index]))
                 batch_path = workdir / "agencies" / name / "batch.clk"
                 files.write_private(batch_path, write_batch(outcome.batch))
                 with server.client(tokens[name], name, "agency") as agency:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["render_report"]
+__all__ = ["member_text", "render_report"]
 
 _BAR_WIDTH = 40
 
@@ -63,9 +63,36 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
     groups = [g for g in report["groups"] if len(g["agencies"]) > 1]
     lines += ["", f"Groups across agencies: {len(groups)} (showing up to {max_groups}, "
                   "lowest confidence first: those deserve a look)"]
-    for group in sorted(groups, key=lambda g: g["confidence"])[:max_groups]:
-        members = ", ".join(f"{a}x{n}" if n > 1 else a for a, n in group["agencies"].items())
-        review = (f" [{group['review']}]" if group["review"] else
-                  " [needs review]" if group.get("needs_review") else "")
-        lines.append(f"  {group['id']}  confidence {group['confidence']:.3f}  {members}{review}")
+    lines += _group_lines(sorted(groups, key=lambda g: g["confidence"])[:max_groups])
+    within = [g for g in report["groups"] if len(g["agencies"]) == 1 and g.get("needs_review")]
+    if within:
+        lines += ["", f"Groups within one agency that need review: {len(within)} (possible "
+                      f"duplicates of one agency; showing up to {max_groups})"]
+        lines += _group_lines(sorted(within, key=lambda g: g["confidence"])[:max_groups])
+    follow_ups = [f for g in report["groups"] for f in g.get("follow_ups", [])]
+    if follow_ups:
+        lines += ["", f"Follow-ups: {len(follow_ups)}",
+                  f"  {'id':<8}{'group':<20} {'asked by':<16}{'asked':<16}{'status':<10}note / answer"]
+        for item in follow_ups:
+            notes = " / ".join(filter(None, (item.get("note"), item.get("answer_note"))))
+            lines.append(f"  {item['id']:<8}{item['group']:<20} {item['requested_by']:<16}"
+                         f"{item['agency']:<16}{item['status']:<10}{notes}")
     return "\n".join(lines)
+
+
+def member_text(agencies: dict[str, int]) -> str:
+    """'be-police, se-police ×2': the agencies of a group, with a count where one holds
+    several of its records."""
+    return ", ".join(f"{a} ×{n}" if n > 1 else a for a, n in agencies.items())
+
+
+def _group_lines(groups: list[dict]) -> list[str]:
+    lines = []
+    if groups:
+        lines.append(f"  {'group':<20}  {'confidence':<10}  {'review':<14}  agencies")
+    for group in groups:
+        review = (group["review"] if group["review"] else
+                  "needs review" if group.get("needs_review") else "")
+        lines.append(f"  {group['id']:<20}  {group['confidence']:<10.3f}  {review:<14}  "
+                     f"{member_text(group['agencies'])}")
+    return lines

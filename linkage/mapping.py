@@ -14,6 +14,13 @@ country national phone numbers belong to::
     column = "TEL"
     phone_region = "BE"
 
+    [fields.address]
+    absent = true            # this agency does not hold addresses: encoded as missing
+
+``date_format`` may also be a list, tried in order (``["%d/%m/%Y", "%Y-%m-%d"]``).
+A feature the mapping leaves out is read from the column of the same name when
+the export has one.
+
 An optional ``[attributes]`` table adds what is not identifying: the entity
 type (a constant ``entity_type = "person"`` or ``entity_type_column``), the
 column with the agency's case reference (pseudonymised at the agency before
@@ -26,24 +33,29 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import phonenumbers
 
 from .errors import MappingError
+from .normalise import date_format_problem
 from .schema import LinkageSchema
 
 __all__ = ["AgencyMapping", "AttributeMapping", "FieldMapping", "mapping_by_name", "parse_mapping"]
 
 DEFAULT_RECORD_ID = "record_id"
-_FIELD_KEYS = {"column", "date_format", "phone_region"}
+_FIELD_KEYS = {"absent", "column", "date_format", "phone_region"}
 _ATTRIBUTE_KEYS = {"entity_type", "entity_type_column", "case_column", "stage_column"}
 
 
 @dataclass(frozen=True)
 class FieldMapping:
-    """Source column and input format of one schema feature."""
+    """Source column and input format of one schema feature; ``column`` is ``None`` for a
+    feature the agency does not hold (``absent = true``), encoded as missing.
+    ``date_format`` is one format or several tried in order."""
 
-    column: str
-    date_format: str | None = None
+    column: str | None
+    date_format: str | tuple[str, ...] | None = None
     phone_region: str | None = None
 
 
@@ -68,6 +80,16 @@ class AgencyMapping:
     fields: dict[str, FieldMapping] = field(default_factory=dict)
     attributes: AttributeMapping | None = None
 
+    def with_same_name_columns(self, schema: LinkageSchema,
+                               columns: Sequence[str]) -> "AgencyMapping":
+        """This mapping with each feature it leaves out read from the export's column of the
+        same name, where there is one (so a mapping names only what differs)."""
+        available = set(columns)
+        fallback = {f.identifier: FieldMapping(f.identifier) for f in schema.features
+                    if not f.ignored and f.identifier not in self.fields
+                    and f.identifier in available}
+        return replace(self, fields={**self.fields, **fallback}) if fallback else self
+
     def check(self, schema: LinkageSchema, columns: Sequence[str]) -> None:
         """Check the mapping against the schema and the export's header, listing every problem.
 
@@ -91,8 +113,10 @@ class AgencyMapping:
             mapped = self.fields.get(feature.identifier)
             if mapped is None:
                 problems.append(f"feature {feature.identifier!r} has no column: add "
-                                f"[fields.{feature.identifier}] column = \"...\" to the mapping")
-            elif mapped.column not in available:
+                                f"[fields.{feature.identifier}] column = \"...\" to the "
+                                "mapping, or, if your agency does not hold it, "
+                                f"[fields.{feature.identifier}] absent = true")
+            elif mapped.column is not None and mapped.column not in available:
                 problems.append(f"fields.{feature.identifier}: column {mapped.column!r} is not "
                                 f"in the file (columns: {', '.join(columns)})")
         for column in self.attributes.columns() if self.attributes else ():
@@ -148,18 +172,51 @@ def parse_mapping(text: str) -> AgencyMapping:
             if key not in _FIELD_KEYS:
                 problems.append(f"fields.{name}: unknown key {key!r} "
                                 f"(allowed: {', '.join(sorted(_FIELD_KEYS))})")
-        column = spec.get("column")
-        if not isinstance(column, str) or not column:
-            problems.append(f"fields.{name}: column must be a non-empty string")
+        absent = spec.get("absent", False)
+        if not isinstance(absent, bool):
+            problems.append(f"fields.{name}: absent must be true or false")
             continue
-        values = {k: spec.get(k) for k in ("date_format", "phone_region")}
-        for key, value in values.items():
-            if value is not None and not isinstance(value, str):
-                problems.append(f"fields.{name}: {key} must be a string")
-        fields[name] = FieldMapping(column, values["date_format"], values["phone_region"])
+        column = spec.get("column")
+        if absent:
+            if column is not None:
+                problems.append(f"fields.{name}: give either column or absent = true, not both")
+            fields[name] = FieldMapping(None)
+            continue
+        if not isinstance(column, str) or not column:
+            problems.append(f"fields.{name}: column must be a non-empty string (or write "
+                            "absent = true for a feature your agency does not hold)")
+            continue
+        date_format = _date_formats(name, spec.get("date_format"), problems)
+        region = spec.get("phone_region")
+        if region is not None:
+            if not isinstance(region, str):
+                problems.append(f"fields.{name}: phone_region must be a string")
+                region = None
+            elif region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+                problems.append(f"fields.{name}: phone_region {region!r} is not a region "
+                                "phone numbers know; use a two-letter ISO 3166 code such as "
+                                "BE, NL, SE or DE")
+        fields[name] = FieldMapping(column, date_format, region)
     if problems:
         raise MappingError("The mapping is invalid:", problems)
     return AgencyMapping(record_id=record_id, fields=fields, attributes=attributes)
+
+
+def _date_formats(name: str, value, problems: list[str]) -> str | tuple[str, ...] | None:
+    """A date_format value checked: one format or a non-empty list of formats."""
+    if value is None:
+        return None
+    formats = [value] if isinstance(value, str) else value
+    if not isinstance(formats, list) or not formats or not all(
+            isinstance(f, str) for f in formats):
+        problems.append(f"fields.{name}: date_format must be a format string or a list of "
+                        "them, e.g. \"%d/%m/%Y\" or [\"%d/%m/%Y\", \"%Y-%m-%d\"]")
+        return None
+    for text in formats:
+        problem = date_format_problem(text)
+        if problem:
+            problems.append(f"fields.{name}: date_format {text!r} {problem}")
+    return value if isinstance(value, str) else tuple(formats)
 
 
 def mapping_by_name(schema: LinkageSchema) -> AgencyMapping:

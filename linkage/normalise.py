@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
 
 import phonenumbers
@@ -18,6 +19,7 @@ from .errors import NormalisationError
 
 __all__ = [
     "NORMALISER_KINDS",
+    "date_format_problem",
     "infer_kind",
     "normalise_address",
     "normalise_date",
@@ -131,19 +133,64 @@ def normalise_address(value: str) -> str:
     return " ".join(words)
 
 
-def normalise_date(value: str, date_format: str | None = None) -> str:
+_REFERENCE_DATE = datetime(1987, 11, 23)
+_YEAR_DIRECTIVES, _MONTH_DIRECTIVES, _DAY_DIRECTIVES = ("%Y", "%y"), ("%m", "%b", "%B"), ("%d",)
+
+
+def date_format_problem(date_format: str) -> str | None:
+    """Why ``date_format`` cannot read dates of birth, or ``None`` when it can.
+
+    A usable format is a ``strptime`` format with a year, a month and a day (or a day of
+    the year, ``%j``) that reads back what it writes: "dd-mm-yyyy" is not one, "%d-%m-%Y"
+    is.
+
+    Args:
+        date_format: the mapping's ``date_format`` text.
+    Returns:
+        The reason, phrased to follow "date_format '...'", or ``None``.
+    """
+    if "%" not in date_format:
+        return ("is not a strptime format: write directives such as %d-%m-%Y for "
+                "23-11-1987 (%d day, %m month, %Y four-digit year)")
+    try:
+        written = _REFERENCE_DATE.strftime(date_format)
+        read = datetime.strptime(written, date_format)
+    except ValueError as error:
+        return f"is not a valid strptime format ({error}); e.g. %d/%m/%Y"
+    has = lambda directives: any(d in date_format for d in directives)  # noqa: E731
+    if not has(_YEAR_DIRECTIVES) or not (has(_DAY_DIRECTIVES) and has(_MONTH_DIRECTIVES)
+                                         or "%j" in date_format):
+        return "needs a year, a month and a day (e.g. %d/%m/%Y)"
+    if read.date() != _REFERENCE_DATE.date():
+        return "does not read back the dates it writes; e.g. %d/%m/%Y"
+    return None
+
+
+def normalise_date(value: str, date_format: str | Sequence[str] | None = None) -> str:
     """Parse a date into ISO ``YYYY-MM-DD``, the one form every agency encodes.
 
     Args:
         value: the raw date; surrounding whitespace is ignored.
-        date_format: a ``strptime`` format such as ``"%d/%m/%Y"``. Without one only
-            ISO dates are accepted, optionally followed by a time ("1980-03-04T00:00:00").
+        date_format: a ``strptime`` format such as ``"%d/%m/%Y"``, or several tried in
+            order (the first that reads the value wins: exports mixing "23/11/1987" and
+            "1987-11-23" in one column). Without one only ISO dates are accepted,
+            optionally followed by a time ("1980-03-04T00:00:00").
     Returns:
         The date as ``YYYY-MM-DD``.
     Raises:
-        NormalisationError: not a date in that format, an impossible date, or a year
-            outside 1850-2100.
+        NormalisationError: not a date in that format (in any of them), an impossible
+            date, or a year outside 1850-2100.
     """
+    if date_format and not isinstance(date_format, str):
+        reasons = []
+        for one_format in date_format:
+            try:
+                return normalise_date(value, one_format)
+            except NormalisationError as error:
+                reasons.append(str(error))
+        if any("year outside" in reason for reason in reasons):
+            raise NormalisationError(next(r for r in reasons if "year outside" in r))
+        raise NormalisationError(f"not a date in any of the formats {', '.join(date_format)}")
     text = value.strip()
     if date_format:
         try:
@@ -200,7 +247,8 @@ def normalise_phone(value: str, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_value(kind: str, value: str | None, *, date_format: str | None = None,
+def normalise_value(kind: str, value: str | None, *,
+                    date_format: str | Sequence[str] | None = None,
                     phone_region: str | None = None) -> str:
     """Normalise one value with the normaliser ``kind``; a missing value is never an error.
 

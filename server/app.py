@@ -98,8 +98,9 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     service_names = (*(linkage_pb2.DESCRIPTOR.services_by_name[n.split(".")[-1]].full_name
                        for n in _SERVICES),
-                     health.SERVICE_NAME, reflection.SERVICE_NAME)
+                     health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
     reflection.enable_server_reflection(service_names, server)
+    _enable_reflection_v1(service_names, server)
     try:
         port = (server.add_secure_port(config.listen, credentials) if credentials is not None
                 else server.add_insecure_port(config.listen))
@@ -110,6 +111,24 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
         store.close()
         raise RuntimeError(f"Cannot listen on {config.listen}: the address is in use or invalid.")
     return server, port, store
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection_v1(service_names, server: grpc.Server) -> None:
+    """Serve reflection under ``grpc.reflection.v1`` too (grpcurl and Postman ask for v1
+    first). grpcio-reflection ships only v1alpha, whose messages are field for field those
+    of v1, so v1alpha's servicer answers v1 calls over the same wire format."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    servicer = reflection.ReflectionServicer(service_names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 def serve(server: grpc.Server, store: SqliteStore, *, grace_seconds: float = 10.0) -> None:

@@ -83,6 +83,15 @@ POLICY: dict[str, frozenset[str]] = {
     _OPERATOR + "ReadAuditLog": frozenset({OPERATOR}),
 }
 
+# Project maintenance and follow-up lists (issue 15).
+POLICY.update({
+    _AGENCY + "ListFollowUps": frozenset({AGENCY}),
+    _COORDINATOR + "SetProjectStages": frozenset({COORDINATOR}),
+    _COORDINATOR + "DeleteProject": frozenset({COORDINATOR}),
+    _COORDINATOR + "ReissueAgencyToken": frozenset({COORDINATOR}),
+    _COORDINATOR + "ListFollowUps": frozenset({COORDINATOR}),
+})
+
 _identity: contextvars.ContextVar["Identity"] = contextvars.ContextVar("linkage_identity")
 _audit: contextvars.ContextVar["_AuditDraft"] = contextvars.ContextVar("linkage_audit")
 _LONGEST_DEADLINE = 366 * 24 * 3600.0  # beyond this a "deadline" is really none
@@ -154,7 +163,8 @@ def _bearer_token(context_metadata) -> str:
     for key, value in context_metadata or ():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
             return value[len("Bearer "):].strip()
-    raise AuthenticationError("No credential: pass --token-file FILE or set LINKAGE_TOKEN_FILE.")
+    raise AuthenticationError("No credential: send the metadata 'authorization: Bearer <token>' "
+                              "(the linkage CLI: --token-file FILE or LINKAGE_TOKEN_FILE).")
 
 
 class RateLimiter:

@@ -70,7 +70,9 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
     """Run the linkage matching server.
 
     It stores only CLKs and record ids, never raw identifiers. On first start
-    it writes the coordinator credential into DATA_DIR/coordinator.token.
+    it writes two credentials (mode 0600): DATA_DIR/coordinator.token for the
+    coordinator (projects, runs, reports) and DATA_DIR/operator.token for the
+    operator (metrics and the audit log).
 
     Example:
 
@@ -86,6 +88,11 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         return
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host_part, colon, port_part = listen.rpartition(":")
+    if not colon or not host_part or not port_part.isdigit() or int(port_part) > 65535:
+        hint = f" (e.g. 127.0.0.1:{port_part})" if port_part.isdigit() else ""
+        raise click.BadParameter(f"{listen!r}: expected HOST:PORT{hint}",
+                                 param_hint="--listen")
     tls = any(path is not None for path in (tls_cert, tls_key, client_ca))
     if not tls and not _is_loopback(listen):
         raise click.ClickException(
@@ -104,9 +111,12 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         raise click.ClickException(str(error)) from None
     host = listen.rsplit(":", 1)[0]
     transport = "mutual TLS" if tls else "plaintext, loopback only"
+    credential = data_dir / COORDINATOR_TOKEN_FILE
+    where = (f"coordinator credential {credential}" if credential.exists() else
+             f"no coordinator credential in {data_dir} (a restored backup: put the kept "
+             f"{COORDINATOR_TOKEN_FILE} and operator.token there)")
     click.echo(f"linkage-server listening on {host}:{port} ({transport}); "
-               f"store {store.path}; coordinator credential {data_dir / COORDINATOR_TOKEN_FILE}",
-               err=True)
+               f"store {store.path}; {where}", err=True)
     sys.stderr.flush()
     serve(server, store)
 

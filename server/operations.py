@@ -253,7 +253,11 @@ def check_header(store: Store, identity: Identity, header: BatchHeaderInfo, *,
     if project.key_check is not None and not hmac.compare_digest(header.key_check,
                                                                 project.key_check):
         raise SecretError("This batch was encoded with a different secret than the batches "
-                          "already in the project. Every agency must use the same secret file.")
+                          "already in the project. Every agency must use the same secret file. "
+                          "If instead the project's first batch was encoded with the wrong "
+                          "secret, its agency (or the coordinator) withdraws that batch with "
+                          "'linkage batch withdraw' before a run uses it, and every agency "
+                          "submits again under the right secret.")
     if (project.key_check is None and not allow_secret_reuse
             and store.key_check_elsewhere(project.id, header.key_check)):
         raise SecretError("This batch was encoded with a secret that another project on this "
@@ -276,6 +280,7 @@ def upload_status(store: Store, identity: Identity, project_name: str,
                   batch_id: str) -> UploadProgress:
     """How much of the caller's upload the server holds (0 for an unknown id)."""
     project = _project_for(store, identity, project_name)
+    _check_not_purged(project)
     committed = store.batch(batch_id)
     if committed is not None:
         _check_owner(committed.agency_id, identity)
@@ -289,8 +294,10 @@ def upload_status(store: Store, identity: Identity, project_name: str,
 
 def _check_owner(agency_id: int, identity: Identity) -> None:
     if agency_id != identity.agency_id:
-        raise AlreadyExistsError("That batch id is used by another agency; encode again or "
-                                 "choose another batch id.")
+        raise AlreadyExistsError("Another agency of this project submitted a batch with exactly "
+                                 "this content (the batch id is derived from the project and "
+                                 "the records): submit your own agency's encoded export, not "
+                                 "another agency's file.")
 
 
 def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
@@ -326,8 +333,13 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     stages = set(project.stages)
     entity_type = header.entity_type or "person"
     for first_record, record_ids, clks, attributes in chunks:
-        _check_chunk(record_ids, clks, clk_bytes, first_record)
-        _check_attributes(attributes, len(record_ids), stages, entity_type)
+        try:
+            _check_chunk(record_ids, clks, clk_bytes, first_record)
+            _check_attributes(attributes, record_ids, stages, entity_type, project.name,
+                              first_record)
+        except LinkageError:
+            store.discard_upload(header.batch_id)  # refused: nothing to resume
+            raise
         if first_record + len(record_ids) <= received:
             continue  # already held: a resumed client may resend its last chunk
         if first_record != received:
@@ -361,13 +373,15 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
                                    f"longer than {MAX_RECORD_ID_BYTES} bytes.")
 
 
-def _check_attributes(attributes, count: int, stages: set[str], entity_type: str) -> None:
+def _check_attributes(attributes, record_ids: list[str], stages: set[str], entity_type: str,
+                      project_name: str = "", first_record: int = 0) -> None:
     if attributes is None:
         return
+    count = len(record_ids)
     if len(attributes) != count:
         raise BatchFormatError(f"A chunk has {count} records but {len(attributes)} attribute "
                                "sets; send one per record or none.")
-    for record_type, case_ref, stage in attributes:
+    for offset, (record_type, case_ref, stage) in enumerate(attributes):
         if record_type and record_type != entity_type:
             raise BatchFormatError(f"A record of entity type {record_type!r} is in a batch of "
                                    f"{entity_type!r}; one batch holds one entity type.")
@@ -376,8 +390,13 @@ def _check_attributes(attributes, count: int, stages: set[str], entity_type: str
                                    "('c-' and 12 hex digits); raw case numbers are refused.")
         if stage and stage not in stages:
             allowed = ", ".join(sorted(stages)) or "none are defined for this project"
-            raise BatchFormatError(f"Stage {stage!r} is not in the project's vocabulary "
-                                   f"({allowed}).")
+            raise BatchFormatError(
+                f"Record #{first_record + offset} ({record_ids[offset]!r}) has stage {stage!r}, "
+                f"which is not in the project's vocabulary ({allowed}). Nothing of this batch "
+                "was stored. Either the coordinator adds the stage with 'linkage project "
+                f"stages --project {project_name} --add {stage}', or you encode again with "
+                "stage_column removed from (or corrected in) your mapping; 'linkage encode "
+                "--stages a,b,...' checks the values at your agency first.")
 
 
 def _verify_upload(store: Store, identity: Identity, header: BatchHeaderInfo) -> None:
@@ -642,7 +661,7 @@ def agency_results(store: Store, identity: Identity, project_name: str) -> Itera
     confidence = {g.key: g.confidence for g in store.groups(run.id)}
     mine: dict[str, list[FollowUpView]] = {}
     for follow_up in store.follow_ups(project.id):
-        if follow_up.agency_id == identity.agency_id:
+        if follow_up.agency_id == identity.agency_id or follow_up.requested_by == identity.name:
             mine.setdefault(follow_up.group_key, []).append(_follow_up_view(follow_up, names))
     for record_id, key in rows:
         members = composition.get(key, {})
@@ -800,7 +819,11 @@ def purge_project(store: Store, project_name: str) -> tuple[int, int]:
             data before anything was learnt from it) or a run is in progress.
     """
     project = store.project(project_name)
-    _latest_run(store, project)
+    if store.latest_run(project.id) is None:
+        raise RunStateError(f"Project {project_name!r} has never been linked, so there is "
+                            "nothing to purge after: run it with 'linkage run', or, if it is "
+                            "misconfigured, delete it with 'linkage project delete --project "
+                            f"{project_name}'.")
     if store.run_in_progress(project.id):
         raise RunStateError(f"A linkage run of {project_name!r} is in progress; purge after it "
                             "ends.")
@@ -819,3 +842,70 @@ def review_group(store: Store, project_name: str, group: str, decision: str, not
     store.set_review(project.id, group, decision, note)
     return decision
 
+
+# -- project maintenance by the coordinator, and follow-up lists (issue 15) ----------------------
+
+def _check_stages(stages: list[str]) -> None:
+    for stage in stages:
+        if not _ATTRIBUTE.match(stage):
+            raise InvalidRequestError(f"Stage {stage!r} is not allowed: use lowercase letters, "
+                                      "digits and '_' (at most 32).")
+    if len(set(stages)) != len(stages):
+        raise InvalidRequestError("A stage is listed twice.")
+
+
+def set_project_stages(store: Store, project_name: str, stages: list[str]) -> list[str]:
+    """Replace a project's stage vocabulary; returns it.
+
+    Raises:
+        InvalidRequestError: a malformed or repeated stage, or a stage that stored records
+            carry is left out (their network positions would lose their meaning).
+        RunStateError: the project was purged.
+    """
+    _check_stages(stages)
+    project = store.project(project_name)
+    _check_not_purged(project)
+    dropped = sorted(store.stages_in_use(project.id) - set(stages))
+    if dropped:
+        raise InvalidRequestError(f"Stored records of {project_name!r} carry the stage(s) "
+                                  f"{', '.join(dropped)}; keep them in the vocabulary.")
+    store.set_stages(project.id, stages)
+    return stages
+
+
+def delete_project(store: Store, project_name: str) -> tuple[int, int]:
+    """Delete a project that no run has touched; returns (batches, records) deleted.
+
+    Raises:
+        RunStateError: a run of the project started once (its results and reports are
+            evidence: purge it instead, which keeps them).
+    """
+    project = store.project(project_name)
+    if store.has_run(project.id):
+        raise RunStateError(f"Project {project_name!r} has been linked: its reports, results "
+                            "and reviews stay as a record, so it cannot be deleted. Delete its "
+                            f"CLKs with 'linkage project purge --project {project_name}'.")
+    return store.delete_project(project.id)
+
+
+def reissue_agency_token(store: Store, project_name: str, agency_name: str) -> str:
+    """A new token for one agency; the old one stops working. Returns the new token."""
+    project = store.project(project_name)
+    agency = next((a for a in store.agencies(project.id) if a.name == agency_name), None)
+    if agency is None:
+        names = ", ".join(a.name for a in store.agencies(project.id))
+        raise NotFoundError(f"Project {project_name!r} has no agency {agency_name!r} "
+                            f"(agencies: {names}).")
+    token = new_token()
+    store.set_agency_token(agency.id, hash_token(token))
+    return token
+
+
+def list_follow_ups(store: Store, identity: Identity, project_name: str) -> list[FollowUpView]:
+    """Follow-ups of a project: all of them for a coordinator; for an agency those it asked
+    for and those addressed to it."""
+    project = _project_for(store, identity, project_name)
+    names = {a.id: a.name for a in store.agencies(project.id)}
+    return [_follow_up_view(row, names) for row in store.follow_ups(project.id)
+            if identity.role != "agency" or row.agency_id == identity.agency_id
+            or row.requested_by == identity.name]

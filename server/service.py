@@ -67,7 +67,7 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
                                             request.batch_id)
         return pb.UploadStatus(batch_id=progress.batch_id,
                                records_received=progress.records_received,
-                               committed=progress.committed)
+                               committed=progress.committed, agency=current_identity().name)
 
     def GetResults(self, request, context):
         for hit in operations.agency_results(self._store, current_identity(), request.project):
@@ -81,6 +81,15 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
             self._store, current_identity(), request.project, request.follow_up,
             request.decision, request.note))
 
+    def ListFollowUps(self, request, context):
+        return _list_follow_ups(self._store, request)
+
+
+def _list_follow_ups(store: Store, request) -> pb.ListFollowUpsResponse:
+    views = operations.list_follow_ups(store, current_identity(), request.project)
+    audit_note(project=request.project, follow_ups=len(views))
+    return pb.ListFollowUpsResponse(follow_ups=[follow_up_to_proto(v) for v in views])
+
 
 def _open_follow_up(store: Store, request) -> pb.OpenFollowUpResponse:
     views = operations.open_follow_up(store, current_identity(), request.project, request.group,
@@ -93,6 +102,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         self._store = store
 
     def CreateProject(self, request, context):
+        audit_note(project=request.name)
         project, tokens = operations.create_project(
             self._store, request.name, request.schema_json, list(request.agencies),
             list(request.stages), {e.entity_type: e.schema_json for e in request.entity_schemas})
@@ -107,7 +117,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
             summaries.append(pb.ProjectSummary(
                 name=project.name, schema_fingerprint=project.schema_fingerprint,
                 agencies=[a.name for a in self._store.agencies(project.id)],
-                batches=len(batches), records=sum(b.record_count for b in batches)))
+                batches=len(batches), records=sum(b.record_count for b in batches),
+                stages=project.stages))
         return pb.ListProjectsResponse(projects=summaries)
 
     def RunLinkage(self, request, context):
@@ -157,6 +168,27 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         decision = operations.review_group(self._store, request.project, request.group,
                                            request.decision, request.note)
         return pb.ReviewGroupResponse(group=request.group, decision=decision)
+
+    def SetProjectStages(self, request, context):
+        audit_note(project=request.project)
+        stages = operations.set_project_stages(self._store, request.project,
+                                               list(request.stages))
+        return pb.SetProjectStagesResponse(project=request.project, stages=stages)
+
+    def DeleteProject(self, request, context):
+        audit_note(project=request.project)
+        batches, records = operations.delete_project(self._store, request.project)
+        audit_note(batches=batches, records=records)
+        return pb.DeleteProjectResponse(project=request.project, batches_deleted=batches,
+                                        records_deleted=records)
+
+    def ReissueAgencyToken(self, request, context):
+        audit_note(project=request.project)
+        token = operations.reissue_agency_token(self._store, request.project, request.agency)
+        return pb.AgencyToken(agency=request.agency, token=token)
+
+    def ListFollowUps(self, request, context):
+        return _list_follow_ups(self._store, request)
 
 
 class OperatorServicer(pb_grpc.OperatorServiceServicer):

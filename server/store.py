@@ -296,6 +296,12 @@ class Store(Protocol):
     def follow_ups(self, project_id: int) -> list[FollowUpRow]: ...
     def answer_follow_up(self, project_id: int, follow_up_id: int, agency_id: int,
                          decision: str, note: str) -> FollowUpRow: ...
+    # Project maintenance by the coordinator (issue 15).
+    def set_stages(self, project_id: int, stages: Sequence[str]) -> None: ...
+    def stages_in_use(self, project_id: int) -> set[str]: ...
+    def has_run(self, project_id: int) -> bool: ...
+    def delete_project(self, project_id: int) -> tuple[int, int]: ...
+    def set_agency_token(self, agency_id: int, token_hash: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -817,3 +823,45 @@ class SqliteStore:
                            (project_id,))
         return {key: (decision, note) for key, decision, note in rows}
 
+    # -- project maintenance by the coordinator ---------------------------------------------
+
+    def set_stages(self, project_id: int, stages: Sequence[str]) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE projects SET stages = ? WHERE id = ?",
+                       (json.dumps(list(stages)), project_id))
+
+    def stages_in_use(self, project_id: int) -> set[str]:
+        """Stages that stored records of the project carry."""
+        return {row[0] for row in self._query(
+            "SELECT DISTINCT r.stage FROM records r JOIN batches b ON b.id = r.batch_id "
+            "WHERE b.project_id = ? AND r.stage != ''", (project_id,))}
+
+    def has_run(self, project_id: int) -> bool:
+        """True once any run of the project started (finished, failed or running)."""
+        return bool(self._query("SELECT 1 FROM runs WHERE project_id = ?", (project_id,)))
+
+    def delete_project(self, project_id: int) -> tuple[int, int]:
+        """Remove a never-run project and everything stored for it; returns (batches,
+        records) deleted. The audit log is a separate file and keeps its entries."""
+        with self._transaction() as db:
+            (batches, records), = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(record_count), 0) FROM batches "
+                "WHERE project_id = ?", (project_id,)).fetchall()
+            db.execute("DELETE FROM records WHERE batch_id IN "
+                       "(SELECT id FROM batches WHERE project_id = ?)", (project_id,))
+            db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
+                       "(SELECT batch_id FROM uploads WHERE project_id = ?)", (project_id,))
+            for table in ("uploads", "batches", "pair_blocks", "follow_ups", "reviews",
+                          "entity_schemas"):
+                db.execute(f"DELETE FROM {table} WHERE project_id = ?", (project_id,))
+            db.execute("DELETE FROM agencies WHERE project_id = ?", (project_id,))
+            db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+        with self._lock:
+            self._db.execute("VACUUM")  # deleted CLKs must not linger in free pages
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(batches), int(records)
+
+    def set_agency_token(self, agency_id: int, token_hash: str) -> None:
+        """Replace an agency's token hash: the old token stops working."""
+        with self._transaction() as db:
+            db.execute("UPDATE agencies SET token_hash = ? WHERE id = ?", (token_hash, agency_id))

@@ -104,3 +104,68 @@ def test_report_loads_draws_the_network_and_filters(report, browser, tmp_path):
     html_text = page.read_text("utf-8")
     assert "http://" not in html_text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html_text
+
+
+def test_report_charts_have_axes_legends_a_full_frame_and_a_broker_focus(report, browser,
+                                                                         tmp_path):
+    """Issue 15: the score chart has labelled axes on a log scale with the match region
+    marked, the network has a legend, fills its frame and can focus on one broker, and
+    group ids stay on one line."""
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report), encoding="utf-8")
+    browser.get(page.as_uri())
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    y_ticks = browser.find_elements(By.CSS_SELECTOR, "#histogram-y-axis text.tick")
+    assert len(y_ticks) >= 3 and y_ticks[0].text == "0" and y_ticks[1].text == "10"
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#histogram .axis-label")]
+    assert "candidate pairs (log scale)" in labels and "Dice similarity of the pair" in labels
+    assert browser.find_elements(By.CSS_SELECTOR, "#histogram-x-axis text.tick")
+    region = browser.find_element(By.CSS_SELECTOR, "#histogram .match-region")
+    assert float(region.get_attribute("width")) > 0
+    # The match region's bars are tall enough to read: a bar of a handful of pairs spans
+    # a good part of the plot height (on the former square-root scale it was a sliver).
+    heights = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#histogram rect.bar.above'))"
+        ".filter(function (r) { return r.querySelector('title').textContent.match(/: [1-9]/); })"
+        ".map(function (r) { return r.getBBox().height; })")
+    assert heights and max(heights) > 60
+    legend = browser.find_element(By.ID, "network-legend").text
+    for words in ("entity at several agencies", "case", "broker rank", *report["agencies"]):
+        assert words in legend
+    box = browser.execute_script(
+        "const b = document.querySelector('#network g:last-of-type').getBBox();"
+        "return [b.x, b.y, b.width, b.height];")
+    assert box[2] > 850 and box[3] > 850, box  # the layout uses the 1000 x 1000 frame
+    edge_colour = browser.execute_script(
+        "const s = getComputedStyle(document.querySelector('#network .edge'));"
+        "return [s.stroke, s.strokeOpacity, s.strokeWidth];")
+    assert float(edge_colour[1]) >= 0.7 and float(edge_colour[2].rstrip("px")) >= 1.2
+    options = browser.find_elements(By.CSS_SELECTOR, "#f-focus option")
+    assert len(options) > 1
+    total = browser.execute_script("return window.linkageReport.nodes")
+    broker = options[1].get_attribute("value")
+    browser.execute_script(
+        "const s = document.getElementById('f-focus'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('change'));", broker)
+    shown = browser.execute_script(
+        "return document.querySelectorAll('#network .node:not(.hidden)').length")
+    assert 1 < shown < total
+    assert browser.find_element(By.ID, "details").text.startswith(broker)
+    assert browser.find_element(By.ID, "network").get_attribute("viewBox") != "0 0 1000 1000"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.execute_script("document.getElementById('network').scrollIntoView()")
+    browser.save_screenshot(str(ARTIFACTS / "report-focus.png"))
+    browser.execute_script(
+        "const s = document.getElementById('f-focus'); s.value = '';"
+        "s.dispatchEvent(new Event('change'));")
+    assert browser.execute_script(
+        "return document.querySelectorAll('#network .node:not(.hidden)').length") == total
+    wrapped = browser.execute_script(
+        "return Array.from(document.querySelectorAll('td.gid')).filter(function (td) {"
+        "  const r = document.createRange(); r.selectNodeContents(td);"
+        "  return r.getClientRects().length > 1; }).length")
+    assert browser.find_elements(By.CSS_SELECTOR, "#groups td.gid") and wrapped == 0
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(ARTIFACTS / "report-top.png"))

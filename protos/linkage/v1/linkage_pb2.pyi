@@ -79,14 +79,16 @@ class GetUploadStatusRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
 
 class UploadStatus(_message.Message):
-    __slots__ = ("batch_id", "records_received", "committed")
+    __slots__ = ("batch_id", "records_received", "committed", "agency")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     records_received: int
     committed: bool
-    def __init__(self, batch_id: _Optional[str] = ..., records_received: _Optional[int] = ..., committed: _Optional[bool] = ...) -> None: ...
+    agency: str
+    def __init__(self, batch_id: _Optional[str] = ..., records_received: _Optional[int] = ..., committed: _Optional[bool] = ..., agency: _Optional[str] = ...) -> None: ...
 
 class GetResultsRequest(_message.Message):
     __slots__ = ("project",)
@@ -207,18 +209,20 @@ class ListProjectsResponse(_message.Message):
     def __init__(self, projects: _Optional[_Iterable[_Union[ProjectSummary, _Mapping]]] = ...) -> None: ...
 
 class ProjectSummary(_message.Message):
-    __slots__ = ("name", "schema_fingerprint", "agencies", "batches", "records")
+    __slots__ = ("name", "schema_fingerprint", "agencies", "batches", "records", "stages")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     schema_fingerprint: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
     batches: int
     records: int
-    def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ...) -> None: ...
+    stages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunLinkageRequest(_message.Message):
     __slots__ = ("project", "threshold", "blocking")
@@ -467,3 +471,55 @@ class AuditEntry(_message.Message):
     previous_hash: str
     entry_hash: str
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[str] = ..., caller: _Optional[str] = ..., role: _Optional[str] = ..., project: _Optional[str] = ..., method: _Optional[str] = ..., outcome: _Optional[str] = ..., counts_json: _Optional[str] = ..., previous_hash: _Optional[str] = ..., entry_hash: _Optional[str] = ...) -> None: ...
+
+class ListFollowUpsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ListFollowUpsResponse(_message.Message):
+    __slots__ = ("follow_ups",)
+    FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
+    follow_ups: _containers.RepeatedCompositeFieldContainer[FollowUp]
+    def __init__(self, follow_ups: _Optional[_Iterable[_Union[FollowUp, _Mapping]]] = ...) -> None: ...
+
+class SetProjectStagesRequest(_message.Message):
+    __slots__ = ("project", "stages")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    stages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetProjectStagesResponse(_message.Message):
+    __slots__ = ("project", "stages")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    stages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteProjectRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class DeleteProjectResponse(_message.Message):
+    __slots__ = ("project", "batches_deleted", "records_deleted")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    batches_deleted: int
+    records_deleted: int
+    def __init__(self, project: _Optional[str] = ..., batches_deleted: _Optional[int] = ..., records_deleted: _Optional[int] = ...) -> None: ...
+
+class ReissueAgencyTokenRequest(_message.Message):
+    __slots__ = ("project", "agency")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    agency: str
+    def __init__(self, project: _Optional[str] = ..., agency: _Optional[str] = ...) -> None: ...

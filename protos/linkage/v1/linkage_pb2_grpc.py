@@ -60,6 +60,11 @@ class AgencyServiceStub:
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AnswerFollowUpRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.FollowUp.FromString,
                 _registered_method=True)
+        self.ListFollowUps = channel.unary_unary(
+                '/linkage.v1.AgencyService/ListFollowUps',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServiceServicer:
@@ -112,6 +117,14 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFollowUps(self, request, context):
+        """The follow-ups the caller's agency asked for and those addressed to it,
+        with their answers, so the agency that asked sees what came back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +152,11 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.AnswerFollowUp,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AnswerFollowUpRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.FollowUp.SerializeToString,
+            ),
+            'ListFollowUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollowUps,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -287,6 +305,33 @@ class AgencyService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListFollowUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AgencyService/ListFollowUps',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CoordinatorServiceStub:
     """Calls a coordinator makes to set up projects and review what they found.
@@ -337,6 +382,26 @@ class CoordinatorServiceStub:
                 '/linkage.v1.CoordinatorService/ReadAuditLog',
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
+                _registered_method=True)
+        self.SetProjectStages = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/SetProjectStages',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesResponse.FromString,
+                _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/DeleteProject',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectResponse.FromString,
+                _registered_method=True)
+        self.ReissueAgencyToken = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/ReissueAgencyToken',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReissueAgencyTokenRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AgencyToken.FromString,
+                _registered_method=True)
+        self.ListFollowUps = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/ListFollowUps',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.FromString,
                 _registered_method=True)
 
 
@@ -407,6 +472,39 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProjectStages(self, request, context):
+        """Replace a project's crime-script stage vocabulary, e.g. when agencies'
+        mappings tag records with stages the project was created without. Stages
+        of batches already stored must stay in the vocabulary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProject(self, request, context):
+        """Delete a misconfigured project that has never been linked: its agencies,
+        tokens, batches and held uploads go; the audit log keeps the calls. A
+        linked project is purged instead (PurgeProject), so its reports stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReissueAgencyToken(self, request, context):
+        """Issue a new token for one agency of a project (a lost or leaked token
+        file); the old token stops working at once. Shown only this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFollowUps(self, request, context):
+        """Every follow-up of a project with its answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -449,6 +547,26 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ReadAuditLog,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.SerializeToString,
+            ),
+            'SetProjectStages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectStages,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesResponse.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectResponse.SerializeToString,
+            ),
+            'ReissueAgencyToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReissueAgencyToken,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ReissueAgencyTokenRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.AgencyToken.SerializeToString,
+            ),
+            'ListFollowUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollowUps,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -668,6 +786,114 @@ class CoordinatorService:
             '/linkage.v1.CoordinatorService/ReadAuditLog',
             protos_dot_linkage_dot_v1_dot_linkage__pb2.ReadAuditLogRequest.SerializeToString,
             protos_dot_linkage_dot_v1_dot_linkage__pb2.AuditEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectStages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/SetProjectStages',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.SetProjectStagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/DeleteProject',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.DeleteProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReissueAgencyToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/ReissueAgencyToken',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ReissueAgencyTokenRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.AgencyToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFollowUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/ListFollowUps',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.FromString,
             options,
             channel_credentials,
             insecure,
