@@ -172,7 +172,8 @@ def follow_ups():
 def open_follow_up():
     body = _payload()
     created = state().client.open_follow_up(body.get("project") or "", body.get("group") or "",
-                                            (body.get("note") or "").strip())
+                                            (body.get("note") or "").strip(),
+                                            role="coordinator")
     if request.is_json:
         return jsonify(follow_ups=created)
     flash(f"Opened {', '.join(f['id'] + ' (' + f['agency'] + ')' for f in created)} on "
