@@ -272,6 +272,40 @@ def results(client: LinkageClient, project, output_format) -> None:
         click.echo(f"{count} of your records have hits.", err=True)
 
 
+@main.group(cls=LinkageGroup)
+def batch() -> None:
+    """Manage submitted batches (agency: its own; coordinator: any).
+
+    Example:
+
+        linkage batch withdraw --project antwerp-q4 --batch-id b-0123456789abcdef --token-file be-police.token
+    """
+
+
+@batch.command("withdraw")
+@click.option("--project", required=True, help="Project name.")
+@click.option("--batch-id", required=True, help="The batch id 'linkage submit' printed.")
+@click.option("--coordinator", "as_coordinator", is_flag=True,
+              help="Withdraw as the coordinator (any agency's batch) with a coordinator token.")
+@server_options
+def batch_withdraw(client: LinkageClient, project, batch_id, as_coordinator) -> None:
+    """Withdraw a batch (or an unfinished upload) that no linkage run has used yet.
+
+    A batch a run has compared is part of that run's results: the server refuses and says
+    what to do instead.
+
+    Example:
+
+        linkage batch withdraw --project antwerp-q4 --batch-id b-0123456789abcdef --token-file be-police.token
+    """
+    outcome = client.withdraw_batch(project, batch_id,
+                                    role="coordinator" if as_coordinator else "agency")
+    kind = "unfinished upload" if outcome["unfinished_upload"] else "batch"
+    click.echo(f"Withdrew {kind} {outcome['batch_id']}: {outcome['records_withdrawn']} records.",
+               err=True)
+    click.echo(json.dumps(outcome))
+
+
 # -- coordinator side ---------------------------------------------------------------------------
 
 @main.group(cls=LinkageGroup)

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 
 from . import failpoints
-from .auth import GuardInterceptor, RateLimiter, hash_token, new_token
+from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
 from .store import SqliteStore, Store
@@ -82,15 +82,23 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
     ]
+    limits = CallLimits(first_message_seconds=config.first_message_seconds,
+                        message_gap_seconds=config.message_gap_seconds,
+                        calls_per_caller=config.calls_per_caller,
+                        longest_deadline_seconds=config.longest_deadline_seconds)
     limiter = RateLimiter(config.calls_per_second, config.call_burst)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         interceptors=[GuardInterceptor(store, limiter)], options=options,
+                         interceptors=[GuardInterceptor(store, limiter, limits)], options=options,
                          maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     linkage_pb2_grpc.add_AgencyServiceServicer_to_server(
         AgencyServicer(store, config.max_concurrent_uploads,
-                       allow_secret_reuse=config.allow_secret_reuse), server)
-    linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(store), server)
+                       allow_secret_reuse=config.allow_secret_reuse,
+                       uploads_per_agency=config.uploads_per_agency), server)
+    linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(
+        CoordinatorServicer(store, page_bytes=min(config.report_page_bytes,
+                                                  config.max_message_bytes // 2)), server)
     linkage_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_hash
+from linkage.batch import (
+    MAX_RECORD_ID_BYTES,
+    RecordAttributes,
+    record_id_problem,
+    update_content_hash,
+)
+from linkage.group_keys import unique_group_keys
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import (
@@ -359,6 +365,8 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
         if not record_id or len(record_id.encode("utf-8")) > MAX_RECORD_ID_BYTES:
             raise BatchFormatError(f"Record #{first + offset} has an empty record id or one "
                                    f"longer than {MAX_RECORD_ID_BYTES} bytes.")
+        if (problem := record_id_problem(record_id)) is not None:
+            raise BatchFormatError(f"Record #{first + offset}: its record id {problem}.")
 
 
 def _check_attributes(attributes, count: int, stages: set[str], entity_type: str) -> None:
@@ -453,9 +461,12 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         return summary
     report = on_progress or (lambda stage, done, total: None)
     report("loading", len(records.record_ids), len(records.record_ids))
-    run_id = store.start_run(project.id)
+    run_id = store.start_run(project.id)  # refuses while another run of the project is going
     started = time.monotonic()
     try:
+        now_latest = store.latest_run(project.id)
+        if (now_latest.number if now_latest else 0) != (latest.number if latest else 0):
+            records = store.load_records(project.id)  # a run finished meanwhile: use its state
         failpoints.reached("run-started")
         bits = {e.entity_type: e.clk_bits for e in store.entity_schemas(project.id)}
         types = np.asarray(records.entity_types)
@@ -612,15 +623,13 @@ def _named_groups(store: Store, result, records, rows: np.ndarray):
     ``rows`` maps the result's local record indices to rows of ``records``.
     """
     key_secret = _group_key_secret(store)
-    groups = []
-    for label, members in enumerate(result.grouping.members()):
-        member_list = sorted((int(records.agency_ids[rows[i]]), records.record_ids[rows[i]])
-                             for i in members.tolist())
-        material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
-        key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
-        groups.append((key, float(result.confidence[label]),
-                       float(result.grouping.weakest_score[label]), member_list))
-    return groups
+    memberships = [sorted((int(records.agency_ids[rows[i]]), records.record_ids[rows[i]])
+                          for i in members.tolist())
+                   for members in result.grouping.members()]
+    keys = unique_group_keys(key_secret, memberships)
+    return [(key, float(result.confidence[label]), float(result.grouping.weakest_score[label]),
+             member_list)
+            for label, (key, member_list) in enumerate(zip(keys, memberships))]
 
 
 def _latest_run(store: Store, project: ProjectRow):
@@ -658,8 +667,33 @@ def _coarse(confidence: float) -> float:
 
 
 def _follow_up_view(row, names: dict[int, str]) -> FollowUpView:
+    # notes stored before they were bounded are cut on the way out, so no reply outgrows
+    # the message limit
     return FollowUpView(f"f-{row.id}", row.group_key, row.requested_by, names[row.agency_id],
-                        row.status, row.note, row.answer_note)
+                        row.status, row.note[:MAX_NOTE_CHARS], row.answer_note[:MAX_NOTE_CHARS])
+
+
+# -- bounds on what one caller may make the server keep and send (docs/security.md) ------------
+
+#: The longest follow-up, answer or review note, in characters.
+MAX_NOTE_CHARS = 2000
+#: Follow-ups one group may hold for one asked agency (open and answered).
+MAX_FOLLOW_UPS_PER_GROUP_AGENCY = 5
+_SHORTENED_CHARS = 80
+
+
+def bounded_note(note: str, what: str) -> str:
+    """A free-text note as stored, or InvalidRequestError when it is too long."""
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidRequestError(f"{what} is {len(note)} characters; at most {MAX_NOTE_CHARS} "
+                                  "are kept. Shorten it: the details go through the follow-up's "
+                                  "legal channel, not through this server.")
+    return note
+
+
+def shortened(text: str) -> str:
+    """A caller-supplied name as an error message may quote it."""
+    return text if len(text) <= _SHORTENED_CHARS else text[:_SHORTENED_CHARS] + "…"
 
 
 def open_follow_up(store: Store, identity: Identity, project_name: str, group: str,
@@ -668,21 +702,23 @@ def open_follow_up(store: Store, identity: Identity, project_name: str, group: s
 
     An agency may ask only about groups in which it has a record itself.
     """
+    note = bounded_note(note, "The follow-up note")
     project = _project_for(store, identity, project_name)
     run = _latest_run(store, project)
     members = store.group_agencies(run.id, [group]).get(group)
-    if not members:
-        raise NotFoundError(f"No group {group!r} in the latest run of {project_name!r}.")
-    if identity.role == "agency" and identity.agency_id not in members:
-        raise PermissionDeniedError("Your agency has no record in that group; you can only ask "
-                                    "about your own hits.")
+    if not members or (identity.role == "agency" and identity.agency_id not in members):
+        # the same answer for an absent group and one without the caller: no existence oracle
+        raise NotFoundError(f"No group {shortened(group)!r} with a record of yours in the latest "
+                            f"run of {shortened(project_name)!r}; 'linkage results' lists your "
+                            "hits and their groups.")
     asked = sorted(a for a in members if a != identity.agency_id)
     if not asked:
         raise InvalidRequestError("No other agency holds a record of that group.")
     requested_by = identity.name if identity.role == "agency" else "coordinator"
     names = {a.id: a.name for a in store.agencies(project.id)}
     return [_follow_up_view(row, names)
-            for row in store.add_follow_ups(project.id, group, requested_by, asked, note)]
+            for row in store.add_follow_ups(project.id, group, requested_by, asked, note,
+                                            most_per_agency=MAX_FOLLOW_UPS_PER_GROUP_AGENCY)]
 
 
 def answer_follow_up(store: Store, identity: Identity, project_name: str, follow_up: str,
@@ -693,6 +729,7 @@ def answer_follow_up(store: Store, identity: Identity, project_name: str, follow
         raise InvalidRequestError("A follow-up answer is 'approved' or 'declined'.")
     if not re.fullmatch(r"f-\d{1,18}", follow_up):
         raise InvalidRequestError("A follow-up id looks like 'f-12'.")
+    note = bounded_note(note, "The answer note")
     row = store.answer_follow_up(project.id, int(follow_up[2:]), identity.agency_id, decision,
                                  note)
     return _follow_up_view(row, {a.id: a.name for a in store.agencies(project.id)})
@@ -811,6 +848,7 @@ def review_group(store: Store, project_name: str, group: str, decision: str, not
     """Record a decision on a group of the latest run."""
     if decision not in ("accepted", "rejected"):
         raise InvalidRequestError("A review decision is 'accepted' or 'rejected'.")
+    note = bounded_note(note, "The review note")
     project = store.project(project_name)
     run = _latest_run(store, project)
     if not any(g.key == group for g in store.groups(run.id)):
@@ -819,3 +857,32 @@ def review_group(store: Store, project_name: str, group: str, decision: str, not
     store.set_review(project.id, group, decision, note)
     return decision
 
+
+
+# -- withdrawing a batch ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What withdrawing a batch removed."""
+
+    batch_id: str
+    records: int
+    unfinished_upload: bool
+
+
+def withdraw_batch(store: Store, identity: Identity, project_name: str,
+                   batch_id: str) -> Withdrawal:
+    """Remove a batch no run has used yet: an agency its own, the coordinator any.
+
+    Raises:
+        InvalidRequestError: a malformed batch id. NotFoundError: no such batch (or not the
+            agency's). RunStateError: a run has used it (the message says what to do instead).
+    """
+    project = _project_for(store, identity, project_name)
+    if not re.fullmatch(r"b-[0-9a-f]{16}", batch_id):
+        raise InvalidRequestError("A batch id looks like 'b-' and 16 hex digits, as "
+                                  "'linkage submit' printed it.")
+    agency_id = identity.agency_id if identity.role == "agency" else None
+    records, unfinished = store.withdraw_batch(project.id, batch_id, agency_id)
+    return Withdrawal(batch_id, records, unfinished)
