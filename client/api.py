@@ -274,7 +274,9 @@ class LinkageClient:
                 "records": response.records, "runs": response.runs,
                 "audit_entries": response.audit_entries, "calls": dict(sorted(
                     response.calls.items())),
-                "uptime_seconds": round(response.uptime_seconds, 1)}
+                "uptime_seconds": round(response.uptime_seconds, 1),
+                "unfinished_uploads": response.unfinished_uploads,
+                "unfinished_upload_bytes": response.unfinished_upload_bytes}
 
     def audit_log(self, *, role: str = "operator", **filters) -> Iterator[AuditEntry]:
         """Audit entries, oldest first; ``filters`` are ReadAuditLogRequest fields. Operators

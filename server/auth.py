@@ -279,6 +279,10 @@ class _Slots:
                 self._held.pop(key, None)
 
 
+#: Streams whose message count the audit entry leaves out: GetResults sends one message per
+#: hit, and operators, who read the audit log, must not learn an agency's hit count.
+_UNCOUNTED_STREAMS = frozenset({"GetResults"})
+
 #: Open (unguarded) methods that hold a thread for as long as the caller likes.
 _REFUSED_OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
 
@@ -514,7 +518,8 @@ class _Call:
                 self._fail(context, error)
             finally:
                 self._release()
-                self._draft.counts.setdefault("messages_sent", sent)
+                if self._name not in _UNCOUNTED_STREAMS:
+                    self._draft.counts.setdefault("messages_sent", sent)
                 self._record()
         return guarded
 

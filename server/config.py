@@ -47,4 +47,6 @@ class ServerConfig:
     max_streams_per_connection: int = 32
     longest_deadline_seconds: float = 24 * 3600.0
     uploads_per_agency: int = 2
+    unfinished_uploads_per_agency: int = 4
+    upload_expiry_hours: float = 7 * 24.0
     report_page_bytes: int = MiB  # groups per GetReport reply, by serialised size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def _is_loopback(listen: str) -> bool:
               help="Calls one connection may have open at once (HTTP/2 streams).")
 @click.option("--longest-deadline-seconds", default=24 * 3600.0, show_default=True,
               help="Calls with a longer deadline (or none) are refused.")
+@click.option("--unfinished-uploads-per-agency", default=4, show_default=True,
+              help="Unfinished (resumable) uploads one agency may hold on the server.")
+@click.option("--upload-expiry-hours", default=7 * 24.0, show_default=True,
+              help="Unfinished uploads begun longer ago are deleted.")
 @click.option("--report-page-bytes", default=1024 * 1024, show_default=True,
               help="Size of one page of report groups (GetReport replies are paged).")
 @click.option("--check", "check_only", is_flag=True,
@@ -83,6 +88,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
          call_burst: int, allow_secret_reuse: bool, first_message_seconds: float,
          message_gap_seconds: float, calls_per_caller: int, uploads_per_agency: int,
          max_streams_per_connection: int, longest_deadline_seconds: float,
+         unfinished_uploads_per_agency: int, upload_expiry_hours: float,
          report_page_bytes: int, check_only: bool, verbose: bool,
          pause_at: str) -> None:
     """Run the linkage matching server.
@@ -96,6 +102,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
 
         linkage-server --data-dir /srv/linkage --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem
     """
+    os.umask(0o077)  # every file the server (or a backup) creates: its owner only
     context.obj = data_dir
     if context.invoked_subcommand is not None:
         return
@@ -122,7 +129,9 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           uploads_per_agency=uploads_per_agency,
                           max_streams_per_connection=max_streams_per_connection,
                           longest_deadline_seconds=longest_deadline_seconds,
-                          report_page_bytes=report_page_bytes)
+                          report_page_bytes=report_page_bytes,
+                          unfinished_uploads_per_agency=unfinished_uploads_per_agency,
+                          upload_expiry_hours=upload_expiry_hours)
     try:
         server, port, store = create_server(config)
     except (RuntimeError, LinkageError) as error:

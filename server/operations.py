@@ -283,26 +283,37 @@ def upload_status(store: Store, identity: Identity, project_name: str,
     """How much of the caller's upload the server holds (0 for an unknown id)."""
     project = _project_for(store, identity, project_name)
     committed = store.batch(batch_id)
-    if committed is not None:
-        _check_owner(committed.agency_id, identity)
+    if committed is not None and _owned(committed.agency_id, identity):
         return UploadProgress(batch_id, committed.record_count, True)
+    if committed is not None:
+        return UploadProgress(batch_id, 0, False)  # absent and foreign look the same
     upload = store.upload(batch_id)
-    if upload is None or upload.project_id != project.id:
-        return UploadProgress(batch_id, 0, False)
-    _check_owner(upload.agency_id, identity)
+    if upload is None or upload.project_id != project.id or not _owned(upload.agency_id,
+                                                                       identity):
+        return UploadProgress(batch_id, 0, False)  # absent and foreign look the same
     return UploadProgress(batch_id, upload.records_received, False)
 
 
-def _check_owner(agency_id: int, identity: Identity) -> None:
-    if agency_id != identity.agency_id:
-        raise AlreadyExistsError("That batch id is used by another agency; encode again or "
-                                 "choose another batch id.")
+def _owned(agency_id: int, identity: Identity) -> bool:
+    return agency_id == identity.agency_id
+
+
+def _taken_elsewhere(store: Store, identity: Identity, batch_id: str) -> bool:
+    """A batch id held by another agency or project (never said which, nor that it exists)."""
+    held = store.batch(batch_id) or store.upload(batch_id)
+    return held is not None and not _owned(held.agency_id, identity)
+
+
+#: The most records one batch header may announce (a bound on what an upload may hold).
+MAX_RECORDS_PER_BATCH = 50_000_000
 
 
 def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
                  chunks: Iterable[tuple[int, list[str], list[bytes],
                                         list[tuple[str, str, str]] | None]],
-                 *, allow_secret_reuse: bool = False) -> SubmitOutcome:
+                 *, allow_secret_reuse: bool = False,
+                 unfinished_per_agency: int | None = None,
+                 upload_expiry_seconds: float | None = None) -> SubmitOutcome:
     """Receive (the rest of) an upload, keep each chunk durably, commit when complete.
 
     Chunks already held are skipped, so a client resumes by sending from
@@ -326,7 +337,16 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     if held is not None and held.header != header.as_json():
         raise InvalidRequestError("An upload with this batch id but another header is in "
                                   "progress; encode again to get a fresh batch id.")
-    store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json())
+    if header.record_count > MAX_RECORDS_PER_BATCH:
+        raise BatchFormatError(f"The header announces {header.record_count} records; one batch "
+                               f"holds at most {MAX_RECORDS_PER_BATCH}. Split the export.")
+    if progress.records_received == 0 and _taken_elsewhere(store, identity, header.batch_id):
+        raise InvalidRequestError("That batch id cannot be used; encode again to get a fresh "
+                                  "batch id.")
+    if upload_expiry_seconds is not None:
+        store.expire_uploads(upload_expiry_seconds)
+    store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json(),
+                       most_unfinished=unfinished_per_agency)
     received = progress.records_received
     clk_bytes = header.clk_bits // 8
     stages = set(project.stages)

@@ -27,8 +27,11 @@ __all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 
 class AgencyServicer(pb_grpc.AgencyServiceServicer):
     def __init__(self, store: Store, max_concurrent_uploads: int, *,
-                 allow_secret_reuse: bool = False, uploads_per_agency: int = 2):
+                 allow_secret_reuse: bool = False, uploads_per_agency: int = 2,
+                 unfinished_per_agency: int = 4, upload_expiry_seconds: float = 7 * 86400.0):
         self._store = store
+        self._unfinished_per_agency = unfinished_per_agency
+        self._upload_expiry_seconds = upload_expiry_seconds
         self._uploads_per_agency = uploads_per_agency
         self._agency_uploads: dict[int, int] = {}
         self._agency_uploads_lock = threading.Lock()
@@ -71,8 +74,11 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
                     yield (int(chunk.first_record), list(chunk.record_ids), list(chunk.clks),
                            attributes)
 
-            outcome = operations.submit_batch(self._store, current_identity(), header, chunks(),
-                                              allow_secret_reuse=self._allow_secret_reuse)
+            outcome = operations.submit_batch(
+                self._store, current_identity(), header, chunks(),
+                allow_secret_reuse=self._allow_secret_reuse,
+                unfinished_per_agency=self._unfinished_per_agency,
+                upload_expiry_seconds=self._upload_expiry_seconds)
         finally:
             self._upload_slots.release()
         audit_note(records=outcome.records, already_stored=int(outcome.already_stored))

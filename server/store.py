@@ -15,14 +15,20 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from linkage.audit import AuditEntry
-from linkage.errors import AlreadyExistsError, InvalidRequestError, NotFoundError, RunStateError
+from linkage.errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    NotFoundError,
+    RunStateError,
+    ServerBusyError,
+)
 
 from . import failpoints
 from .audit_store import AuditFile
@@ -263,7 +269,9 @@ class Store(Protocol):
     def batches(self, project_id: int) -> list[BatchRow]: ...
     def batch(self, batch_id: str) -> BatchRow | None: ...
     def upload(self, batch_id: str) -> UploadRow | None: ...
-    def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str) -> None: ...
+    def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str, *,
+                     most_unfinished: int | None = None) -> None: ...
+    def expire_uploads(self, older_than_seconds: float) -> int: ...
     def append_chunk(self, batch_id: str, first_record: int, record_ids: Sequence[str],
                      clks: Sequence[bytes],
                      attributes: Sequence[tuple[str, str, str]] | None = None) -> int: ...
@@ -409,8 +417,12 @@ class SqliteStore:
                                           "FROM batches")
         (runs,), = self._query("SELECT COUNT(*) FROM runs WHERE status = 'done'")
         calls = self._audit.call_counts()
+        (uploads,), = self._query("SELECT COUNT(*) FROM uploads")
+        (upload_bytes,), = self._query("SELECT COALESCE(SUM(length(record_ids) + length(clks) + "
+                                       "COALESCE(length(attributes), 0)), 0) FROM upload_chunks")
         return {"projects": projects, "batches": batches, "records": records, "runs": runs,
-                "audit_entries": sum(calls.values()), "calls": calls}
+                "audit_entries": sum(calls.values()), "calls": calls,
+                "unfinished_uploads": uploads, "unfinished_upload_bytes": upload_bytes}
 
     # -- projects and agencies --------------------------------------------------------------
 
@@ -496,8 +508,23 @@ class SqliteStore:
                            "FROM uploads WHERE batch_id = ?", (batch_id,))
         return UploadRow(*rows[0]) if rows else None
 
-    def begin_upload(self, project_id, agency_id, batch_id, header) -> None:
+    def begin_upload(self, project_id, agency_id, batch_id, header, *,
+                     most_unfinished=None) -> None:
+        """Hold a new upload (a no-op for one already held).
+
+        Raises:
+            ServerBusyError: the agency holds ``most_unfinished`` unfinished uploads already.
+        """
         with self._transaction() as db:
+            if most_unfinished is not None and not db.execute(
+                    "SELECT 1 FROM uploads WHERE batch_id = ?", (batch_id,)).fetchone():
+                (held,) = db.execute("SELECT COUNT(*) FROM uploads WHERE agency_id = ?",
+                                     (agency_id,)).fetchone()
+                if held >= most_unfinished:
+                    raise ServerBusyError(
+                        f"Your agency has {held} unfinished uploads on this server, the most "
+                        "allowed: finish them (run 'linkage submit' again with the same batch) "
+                        "or withdraw them ('linkage batch withdraw'); stale ones expire.")
             db.execute("INSERT OR IGNORE INTO uploads (batch_id, project_id, agency_id, header, "
                        "started_at) VALUES (?, ?, ?, ?, ?)",
                        (batch_id, project_id, agency_id, header, _now()))
@@ -569,6 +596,15 @@ class SqliteStore:
             db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
             db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
         return BatchRow(batch_id, agency.id, count, content_hash)
+
+    def expire_uploads(self, older_than_seconds: float) -> int:
+        """Delete unfinished uploads begun longer ago than that; returns how many."""
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=older_than_seconds)
+                  ).isoformat(timespec="seconds")
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
+                       "(SELECT batch_id FROM uploads WHERE started_at < ?)", (cutoff,))
+            return db.execute("DELETE FROM uploads WHERE started_at < ?", (cutoff,)).rowcount
 
     def discard_upload(self, batch_id: str) -> None:
         with self._transaction() as db:

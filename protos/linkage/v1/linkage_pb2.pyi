@@ -410,7 +410,7 @@ class GetMetricsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("projects", "batches", "records", "runs", "audit_entries", "calls", "uptime_seconds")
+    __slots__ = ("projects", "batches", "records", "runs", "audit_entries", "calls", "uptime_seconds", "unfinished_uploads", "unfinished_upload_bytes")
     class CallsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -425,6 +425,8 @@ class Metrics(_message.Message):
     AUDIT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     projects: int
     batches: int
     records: int
@@ -432,7 +434,9 @@ class Metrics(_message.Message):
     audit_entries: int
     calls: _containers.ScalarMap[str, int]
     uptime_seconds: float
-    def __init__(self, projects: _Optional[int] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., runs: _Optional[int] = ..., audit_entries: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+    unfinished_uploads: int
+    unfinished_upload_bytes: int
+    def __init__(self, projects: _Optional[int] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., runs: _Optional[int] = ..., audit_entries: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., unfinished_uploads: _Optional[int] = ..., unfinished_upload_bytes: _Optional[int] = ...) -> None: ...
 
 class ReadAuditLogRequest(_message.Message):
     __slots__ = ("project", "caller", "method", "outcome", "since", "from_sequence")
