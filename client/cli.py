@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import sys
 from pathlib import Path
@@ -673,15 +674,15 @@ def match(threshold, output, schema_path, left, right) -> None:
     del schema_path
     matches, choice = match_batches(read_batch(_read_input(left)), read_batch(_read_input(right)),
                                     parse_threshold(threshold))
-    handle = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["left_record", "right_record", "confidence"])
-        for row in matches:
-            writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["left_record", "right_record", "confidence"])
+    for row in matches:
+        writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
+    if output == "-":
+        sys.stdout.write(buffer.getvalue())
+    else:  # record ids: readable by their owner only (0600)
+        files.write_private(Path(output), buffer.getvalue().encode("utf-8"))
     click.echo(f"{len(matches)} linked pairs; threshold {choice.threshold:.3f} "
                f"({choice.reason}).", err=True)
 

@@ -353,6 +353,11 @@ class _PacedRequests:
         ticket = self._guard._watchdog.arm(seconds, reap)
         try:
             return next(self._requests)
+        except grpc.RpcError:
+            # gRPC could not read the message (over the size limit, the stream broke): the
+            # caller got the status from gRPC; the audit entry says what happened
+            self._call.unreadable()
+            raise
         finally:
             Watchdog.disarm(ticket)
 
@@ -374,6 +379,9 @@ class _OpenCall:
 
     def stalled(self, seconds: float) -> None:
         log.info("%s ended: no message for %gs", self._method, seconds)
+
+    def unreadable(self) -> None:
+        log.info("%s ended: its request could not be read", self._method)
 
     def _enter(self, context) -> tuple[str, str]:
         if self._method in _REFUSED_OPEN_METHODS:
@@ -426,6 +434,10 @@ class _Call:
         self._draft = _AuditDraft()
         self._outcome = "OK"
 
+    def unreadable(self) -> None:
+        """gRPC could not read the request (too large, or the stream broke)."""
+        self._draft.counts["request_unreadable"] = 1
+
     def stalled(self, seconds: float) -> None:
         """The watchdog ended this call: say so in its audit entry."""
         self._outcome = "CANCELLED"
@@ -443,6 +455,10 @@ class _Call:
         self._identity = identity
         if identity.project:
             self._draft.project = identity.project
+        # counted before the role and certificate checks, so refused calls count too
+        key = (identity.role, f"{identity.name}@{identity.project}" if identity.project
+               else identity.name)
+        self._limiter.admit(key)
         if remaining is None or remaining > longest:
             raise InvalidRequestError(
                 f"{self._name} was called without a deadline or with one over {longest:g} s; "
@@ -462,9 +478,6 @@ class _Call:
             raise PermissionDeniedError(
                 f"{self._name} needs the {' or '.join(sorted(allowed))} role; this token "
                 f"belongs to {identity.role} {identity.name!r}.")
-        key = (identity.role, f"{identity.name}@{identity.project}" if identity.project
-               else identity.name)
-        self._limiter.admit(key)
         self._guard._caller_slots.take(key, f"{identity.role} {identity.name!r}")
         self._slot = key
         return identity

@@ -204,10 +204,19 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
     _check_name("Project", name)
     if len(agencies) < 2:
         raise InvalidRequestError("A project needs at least two agencies (--agencies a,b).")
+    if len(agencies) > MAX_AGENCIES:
+        raise InvalidRequestError(f"A project takes at most {MAX_AGENCIES} agencies, not "
+                                  f"{len(agencies)}.")
+    if len(stages) > MAX_STAGES or len(entity_schemas or {}) > MAX_ENTITY_TYPES:
+        raise InvalidRequestError(f"A project takes at most {MAX_STAGES} stages and "
+                                  f"{MAX_ENTITY_TYPES} further entity types.")
     if len(set(agencies)) != len(agencies):
         raise InvalidRequestError("An agency is listed twice in --agencies.")
     for agency in agencies:
         _check_name("Agency", agency)
+        if agency in RESERVED_NAMES:
+            raise InvalidRequestError(f"{agency!r} names a role and cannot name an agency (its "
+                                      "follow-ups would read as the role's); choose another.")
     schema = load_schema(schema_json)
     extra = []
     for entity_type, text in (entity_schemas or {}).items():
@@ -228,7 +237,7 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
 def _project_for(store: Store, identity: Identity, project_name: str) -> ProjectRow:
     if identity.role == "agency" and identity.project != project_name:
         raise PermissionDeniedError(f"This agency token belongs to project {identity.project!r}, "
-                                    f"not {project_name!r}.")
+                                    f"not {shortened(project_name)!r}.")
     return store.project(project_name)
 
 
@@ -695,6 +704,13 @@ def _follow_up_view(row, names: dict[int, str]) -> FollowUpView:
 
 # -- bounds on what one caller may make the server keep and send (docs/security.md) ------------
 
+#: Agencies, stages and further entity types one project may have: the CreateProject reply
+#: (one token per agency) must fit in one message, and is checked before anything is stored.
+MAX_AGENCIES = 200
+MAX_STAGES = 64
+MAX_ENTITY_TYPES = 8
+#: Role names are not agency names.
+RESERVED_NAMES = frozenset({"coordinator", "operator", "agency"})
 #: The longest follow-up, answer or review note, in characters.
 MAX_NOTE_CHARS = 2000
 #: Follow-ups one group may hold for one asked agency (open and answered).

@@ -451,7 +451,8 @@ class SqliteStore:
         rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
                            "stages, purged_at FROM projects WHERE name = ?", (name,))
         if not rows:
-            raise NotFoundError(f"No project named {name!r}; 'linkage project list' shows them.")
+            shown = name if len(name) <= 80 else name[:80] + "…"
+            raise NotFoundError(f"No project named {shown!r}; 'linkage project list' shows them.")
         return ProjectRow(*rows[0])
 
     def projects(self) -> list[ProjectRow]:

@@ -254,7 +254,7 @@ def test_concurrent_runs_of_one_project_do_not_store_the_pairs_twice(server, coo
 def test_audit_entries_name_the_tokens_project_and_bound_what_they_log(server, coordinator,
                                                                        schema_text):
     tokens = _create(coordinator, schema_text)
-    _create(coordinator, schema_text, ["other"], project="victim")
+    _create(coordinator, schema_text, ["other", "another"], project="victim")
     with LinkageClient(server.address, tokens["be-police"]) as police:
         code, _ = _code(lambda: list(police.results("victim")))
         assert code == grpc.StatusCode.PERMISSION_DENIED
