@@ -48,6 +48,7 @@ __all__ = [
     "GuardInterceptor",
     "Identity",
     "POLICY",
+    "RateLimited",
     "RateLimiter",
     "audit_note",
     "current_identity",
@@ -160,31 +161,59 @@ def _bearer_token(context_metadata) -> str:
     raise AuthenticationError("No credential: pass --token-file FILE or set LINKAGE_TOKEN_FILE.")
 
 
+class RateLimited(ServerBusyError):
+    """A call refused by the rate limit. ``quiet`` when a refusal of the same caller was
+    recorded within ``RateLimiter.QUIET_SECONDS``: a flood must not bury the audit log, so
+    only one refusal per caller and interval is recorded, carrying how many were not."""
+
+    def __init__(self, message: str, *, quiet: bool, not_recorded: int):
+        super().__init__(message)
+        self.quiet, self.not_recorded = quiet, not_recorded
+
+
 class RateLimiter:
     """A token bucket per caller: ``rate`` calls a second on average, bursts of ``burst``."""
+
+    QUIET_SECONDS = 10.0
+    _MOST_CALLERS = 100_000  # forget full buckets beyond this many callers
 
     def __init__(self, rate: float, burst: int):
         self._rate, self._burst = float(rate), float(burst)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     def admit(self, caller: tuple[str, str]) -> None:
         """Take one call from the caller's bucket.
 
         Raises:
-            ServerBusyError: the bucket is empty.
+            RateLimited: the bucket is empty.
         """
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > self._MOST_CALLERS:
+                self._forget_idle(now)
             tokens, then = self._buckets.get(caller, (self._burst, now))
             tokens = min(self._burst, tokens + (now - then) * self._rate)
             if tokens < 1.0:
                 self._buckets[caller] = (tokens, now)
                 wait = (1.0 - tokens) / self._rate
-                raise ServerBusyError(
+                recorded_at, not_recorded = self._refusals.get(caller, (-self.QUIET_SECONDS, 0))
+                quiet = now - recorded_at < self.QUIET_SECONDS
+                self._refusals[caller] = ((recorded_at, not_recorded + 1) if quiet
+                                          else (now, 0))
+                raise RateLimited(
                     f"Too many calls from {caller[1] or 'this address'}: the limit is "
-                    f"{self._rate:g} a second (bursts of {self._burst:g}); retry in {wait:.1f} s.")
+                    f"{self._rate:g} a second (bursts of {self._burst:g}); retry in {wait:.1f} s.",
+                    quiet=quiet, not_recorded=0 if quiet else not_recorded)
             self._buckets[caller] = (tokens - 1.0, now)
+
+    def _forget_idle(self, now: float) -> None:
+        full = [caller for caller, (tokens, then) in self._buckets.items()
+                if tokens + (now - then) * self._rate >= self._burst]
+        for caller in full:
+            del self._buckets[caller]
+            self._refusals.pop(caller, None)
 
 
 @dataclass(frozen=True)
@@ -197,6 +226,7 @@ class CallLimits:
     ``calls_per_caller``: calls one authenticated caller may have in flight at once.
     ``open_calls``: health and reflection calls (open to every connected client) in flight.
     ``longest_deadline_seconds``: a longer (or no) deadline is refused.
+    ``unauthenticated_per_second`` / ``_burst``: calls without a valid token, per address.
     """
 
     first_message_seconds: float = 10.0
@@ -204,6 +234,8 @@ class CallLimits:
     calls_per_caller: int = 4
     open_calls: int = 4
     longest_deadline_seconds: float = 24 * 3600.0
+    unauthenticated_per_second: float = 5.0
+    unauthenticated_burst: int = 100
 
 
 class Watchdog:
@@ -306,6 +338,8 @@ class GuardInterceptor(grpc.ServerInterceptor):
         self._limits = limits or CallLimits()
         self._watchdog = Watchdog()
         self._caller_slots = _Slots(self._limits.calls_per_caller)
+        self._anonymous = RateLimiter(self._limits.unauthenticated_per_second,
+                                      self._limits.unauthenticated_burst)
         self._open_slots = _Slots(self._limits.open_calls)
 
     def intercept_service(self, continuation, handler_call_details):
@@ -433,6 +467,7 @@ class _Call:
         self._slot: tuple[str, str] | None = None
         self._draft = _AuditDraft()
         self._outcome = "OK"
+        self._quiet = False
 
     def unreadable(self) -> None:
         """gRPC could not read the request (too large, or the stream broke)."""
@@ -450,7 +485,7 @@ class _Call:
         try:
             identity = resolve_identity(self._store, _bearer_token(self._metadata))
         except AuthenticationError:
-            self._limiter.admit(("", _peer_host(context)))
+            self._guard._anonymous.admit(("", _peer_host(context)))
             raise
         self._identity = identity
         if identity.project:
@@ -537,6 +572,10 @@ class _Call:
         return guarded
 
     def _fail(self, context, error: BaseException):
+        if isinstance(error, RateLimited):
+            self._quiet = error.quiet
+            if error.not_recorded:
+                self._draft.counts["refusals_not_recorded"] = error.not_recorded
         if "stalled_seconds" in self._draft.counts:
             raise error  # the watchdog cancelled the call: nobody is left to answer
         if isinstance(error, grpc.RpcError) or _already_aborted(context):
@@ -555,6 +594,8 @@ class _Call:
                       "server log.")
 
     def _record(self) -> None:
+        if self._quiet:
+            return  # counted in the next recorded refusal of this caller
         identity = self._identity
         entry = AuditEntry(
             sequence=0,

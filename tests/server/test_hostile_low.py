@@ -123,3 +123,21 @@ def test_match_writes_its_output_readable_by_the_owner_only(tmp_path, batches):
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     assert output.read_text().startswith("left_record,right_record,confidence")
+
+
+def test_a_flood_does_not_bury_the_audit_log(tmp_path):
+    with ServerProcess(tmp_path / "data", extra_args=("--calls-per-second", "1",
+                                                      "--call-burst", "2")) as server:
+        with server.client(server.coordinator_token, timeout=10) as coordinator:
+            codes = [_refused(coordinator.list_projects)[0] if index >= 2
+                     else (coordinator.list_projects() and grpc.StatusCode.OK)
+                     for index in range(30)]
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 25
+        with LinkageClient(server.address, "not-a-token", timeout=10) as stranger:
+            strangers = [_refused(stranger.list_projects)[0] for _ in range(150)]
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in strangers  # 5/s, bursts of 100
+        with _operator(server) as operator:
+            entries = list(operator.audit_log())
+    busy = [e for e in entries if e.outcome == "RESOURCE_EXHAUSTED"]
+    assert len([e for e in busy if e.caller == "coordinator"]) <= 3
+    assert len([e for e in entries if e.caller == ""]) <= 110
