@@ -196,6 +196,7 @@ def test_deadlines_longer_than_a_day_are_refused(server):
     assert "deadline" in refused.value.details()
 
 
+@pytest.mark.slow
 def test_stuck_calls_over_mutual_tls_with_an_agency_certificate(tmp_path, stuck):
     with _plain_server(tmp_path, tls_dir=tmp_path / "pki") as server:
         with server.client(server.coordinator_token) as coordinator:

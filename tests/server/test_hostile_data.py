@@ -190,6 +190,7 @@ def test_a_note_bomb_is_refused_and_reports_and_results_stay_readable(server, co
         MAX_FOLLOW_UPS_PER_GROUP_AGENCY
 
 
+@pytest.mark.slow
 def test_report_groups_come_in_pages_that_fit_the_limit(tmp_path, batches, schema_text):
     with ServerProcess(tmp_path / "data", extra_args=("--report-page-bytes", "4096")) as server:
         with server.client(server.coordinator_token, timeout=120) as coordinator:

@@ -99,6 +99,7 @@ def test_hostile_schemas_get_a_clear_refusal(coordinator, schema_text, expected)
     assert "aaaa" not in details
 
 
+@pytest.mark.slow
 def test_operators_do_not_learn_hit_counts(server, coordinator, batches, schema_text):
     names = ["be-police", "be-customs"]
     tokens = coordinator.create_project("hits", schema_text, names, list(DEFAULT_STAGES))
@@ -113,6 +114,14 @@ def test_operators_do_not_learn_hit_counts(server, coordinator, batches, schema_
     assert results and all("messages_sent" not in json.loads(e.counts_json) for e in results)
 
 
+def test_a_deeply_nested_mapping_is_a_clear_error():
+    from linkage.errors import MappingError
+    from linkage.mapping import parse_mapping
+    with pytest.raises(MappingError, match="not valid TOML"):
+        parse_mapping("record_id = " + "[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.slow
 def test_match_writes_its_output_readable_by_the_owner_only(tmp_path, batches):
     left, right = tmp_path / "left.clk", tmp_path / "right.clk"
     left.write_bytes(write_batch(batches["be-police"]))

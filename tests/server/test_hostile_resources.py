@@ -89,6 +89,7 @@ def test_a_header_announcing_absurd_counts_is_refused(server, coordinator, batch
         assert operator.metrics()["unfinished_uploads"] == 0
 
 
+@pytest.mark.slow
 def test_stale_uploads_expire_at_start(tmp_path, batches, schema_text):
     data_dir = tmp_path / "data"
     with ServerProcess(data_dir) as server:
