@@ -1,9 +1,8 @@
 """Group keys: a keyed hash of a group's membership that no crafted record id can forge.
 
 A key names a group across runs (reviews and follow-ups refer to it), so it is derived from
-the members alone. The members are encoded unambiguously — each as its agency number and
-the byte length of its record id before the id — so two different memberships never hash the
-same material, whatever characters the ids hold. Keys are cut to 64 bits for readability; the
+the members alone. The members are encoded unambiguously, so two different memberships never
+hash the same material, whatever characters the ids hold (``group_key_material``). Keys are cut to 64 bits for readability; the
 rare accidental clash inside one run is resolved by ``unique_group_keys``, never by failing.
 """
 
@@ -20,8 +19,17 @@ _VERSION = b"linkage-group-key-v2\x00"
 
 
 def group_key_material(members: Sequence[tuple[int, str]]) -> bytes:
-    """The bytes a group key hashes: the member count, then per member its agency number, its
-    record id's UTF-8 length and the id, in the order given (callers sort)."""
+    """The bytes a group key hashes, for members in the order given (callers sort).
+
+    When no record id holds a tab or a newline (every id accepted since they are refused),
+    this is the original text — lines of ``agency<TAB>record id`` — which is then unambiguous,
+    so the keys of groups stored before stay the same and their reviews and follow-ups keep
+    applying. Otherwise: a version label, the member count, then per member its agency
+    number, its record id's UTF-8 length and the id. The label keeps the two forms apart.
+    """
+    if not any("\t" in record_id or "\n" in record_id for _, record_id in members):
+        return "\n".join(f"{agency_id}\t{record_id}" for agency_id, record_id in members
+                         ).encode("utf-8", "surrogatepass")
     parts = [_VERSION, struct.pack(">Q", len(members))]
     for agency_id, record_id in members:
         encoded = record_id.encode("utf-8", "surrogatepass")

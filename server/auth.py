@@ -7,11 +7,14 @@ role must also match the token's, so a stolen token alone is not enough.
 
 ``POLICY`` names the roles allowed on each RPC; a linkage RPC missing from it
 is refused, so a new RPC is closed until someone decides who may call it.
-``GuardInterceptor`` enforces, for every call and in this order: a deadline,
-authentication, the policy, the caller's rate limit; it makes the caller's
-identity available to the handler, translates domain errors into status codes
-and appends the call to the hash-chained audit log (caller, role, project,
-method, outcome, counts; never record ids or CLKs).
+``GuardInterceptor`` enforces, for every call and in this order, from the
+metadata alone and before any request message is read: authentication, the
+caller's rate limit, a deadline, the certificate, the policy, the caller's
+calls in flight. It then reads the request under a watchdog that ends calls
+whose message does not come (docs/security.md), makes the caller's identity
+available to the handler, translates domain errors into status codes and
+appends the call to the hash-chained audit log (caller, role, project, method,
+outcome, counts; never record ids or CLKs).
 """
 
 from __future__ import annotations
@@ -471,7 +474,8 @@ class _Call:
 
     def unreadable(self) -> None:
         """gRPC could not read the request (too large, or the stream broke)."""
-        self._draft.counts["request_unreadable"] = 1
+        if "stalled_seconds" not in self._draft.counts:  # not when the watchdog ended it
+            self._draft.counts["request_unreadable"] = 1
 
     def stalled(self, seconds: float) -> None:
         """The watchdog ended this call: say so in its audit entry."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from protos.linkage.v1 import linkage_pb2 as pb
-
 from linkage.errors import InvalidRequestError, RunStateError
+from protos.linkage.v1 import linkage_pb2 as pb
 
 from .operations import BatchHeaderInfo, FollowUpView, ProjectReport, RecordHit
 

@@ -36,7 +36,6 @@ from linkage.engine import (
     plan_blocking,
 )
 from linkage.errors import (
-    AlreadyExistsError,
     BatchFormatError,
     ClkError,
     DuplicateRecordError,

@@ -105,7 +105,6 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
             self._store, current_identity(), request.project, request.follow_up,
             request.decision, request.note))
 
-
     def WithdrawBatch(self, request, context):
         return _withdraw_batch(self._store, request)
 

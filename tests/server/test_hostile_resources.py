@@ -22,7 +22,6 @@ from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 from server.main import main as server_main
 
 PROJECT = "resources"
-MiB = 1024 * 1024
 
 
 def _header(batch, record_count=None, salt=""):
