@@ -714,6 +714,9 @@ RESERVED_NAMES = frozenset({"coordinator", "operator", "agency"})
 MAX_NOTE_CHARS = 2000
 #: Follow-ups one group may hold for one asked agency (open and answered).
 MAX_FOLLOW_UPS_PER_GROUP_AGENCY = 5
+#: Follow-ups a report shows per group (the most recent): with up to 200 agencies a group
+#: could hold 1,000, more than one reply may carry.
+MAX_FOLLOW_UPS_IN_REPORT = 100
 _SHORTENED_CHARS = 80
 
 
@@ -803,7 +806,8 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         decision, note = reviews.get(group.key, ("", ""))
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
-            group.size, group.confidence, decision, note, follow_ups.get(group.key, []),
+            group.size, group.confidence, decision, note,
+            follow_ups.get(group.key, [])[-MAX_FOLLOW_UPS_IN_REPORT:],
             needs_review=uncertain and not decision))
     records_in_run = run.summary.get("records_by_agency", {})
     batches_in_run = run.summary.get("batches_by_agency", {})
