@@ -24,6 +24,15 @@ from server.main import main as server_main
 PROJECT = "resources"
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask():
+    """``linkage-server`` sets umask 077 for its process; CliRunner runs it in this one."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield
+    os.umask(previous)
+
+
 def _header(batch, record_count=None, salt=""):
     ids = [record_id + salt for record_id in batch.record_ids]
     digest = content_hash(ids, clks_to_bytes(batch.clks), batch.attributes)
@@ -201,3 +210,13 @@ def test_one_agency_cannot_hold_every_upload_slot(tmp_path, batches, schema_text
             channel.close()
         # a 365-day deadline is refused outright; nothing held a slot
         assert set(codes) == {grpc.StatusCode.INVALID_ARGUMENT}, codes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory away")
+def test_a_data_directory_of_another_user_is_refused(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 12345, 12345)
+    result = CliRunner().invoke(server_main, ["--data-dir", str(foreign),
+                                              "--listen", "127.0.0.1:0"])
+    assert result.exit_code != 0 and "belongs to user id 12345" in result.output
