@@ -269,6 +269,15 @@ class LinkageClient:
     def report(self, project: str) -> dict:
         """The coordinator report in the documented JSON shape."""
         report = self._call(self.coordinator.GetReport, pb.GetReportRequest(project=project))
+        token = report.next_page_token
+        network = [report.network_json]
+        while token:  # the server pages the report so no reply outgrows the message limit
+            page = self._call(self.coordinator.GetReport,
+                              pb.GetReportRequest(project=project, page_token=token))
+            report.groups.extend(page.groups)
+            network.append(page.network_json)
+            token = page.next_page_token
+        report.network_json = "".join(network)
         summary = _summary_dict(report.summary)
         pairs = {f"{p.agency_a}|{p.agency_b}": p.shared_groups for p in report.agency_pairs}
         return {
@@ -299,6 +308,15 @@ class LinkageClient:
         response = self._call(self.coordinator.ReviewGroup, pb.ReviewGroupRequest(
             project=project, group=group, decision=decision, note=note))
         return response.decision
+
+    def withdraw_batch(self, project: str, batch_id: str, *, role: str = "agency") -> dict:
+        """Withdraw a batch no run has used yet (agency: its own; ``role="coordinator"``: any);
+        returns what was removed."""
+        service = self.coordinator if role == "coordinator" else self.agency
+        response = self._call(service.WithdrawBatch, pb.WithdrawBatchRequest(
+            project=project, batch_id=batch_id))
+        return {"batch_id": response.batch_id, "records_withdrawn": response.records_withdrawn,
+                "unfinished_upload": response.unfinished_upload}
 
     def purge(self, project: str) -> dict:
         """Delete a linked project's CLKs on the server; reports and results stay."""
@@ -341,7 +359,9 @@ class LinkageClient:
                 "records": response.records, "runs": response.runs,
                 "audit_entries": response.audit_entries, "calls": dict(sorted(
                     response.calls.items())),
-                "uptime_seconds": round(response.uptime_seconds, 1)}
+                "uptime_seconds": round(response.uptime_seconds, 1),
+                "unfinished_uploads": response.unfinished_uploads,
+                "unfinished_upload_bytes": response.unfinished_upload_bytes}
 
     def audit_log(self, *, role: str = "operator", **filters) -> Iterator[AuditEntry]:
         """Audit entries, oldest first; ``filters`` are ReadAuditLogRequest fields. Operators

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import sys
 from pathlib import Path
@@ -297,6 +298,40 @@ def _follow_up_label(item: dict) -> str:
     answer = f' ("{item["answer_note"]}")' if item.get("answer_note") else ""
     return (f"{item['id']} from {item['requested_by']} to {item['agency']}: "
             f"{item['status']}{answer}")
+
+
+@main.group(cls=LinkageGroup)
+def batch() -> None:
+    """Manage submitted batches (agency: its own; coordinator: any).
+
+    Example:
+
+        linkage batch withdraw --project antwerp-q4 --batch-id b-0123456789abcdef --token-file be-police.token
+    """
+
+
+@batch.command("withdraw")
+@click.option("--project", required=True, help="Project name.")
+@click.option("--batch-id", required=True, help="The batch id 'linkage submit' printed.")
+@click.option("--coordinator", "as_coordinator", is_flag=True,
+              help="Withdraw as the coordinator (any agency's batch) with a coordinator token.")
+@server_options
+def batch_withdraw(client: LinkageClient, project, batch_id, as_coordinator) -> None:
+    """Withdraw a batch (or an unfinished upload) that no linkage run has used yet.
+
+    A batch a run has compared is part of that run's results: the server refuses and says
+    what to do instead.
+
+    Example:
+
+        linkage batch withdraw --project antwerp-q4 --batch-id b-0123456789abcdef --token-file be-police.token
+    """
+    outcome = client.withdraw_batch(project, batch_id,
+                                    role="coordinator" if as_coordinator else "agency")
+    kind = "unfinished upload" if outcome["unfinished_upload"] else "batch"
+    click.echo(f"Withdrew {kind} {outcome['batch_id']}: {outcome['records_withdrawn']} records.",
+               err=True)
+    click.echo(json.dumps(outcome))
 
 
 # -- coordinator side ---------------------------------------------------------------------------
@@ -834,15 +869,15 @@ def match(threshold, output, schema_path, left, right) -> None:
     del schema_path
     matches, choice = match_batches(read_batch(_read_input(left)), read_batch(_read_input(right)),
                                     parse_threshold(threshold))
-    handle = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["left_record", "right_record", "confidence"])
-        for row in matches:
-            writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["left_record", "right_record", "confidence"])
+    for row in matches:
+        writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
+    if output == "-":
+        sys.stdout.write(buffer.getvalue())
+    else:  # record ids: readable by their owner only (0600)
+        files.write_private(Path(output), buffer.getvalue().encode("utf-8"))
     click.echo(f"{len(matches)} linked pairs; threshold {choice.threshold:.3f} "
                f"({choice.reason}).", err=True)
 

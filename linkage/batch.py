@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import json
 import struct
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "RecordAttributes",
     "content_hash",
     "read_batch",
+    "record_id_problem",
     "upload_batch_id",
     "write_batch",
 ]
@@ -50,6 +52,22 @@ FORMAT_NAME = "linkage-batch"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAX_RECORD_ID_BYTES = 255
+#: Unicode categories a record id may not contain: controls (tab, newline, ...), format
+#: characters (bidirectional overrides, zero-width joiners), surrogates, line separators.
+REFUSED_ID_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def record_id_problem(record_id: str) -> str | None:
+    """Why a record id is unusable (a control or invisible character), or None.
+
+    Such ids print misleadingly in reports and once let crafted ids collide; the message names
+    the character's code point and position, never the id itself.
+    """
+    for position, character in enumerate(record_id):
+        if unicodedata.category(character) in REFUSED_ID_CATEGORIES:
+            return (f"contains the control or invisible character U+{ord(character):04X} at "
+                    f"position {position + 1}; record ids must be printable text")
+    return None
 _DIGEST_BYTES = 32
 
 
@@ -110,6 +128,8 @@ class EncodedBatch:
             if len(record_id.encode("utf-8")) > MAX_RECORD_ID_BYTES:
                 raise BatchFormatError(f"Record #{position}: record ids are limited to "
                                        f"{MAX_RECORD_ID_BYTES} bytes.")
+            if (problem := record_id_problem(record_id)) is not None:
+                raise BatchFormatError(f"Record #{position}: its record id {problem}.")
             if record_id in seen:
                 raise DuplicateRecordError(f"Record id at position {position} appears more than "
                                            "once in the batch; record ids must be unique.")

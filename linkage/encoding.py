@@ -23,7 +23,7 @@ from .clks import clks_from_bytes
 from .errors import InputDataError, NormalisationError, SecretError
 from .hardening import apply_hardening, salt_groups, salt_key, salt_value
 from .mapping import AgencyMapping
-from .batch import RecordAttributes
+from .batch import RecordAttributes, record_id_problem
 from .normalise import normalise_text, normalise_value
 from .schema import LinkageSchema
 
@@ -150,6 +150,8 @@ def prepare_records(
         record_id = (row.get(mapping.record_id) or "").strip()
         if not record_id:
             raise InputDataError(f"row {line}: the record id column {mapping.record_id!r} is empty")
+        if (problem := record_id_problem(record_id)) is not None:
+            raise InputDataError(f"row {line}: the record id {problem}")
         if record_id in first_row_of:
             raise InputDataError(f"row {line}: record id repeats the one on row "
                                  f"{first_row_of[record_id]}; record ids must be unique")

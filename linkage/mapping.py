@@ -135,7 +135,7 @@ def parse_mapping(text: str) -> AgencyMapping:
     """
     try:
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise MappingError(f"The mapping is not valid TOML: {exc}") from None
     problems = []
     record_id = document.get("record_id", DEFAULT_RECORD_ID)

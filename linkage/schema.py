@@ -94,6 +94,13 @@ def load_schema(text: str | bytes) -> LinkageSchema:
             unsupported settings such as ``doubleHash``, unknown normalisers,
             invalid ``hardening`` options).
     """
+    if len(text) > MAX_SCHEMA_BYTES:
+        raise SchemaError(f"The linkage schema is {len(text)} bytes; at most {MAX_SCHEMA_BYTES} "
+                          "are accepted.")
+    depth = _nesting_depth(text)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise SchemaError(f"The linkage schema nests {depth} levels deep; at most "
+                          f"{MAX_SCHEMA_DEPTH} are accepted.")
     try:
         document = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -101,7 +108,7 @@ def load_schema(text: str | bytes) -> LinkageSchema:
     if not isinstance(document, dict):
         raise SchemaError("The linkage schema must be a JSON object with 'version', "
                           "'clkConfig' and 'features'.")
-    problems = _collect_problems(document)
+    problems = _bound_problems(document) or _collect_problems(document)
     if problems:
         raise SchemaError("The linkage schema is invalid:", problems)
     try:
@@ -186,4 +193,57 @@ def _collect_problems(document: dict) -> list[str]:
                             f"choose one of {', '.join(NORMALISER_KINDS)}")
     if not document["features"]:
         problems.append("features: at least one feature is needed")
+    return problems
+
+
+# -- bounds: a schema comes from a coordinator's file and reaches every agency's encoder --------
+
+#: The largest schema text, in bytes (the shipped ones are a few KiB).
+MAX_SCHEMA_BYTES = 256 * 1024
+#: The deepest nesting of objects and arrays (the shipped ones nest 5 deep).
+MAX_SCHEMA_DEPTH = 16
+#: The most features one schema may have (each costs encoding time at every agency).
+MAX_FEATURES = 64
+
+
+def _nesting_depth(text: str | bytes) -> int:
+    """How deep ``[``/``{`` nest outside strings, found without parsing (the parser recurses)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bound_problems(document: dict) -> list[str]:
+    """Bounds on features and patterns, checked before clkhash sees the schema."""
+    features = document.get("features")
+    if not isinstance(features, list):
+        return []
+    problems = []
+    if len(features) > MAX_FEATURES:
+        problems.append(f"features: {len(features)} features; at most {MAX_FEATURES} are "
+                        "accepted")
+    for index, feature in enumerate(features):
+        if isinstance(feature, dict) and isinstance(feature.get("format"), dict) \
+                and "pattern" in feature["format"]:
+            problems.append(f"features/{index}: format 'pattern' is not accepted: a regular "
+                            "expression can take exponential time on crafted values (ReDoS) and "
+                            "its errors would show raw values; check values before the export "
+                            "instead")
     return problems

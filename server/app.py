@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -14,10 +15,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from linkage.errors import InvalidRequestError
 from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 
 from . import failpoints
-from .auth import GuardInterceptor, RateLimiter, hash_token, new_token
+from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
 from .store import SqliteStore, Store
@@ -28,6 +30,7 @@ __all__ = [
     "OPERATOR_TOKEN_FILE",
     "create_server",
     "ensure_staff_credentials",
+    "secure_data_dir",
     "serve",
 ]
 
@@ -47,13 +50,40 @@ def ensure_staff_credentials(store: Store, data_dir: Path) -> list[Path]:
             continue
         path = data_dir / f"{role}.token"
         token = new_token()
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.path.lexists(path):
+            path.unlink()  # a leftover of an interrupted first start, or a planted link
+        # O_EXCL|O_NOFOLLOW: never write through a symlink or into a file someone else made
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(token + "\n")
         store.add_staff(role, role, hash_token(token))
         store.set_setting(setting, b"1")
         written.append(path)
     return written
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Create the data directory 0700, or check an existing one: it must be a directory of
+    this user (not a symlink), and is narrowed to 0700 if others could read it. It holds CLKs,
+    record ids, token hashes and the group-key secret.
+
+    Raises:
+        InvalidRequestError: it is a symlink, not a directory, or owned by someone else.
+    """
+    if not os.path.lexists(data_dir):
+        data_dir.mkdir(parents=True, mode=0o700)
+    info = os.lstat(data_dir)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise InvalidRequestError(f"The data directory {data_dir} is a symlink or not a "
+                                  "directory; give the real directory's path.")
+    if info.st_uid != os.getuid():
+        raise InvalidRequestError(f"The data directory {data_dir} belongs to user id "
+                                  f"{info.st_uid}, not to this server's user ({os.getuid()}); "
+                                  "run the server as its owner or chown it.")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning("The data directory %s was readable by others (mode %o); narrowed to 0700",
+                    data_dir, stat.S_IMODE(info.st_mode))
+        data_dir.chmod(0o700)
 
 
 def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
@@ -72,25 +102,42 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
                     "unencrypted. Use this on loopback only; pass --tls-cert, --tls-key and "
                     "--client-ca for anything else.", config.listen)
     failpoints.configure(config.pause_at, config.data_dir)
+    secure_data_dir(config.data_dir)
     store = SqliteStore(config.data_dir)
+    for path in config.data_dir.glob("*.sqlite3*"):  # databases, their WAL and SHM files
+        path.chmod(0o600)
     interrupted = store.interrupt_running_runs()
     if interrupted:
         log.warning("%d linkage run(s) were interrupted by the last stop and are marked failed; "
                     "run them again", interrupted)
+    expired = store.expire_uploads(config.upload_expiry_hours * 3600.0)
+    if expired:
+        log.warning("%d unfinished upload(s) older than %gh expired", expired,
+                    config.upload_expiry_hours)
     for created in ensure_staff_credentials(store, config.data_dir):
         log.warning("First start: a credential was written to %s", created)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_concurrent_streams", config.max_streams_per_connection),
     ]
+    limits = CallLimits(first_message_seconds=config.first_message_seconds,
+                        message_gap_seconds=config.message_gap_seconds,
+                        calls_per_caller=config.calls_per_caller,
+                        longest_deadline_seconds=config.longest_deadline_seconds)
     limiter = RateLimiter(config.calls_per_second, config.call_burst)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         interceptors=[GuardInterceptor(store, limiter)], options=options,
+                         interceptors=[GuardInterceptor(store, limiter, limits)], options=options,
                          maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     linkage_pb2_grpc.add_AgencyServiceServicer_to_server(
         AgencyServicer(store, config.max_concurrent_uploads,
-                       allow_secret_reuse=config.allow_secret_reuse), server)
-    linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(store), server)
+                       allow_secret_reuse=config.allow_secret_reuse,
+                       uploads_per_agency=config.uploads_per_agency,
+                       unfinished_per_agency=config.unfinished_uploads_per_agency,
+                       upload_expiry_seconds=config.upload_expiry_hours * 3600.0), server)
+    linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(
+        CoordinatorServicer(store, page_bytes=min(config.report_page_bytes,
+                                                  config.max_message_bytes // 2)), server)
     linkage_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

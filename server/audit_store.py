@@ -26,6 +26,8 @@ _COLUMNS = ("sequence, time, caller, role, project, method, outcome, counts_json
             "previous_hash, entry_hash")
 _WAIT_SECONDS = 30.0
 _BATCH = 512
+_PAGE_ROWS = 1000
+_PAGE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -135,14 +137,30 @@ class AuditFile:
             params.append(since)
         position = max(int(from_sequence), 1) - 1
         while True:
-            rows = self._query(f"SELECT {_COLUMNS} FROM audit_log WHERE "
-                               f"{' AND '.join(conditions)} ORDER BY sequence LIMIT 1000",
-                               [position, *params])
+            rows = self._page(f"SELECT {_COLUMNS} FROM audit_log WHERE "
+                              f"{' AND '.join(conditions)} ORDER BY sequence LIMIT {_PAGE_ROWS}",
+                              [position, *params])
             if not rows:
                 return
             for row in rows:
                 yield AuditEntry(*row)
             position = rows[-1][0]
+
+    def _page(self, sql: str, params) -> list[tuple]:
+        """Rows of one page: up to ``_PAGE_ROWS`` or ``_PAGE_BYTES`` of text, whichever comes
+        first (and at least one row), so a page of huge entries cannot fill the memory."""
+        self._query("SELECT 1")  # opens this thread's reader
+        rows, size = [], 0
+        cursor = self._local.reader.execute(sql, params)
+        try:
+            for row in cursor:
+                rows.append(row)
+                size += sum(len(value) for value in row if isinstance(value, str))
+                if size >= _PAGE_BYTES:
+                    break
+        finally:
+            cursor.close()
+        return rows
 
     def call_counts(self) -> dict[str, int]:
         """Recorded calls per "method outcome"."""

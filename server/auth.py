@@ -7,17 +7,21 @@ role must also match the token's, so a stolen token alone is not enough.
 
 ``POLICY`` names the roles allowed on each RPC; a linkage RPC missing from it
 is refused, so a new RPC is closed until someone decides who may call it.
-``GuardInterceptor`` enforces, for every call and in this order: a deadline,
-authentication, the policy, the caller's rate limit; it makes the caller's
-identity available to the handler, translates domain errors into status codes
-and appends the call to the hash-chained audit log (caller, role, project,
-method, outcome, counts; never record ids or CLKs).
+``GuardInterceptor`` enforces, for every call and in this order, from the
+metadata alone and before any request message is read: authentication, the
+caller's rate limit, a deadline, the certificate, the policy, the caller's
+calls in flight. It then reads the request under a watchdog that ends calls
+whose message does not come (docs/security.md), makes the caller's identity
+available to the handler, translates domain errors into status codes and
+appends the call to the hash-chained audit log (caller, role, project, method,
+outcome, counts; never record ids or CLKs).
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -43,9 +47,11 @@ from .store import Store
 from .tls import peer_identity
 
 __all__ = [
+    "CallLimits",
     "GuardInterceptor",
     "Identity",
     "POLICY",
+    "RateLimited",
     "RateLimiter",
     "audit_note",
     "current_identity",
@@ -71,6 +77,7 @@ POLICY: dict[str, frozenset[str]] = {
     _AGENCY + "GetUploadStatus": frozenset({AGENCY}),
     _AGENCY + "OpenFollowUp": frozenset({AGENCY}),
     _AGENCY + "AnswerFollowUp": frozenset({AGENCY}),
+    _AGENCY + "WithdrawBatch": frozenset({AGENCY}),
     _COORDINATOR + "CreateProject": frozenset({COORDINATOR}),
     _COORDINATOR + "ListProjects": frozenset({COORDINATOR}),
     _COORDINATOR + "RunLinkage": frozenset({COORDINATOR}),
@@ -78,6 +85,7 @@ POLICY: dict[str, frozenset[str]] = {
     _COORDINATOR + "ReviewGroup": frozenset({COORDINATOR}),
     _COORDINATOR + "OpenFollowUp": frozenset({COORDINATOR}),
     _COORDINATOR + "PurgeProject": frozenset({COORDINATOR}),
+    _COORDINATOR + "WithdrawBatch": frozenset({COORDINATOR}),
     _COORDINATOR + "ReadAuditLog": frozenset({COORDINATOR}),
     _OPERATOR + "GetMetrics": frozenset({OPERATOR}),
     _OPERATOR + "ReadAuditLog": frozenset({OPERATOR}),
@@ -94,7 +102,6 @@ POLICY.update({
 
 _identity: contextvars.ContextVar["Identity"] = contextvars.ContextVar("linkage_identity")
 _audit: contextvars.ContextVar["_AuditDraft"] = contextvars.ContextVar("linkage_audit")
-_LONGEST_DEADLINE = 366 * 24 * 3600.0  # beyond this a "deadline" is really none
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,8 @@ def audit_note(*, project: str | None = None, **counts: int) -> None:
     draft = _audit.get(None)
     if draft is None:
         return
-    if project:
-        draft.project = project
+    if project and not draft.project:  # an agency's entry keeps its token's project
+        draft.project = _loggable(project)
     draft.counts.update(counts)
 
 
@@ -167,92 +174,346 @@ def _bearer_token(context_metadata) -> str:
                               "(the linkage CLI: --token-file FILE or LINKAGE_TOKEN_FILE).")
 
 
+class RateLimited(ServerBusyError):
+    """A call refused by the rate limit. ``quiet`` when a refusal of the same caller was
+    recorded within ``RateLimiter.QUIET_SECONDS``: a flood must not bury the audit log, so
+    only one refusal per caller and interval is recorded, carrying how many were not."""
+
+    def __init__(self, message: str, *, quiet: bool, not_recorded: int):
+        super().__init__(message)
+        self.quiet, self.not_recorded = quiet, not_recorded
+
+
 class RateLimiter:
     """A token bucket per caller: ``rate`` calls a second on average, bursts of ``burst``."""
+
+    QUIET_SECONDS = 10.0
+    _MOST_CALLERS = 100_000  # forget full buckets beyond this many callers
 
     def __init__(self, rate: float, burst: int):
         self._rate, self._burst = float(rate), float(burst)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     def admit(self, caller: tuple[str, str]) -> None:
         """Take one call from the caller's bucket.
 
         Raises:
-            ServerBusyError: the bucket is empty.
+            RateLimited: the bucket is empty.
         """
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > self._MOST_CALLERS:
+                self._forget_idle(now)
             tokens, then = self._buckets.get(caller, (self._burst, now))
             tokens = min(self._burst, tokens + (now - then) * self._rate)
             if tokens < 1.0:
                 self._buckets[caller] = (tokens, now)
                 wait = (1.0 - tokens) / self._rate
-                raise ServerBusyError(
+                recorded_at, not_recorded = self._refusals.get(caller, (-self.QUIET_SECONDS, 0))
+                quiet = now - recorded_at < self.QUIET_SECONDS
+                self._refusals[caller] = ((recorded_at, not_recorded + 1) if quiet
+                                          else (now, 0))
+                raise RateLimited(
                     f"Too many calls from {caller[1] or 'this address'}: the limit is "
-                    f"{self._rate:g} a second (bursts of {self._burst:g}); retry in {wait:.1f} s.")
+                    f"{self._rate:g} a second (bursts of {self._burst:g}); retry in {wait:.1f} s.",
+                    quiet=quiet, not_recorded=0 if quiet else not_recorded)
             self._buckets[caller] = (tokens - 1.0, now)
+
+    def _forget_idle(self, now: float) -> None:
+        full = [caller for caller, (tokens, then) in self._buckets.items()
+                if tokens + (now - then) * self._rate >= self._burst]
+        for caller in full:
+            del self._buckets[caller]
+            self._refusals.pop(caller, None)
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long and how many calls a caller may hold (see docs/security.md).
+
+    ``first_message_seconds``: a call that has not sent its (first) request message by then is
+    ended, so a caller cannot hold a worker thread by sending headers only.
+    ``message_gap_seconds``: the longest wait between two messages of an upload stream.
+    ``calls_per_caller``: calls one authenticated caller may have in flight at once.
+    ``open_calls``: health and reflection calls (open to every connected client) in flight.
+    ``longest_deadline_seconds``: a longer (or no) deadline is refused.
+    ``unauthenticated_per_second`` / ``_burst``: calls without a valid token, per address.
+    """
+
+    first_message_seconds: float = 10.0
+    message_gap_seconds: float = 60.0
+    calls_per_caller: int = 4
+    open_calls: int = 4
+    longest_deadline_seconds: float = 24 * 3600.0
+    unauthenticated_per_second: float = 5.0
+    unauthenticated_burst: int = 100
+
+
+class Watchdog:
+    """One thread that ends calls whose wait for a request message ran out.
+
+    gRPC's sync server cannot time out a read from the request stream, so a caller that sends
+    headers and then nothing would hold a worker thread for as long as its deadline allows.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, list]] = []
+        self._sequence = 0
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action) -> list:
+        """Run ``action()`` in ``seconds`` unless the returned ticket is disarmed first."""
+        ticket = [action]
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="linkage-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._sequence += 1
+            heapq.heappush(self._due, (time.monotonic() + seconds, self._sequence, ticket))
+            self._condition.notify()
+        return ticket
+
+    @staticmethod
+    def disarm(ticket: list) -> None:
+        """Cancel an armed action (a no-op once it has run)."""
+        ticket[0] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    timeout = self._due[0][0] - time.monotonic() if self._due else None
+                    self._condition.wait(timeout)
+                _, _, ticket = heapq.heappop(self._due)
+            action, ticket[0] = ticket[0], None
+            if action is not None:
+                try:
+                    action()
+                except Exception:  # noqa: BLE001 - one failed reaping must not stop the others
+                    log.exception("The watchdog could not end a stalled call")
+
+
+class _Slots:
+    """Calls in flight per key, refused above a bound."""
+
+    def __init__(self, bound: int):
+        self._bound = bound
+        self._held: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[str, str], what: str) -> None:
+        """Raises ServerBusyError when ``key`` holds the bound already."""
+        with self._lock:
+            held = self._held.get(key, 0)
+            if held >= self._bound:
+                raise ServerBusyError(
+                    f"{what} has {held} calls in flight already, the most allowed at once; "
+                    "wait for them to finish and retry.")
+            self._held[key] = held + 1
+
+    def give(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            held = self._held.get(key, 1) - 1
+            if held > 0:
+                self._held[key] = held
+            else:
+                self._held.pop(key, None)
+
+
+#: Streams whose message count the audit entry leaves out: GetResults sends one message per
+#: hit, and operators, who read the audit log, must not learn an agency's hit count.
+_UNCOUNTED_STREAMS = frozenset({"GetResults"})
+
+#: Open (unguarded) methods that hold a thread for as long as the caller likes.
+_REFUSED_OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
 
 
 class GuardInterceptor(grpc.ServerInterceptor):
-    """Deadline, authentication, ``POLICY``, rate limit, error mapping and audit, for every
-    linkage RPC."""
+    """Deadline, authentication, ``POLICY``, rate limit, calls in flight, error mapping and
+    audit, for every linkage RPC; a bound on open (health, reflection) calls.
 
-    def __init__(self, store: Store, limiter: RateLimiter | None = None):
+    Every handler is handed to gRPC as a *request-streaming* handler (the wire format is the
+    same for one message or many): gRPC then runs it at once instead of first blocking a worker
+    thread on reading the request. The guard checks the credential from the metadata, then
+    reads the request message under the watchdog, so a caller without a token holds nothing
+    and one with a token holds at most ``calls_per_caller`` threads for
+    ``first_message_seconds``.
+    """
+
+    def __init__(self, store: Store, limiter: RateLimiter | None = None,
+                 limits: CallLimits | None = None):
         self._store = store
         self._limiter = limiter or RateLimiter(50.0, 200)
+        self._limits = limits or CallLimits()
+        self._watchdog = Watchdog()
+        self._caller_slots = _Slots(self._limits.calls_per_caller)
+        self._anonymous = RateLimiter(self._limits.unauthenticated_per_second,
+                                      self._limits.unauthenticated_burst)
+        self._open_slots = _Slots(self._limits.open_calls)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(_GUARDED_PREFIX):
-            return handler  # health and reflection: open to every connected client
-        call = _Call(self._store, self._limiter, method, handler_call_details.invocation_metadata)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                call.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                call.unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                call.stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(
-            call.stream(handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+        if handler is None:
+            return None
+        if method.startswith(_GUARDED_PREFIX):
+            call = _Call(self, method, handler_call_details.invocation_metadata)
+        else:
+            call = _OpenCall(self, method)
+        behaviour = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+                     or handler.stream_stream)
+        wrap = call.stream if handler.response_streaming else call.unary
+        make = (grpc.stream_stream_rpc_method_handler if handler.response_streaming
+                else grpc.stream_unary_rpc_method_handler)
+        return make(wrap(behaviour, handler.request_streaming),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
+class _PacedRequests:
+    """The request stream of one call, each read bounded by the watchdog."""
+
+    def __init__(self, requests, context, guard: GuardInterceptor, call: "_Call | _OpenCall"):
+        self._requests, self._context = requests, context
+        self._guard, self._call = guard, call
+        self._first = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        limits = self._guard._limits
+        seconds = limits.first_message_seconds if self._first else limits.message_gap_seconds
+        self._first = False
+        context = self._context
+
+        def reap():
+            # gRPC's sync server sends a status only from the handler's thread, which is the
+            # one blocked here: cancel the call, which frees it (the caller sees CANCELLED).
+            self._call.stalled(seconds)
+            context.cancel()
+
+        ticket = self._guard._watchdog.arm(seconds, reap)
+        try:
+            return next(self._requests)
+        except grpc.RpcError:
+            # gRPC could not read the message (over the size limit, the stream broke): the
+            # caller got the status from gRPC; the audit entry says what happened
+            self._call.unreadable()
+            raise
+        finally:
+            Watchdog.disarm(ticket)
+
+    def single(self):
+        """The one request message of a unary-request call."""
+        try:
+            return next(self)
+        except StopIteration:
+            raise InvalidRequestError("The call ended before its request message arrived; "
+                                      "send exactly one request message.") from None
+
+
+class _OpenCall:
+    """A health or reflection call: open to every connected client, but bounded in number
+    and in how long it may wait for messages."""
+
+    def __init__(self, guard: GuardInterceptor, method: str):
+        self._guard, self._method = guard, method
+
+    def stalled(self, seconds: float) -> None:
+        log.info("%s ended: no message for %gs", self._method, seconds)
+
+    def unreadable(self) -> None:
+        log.info("%s ended: its request could not be read", self._method)
+
+    def _enter(self, context) -> tuple[str, str]:
+        if self._method in _REFUSED_OPEN_METHODS:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                          f"{self._method} is not served (it would hold a thread for as long as "
+                          "the caller likes); poll Check instead.")
+        key = ("open", "")
+        try:
+            self._guard._open_slots.take(key, "Health and reflection")
+        except ServerBusyError as error:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        return key
+
+    def unary(self, behaviour, request_streaming: bool):
+        def guarded(requests, context):
+            key = self._enter(context)
+            try:
+                paced = _PacedRequests(requests, context, self._guard, self)
+                return behaviour(paced if request_streaming else paced.single(), context)
+            except InvalidRequestError as error:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            finally:
+                self._guard._open_slots.give(key)
+        return guarded
+
+    def stream(self, behaviour, request_streaming: bool):
+        def guarded(requests, context):
+            key = self._enter(context)
+            try:
+                paced = _PacedRequests(requests, context, self._guard, self)
+                yield from behaviour(paced if request_streaming else paced.single(), context)
+            except InvalidRequestError as error:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            finally:
+                self._guard._open_slots.give(key)
+        return guarded
 
 
 class _Call:
-    """One guarded RPC: admits the caller, runs the handler, records the outcome."""
+    """One guarded RPC: admits the caller, reads its request, runs the handler, records the
+    outcome."""
 
-    def __init__(self, store: Store, limiter: RateLimiter, method: str, metadata):
-        self._store, self._limiter = store, limiter
+    def __init__(self, guard: GuardInterceptor, method: str, metadata):
+        self._guard = guard
+        self._store, self._limiter = guard._store, guard._limiter
         self._method, self._metadata = method, metadata
         self._name = method.rsplit("/", 1)[-1]
         self._identity: Identity | None = None
+        self._slot: tuple[str, str] | None = None
         self._draft = _AuditDraft()
         self._outcome = "OK"
+        self._quiet = False
 
-    def _admit(self, request, context) -> Identity:
+    def unreadable(self) -> None:
+        """gRPC could not read the request (too large, or the stream broke)."""
+        if "stalled_seconds" not in self._draft.counts:  # not when the watchdog ended it
+            self._draft.counts["request_unreadable"] = 1
+
+    def stalled(self, seconds: float) -> None:
+        """The watchdog ended this call: say so in its audit entry."""
+        self._outcome = "CANCELLED"
+        self._draft.counts["stalled_seconds"] = int(seconds)
+
+    def _admit(self, context) -> Identity:
+        """Everything decided from the metadata alone, before any message is read."""
         remaining = context.time_remaining()
-        if remaining is None or remaining > _LONGEST_DEADLINE:
-            raise InvalidRequestError(
-                f"{self._name} was called without a deadline; every call must set one "
-                "(gRPC 'timeout'), so that no call can hold the server forever.")
-        allowed = POLICY.get(self._method)
+        longest = self._guard._limits.longest_deadline_seconds
         try:
             identity = resolve_identity(self._store, _bearer_token(self._metadata))
         except AuthenticationError:
-            self._limiter.admit(("", _peer_host(context)))
+            self._guard._anonymous.admit(("", _peer_host(context)))
             raise
         self._identity = identity
+        if identity.project:
+            self._draft.project = identity.project
+        # counted before the role and certificate checks, so refused calls count too
+        key = (identity.role, f"{identity.name}@{identity.project}" if identity.project
+               else identity.name)
+        self._limiter.admit(key)
+        if remaining is None or remaining > longest:
+            raise InvalidRequestError(
+                f"{self._name} was called without a deadline or with one over {longest:g} s; "
+                "every call must set one (gRPC 'timeout'), so that no call can hold the "
+                "server forever.")
+        allowed = POLICY.get(self._method)
         certificate = peer_identity(context)
         if certificate is not None and (certificate.role, certificate.name) != \
                 (identity.role, identity.name):
@@ -266,22 +527,35 @@ class _Call:
             raise PermissionDeniedError(
                 f"{self._name} needs the {' or '.join(sorted(allowed))} role; this token "
                 f"belongs to {identity.role} {identity.name!r}.")
-        self._limiter.admit((identity.role, identity.name))
-        project = getattr(request, "project", "") if request is not None else ""
-        self._draft.project = project if isinstance(project, str) else ""
+        self._guard._caller_slots.take(key, f"{identity.role} {identity.name!r}")
+        self._slot = key
         return identity
 
-    def unary(self, behaviour):
-        def guarded(request, context):
+    def _argument(self, requests, context, request_streaming: bool):
+        paced = _PacedRequests(requests, context, self._guard, self)
+        if request_streaming:
+            return paced
+        request = paced.single()
+        if not self._draft.project:
+            self._draft.project = _loggable(getattr(request, "project", ""))
+        return request
+
+    def _release(self) -> None:
+        if self._slot is not None:
+            self._guard._caller_slots.give(self._slot)
+            self._slot = None
+
+    def unary(self, behaviour, request_streaming: bool):
+        def guarded(requests, context):
             identity_token = audit_token = None
             try:
-                probe = None if _is_iterator(request) else request
-                identity_token = _identity.set(self._admit(probe, context))
+                identity_token = _identity.set(self._admit(context))
                 audit_token = _audit.set(self._draft)
-                return behaviour(request, context)
+                return behaviour(self._argument(requests, context, request_streaming), context)
             except Exception as error:  # noqa: BLE001 - translated in one place
                 self._fail(context, error)
             finally:
+                self._release()
                 if audit_token is not None:
                     _audit.reset(audit_token)
                 if identity_token is not None:
@@ -289,14 +563,14 @@ class _Call:
                 self._record()
         return guarded
 
-    def stream(self, behaviour):
-        def guarded(request, context):
+    def stream(self, behaviour, request_streaming: bool):
+        def guarded(requests, context):
             sent = 0
             try:
-                probe = None if _is_iterator(request) else request
-                _identity.set(self._admit(probe, context))
+                _identity.set(self._admit(context))
                 _audit.set(self._draft)
-                for message in behaviour(request, context):
+                argument = self._argument(requests, context, request_streaming)
+                for message in behaviour(argument, context):
                     sent += 1
                     yield message
             except GeneratorExit:
@@ -305,11 +579,19 @@ class _Call:
             except Exception as error:  # noqa: BLE001 - translated in one place
                 self._fail(context, error)
             finally:
-                self._draft.counts.setdefault("messages_sent", sent)
+                self._release()
+                if self._name not in _UNCOUNTED_STREAMS:
+                    self._draft.counts.setdefault("messages_sent", sent)
                 self._record()
         return guarded
 
     def _fail(self, context, error: BaseException):
+        if isinstance(error, RateLimited):
+            self._quiet = error.quiet
+            if error.not_recorded:
+                self._draft.counts["refusals_not_recorded"] = error.not_recorded
+        if "stalled_seconds" in self._draft.counts:
+            raise error  # the watchdog cancelled the call: nobody is left to answer
         if isinstance(error, grpc.RpcError) or _already_aborted(context):
             code = context.code() if hasattr(context, "code") else None
             self._outcome = getattr(code, "name", None) or "ABORTED"
@@ -326,14 +608,16 @@ class _Call:
                       "server log.")
 
     def _record(self) -> None:
+        if self._quiet:
+            return  # counted in the next recorded refusal of this caller
         identity = self._identity
         entry = AuditEntry(
             sequence=0,
             time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             caller=identity.name if identity else "",
             role=identity.role if identity else "",
-            project=self._draft.project or (identity.project if identity and identity.project
-                                            else ""),
+            project=_loggable(self._draft.project or (identity.project if identity and
+                                                      identity.project else "")),
             method=self._name,
             outcome=self._outcome,
             counts_json=json.dumps(self._draft.counts, sort_keys=True),
@@ -345,8 +629,16 @@ class _Call:
             log.exception("Could not append %s to the audit log", self._name)
 
 
-def _is_iterator(request) -> bool:
-    return hasattr(request, "__next__")
+#: The longest project name an audit entry keeps; longer (or non-text) names are cut.
+AUDIT_FIELD_CHARS = 200
+
+
+def _loggable(value) -> str:
+    """A request field as an audit entry may hold it: text, printable, bounded."""
+    if not isinstance(value, str):
+        return ""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value[:AUDIT_FIELD_CHARS])
+    return cleaned + ("…" if len(value) > AUDIT_FIELD_CHARS else "")
 
 
 def _peer_host(context) -> str:

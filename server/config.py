@@ -40,3 +40,13 @@ class ServerConfig:
     tls_key: Path | None = None
     client_ca: Path | None = None
     allow_secret_reuse: bool = False
+    # Hostile-caller bounds (docs/security.md): see ``server.auth.CallLimits``.
+    first_message_seconds: float = 10.0
+    message_gap_seconds: float = 60.0
+    calls_per_caller: int = 4
+    max_streams_per_connection: int = 32
+    longest_deadline_seconds: float = 24 * 3600.0
+    uploads_per_agency: int = 2
+    unfinished_uploads_per_agency: int = 4
+    upload_expiry_hours: float = 7 * 24.0
+    report_page_bytes: int = MiB  # groups per GetReport reply, by serialised size

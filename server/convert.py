@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+from linkage.errors import InvalidRequestError, RunStateError
 from protos.linkage.v1 import linkage_pb2 as pb
 
 from .operations import BatchHeaderInfo, FollowUpView, ProjectReport, RecordHit
@@ -12,6 +14,7 @@ __all__ = [
     "follow_up_to_proto",
     "header_from_proto",
     "hit_to_proto",
+    "report_page",
     "report_to_proto",
     "summary_to_proto",
 ]
@@ -76,3 +79,52 @@ def report_to_proto(report: ProjectReport) -> pb.Report:
         estimated_recall=report.estimated_recall,
         network_json=json.dumps(report.network),
     )
+
+
+def report_page(report: pb.Report, page_token: str, page_bytes: int) -> pb.Report:
+    """One page of a report, so no reply outgrows the message limit: the groups from the
+    token's offset as many as fit in ``page_bytes`` (at least one), then as much of
+    ``network_json`` as still fits (clients concatenate the pieces). The first page carries
+    everything else too; later pages only the project, the run, the groups and the piece.
+
+    Raises:
+        InvalidRequestError: a malformed token. RunStateError: a new run has replaced the one
+            the token was issued for (start again from the first page).
+    """
+    run = report.summary.run
+    group_offset = network_offset = 0
+    if page_token:
+        found = re.fullmatch(r"(\d{1,12}):(\d{1,12}):(\d{1,15})", page_token)
+        if found is None:
+            raise InvalidRequestError("The page token is not one this server issued; leave it "
+                                      "empty for the first page.")
+        if int(found.group(1)) != run:
+            raise RunStateError(f"Run #{run} replaced the run this page token belongs to; "
+                                "read the report again from the first page.")
+        group_offset, network_offset = int(found.group(2)), int(found.group(3))
+    groups, network = list(report.groups), report.network_json
+    page = pb.Report()
+    if not page_token:
+        page.CopyFrom(report)
+        del page.groups[:]
+        page.network_json = ""
+    else:
+        page.project = report.project
+        page.summary.run = run
+    page.groups_total = len(groups)
+    used = page.ByteSize() + 64
+    end = group_offset
+    while end < len(groups):
+        size = groups[end].ByteSize() + 8
+        if used + size > page_bytes and (end > group_offset or used > page_bytes // 2):
+            break
+        used += size
+        end += 1
+    page.groups.extend(groups[group_offset:end])
+    network_end = network_offset
+    if end == len(groups):
+        network_end = min(len(network), network_offset + max(page_bytes - used, 1024))
+        page.network_json = network[network_offset:network_end]
+    if end < len(groups) or network_end < len(network):
+        page.next_page_token = f"{run}:{end}:{network_end}"
+    return page

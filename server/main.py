@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,25 @@ def _is_loopback(listen: str) -> bool:
 @click.option("--allow-secret-reuse", is_flag=True,
               help="Accept batches whose secret another project uses (for evaluation setups "
                    "that link the same encodings in several projects; not for real data).")
+@click.option("--first-message-seconds", default=10.0, show_default=True,
+              help="A call that has not sent its request message by then is ended "
+                   "(docs/security.md).")
+@click.option("--message-gap-seconds", default=60.0, show_default=True,
+              help="Longest wait between two chunks of an upload before it is ended.")
+@click.option("--calls-per-caller", default=4, show_default=True,
+              help="Calls one caller (token) may have in flight at once.")
+@click.option("--uploads-per-agency", default=2, show_default=True,
+              help="Uploads one agency may send at once (of --max-uploads in all).")
+@click.option("--max-streams-per-connection", default=32, show_default=True,
+              help="Calls one connection may have open at once (HTTP/2 streams).")
+@click.option("--longest-deadline-seconds", default=24 * 3600.0, show_default=True,
+              help="Calls with a longer deadline (or none) are refused.")
+@click.option("--unfinished-uploads-per-agency", default=4, show_default=True,
+              help="Unfinished (resumable) uploads one agency may hold on the server.")
+@click.option("--upload-expiry-hours", default=7 * 24.0, show_default=True,
+              help="Unfinished uploads begun longer ago are deleted.")
+@click.option("--report-page-bytes", default=1024 * 1024, show_default=True,
+              help="Size of one page of report groups (GetReport replies are paged).")
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the store (SQLite integrity and the service's invariants) and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every refused call.")
@@ -65,7 +85,11 @@ def _is_loopback(listen: str) -> bool:
 @click.pass_context
 def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None,
          client_ca: Path | None, workers: int, max_uploads: int, calls_per_second: float,
-         call_burst: int, allow_secret_reuse: bool, check_only: bool, verbose: bool,
+         call_burst: int, allow_secret_reuse: bool, first_message_seconds: float,
+         message_gap_seconds: float, calls_per_caller: int, uploads_per_agency: int,
+         max_streams_per_connection: int, longest_deadline_seconds: float,
+         unfinished_uploads_per_agency: int, upload_expiry_hours: float,
+         report_page_bytes: int, check_only: bool, verbose: bool,
          pause_at: str) -> None:
     """Run the linkage matching server.
 
@@ -80,6 +104,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
 
         linkage-server --data-dir /srv/linkage --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem
     """
+    os.umask(0o077)  # every file the server (or a backup) creates: its owner only
     context.obj = data_dir
     if context.invoked_subcommand is not None:
         return
@@ -104,7 +129,16 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           pause_at=frozenset(filter(None, pause_at.split(","))),
                           tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
                           calls_per_second=calls_per_second, call_burst=call_burst,
-                          allow_secret_reuse=allow_secret_reuse)
+                          allow_secret_reuse=allow_secret_reuse,
+                          first_message_seconds=first_message_seconds,
+                          message_gap_seconds=message_gap_seconds,
+                          calls_per_caller=calls_per_caller,
+                          uploads_per_agency=uploads_per_agency,
+                          max_streams_per_connection=max_streams_per_connection,
+                          longest_deadline_seconds=longest_deadline_seconds,
+                          report_page_bytes=report_page_bytes,
+                          unfinished_uploads_per_agency=unfinished_uploads_per_agency,
+                          upload_expiry_hours=upload_expiry_hours)
     try:
         server, port, store = create_server(config)
     except (RuntimeError, LinkageError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -98,12 +99,15 @@ def backup_store(data_dir: Path, destination: Path) -> int:
     online backup API (safe while the server runs); the copy is a data directory the server
     can start on. Returns the size of the backup in bytes.
     """
-    destination.mkdir(parents=True)
+    destination.mkdir(parents=True, mode=0o700)
+    destination.chmod(0o700)  # a backup holds what the store holds: its owner only
     size = 0
     for name in (DATABASE_NAME, AUDIT_DATABASE_NAME):
         if not (data_dir / name).exists():
             continue
         source = sqlite3.connect(data_dir / name)
+        os.close(os.open(destination / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600))
         target = sqlite3.connect(destination / name)
         try:
             source.backup(target)

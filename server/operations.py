@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_hash
+from linkage.batch import (
+    MAX_RECORD_ID_BYTES,
+    RecordAttributes,
+    record_id_problem,
+    update_content_hash,
+)
+from linkage.group_keys import unique_group_keys
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import (
@@ -30,7 +36,6 @@ from linkage.engine import (
     plan_blocking,
 )
 from linkage.errors import (
-    AlreadyExistsError,
     BatchFormatError,
     ClkError,
     DuplicateRecordError,
@@ -198,10 +203,19 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
     _check_name("Project", name)
     if len(agencies) < 2:
         raise InvalidRequestError("A project needs at least two agencies (--agencies a,b).")
+    if len(agencies) > MAX_AGENCIES:
+        raise InvalidRequestError(f"A project takes at most {MAX_AGENCIES} agencies, not "
+                                  f"{len(agencies)}.")
+    if len(stages) > MAX_STAGES or len(entity_schemas or {}) > MAX_ENTITY_TYPES:
+        raise InvalidRequestError(f"A project takes at most {MAX_STAGES} stages and "
+                                  f"{MAX_ENTITY_TYPES} further entity types.")
     if len(set(agencies)) != len(agencies):
         raise InvalidRequestError("An agency is listed twice in --agencies.")
     for agency in agencies:
         _check_name("Agency", agency)
+        if agency in RESERVED_NAMES:
+            raise InvalidRequestError(f"{agency!r} names a role and cannot name an agency (its "
+                                      "follow-ups would read as the role's); choose another.")
     schema = load_schema(schema_json)
     extra = []
     for entity_type, text in (entity_schemas or {}).items():
@@ -222,7 +236,7 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
 def _project_for(store: Store, identity: Identity, project_name: str) -> ProjectRow:
     if identity.role == "agency" and identity.project != project_name:
         raise PermissionDeniedError(f"This agency token belongs to project {identity.project!r}, "
-                                    f"not {project_name!r}.")
+                                    f"not {shortened(project_name)!r}.")
     return store.project(project_name)
 
 
@@ -282,13 +296,14 @@ def upload_status(store: Store, identity: Identity, project_name: str,
     project = _project_for(store, identity, project_name)
     _check_not_purged(project)
     committed = store.batch(batch_id)
-    if committed is not None:
-        _check_owner(committed.agency_id, identity)
+    if committed is not None and _owned(committed.agency_id, identity):
         return UploadProgress(batch_id, committed.record_count, True)
+    if committed is not None:
+        return UploadProgress(batch_id, 0, False)  # absent and foreign look the same
     upload = store.upload(batch_id)
-    if upload is None or upload.project_id != project.id:
-        return UploadProgress(batch_id, 0, False)
-    _check_owner(upload.agency_id, identity)
+    if upload is None or upload.project_id != project.id or not _owned(upload.agency_id,
+                                                                       identity):
+        return UploadProgress(batch_id, 0, False)  # absent and foreign look the same
     return UploadProgress(batch_id, upload.records_received, False)
 
 
@@ -300,10 +315,26 @@ def _check_owner(agency_id: int, identity: Identity) -> None:
                                  "another agency's file.")
 
 
+def _owned(agency_id: int, identity: Identity) -> bool:
+    return agency_id == identity.agency_id
+
+
+def _taken_elsewhere(store: Store, identity: Identity, batch_id: str) -> bool:
+    """A batch id held by another agency or project (never said which, nor that it exists)."""
+    held = store.batch(batch_id) or store.upload(batch_id)
+    return held is not None and not _owned(held.agency_id, identity)
+
+
+#: The most records one batch header may announce (a bound on what an upload may hold).
+MAX_RECORDS_PER_BATCH = 50_000_000
+
+
 def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
                  chunks: Iterable[tuple[int, list[str], list[bytes],
                                         list[tuple[str, str, str]] | None]],
-                 *, allow_secret_reuse: bool = False) -> SubmitOutcome:
+                 *, allow_secret_reuse: bool = False,
+                 unfinished_per_agency: int | None = None,
+                 upload_expiry_seconds: float | None = None) -> SubmitOutcome:
     """Receive (the rest of) an upload, keep each chunk durably, commit when complete.
 
     Chunks already held are skipped, so a client resumes by sending from
@@ -327,7 +358,16 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     if held is not None and held.header != header.as_json():
         raise InvalidRequestError("An upload with this batch id but another header is in "
                                   "progress; encode again to get a fresh batch id.")
-    store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json())
+    if header.record_count > MAX_RECORDS_PER_BATCH:
+        raise BatchFormatError(f"The header announces {header.record_count} records; one batch "
+                               f"holds at most {MAX_RECORDS_PER_BATCH}. Split the export.")
+    if progress.records_received == 0 and _taken_elsewhere(store, identity, header.batch_id):
+        raise InvalidRequestError("That batch id cannot be used; encode again to get a fresh "
+                                  "batch id.")
+    if upload_expiry_seconds is not None:
+        store.expire_uploads(upload_expiry_seconds)
+    store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json(),
+                       most_unfinished=unfinished_per_agency)
     received = progress.records_received
     clk_bytes = header.clk_bits // 8
     stages = set(project.stages)
@@ -371,6 +411,8 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
         if not record_id or len(record_id.encode("utf-8")) > MAX_RECORD_ID_BYTES:
             raise BatchFormatError(f"Record #{first + offset} has an empty record id or one "
                                    f"longer than {MAX_RECORD_ID_BYTES} bytes.")
+        if (problem := record_id_problem(record_id)) is not None:
+            raise BatchFormatError(f"Record #{first + offset}: its record id {problem}.")
 
 
 def _check_attributes(attributes, record_ids: list[str], stages: set[str], entity_type: str,
@@ -472,9 +514,12 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         return summary
     report = on_progress or (lambda stage, done, total: None)
     report("loading", len(records.record_ids), len(records.record_ids))
-    run_id = store.start_run(project.id)
+    run_id = store.start_run(project.id)  # refuses while another run of the project is going
     started = time.monotonic()
     try:
+        now_latest = store.latest_run(project.id)
+        if (now_latest.number if now_latest else 0) != (latest.number if latest else 0):
+            records = store.load_records(project.id)  # a run finished meanwhile: use its state
         failpoints.reached("run-started")
         bits = {e.entity_type: e.clk_bits for e in store.entity_schemas(project.id)}
         types = np.asarray(records.entity_types)
@@ -631,15 +676,13 @@ def _named_groups(store: Store, result, records, rows: np.ndarray):
     ``rows`` maps the result's local record indices to rows of ``records``.
     """
     key_secret = _group_key_secret(store)
-    groups = []
-    for label, members in enumerate(result.grouping.members()):
-        member_list = sorted((int(records.agency_ids[rows[i]]), records.record_ids[rows[i]])
-                             for i in members.tolist())
-        material = "\n".join(f"{a}\t{r}" for a, r in member_list).encode("utf-8")
-        key = "g-" + hmac.new(key_secret, material, hashlib.sha256).hexdigest()[:16]
-        groups.append((key, float(result.confidence[label]),
-                       float(result.grouping.weakest_score[label]), member_list))
-    return groups
+    memberships = [sorted((int(records.agency_ids[rows[i]]), records.record_ids[rows[i]])
+                          for i in members.tolist())
+                   for members in result.grouping.members()]
+    keys = unique_group_keys(key_secret, memberships)
+    return [(key, float(result.confidence[label]), float(result.grouping.weakest_score[label]),
+             member_list)
+            for label, (key, member_list) in enumerate(zip(keys, memberships))]
 
 
 def _latest_run(store: Store, project: ProjectRow):
@@ -677,8 +720,43 @@ def _coarse(confidence: float) -> float:
 
 
 def _follow_up_view(row, names: dict[int, str]) -> FollowUpView:
+    # notes stored before they were bounded are cut on the way out, so no reply outgrows
+    # the message limit
     return FollowUpView(f"f-{row.id}", row.group_key, row.requested_by, names[row.agency_id],
-                        row.status, row.note, row.answer_note)
+                        row.status, row.note[:MAX_NOTE_CHARS], row.answer_note[:MAX_NOTE_CHARS])
+
+
+# -- bounds on what one caller may make the server keep and send (docs/security.md) ------------
+
+#: Agencies, stages and further entity types one project may have: the CreateProject reply
+#: (one token per agency) must fit in one message, and is checked before anything is stored.
+MAX_AGENCIES = 200
+MAX_STAGES = 64
+MAX_ENTITY_TYPES = 8
+#: Role names are not agency names.
+RESERVED_NAMES = frozenset({"coordinator", "operator", "agency"})
+#: The longest follow-up, answer or review note, in characters.
+MAX_NOTE_CHARS = 2000
+#: Follow-ups one group may hold for one asked agency (open and answered).
+MAX_FOLLOW_UPS_PER_GROUP_AGENCY = 5
+#: Follow-ups a report shows per group (the most recent): with up to 200 agencies a group
+#: could hold 1,000, more than one reply may carry.
+MAX_FOLLOW_UPS_IN_REPORT = 100
+_SHORTENED_CHARS = 80
+
+
+def bounded_note(note: str, what: str) -> str:
+    """A free-text note as stored, or InvalidRequestError when it is too long."""
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidRequestError(f"{what} is {len(note)} characters; at most {MAX_NOTE_CHARS} "
+                                  "are kept. Shorten it: the details go through the follow-up's "
+                                  "legal channel, not through this server.")
+    return note
+
+
+def shortened(text: str) -> str:
+    """A caller-supplied name as an error message may quote it."""
+    return text if len(text) <= _SHORTENED_CHARS else text[:_SHORTENED_CHARS] + "…"
 
 
 def open_follow_up(store: Store, identity: Identity, project_name: str, group: str,
@@ -687,21 +765,23 @@ def open_follow_up(store: Store, identity: Identity, project_name: str, group: s
 
     An agency may ask only about groups in which it has a record itself.
     """
+    note = bounded_note(note, "The follow-up note")
     project = _project_for(store, identity, project_name)
     run = _latest_run(store, project)
     members = store.group_agencies(run.id, [group]).get(group)
-    if not members:
-        raise NotFoundError(f"No group {group!r} in the latest run of {project_name!r}.")
-    if identity.role == "agency" and identity.agency_id not in members:
-        raise PermissionDeniedError("Your agency has no record in that group; you can only ask "
-                                    "about your own hits.")
+    if not members or (identity.role == "agency" and identity.agency_id not in members):
+        # the same answer for an absent group and one without the caller: no existence oracle
+        raise NotFoundError(f"No group {shortened(group)!r} with a record of yours in the latest "
+                            f"run of {shortened(project_name)!r}; 'linkage results' lists your "
+                            "hits and their groups.")
     asked = sorted(a for a in members if a != identity.agency_id)
     if not asked:
         raise InvalidRequestError("No other agency holds a record of that group.")
     requested_by = identity.name if identity.role == "agency" else "coordinator"
     names = {a.id: a.name for a in store.agencies(project.id)}
     return [_follow_up_view(row, names)
-            for row in store.add_follow_ups(project.id, group, requested_by, asked, note)]
+            for row in store.add_follow_ups(project.id, group, requested_by, asked, note,
+                                            most_per_agency=MAX_FOLLOW_UPS_PER_GROUP_AGENCY)]
 
 
 def answer_follow_up(store: Store, identity: Identity, project_name: str, follow_up: str,
@@ -712,6 +792,7 @@ def answer_follow_up(store: Store, identity: Identity, project_name: str, follow
         raise InvalidRequestError("A follow-up answer is 'approved' or 'declined'.")
     if not re.fullmatch(r"f-\d{1,18}", follow_up):
         raise InvalidRequestError("A follow-up id looks like 'f-12'.")
+    note = bounded_note(note, "The answer note")
     row = store.answer_follow_up(project.id, int(follow_up[2:]), identity.agency_id, decision,
                                  note)
     return _follow_up_view(row, {a.id: a.name for a in store.agencies(project.id)})
@@ -750,7 +831,8 @@ def project_report(store: Store, project_name: str) -> ProjectReport:
         decision, note = reviews.get(group.key, ("", ""))
         group_reports.append(GroupReport(
             group.key, {names[a]: c for a, c in sorted(members.items(), key=lambda x: names[x[0]])},
-            group.size, group.confidence, decision, note, follow_ups.get(group.key, []),
+            group.size, group.confidence, decision, note,
+            follow_ups.get(group.key, [])[-MAX_FOLLOW_UPS_IN_REPORT:],
             needs_review=uncertain and not decision))
     records_in_run = run.summary.get("records_by_agency", {})
     batches_in_run = run.summary.get("batches_by_agency", {})
@@ -834,6 +916,7 @@ def review_group(store: Store, project_name: str, group: str, decision: str, not
     """Record a decision on a group of the latest run."""
     if decision not in ("accepted", "rejected"):
         raise InvalidRequestError("A review decision is 'accepted' or 'rejected'.")
+    note = bounded_note(note, "The review note")
     project = store.project(project_name)
     run = _latest_run(store, project)
     if not any(g.key == group for g in store.groups(run.id)):
@@ -909,3 +992,33 @@ def list_follow_ups(store: Store, identity: Identity, project_name: str) -> list
     return [_follow_up_view(row, names) for row in store.follow_ups(project.id)
             if identity.role != "agency" or row.agency_id == identity.agency_id
             or row.requested_by == identity.name]
+
+
+
+# -- withdrawing a batch ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What withdrawing a batch removed."""
+
+    batch_id: str
+    records: int
+    unfinished_upload: bool
+
+
+def withdraw_batch(store: Store, identity: Identity, project_name: str,
+                   batch_id: str) -> Withdrawal:
+    """Remove a batch no run has used yet: an agency its own, the coordinator any.
+
+    Raises:
+        InvalidRequestError: a malformed batch id. NotFoundError: no such batch (or not the
+            agency's). RunStateError: a run has used it (the message says what to do instead).
+    """
+    project = _project_for(store, identity, project_name)
+    if not re.fullmatch(r"b-[0-9a-f]{16}", batch_id):
+        raise InvalidRequestError("A batch id looks like 'b-' and 16 hex digits, as "
+                                  "'linkage submit' printed it.")
+    agency_id = identity.agency_id if identity.role == "agency" else None
+    records, unfinished = store.withdraw_batch(project.id, batch_id, agency_id)
+    return Withdrawal(batch_id, records, unfinished)

@@ -16,6 +16,7 @@ from .convert import (
     follow_up_to_proto,
     header_from_proto,
     hit_to_proto,
+    report_page,
     report_to_proto,
     summary_to_proto,
 )
@@ -26,13 +27,33 @@ __all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 
 class AgencyServicer(pb_grpc.AgencyServiceServicer):
     def __init__(self, store: Store, max_concurrent_uploads: int, *,
-                 allow_secret_reuse: bool = False):
+                 allow_secret_reuse: bool = False, uploads_per_agency: int = 2,
+                 unfinished_per_agency: int = 4, upload_expiry_seconds: float = 7 * 86400.0):
         self._store = store
+        self._unfinished_per_agency = unfinished_per_agency
+        self._upload_expiry_seconds = upload_expiry_seconds
+        self._uploads_per_agency = uploads_per_agency
+        self._agency_uploads: dict[int, int] = {}
+        self._agency_uploads_lock = threading.Lock()
         self._allow_secret_reuse = allow_secret_reuse
         self._upload_slots = threading.BoundedSemaphore(max_concurrent_uploads)
         self._max_uploads = max_concurrent_uploads
 
     def SubmitBatch(self, request_iterator, context):
+        agency = current_identity().agency_id
+        with self._agency_uploads_lock:
+            if self._agency_uploads.get(agency, 0) >= self._uploads_per_agency:
+                raise ServerBusyError(
+                    f"This agency is sending {self._uploads_per_agency} uploads already, the "
+                    "most one agency may send at once; retry when one has finished.")
+            self._agency_uploads[agency] = self._agency_uploads.get(agency, 0) + 1
+        try:
+            return self._submit_batch(request_iterator)
+        finally:
+            with self._agency_uploads_lock:
+                self._agency_uploads[agency] -= 1
+
+    def _submit_batch(self, request_iterator):
         if not self._upload_slots.acquire(blocking=False):
             raise ServerBusyError(f"The server is receiving {self._max_uploads} uploads already; "
                                   "retry in a few seconds ('linkage submit' does so itself).")
@@ -53,8 +74,11 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
                     yield (int(chunk.first_record), list(chunk.record_ids), list(chunk.clks),
                            attributes)
 
-            outcome = operations.submit_batch(self._store, current_identity(), header, chunks(),
-                                              allow_secret_reuse=self._allow_secret_reuse)
+            outcome = operations.submit_batch(
+                self._store, current_identity(), header, chunks(),
+                allow_secret_reuse=self._allow_secret_reuse,
+                unfinished_per_agency=self._unfinished_per_agency,
+                upload_expiry_seconds=self._upload_expiry_seconds)
         finally:
             self._upload_slots.release()
         audit_note(records=outcome.records, already_stored=int(outcome.already_stored))
@@ -91,6 +115,19 @@ def _list_follow_ups(store: Store, request) -> pb.ListFollowUpsResponse:
     return pb.ListFollowUpsResponse(follow_ups=[follow_up_to_proto(v) for v in views])
 
 
+    def WithdrawBatch(self, request, context):
+        return _withdraw_batch(self._store, request)
+
+
+def _withdraw_batch(store: Store, request) -> pb.WithdrawBatchResponse:
+    withdrawn = operations.withdraw_batch(store, current_identity(), request.project,
+                                          request.batch_id)
+    audit_note(records=withdrawn.records)
+    return pb.WithdrawBatchResponse(batch_id=withdrawn.batch_id,
+                                    records_withdrawn=withdrawn.records,
+                                    unfinished_upload=withdrawn.unfinished_upload)
+
+
 def _open_follow_up(store: Store, request) -> pb.OpenFollowUpResponse:
     views = operations.open_follow_up(store, current_identity(), request.project, request.group,
                                       request.note)
@@ -98,8 +135,9 @@ def _open_follow_up(store: Store, request) -> pb.OpenFollowUpResponse:
 
 
 class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, page_bytes: int = 1024 * 1024):
         self._store = store
+        self._page_bytes = page_bytes
 
     def CreateProject(self, request, context):
         audit_note(project=request.name)
@@ -150,10 +188,14 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         yield pb.RunProgress(stage="done", summary=summary_to_proto(outcome["summary"]))
 
     def GetReport(self, request, context):
-        return report_to_proto(operations.project_report(self._store, request.project))
+        report = report_to_proto(operations.project_report(self._store, request.project))
+        return report_page(report, request.page_token, self._page_bytes)
 
     def OpenFollowUp(self, request, context):
         return _open_follow_up(self._store, request)
+
+    def WithdrawBatch(self, request, context):
+        return _withdraw_batch(self._store, request)
 
     def PurgeProject(self, request, context):
         records, blocks = operations.purge_project(self._store, request.project)

@@ -15,14 +15,20 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from linkage.audit import AuditEntry
-from linkage.errors import AlreadyExistsError, NotFoundError
+from linkage.errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    NotFoundError,
+    RunStateError,
+    ServerBusyError,
+)
 
 from . import failpoints
 from .audit_store import AuditFile
@@ -263,7 +269,9 @@ class Store(Protocol):
     def batches(self, project_id: int) -> list[BatchRow]: ...
     def batch(self, batch_id: str) -> BatchRow | None: ...
     def upload(self, batch_id: str) -> UploadRow | None: ...
-    def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str) -> None: ...
+    def begin_upload(self, project_id: int, agency_id: int, batch_id: str, header: str, *,
+                     most_unfinished: int | None = None) -> None: ...
+    def expire_uploads(self, older_than_seconds: float) -> int: ...
     def append_chunk(self, batch_id: str, first_record: int, record_ids: Sequence[str],
                      clks: Sequence[bytes],
                      attributes: Sequence[tuple[str, str, str]] | None = None) -> int: ...
@@ -291,8 +299,11 @@ class Store(Protocol):
     def group_agencies(self, run_id: int, group_keys: Sequence[str]) -> dict[str, dict[int, int]]: ...
     def set_review(self, project_id: int, group_key: str, decision: str, note: str) -> None: ...
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]: ...
+    def withdraw_batch(self, project_id: int, batch_id: str,
+                       agency_id: int | None = None) -> tuple[int, bool]: ...
     def add_follow_ups(self, project_id: int, group_key: str, requested_by: str,
-                       agency_ids: Sequence[int], note: str) -> list[FollowUpRow]: ...
+                       agency_ids: Sequence[int], note: str, *,
+                       most_per_agency: int | None = None) -> list[FollowUpRow]: ...
     def follow_ups(self, project_id: int) -> list[FollowUpRow]: ...
     def answer_follow_up(self, project_id: int, follow_up_id: int, agency_id: int,
                          decision: str, note: str) -> FollowUpRow: ...
@@ -412,8 +423,12 @@ class SqliteStore:
                                           "FROM batches")
         (runs,), = self._query("SELECT COUNT(*) FROM runs WHERE status = 'done'")
         calls = self._audit.call_counts()
+        (uploads,), = self._query("SELECT COUNT(*) FROM uploads")
+        (upload_bytes,), = self._query("SELECT COALESCE(SUM(length(record_ids) + length(clks) + "
+                                       "COALESCE(length(attributes), 0)), 0) FROM upload_chunks")
         return {"projects": projects, "batches": batches, "records": records, "runs": runs,
-                "audit_entries": sum(calls.values()), "calls": calls}
+                "audit_entries": sum(calls.values()), "calls": calls,
+                "unfinished_uploads": uploads, "unfinished_upload_bytes": upload_bytes}
 
     # -- projects and agencies --------------------------------------------------------------
 
@@ -442,7 +457,8 @@ class SqliteStore:
         rows = self._query("SELECT id, name, schema_json, schema_fingerprint, clk_bits, key_check, "
                            "stages, purged_at FROM projects WHERE name = ?", (name,))
         if not rows:
-            raise NotFoundError(f"No project named {name!r}; 'linkage project list' shows them.")
+            shown = name if len(name) <= 80 else name[:80] + "…"
+            raise NotFoundError(f"No project named {shown!r}; 'linkage project list' shows them.")
         return ProjectRow(*rows[0])
 
     def projects(self) -> list[ProjectRow]:
@@ -499,8 +515,23 @@ class SqliteStore:
                            "FROM uploads WHERE batch_id = ?", (batch_id,))
         return UploadRow(*rows[0]) if rows else None
 
-    def begin_upload(self, project_id, agency_id, batch_id, header) -> None:
+    def begin_upload(self, project_id, agency_id, batch_id, header, *,
+                     most_unfinished=None) -> None:
+        """Hold a new upload (a no-op for one already held).
+
+        Raises:
+            ServerBusyError: the agency holds ``most_unfinished`` unfinished uploads already.
+        """
         with self._transaction() as db:
+            if most_unfinished is not None and not db.execute(
+                    "SELECT 1 FROM uploads WHERE batch_id = ?", (batch_id,)).fetchone():
+                (held,) = db.execute("SELECT COUNT(*) FROM uploads WHERE agency_id = ?",
+                                     (agency_id,)).fetchone()
+                if held >= most_unfinished:
+                    raise ServerBusyError(
+                        f"Your agency has {held} unfinished uploads on this server, the most "
+                        "allowed: finish them (run 'linkage submit' again with the same batch) "
+                        "or withdraw them ('linkage batch withdraw'); stale ones expire.")
             db.execute("INSERT OR IGNORE INTO uploads (batch_id, project_id, agency_id, header, "
                        "started_at) VALUES (?, ?, ?, ?, ?)",
                        (batch_id, project_id, agency_id, header, _now()))
@@ -573,6 +604,15 @@ class SqliteStore:
             db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
         return BatchRow(batch_id, agency.id, count, content_hash)
 
+    def expire_uploads(self, older_than_seconds: float) -> int:
+        """Delete unfinished uploads begun longer ago than that; returns how many."""
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=older_than_seconds)
+                  ).isoformat(timespec="seconds")
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
+                       "(SELECT batch_id FROM uploads WHERE started_at < ?)", (cutoff,))
+            return db.execute("DELETE FROM uploads WHERE started_at < ?", (cutoff,)).rowcount
+
     def discard_upload(self, batch_id: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
@@ -635,7 +675,18 @@ class SqliteStore:
     # -- runs and results -------------------------------------------------------------------------
 
     def start_run(self, project_id: int) -> int:
+        """Number the project's next run; one run per project at a time, checked in the same
+        transaction that starts it.
+
+        Raises:
+            RunStateError: a run of the project is in progress already.
+        """
         with self._transaction() as db:
+            running = db.execute("SELECT number FROM runs WHERE project_id = ? AND "
+                                 "status = 'running'", (project_id,)).fetchone()
+            if running is not None:
+                raise RunStateError(f"Run #{running[0]} of this project is in progress; wait for "
+                                    "it to finish ('linkage report' shows it), then run again.")
             (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM runs WHERE project_id = ?",
                                  (project_id,)).fetchone()
             cursor = db.execute("INSERT INTO runs (project_id, number, status, started_at) "
@@ -730,8 +781,19 @@ class SqliteStore:
                        "decided_at) VALUES (?, ?, ?, ?, ?)",
                        (project_id, group_key, decision, note, _now()))
 
-    def add_follow_ups(self, project_id, group_key, requested_by, agency_ids, note):
+    def add_follow_ups(self, project_id, group_key, requested_by, agency_ids, note, *,
+                       most_per_agency=None):
         with self._transaction() as db:
+            if most_per_agency is not None:
+                for agency in agency_ids:
+                    (held,) = db.execute(
+                        "SELECT COUNT(*) FROM follow_ups WHERE project_id = ? AND group_key = ? "
+                        "AND agency_id = ?", (project_id, group_key, agency)).fetchone()
+                    if held >= most_per_agency:
+                        raise InvalidRequestError(
+                            f"This group holds {held} follow-ups for one of its agencies "
+                            f"already, the most allowed ({most_per_agency}); answer or "
+                            "follow up the open ones through the legal channel.")
             ids = [db.execute("INSERT INTO follow_ups (project_id, group_key, requested_by, "
                               "agency_id, note, status, created_at) VALUES (?, ?, ?, ?, ?, "
                               "'open', ?)", (project_id, group_key, requested_by, agency, note,
@@ -817,6 +879,47 @@ class SqliteStore:
             self._db.execute("VACUUM")  # erased CLKs must not linger in free pages
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the write-ahead log
         return records, blocks
+
+    # -- withdrawing a batch before a run has used it ------------------------------------------
+
+    def withdraw_batch(self, project_id, batch_id, agency_id=None) -> tuple[int, bool]:
+        """Delete a batch (or an unfinished upload) that no run has compared yet; ``agency_id``
+        limits it to that agency's own batches. Returns (records deleted, was an upload).
+
+        Raises:
+            NotFoundError: no such batch in the project (or not the agency's: same answer).
+            RunStateError: a run has used the batch, or one is in progress.
+        """
+        owner = "" if agency_id is None else " AND agency_id = ?"
+        params = (batch_id, project_id) + (() if agency_id is None else (agency_id,))
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM runs WHERE project_id = ? AND status = 'running'",
+                          (project_id,)).fetchone():
+                raise RunStateError("A run of this project is in progress; withdraw the batch "
+                                    "after it has finished (if it has not used the batch).")
+            batch = db.execute(f"SELECT compared FROM batches WHERE id = ? AND project_id = ?"
+                               f"{owner}", params).fetchone()
+            if batch is None:
+                upload = db.execute(f"SELECT records_received FROM uploads WHERE batch_id = ? "
+                                    f"AND project_id = ?{owner}", params).fetchone()
+                if upload is None:
+                    raise NotFoundError(f"No batch {batch_id[:40]!r} of yours in this project; "
+                                        "'linkage submit' printed the batch id.")
+                db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
+                db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
+                return int(upload[0]), True
+            if batch[0]:
+                (number,) = db.execute(
+                    "SELECT COALESCE(MIN(number), 0) FROM runs WHERE project_id = ? AND "
+                    "status = 'done'", (project_id,)).fetchone()
+                raise RunStateError(
+                    f"Batch {batch_id} was compared in a linkage run (run #{number} or later) and "
+                    "is part of its results, so it cannot be withdrawn. To take its records out "
+                    "of further linkage, the coordinator purges the project ('linkage project "
+                    "purge') and the agencies submit their corrected batches to a new project.")
+            deleted = db.execute("DELETE FROM records WHERE batch_id = ?", (batch_id,)).rowcount
+            db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        return deleted, False
 
     def reviews(self, project_id: int) -> dict[str, tuple[str, str]]:
         rows = self._query("SELECT group_key, decision, note FROM reviews WHERE project_id = ?",

@@ -279,13 +279,15 @@ class RunSummary(_message.Message):
     def __init__(self, run: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_reason: _Optional[str] = ..., records: _Optional[int] = ..., candidate_pairs: _Optional[int] = ..., groups: _Optional[int] = ..., cross_agency_groups: _Optional[int] = ..., seconds: _Optional[float] = ..., new_records: _Optional[int] = ..., reused: _Optional[bool] = ..., blocking: _Optional[str] = ..., groups_to_review: _Optional[int] = ..., reviews_used_accepted: _Optional[int] = ..., reviews_used_rejected: _Optional[int] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "page_token")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    page_token: str
+    def __init__(self, project: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("project", "summary", "agencies", "agency_pairs", "groups", "histogram", "estimated_precision", "estimated_recall", "network_json")
+    __slots__ = ("project", "summary", "agencies", "agency_pairs", "groups", "histogram", "estimated_precision", "estimated_recall", "network_json", "next_page_token", "groups_total")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +297,8 @@ class Report(_message.Message):
     ESTIMATED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
     NETWORK_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     project: str
     summary: RunSummary
     agencies: _containers.RepeatedCompositeFieldContainer[AgencyStats]
@@ -304,7 +308,9 @@ class Report(_message.Message):
     estimated_precision: float
     estimated_recall: float
     network_json: str
-    def __init__(self, project: _Optional[str] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., agencies: _Optional[_Iterable[_Union[AgencyStats, _Mapping]]] = ..., agency_pairs: _Optional[_Iterable[_Union[AgencyPairStats, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., estimated_precision: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., network_json: _Optional[str] = ...) -> None: ...
+    next_page_token: str
+    groups_total: int
+    def __init__(self, project: _Optional[str] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., agencies: _Optional[_Iterable[_Union[AgencyStats, _Mapping]]] = ..., agency_pairs: _Optional[_Iterable[_Union[AgencyPairStats, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., estimated_precision: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., network_json: _Optional[str] = ..., next_page_token: _Optional[str] = ..., groups_total: _Optional[int] = ...) -> None: ...
 
 class AgencyStats(_message.Message):
     __slots__ = ("agency", "records", "batches", "records_with_hits", "duplicate_records")
@@ -408,7 +414,7 @@ class GetMetricsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("projects", "batches", "records", "runs", "audit_entries", "calls", "uptime_seconds")
+    __slots__ = ("projects", "batches", "records", "runs", "audit_entries", "calls", "uptime_seconds", "unfinished_uploads", "unfinished_upload_bytes")
     class CallsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -423,6 +429,8 @@ class Metrics(_message.Message):
     AUDIT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     projects: int
     batches: int
     records: int
@@ -430,7 +438,9 @@ class Metrics(_message.Message):
     audit_entries: int
     calls: _containers.ScalarMap[str, int]
     uptime_seconds: float
-    def __init__(self, projects: _Optional[int] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., runs: _Optional[int] = ..., audit_entries: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+    unfinished_uploads: int
+    unfinished_upload_bytes: int
+    def __init__(self, projects: _Optional[int] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., runs: _Optional[int] = ..., audit_entries: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., unfinished_uploads: _Optional[int] = ..., unfinished_upload_bytes: _Optional[int] = ...) -> None: ...
 
 class ReadAuditLogRequest(_message.Message):
     __slots__ = ("project", "caller", "method", "outcome", "since", "from_sequence")
@@ -523,3 +533,21 @@ class ReissueAgencyTokenRequest(_message.Message):
     project: str
     agency: str
     def __init__(self, project: _Optional[str] = ..., agency: _Optional[str] = ...) -> None: ...
+
+class WithdrawBatchRequest(_message.Message):
+    __slots__ = ("project", "batch_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    batch_id: str
+    def __init__(self, project: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class WithdrawBatchResponse(_message.Message):
+    __slots__ = ("batch_id", "records_withdrawn", "unfinished_upload")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    records_withdrawn: int
+    unfinished_upload: bool
+    def __init__(self, batch_id: _Optional[str] = ..., records_withdrawn: _Optional[int] = ..., unfinished_upload: _Optional[bool] = ...) -> None: ...

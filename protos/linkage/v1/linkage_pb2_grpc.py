@@ -65,6 +65,11 @@ class AgencyServiceStub:
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.FromString,
                 _registered_method=True)
+        self.WithdrawBatch = channel.unary_unary(
+                '/linkage.v1.AgencyService/WithdrawBatch',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServiceServicer:
@@ -125,6 +130,15 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawBatch(self, request, context):
+        """Withdraw one of the caller's own batches (or an unfinished upload) that
+        no linkage run has used yet. A batch a run has compared is part of that
+        run's results and is refused (FAILED_PRECONDITION, saying what to do).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +171,11 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.ListFollowUps,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.ListFollowUpsResponse.SerializeToString,
+            ),
+            'WithdrawBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawBatch,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -332,6 +351,33 @@ class AgencyService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def WithdrawBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AgencyService/WithdrawBatch',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CoordinatorServiceStub:
     """Calls a coordinator makes to set up projects and review what they found.
@@ -377,6 +423,11 @@ class CoordinatorServiceStub:
                 '/linkage.v1.CoordinatorService/PurgeProject',
                 request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.SerializeToString,
                 response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.FromString,
+                _registered_method=True)
+        self.WithdrawBatch = channel.unary_unary(
+                '/linkage.v1.CoordinatorService/WithdrawBatch',
+                request_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.SerializeToString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.FromString,
                 _registered_method=True)
         self.ReadAuditLog = channel.unary_stream(
                 '/linkage.v1.CoordinatorService/ReadAuditLog',
@@ -465,6 +516,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawBatch(self, request, context):
+        """Withdraw any agency's batch (or unfinished upload) of a project that no
+        linkage run has used yet (as AgencyService.WithdrawBatch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReadAuditLog(self, request, context):
         """Read the audit log (as OperatorService.ReadAuditLog does).
         """
@@ -542,6 +601,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.PurgeProject,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.FromString,
                     response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.SerializeToString,
+            ),
+            'WithdrawBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawBatch,
+                    request_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.FromString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.SerializeToString,
             ),
             'ReadAuditLog': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadAuditLog,
@@ -759,6 +823,33 @@ class CoordinatorService:
             '/linkage.v1.CoordinatorService/PurgeProject',
             protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectRequest.SerializeToString,
             protos_dot_linkage_dot_v1_dot_linkage__pb2.PurgeProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.CoordinatorService/WithdrawBatch',
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchRequest.SerializeToString,
+            protos_dot_linkage_dot_v1_dot_linkage__pb2.WithdrawBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
