@@ -362,8 +362,11 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
         raise BatchFormatError(f"The header announces {header.record_count} records; one batch "
                                f"holds at most {MAX_RECORDS_PER_BATCH}. Split the export.")
     if progress.records_received == 0 and _taken_elsewhere(store, identity, header.batch_id):
-        raise InvalidRequestError("That batch id cannot be used; encode again to get a fresh "
-                                  "batch id.")
+        raise InvalidRequestError(
+            "Another agency of this project submitted a batch with exactly this content (the "
+            "batch id is derived from the project and the content): submit the batch encoded "
+            "from your own agency's export. If it is yours, encode it again: a fresh encoding "
+            "gets a fresh batch id.")
     if upload_expiry_seconds is not None:
         store.expire_uploads(upload_expiry_seconds)
     store.begin_upload(project.id, identity.agency_id, header.batch_id, header.as_json(),

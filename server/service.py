@@ -108,15 +108,14 @@ class AgencyServicer(pb_grpc.AgencyServiceServicer):
     def ListFollowUps(self, request, context):
         return _list_follow_ups(self._store, request)
 
+    def WithdrawBatch(self, request, context):
+        return _withdraw_batch(self._store, request)
+
 
 def _list_follow_ups(store: Store, request) -> pb.ListFollowUpsResponse:
     views = operations.list_follow_ups(store, current_identity(), request.project)
     audit_note(project=request.project, follow_ups=len(views))
     return pb.ListFollowUpsResponse(follow_ups=[follow_up_to_proto(v) for v in views])
-
-
-    def WithdrawBatch(self, request, context):
-        return _withdraw_batch(self._store, request)
 
 
 def _withdraw_batch(store: Store, request) -> pb.WithdrawBatchResponse:
