@@ -1,0 +1,1 @@
+"""Re-identification attacks on our encodings (see population, align, graph, frequency)."""
