@@ -69,7 +69,9 @@ def mine_patterns(bits: np.ndarray, min_support: float = _MIN_SUPPORT) -> list[n
     position in order of column frequency, a group grows by the position with
     the highest mean correlation (phi) to the group while that mean stays at
     least ``_MIN_PHI``. Positions set in (nearly) every record carry no
-    information and are skipped.
+    information and are skipped; so is the complement half of a balanced CLK
+    (the attacker knows the schema balances, and a bit and its complement
+    correlate at exactly -1).
     """
     n = bits.shape[0]
     support = bits.mean(axis=0)
@@ -77,6 +79,11 @@ def mine_patterns(bits: np.ndarray, min_support: float = _MIN_SUPPORT) -> list[n
     as_float = bits.astype(np.float32)
     centred = (as_float - support) / (np.sqrt(support * (1 - support)) + 1e-6)
     phi = centred.T @ centred / n
+    # Balancing appends each bit's complement: the two columns correlate at -1.
+    # Keep the sparser of each such pair (the original bit, as CLKs are < half set).
+    twin = phi.argmin(axis=1)
+    complement = (phi[np.arange(len(twin)), twin] <= -0.95) & (support > support[twin])
+    informative &= ~complement
     phi[~informative] = -1
     phi[:, ~informative] = -1
     np.fill_diagonal(phi, -1)
