@@ -6,6 +6,7 @@
     python -m bench.attacks table                  # every option, 1k and 2k, 3 runs
     python -m bench.attacks table --quick          # 1k records, one run
     python -m bench.attacks table --only none "shipped: balancing+blip(eps=4)" --sizes 2000
+    python -m bench.attacks shared --records 1000 2000   # secret-shared Dice, cost
     python -m bench.attacks table --render a.json b.json --quality-cache q.json
 """
 
@@ -69,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--json", help="also write every figure to this file")
     sub.add_argument("--render", nargs="+", metavar="JSON",
                      help="only print the table from these --json files (merged)")
+    sub = commands.add_parser("shared", help="cost of Dice on secret-shared CLKs (prototype)")
+    sub.add_argument("--records", type=int, nargs="+", default=[1000, 2000])
+    sub.add_argument("--bits", type=int, default=1024)
     args = parser.parse_args(argv)
+    if args.command == "shared":
+        from . import secret_shared
+        return secret_shared.main(args)
     if args.command == "table":
         return table.main(args)
     return _single(args)
