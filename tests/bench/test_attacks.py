@@ -10,12 +10,12 @@ from bench.attacks.graph import graph_attack
 from bench.attacks.population import make_world, people, schema_with
 from linkage.candidates import dice
 
-RECORDS = 300
+RECORDS = 200
 
 
 @pytest.fixture(scope="module")
 def plain_world():
-    return make_world(schema_with({}), RECORDS, run=0, attacker_secrets=2)
+    return make_world(schema_with({}), RECORDS, run=0, attacker_secrets=1)
 
 
 def test_graph_attack_reidentifies_most_plain_clks(plain_world):
@@ -41,6 +41,7 @@ def test_frequency_attack_sees_through_balancing():
     assert frequency_attack(world).success >= 0.8
 
 
+@pytest.mark.slow
 def test_diffusion_stops_the_unseeded_attacks_on_a_small_file():
     world = make_world(schema_with({"diffusion": {"t": 5}, "balancing": True}), RECORDS,
                        run=0, attacker_secrets=1)
