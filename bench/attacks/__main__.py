@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000])
     sub.add_argument("--runs", type=int, default=3)
     sub.add_argument("--attacker-secrets", type=int, default=3)
+    sub.add_argument("--first-run", type=int, default=0,
+                     help="number of the first run (to split runs over processes)")
     sub.add_argument("--only", nargs="+", choices=[o.name for o in table.OPTIONS])
     sub.add_argument("--skip-quality", action="store_true")
     sub.add_argument("--quality-cache", help="JSON file that keeps quality figures between runs")

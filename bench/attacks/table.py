@@ -84,11 +84,11 @@ class Cell:
 
 
 def attack_row(option: Option, records: int, runs: int, *, attacker_secrets: int = 3,
-               log=print) -> dict[str, list[float]]:
-    """Success of every attack in every run, for one option and size."""
+               first_run: int = 0, log=print) -> dict[str, list[float]]:
+    """Success of every attack in runs ``first_run`` .. ``first_run + runs - 1``."""
     schema = option.schema()
     out: dict[str, list[float]] = {attack: [] for attack in ATTACKS}
-    for run in range(runs):
+    for run in range(first_run, first_run + runs):
         started = time.perf_counter()
         world = make_world(schema, records, run, attacker_secrets=attacker_secrets)
         agency_sim = dice_matrix(world.agency_clks)
@@ -163,7 +163,10 @@ def main(args) -> int:
         for path in args.render:
             stored = json.loads(Path(path).read_text())
             for name, by_size in stored.get("results", {}).items():
-                results.setdefault(name, {}).update(by_size)
+                for size, row in by_size.items():  # runs from several files add up
+                    mine = results.setdefault(name, {}).setdefault(size, {})
+                    for attack, values in row.items():
+                        mine.setdefault(attack, []).extend(values)
             quality.update({k: v for k, v in stored.get("quality", {}).items()
                             if k not in quality})
         present = sorted({int(s) for by_size in results.values() for s in by_size})
@@ -180,7 +183,8 @@ def main(args) -> int:
                 cache.write_text(json.dumps(quality, indent=1))
         for size in sizes:
             results.setdefault(option.name, {})[str(size)] = attack_row(
-                option, size, runs, attacker_secrets=args.attacker_secrets, log=log)
+                option, size, runs, attacker_secrets=args.attacker_secrets,
+                first_run=args.first_run, log=log)
         if args.json:
             Path(args.json).write_text(json.dumps({"results": results, "quality": quality},
                                                   indent=1))
