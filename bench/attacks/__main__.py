@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="number of the first run (to split runs over processes)")
     sub.add_argument("--only", nargs="+", choices=[o.name for o in table.OPTIONS])
     sub.add_argument("--skip-quality", action="store_true")
+    sub.add_argument("--quality-only", action="store_true",
+                     help="only the quality figures (into --quality-cache), no attacks")
     sub.add_argument("--quality-cache", help="JSON file that keeps quality figures between runs")
     sub.add_argument("--json", help="also write every figure to this file")
     sub.add_argument("--render", nargs="+", metavar="JSON",

@@ -181,12 +181,16 @@ def main(args) -> int:
                 f"({time.perf_counter() - started:.0f} s)")
             if cache:
                 cache.write_text(json.dumps(quality, indent=1))
-        for size in sizes:
+        for size in ([] if args.quality_only else sizes):
             results.setdefault(option.name, {})[str(size)] = attack_row(
                 option, size, runs, attacker_secrets=args.attacker_secrets,
                 first_run=args.first_run, log=log)
         if args.json:
             Path(args.json).write_text(json.dumps({"results": results, "quality": quality},
                                                   indent=1))
+    if args.quality_only:
+        for name in names:
+            print(f"{name}: " + ", ".join(f"{k} F1 {v:.4f}" for k, v in quality[name].items()))
+        return 0
     print(render(results, sizes, quality))
     return 0
