@@ -66,9 +66,9 @@ def beaver_products(x_shares, y_shares, rng: np.random.Generator):
     a = rng.integers(0, _RING, size=x0.shape, dtype=np.uint16)
     b = rng.integers(0, _RING, size=y0.shape, dtype=np.uint16)
     c = _product_mod(a, b)
-    a0, a1 = share_uniform(a, rng)
-    b0, b1 = share_uniform(b, rng)
-    c0, c1 = share_uniform(c, rng)
+    a0, a1 = _share_ring(a, rng)
+    b0, b1 = _share_ring(b, rng)
+    c0, c1 = _share_ring(c, rng)
     dealer = time.perf_counter() - started
     # Opening: each server sends its shares of E = X - A and F = Y - B to the other.
     e = (x0 - a0) + (x1 - a1)
@@ -81,7 +81,7 @@ def beaver_products(x_shares, y_shares, rng: np.random.Generator):
     return z0, z1, dealer, online, received
 
 
-def share_uniform(values: np.ndarray, rng: np.random.Generator):
+def _share_ring(values: np.ndarray, rng: np.random.Generator):
     """Additive shares of ring elements."""
     first = rng.integers(0, _RING, size=values.shape, dtype=np.uint16)
     return first, values - first

@@ -21,7 +21,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +70,6 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 ATTACKS = ("graph", "graph k=10", "graph k=50", "graph 50% overlap k=50", "frequency")
-
-
-@dataclass
-class Cell:
-    """Success of every run of one (option, size, attack)."""
-
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
 
 
 def attack_row(option: Option, records: int, runs: int, *, attacker_secrets: int = 3,
