@@ -13,17 +13,18 @@ import json
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
-import grpc
-from tqdm import tqdm
 
-from linkage.batch import read_batch, write_batch
 from linkage.errors import LinkageError
-from linkage.schema import default_schema_text
 
-from . import files
-from .api import LinkageClient
 from .cli_pki import pki
+
+if TYPE_CHECKING:  # imported where used, so that --help does not load grpc, numpy or clkhash
+    from tqdm import tqdm
+
+    from .api import LinkageClient
 
 __all__ = ["main"]
 
@@ -38,7 +39,10 @@ class LinkageGroup(click.Group):
             return super().invoke(ctx)
         except LinkageError as error:
             raise click.ClickException(str(error)) from None
-        except grpc.RpcError as error:
+        except Exception as error:
+            grpc = sys.modules.get("grpc")  # only a loaded grpc can have raised an RpcError
+            if grpc is None or not isinstance(error, grpc.RpcError):
+                raise
             code = error.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise click.ClickException(
@@ -60,6 +64,7 @@ def _read_input(path: str) -> bytes:
 
 
 def _progress(total: int | None, description: str, unit: str = "rec"):
+    from tqdm import tqdm
     return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
                 disable=None, leave=False)
 
@@ -99,6 +104,7 @@ def server_options(function):
                                        f"{error.strerror}") from None
         if not token:
             raise click.ClickException(f"The token file {token_file} is empty.")
+        from .api import LinkageClient
         with LinkageClient(server, token, ca=ca, cert=cert, key=key) as client:
             return function(*args, client=client, **kwargs)
     return wrapper
@@ -137,6 +143,7 @@ def keygen(output: Path, force: bool) -> None:
 
         linkage keygen -o antwerp-q4.key
     """
+    from . import files
     files.write_secret(output, overwrite=force)
     click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
 
@@ -165,6 +172,10 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output
 
         linkage encode --schema schema.json --secret secret.key --mapping agency.toml records.csv -o batch.clk
     """
+    from linkage.batch import write_batch
+    from linkage.schema import default_schema_text
+
+    from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     secret = files.read_secret(secret_path)
     mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
@@ -196,6 +207,9 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, output
 
 
 def _load_batch(path: str, schema_path: Path | None, secret_path: Path | None):
+    from linkage.batch import read_batch
+
+    from . import files
     batch = read_batch(_read_input(path))
     if batch.schema_fingerprint is None:
         if schema_path is None:
@@ -307,6 +321,9 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
 
         linkage project create --name antwerp-q4 --agencies be-police,be-customs,se-police --tokens-dir tokens
     """
+    from linkage.schema import default_schema_text
+
+    from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
@@ -519,6 +536,7 @@ def audit() -> None:
 
 def _audit_entries(client: LinkageClient, **filters):
     """The log through the operator service, or the coordinator's for a coordinator token."""
+    import grpc
     entries = client.audit_log(role="operator", **filters)
     try:
         first = next(entries, None)

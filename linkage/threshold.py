@@ -225,21 +225,43 @@ def _pool_penalty(solver: SolverScores, kept_count: int, weight: float) -> float
     return excess * excess / (2 * max(allowed, 1.0)) if excess > 0 else 0.0
 
 
+def _normal_cdf(scores, params):
+    """CDF of normal(mean, deviation): what ``stats.norm(*params).cdf`` computes, without
+    building a frozen distribution (which costs milliseconds, in a likelihood the optimiser
+    evaluates thousands of times)."""
+    mean, deviation = params
+    return special.ndtr((np.asarray(scores, dtype=np.float64) - mean) / deviation)
+
+
+def _normal_sf(score: float, params) -> float:
+    """Survival function of normal(mean, deviation), as ``stats.norm(*params).sf``."""
+    mean, deviation = params
+    return float(special.ndtr(-((score - mean) / deviation)))
+
+
+def _beta_cdf(scores, params):
+    """CDF of beta(a, b) on [0, 1], as ``stats.beta(*params).cdf``."""
+    a, b = params
+    scores = np.asarray(scores, dtype=np.float64)
+    inside = special.betainc(a, b, np.clip(scores, 0.0, 1.0))
+    return np.where(scores >= 1.0, 1.0, np.where(scores <= 0.0, 0.0, inside))
+
+
 def _non_match_pdf(scores, params, floor):
-    normal = stats.norm(*params)
-    return normal.pdf(scores) / max(float(normal.sf(floor)), 1e-300)
+    mean, deviation = params
+    z = (np.asarray(scores, dtype=np.float64) - mean) / deviation
+    density = np.exp(-z ** 2 / 2.0) / np.sqrt(2 * np.pi) / deviation
+    return density / max(_normal_sf(floor, params), 1e-300)
 
 
 def _match_pdf(scores, params, floor):
-    beta = stats.beta(*params)
-    return beta.pdf(scores) / max(float(beta.sf(floor)), 1e-300)
+    return stats.beta.pdf(scores, *params) / max(float(special.betaincc(*params, floor)), 1e-300)
 
 
 def _truncated_normal_cdf(scores, params):
     """CDF of normal(params) truncated to [scores[0], inf), at each score."""
-    normal = stats.norm(*params)
-    return np.clip((normal.cdf(scores) - normal.cdf(scores[0]))
-                   / max(float(normal.sf(scores[0])), 1e-300), 0.0, 1.0)
+    cdf = _normal_cdf(scores, params)
+    return np.clip((cdf - cdf[0]) / max(_normal_sf(float(scores[0]), params), 1e-300), 0.0, 1.0)
 
 
 def _ramp_pdf(scores, floor):
@@ -264,14 +286,13 @@ def _bin_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def _non_match_mass(edges, params):
     """Probability of each bin under the truncated normal."""
-    normal = stats.norm(*params)
-    return np.diff(normal.cdf(edges)) / max(float(normal.sf(edges[0])), 1e-300)
+    return np.diff(_normal_cdf(edges, params)) / max(_normal_sf(float(edges[0]), params), 1e-300)
 
 
 def _match_mass(edges, params):
     """Probability of each bin under the truncated beta."""
-    beta = stats.beta(*params)
-    return np.diff(beta.cdf(edges)) / max(float(beta.sf(edges[0])), 1e-300)
+    return np.diff(_beta_cdf(edges, params)) / max(float(special.betaincc(*params, edges[0])),
+                                                   1e-300)
 
 
 def _review_pdf(scores, reviewed, floor):
