@@ -638,36 +638,64 @@ def _head_problem(sequence: int):
 @main.command()
 @click.option("--threshold", default="auto", show_default=True,
               help="'auto' or a Dice threshold like 0.8.")
+@click.option("--estimates", is_flag=True,
+              help="With a numeric threshold, also fit the score model: confidences become "
+                   "match probabilities and the estimated precision and recall are printed "
+                   "(auto always does this).")
 @click.option("-o", "--output", default="-", help="CSV file to write ('-' for stdout).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
               hidden=True)
 @click.argument("left")
 @click.argument("right")
-def match(threshold, output, schema_path, left, right) -> None:
+def match(threshold, estimates, output, schema_path, left, right) -> None:
     """Link two encoded files without a server (1-to-1), using the server's engine.
 
-    Writes CSV: left_record,right_record,confidence.
+    Writes CSV: left_record,right_record,confidence. The confidence is the
+    score model's match probability, or with a numeric threshold (and no
+    --estimates) the pair's Dice score.
 
     Example:
 
         linkage match be-police.clk se-customs.clk --threshold auto -o matches.csv
     """
+    from linkage.batch import read_batch
     from linkage.matching import match_batches
     from linkage.threshold import parse_threshold
     del schema_path
-    matches, choice = match_batches(read_batch(_read_input(left)), read_batch(_read_input(right)),
-                                    parse_threshold(threshold))
+    requested = parse_threshold(threshold)
+    left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
+    bar = _progress(None, "comparing")
+    try:
+        matches, choice = match_batches(
+            left_batch, right_batch, requested, estimates=estimates,
+            on_progress=lambda stage, done, total: _show_stage(bar, stage, done, total))
+    finally:
+        bar.close()
     handle = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
     try:
         writer = csv.writer(handle)
         writer.writerow(["left_record", "right_record", "confidence"])
-        for row in matches:
-            writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
+        writer.writerows((row[0], row[1], f"{row[2]:.6f}") for row in matches)
     finally:
         if handle is not sys.stdout:
             handle.close()
+    estimated = ""
+    if choice.estimated_precision is not None:
+        estimated = (f"; estimated precision {choice.estimated_precision:.4f}, recall "
+                     f"{choice.estimated_recall:.4f}")
     click.echo(f"{len(matches)} linked pairs; threshold {choice.threshold:.3f} "
-               f"({choice.reason}).", err=True)
+               f"({choice.reason}){estimated}.", err=True)
+
+
+def _show_stage(bar, stage: str, done: int, total: int) -> None:
+    """Point one progress bar at the engine's current stage (comparing, grouping, ...)."""
+    if bar.disable:  # not a terminal
+        return
+    if bar.desc != stage:
+        bar.set_description_str(stage, refresh=False)
+    bar.total = total or None
+    bar.n = done
+    bar.refresh()
 
 
 @main.command()
