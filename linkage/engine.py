@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numba
 import numpy as np
 
 from .blocking import LshPlan, lsh_candidates, plan_lsh
@@ -27,9 +28,10 @@ from .threshold import (
 )
 
 __all__ = [
-    "IN_PROCESS",
     "ComparisonTask",
     "Executor",
+    "HIGHEST_FLOOR",
+    "IN_PROCESS",
     "InProcessExecutor",
     "LinkageResult",
     "ProgressCallback",
@@ -41,6 +43,7 @@ __all__ = [
     "plan_blocking",
     "plan_new_record_tasks",
     "plan_owner_tasks",
+    "warm_up",
 ]
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -48,7 +51,9 @@ _TILE_ROWS = 2048
 _SAMPLE_PAIRS = 200_000
 _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
-_HIGHEST_FLOOR = 0.7
+#: ``choose_floor`` never goes above this; stored pairs from a higher floor came from a numeric
+#: threshold and cannot serve an auto run.
+HIGHEST_FLOOR = 0.7
 LSH_MIN_COMPARISONS = 2e11
 #: Above this many comparisons, the score model's tail below the scan level comes from a
 #: sample of the records (``SampledTail``) instead of a scan of everything at the floor.
@@ -105,7 +110,7 @@ def choose_floor(clks: np.ndarray, *, seed: int = 0) -> float:
     totals = counts[first] + counts[second]
     scores = np.where(totals > 0, 2.0 * common / np.maximum(totals, 1), 0.0)
     floor = float(np.quantile(scores, 1.0 - budget / total_pairs))
-    return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, _HIGHEST_FLOOR))
+    return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, HIGHEST_FLOOR))
 
 
 def plan_blocking(clks: np.ndarray, is_new: np.ndarray, threshold: float,
@@ -406,3 +411,37 @@ def _sample_tasks(tasks: Sequence[ComparisonTask], seed: int = 0
     if any(task.same for task in tasks) and not all(task.same for task in tasks):
         raise ValueError("tasks mix pairs within and across sets")  # not planned by this module
     return sampled, 1.0 / (same_share if tasks[0].same else share)
+
+
+def warm_up() -> None:
+    """Compile every numba function a run uses, so that the first real run does not.
+
+    The functions are compiled with ``cache=True``: numba writes the machine code
+    beside the package's sources (``__pycache__``), and later processes load it in
+    milliseconds instead of compiling for tens of seconds. ``make`` calls this
+    once after installing, and the server once when it starts; calling it again
+    costs only the cache loads. The calls use the argument types of real runs
+    (``uint64`` CLK matrices, ``int64`` indices, ``float64`` scores).
+    """
+    rng = np.random.default_rng(0)
+    clks = np.packbits(rng.random((300, 1024)) < 0.4, axis=1).view("<u8").copy()
+    clks[150:] = clks[:150]
+    owners = np.repeat(np.arange(2), 150)
+    for threads in sorted({1, numba.get_num_threads()}):
+        with _numba_threads(threads):
+            for same in (False, True):
+                left = clks if same else clks[:150]
+                right = clks if same else clks[150:]
+                CandidatePairs.concat(list(iter_dice_tiles(left, right, 0.8, same=same)))
+            plan = plan_lsh(1024, 2 * 450.0, 0.8, records=150)
+            if plan is not None:
+                lsh_candidates(clks[:150], clks[150:], 0.8, plan)
+                lsh_candidates(clks, clks, 0.8, plan, same=True)
+    pairs = CandidatePairs.concat(list(iter_dice_tiles(clks[:150], clks[150:], 0.8)))
+    greedy_groups(pairs, 300, owners, max_per_owner=1)
+    greedy_groups(pairs, 300, owners)
+
+
+def _numba_threads(threads: int):
+    from .kernel import _thread_count
+    return _thread_count(threads)

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import importlib
+
 import numpy as np
-from scipy import optimize, special, stats
 
 from .candidates import CandidatePairs
 from .errors import InvalidRequestError
@@ -63,6 +64,24 @@ __all__ = [
     "review_band",
     "score_histogram",
 ]
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first asked for.
+
+    scipy takes most of a second to import; a run with a numeric threshold and
+    no estimates never needs it, nor does ``linkage --help``.
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+optimize = _OnFirstUse("scipy.optimize")
+special = _OnFirstUse("scipy.special")
+stats = _OnFirstUse("scipy.stats")
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5

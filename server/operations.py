@@ -23,6 +23,7 @@ from linkage.batch import MAX_RECORD_ID_BYTES, RecordAttributes, update_content_
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import (
+    HIGHEST_FLOOR,
     choose_floor,
     compare_new_records,
     decide,
@@ -476,6 +477,12 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             records = store.load_records(project.id)
         if blocked and floor is None:
             floor = requested
+        if requested is not None and floor is None:
+            floor = requested  # a numeric threshold is scanned at itself, as in link_records
+        if requested is None and floor is not None and floor > HIGHEST_FLOOR:
+            store.reset_pairs(project.id)  # auto needs the scores below what is stored
+            records = store.load_records(project.id)
+            floor = None
         if floor is None or (requested is not None and requested < floor):
             if floor is not None:
                 store.reset_pairs(project.id)
