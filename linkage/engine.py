@@ -285,6 +285,7 @@ def decide(
                   if _one_to_one(max_per_owner, owners) else None)
         choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled,
                                   solver=solver, tail=tail)
+    report("choosing threshold", 1, 1)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
     report("grouping", 0, len(pairs))
@@ -324,7 +325,7 @@ def link_records(
     max_per_owner: int | Mapping[int, int] | None = None,
     cross_owner_only: bool = False,
     estimates: bool | None = None,
-    tail_sample: bool | None = None,
+    tail_sample: bool | float | None = None,
     executor: Executor = IN_PROCESS,
     on_progress: ProgressCallback | None = None,
 ) -> LinkageResult:
@@ -342,7 +343,9 @@ def link_records(
         tail_sample: estimate the model's non-match tail from a sample of the
             records (see ``SampledTail``) and scan everything only from just
             below the threshold; ``None`` does so above
-            ``TAIL_SAMPLE_MIN_COMPARISONS`` comparisons.
+            ``TAIL_SAMPLE_MIN_COMPARISONS`` comparisons; a number in (0, 1) is
+            the share of records to sample (default ``_TAIL_SHARE``, at least
+            ``_TAIL_MIN_ROWS`` records).
         executor: where the comparisons run (``IN_PROCESS`` by default).
     """
     tasks = plan_owner_tasks(owners, cross_owner_only)
@@ -363,7 +366,8 @@ def link_records(
         floor_pairs = executor.scan(clks, tasks, floor, on_progress=on_progress)
         return decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
                       **limits)
-    sampled_tasks, weight = _sample_tasks(tasks)
+    share = tail_sample if not isinstance(tail_sample, bool) else None
+    sampled_tasks, weight = _sample_tasks(tasks, share)
     sample = executor.scan(clks, sampled_tasks, floor)
     if threshold is not None:
         level = threshold
@@ -383,7 +387,7 @@ def link_records(
         level = max(floor, result.choice.threshold - _SCAN_MARGIN)  # rare: the sample misled
 
 
-def _sample_tasks(tasks: Sequence[ComparisonTask], seed: int = 0
+def _sample_tasks(tasks: Sequence[ComparisonTask], share: float | None = None, seed: int = 0
                   ) -> tuple[list[ComparisonTask], float]:
     """The same tasks restricted to a random share of their left rows, and how many pairs
     each sampled pair stands for.
@@ -393,9 +397,16 @@ def _sample_tasks(tasks: Sequence[ComparisonTask], seed: int = 0
     either of its records is (the drawn records against each other and against
     the rest).
     """
+    if not tasks:
+        return [], 1.0
+    if any(task.same for task in tasks) and not all(task.same for task in tasks):
+        raise ValueError("tasks mix pairs within and across sets")  # not planned by this module
     rng = np.random.default_rng(seed)
-    largest = max(task.left.size for task in tasks)
-    share = min(1.0, max(_TAIL_SHARE, _TAIL_MIN_ROWS / max(largest, 1)))
+    if share is None:
+        largest = max(task.left.size for task in tasks)
+        share = min(1.0, max(_TAIL_SHARE, _TAIL_MIN_ROWS / max(largest, 1)))
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"the tail sample's share must be in (0, 1], got {share}")
     sampled = []
     for task in tasks:
         drawn = task.left[rng.random(task.left.size) < share]
@@ -408,8 +419,6 @@ def _sample_tasks(tasks: Sequence[ComparisonTask], seed: int = 0
         else:
             sampled.append(ComparisonTask(drawn, task.right))
     same_share = 1.0 - (1.0 - share) ** 2
-    if any(task.same for task in tasks) and not all(task.same for task in tasks):
-        raise ValueError("tasks mix pairs within and across sets")  # not planned by this module
     return sampled, 1.0 / (same_share if tasks[0].same else share)
 
 

@@ -45,7 +45,6 @@ import numpy as np
 
 from .candidates import CandidatePairs
 from .errors import InvalidRequestError
-from .grouping import greedy_groups
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -234,6 +233,7 @@ def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray,
         group of a second round on the pairs the first did not keep. Exact for
         two owners; with more, groups of several owners count once each.
     """
+    from .grouping import greedy_groups  # numba: loaded by the runs that need the solver
     count = int(owners.shape[0])
     first = greedy_groups(pairs, count, owners, max_per_owner=1)
     labels = first.labels
