@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         server = None
         if not args.skip_server:
             from client.demo import ServerProcess
-            server = ServerProcess(folder / "server-data").start()
+            # One random "secret" for every project: the server refuses that unless told.
+            server = ServerProcess(folder / "server-data",
+                                   extra_args=("--allow-secret-reuse",)).start()
         try:
             for repeat in range(args.repeats):
                 seconds, pairs, line = time_match(left_path, right_path, threshold, folder)
@@ -230,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                     timings.setdefault("anonlink find_candidate_pairs + greedy_solve",
                                        []).append(seconds)
                     found["anonlink find_candidate_pairs + greedy_solve"] = pairs
-                print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+                print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(
+                    f"{label} {values[-1]:.2f} s" for label, values in timings.items()),
+                    file=sys.stderr, flush=True)
         finally:
             if server is not None:
                 server.stop()

@@ -12,7 +12,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import click

@@ -65,22 +65,26 @@ __all__ = [
 ]
 
 class _OnFirstUse:
-    """A module imported when one of its attributes is first asked for.
+    """A module imported when one of its attributes is first asked for; it then takes the
+    place of this stand-in among the module's globals, so later uses cost nothing extra.
 
     scipy takes most of a second to import; a run with a numeric threshold and
     no estimates never needs it, nor does ``linkage --help``.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, global_name: str):
         self._name = name
+        self._global_name = global_name
 
     def __getattr__(self, attribute: str):
-        return getattr(importlib.import_module(self._name), attribute)
+        module = importlib.import_module(self._name)
+        globals()[self._global_name] = module
+        return getattr(module, attribute)
 
 
-optimize = _OnFirstUse("scipy.optimize")
-special = _OnFirstUse("scipy.special")
-stats = _OnFirstUse("scipy.stats")
+optimize = _OnFirstUse("scipy.optimize", "optimize")
+special = _OnFirstUse("scipy.special", "special")
+stats = _OnFirstUse("scipy.stats", "stats")
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
