@@ -11,9 +11,7 @@ import click
 
 from linkage.errors import LinkageError
 
-from .app import COORDINATOR_TOKEN_FILE, create_server, serve
 from .config import ServerConfig
-from .maintenance import backup_store, check_store
 
 __all__ = ["main"]
 
@@ -98,6 +96,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
                           calls_per_second=calls_per_second, call_burst=call_burst,
                           allow_secret_reuse=allow_secret_reuse)
+    from .app import COORDINATOR_TOKEN_FILE, create_server, serve  # grpc, numpy: not for --help
     try:
         server, port, store = create_server(config)
     except (RuntimeError, LinkageError) as error:
@@ -112,6 +111,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
 
 
 def _check(data_dir: Path) -> None:
+    from .maintenance import check_store
     problems, notes = check_store(data_dir)
     for note in notes:
         click.echo(f"note: {note}")
@@ -137,6 +137,7 @@ def backup(data_dir: Path, output: Path) -> None:
     """
     if output.exists():
         raise click.ClickException(f"{output} exists already; choose a new directory.")
+    from .maintenance import backup_store
     size = backup_store(data_dir, output)
     click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 
