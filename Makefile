@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Compile the numba kernels once into the package's __pycache__ (cache=True), so that
+	# no user's first run pays tens of seconds of compilation.
+	$(BIN)/python -c "from linkage.engine import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: $(STAMP)

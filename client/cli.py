@@ -13,18 +13,18 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import grpc
-from tqdm import tqdm
 
-from linkage.batch import read_batch, write_batch
 from linkage.errors import LinkageError
-from linkage.schema import default_schema_text
 
-from . import files
-from .api import LinkageClient
 from .cli_pki import pki
+
+if TYPE_CHECKING:  # imported where used, so that --help does not load grpc, numpy or clkhash
+    from tqdm import tqdm
+
+    from .api import LinkageClient
 
 __all__ = ["main"]
 
@@ -39,7 +39,10 @@ class LinkageGroup(click.Group):
             return super().invoke(ctx)
         except LinkageError as error:
             raise click.ClickException(str(error)) from None
-        except grpc.RpcError as error:
+        except Exception as error:
+            grpc = sys.modules.get("grpc")  # only a loaded grpc can have raised an RpcError
+            if grpc is None or not isinstance(error, grpc.RpcError):
+                raise
             code = error.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise click.ClickException(
@@ -61,6 +64,7 @@ def _read_input(path: str) -> bytes:
 
 
 def _progress(total: int | None, description: str, unit: str = "rec"):
+    from tqdm import tqdm
     return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
                 disable=None, leave=False)
 
@@ -100,6 +104,7 @@ def server_options(function):
                                        f"{error.strerror}") from None
         if not token:
             raise click.ClickException(f"The token file {token_file} is empty.")
+        from .api import LinkageClient
         with LinkageClient(server, token, ca=ca, cert=cert, key=key) as client:
             return function(*args, client=client, **kwargs)
     return wrapper
@@ -140,6 +145,7 @@ def keygen(output: Path, force: bool) -> None:
 
         linkage keygen -o antwerp-q4.key
     """
+    from . import files
     files.write_secret(output, overwrite=force)
     click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
 
@@ -177,6 +183,10 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, delimi
 
         linkage encode --schema schema.json --secret secret.key --mapping agency.toml records.csv -o batch.clk
     """
+    from linkage.batch import write_batch
+    from linkage.schema import default_schema_text
+
+    from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     secret = files.read_secret(secret_path)
     mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
@@ -224,6 +234,8 @@ CLKHASH_REFUSED = (
 
 
 def _load_batch(path: str):
+    from linkage.batch import read_batch
+
     batch = read_batch(_read_input(path))
     if batch.schema_fingerprint is None:
         raise click.ClickException(CLKHASH_REFUSED.format(path=path))
@@ -369,6 +381,9 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
 
         linkage project create --name antwerp-q4 --agencies be-police,be-customs,se-police --tokens-dir tokens
     """
+    from linkage.schema import default_schema_text
+
+    from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
@@ -462,6 +477,8 @@ def project_reissue_token(client: LinkageClient, name, agency, output, force) ->
     if output.exists() and not force:
         raise click.ClickException(f"{output} exists already; refusing to overwrite it (pass "
                                    "--force to replace it, e.g. the old token's file).")
+    from . import files
+
     token = client.reissue_token(name, agency)
     output.parent.mkdir(parents=True, exist_ok=True)
     files.write_private(output, (token + "\n").encode("ascii"))
@@ -734,6 +751,7 @@ def audit() -> None:
 
 def _audit_entries(client: LinkageClient, **filters):
     """The log through the operator service, or the coordinator's for a coordinator token."""
+    import grpc
     entries = client.audit_log(role="operator", **filters)
     try:
         first = next(entries, None)
@@ -850,36 +868,66 @@ def _head_problem(sequence: int):
 @main.command()
 @click.option("--threshold", default="auto", show_default=True,
               help="'auto' or a Dice threshold like 0.8.")
+@click.option("--estimates", is_flag=True,
+              help="With a numeric threshold, also fit the score model: confidences become "
+                   "match probabilities and the estimated precision and recall are printed "
+                   "(auto always does this).")
 @click.option("-o", "--output", default="-", help="CSV file to write ('-' for stdout).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
               hidden=True)
 @click.argument("left")
 @click.argument("right")
-def match(threshold, output, schema_path, left, right) -> None:
+def match(threshold, estimates, output, schema_path, left, right) -> None:
     """Link two encoded files without a server (1-to-1), using the server's engine.
 
-    Writes CSV: left_record,right_record,confidence.
+    Writes CSV: left_record,right_record,confidence. The confidence is the
+    score model's match probability, or with a numeric threshold (and no
+    --estimates) the pair's Dice score.
 
     Example:
 
         linkage match be-police.clk se-customs.clk --threshold auto -o matches.csv
     """
+    from linkage.batch import read_batch
     from linkage.matching import match_batches
     from linkage.threshold import parse_threshold
     del schema_path
-    matches, choice = match_batches(read_batch(_read_input(left)), read_batch(_read_input(right)),
-                                    parse_threshold(threshold))
+    requested = parse_threshold(threshold)
+    left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
+    bar = _progress(None, "comparing")
+    try:
+        matches, choice = match_batches(
+            left_batch, right_batch, requested, estimates=estimates,
+            on_progress=lambda stage, done, total: _show_stage(bar, stage, done, total))
+    finally:
+        bar.close()
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(["left_record", "right_record", "confidence"])
-    for row in matches:
-        writer.writerow([row[0], row[1], f"{row[2]:.6f}"])
+    writer.writerows((row[0], row[1], f"{row[2]:.6f}") for row in matches)
     if output == "-":
         sys.stdout.write(buffer.getvalue())
     else:  # record ids: readable by their owner only (0600)
+        from . import files
+
         files.write_private(Path(output), buffer.getvalue().encode("utf-8"))
+    estimated = ""
+    if choice.estimated_precision is not None:
+        estimated = (f"; estimated precision {choice.estimated_precision:.4f}, recall "
+                     f"{choice.estimated_recall:.4f}")
     click.echo(f"{len(matches)} linked pairs; threshold {choice.threshold:.3f} "
-               f"({choice.reason}).", err=True)
+               f"({choice.reason}){estimated}.", err=True)
+
+
+def _show_stage(bar, stage: str, done: int, total: int) -> None:
+    """Point one progress bar at the engine's current stage (comparing, grouping, ...)."""
+    if bar.disable:  # not a terminal
+        return
+    if bar.desc != stage:
+        bar.set_description_str(stage, refresh=False)
+    bar.total = total or None
+    bar.n = done
+    bar.refresh()
 
 
 @main.command()

@@ -2,14 +2,15 @@
 
 Nothing here talks to the network, a database or a terminal; ``server`` and
 ``client`` are the edges that do.
+
+The names below are loaded on first use (PEP 562), not when the package is
+imported: ``import linkage.errors`` from a command's ``--help`` must not pay for
+scipy and numba, which the engine needs only when it runs.
 """
 
-from .batch import EncodedBatch, read_batch, write_batch
-from .candidates import CandidatePairs, candidate_pairs, candidates_reference, dice
-from .engine import LinkageResult, link_records
-from .errors import LinkageError
-from .grouping import Grouping, greedy_groups
-from .schema import LinkageSchema, load_schema
+from __future__ import annotations
+
+import importlib
 
 __all__ = [
     "CandidatePairs",
@@ -27,3 +28,34 @@ __all__ = [
     "read_batch",
     "write_batch",
 ]
+
+_HOMES = {
+    "CandidatePairs": "candidates",
+    "EncodedBatch": "batch",
+    "Grouping": "grouping",
+    "LinkageError": "errors",
+    "LinkageResult": "engine",
+    "LinkageSchema": "schema",
+    "candidate_pairs": "candidates",
+    "candidates_reference": "candidates",
+    "dice": "candidates",
+    "greedy_groups": "grouping",
+    "link_records": "engine",
+    "load_schema": "schema",
+    "read_batch": "batch",
+    "write_batch": "batch",
+}
+
+
+def __getattr__(name: str):
+    """Import the module that defines ``name`` the first time it is asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'linkage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .candidates import CandidatePairs
 from .clks import popcounts
-from .kernel import _popcount64
+from .kernel import _KERNEL_LOCK, _next_ticket, _popcount64
 
 __all__ = ["LshPlan", "lsh_candidates", "plan_lsh"]
 
@@ -76,6 +77,11 @@ def plan_lsh(clk_bits: int, popcount_sum: float, threshold: float, *,
     return LshPlan(best[1], best[2], best[3], agree)
 
 
+#: Buckets a thread takes from the shared counter at a time in ``_bucket_scan``.
+_BUCKETS_PER_TICKET = 64
+_MIN_CAPACITY = 1 << 12
+
+
 @njit(cache=True, nogil=True)
 def _keys(matrix, positions):
     keys = np.zeros(matrix.shape[0], np.uint64)
@@ -100,27 +106,41 @@ def _score(a, b, ca, cb):
 
 @njit(cache=True, nogil=True, parallel=True)
 def _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop, rstart, rstop,
-                 threshold, same, counts_only, offsets, out_l, out_r, out_s):
+                 threshold, same, out_l, out_r, out_s, out_n):
+    """Score every pair of each shared bucket in one pass on all threads.
+
+    Bucket sizes vary a lot, so each thread takes the next ``_BUCKETS_PER_TICKET``
+    buckets from a shared counter (as ``kernel._scan`` takes tiles) and writes
+    its pairs to its own row of the ``out_*`` buffers; ``out_n[t]`` may exceed
+    the width, and then the caller reruns with wider buffers.
+    """
     buckets = lstart.shape[0]
-    found = np.zeros(buckets, np.int64)
-    for bucket in prange(buckets):
+    threads = out_n.shape[0]
+    capacity = out_l.shape[1]
+    tickets = (buckets + _BUCKETS_PER_TICKET - 1) // _BUCKETS_PER_TICKET
+    counter = np.zeros(1, np.int64)
+    for thread in prange(threads):
         n = 0
-        base = offsets[bucket] if not counts_only else 0
-        for i in range(lstart[bucket], lstop[bucket]):
-            a = lorder[i]
-            for j in range(rstart[bucket], rstop[bucket]):
-                b = rorder[j]
-                if same and a >= b:
-                    continue
-                score = _score(left[a], right[b], lcounts[a], rcounts[b])
-                if score >= threshold:
-                    if not counts_only:
-                        out_l[base + n] = a
-                        out_r[base + n] = b
-                        out_s[base + n] = score
-                    n += 1
-        found[bucket] = n
-    return found
+        while True:
+            ticket = _next_ticket(counter)
+            if ticket >= tickets:
+                break
+            for bucket in range(ticket * _BUCKETS_PER_TICKET,
+                                min((ticket + 1) * _BUCKETS_PER_TICKET, buckets)):
+                for i in range(lstart[bucket], lstop[bucket]):
+                    a = lorder[i]
+                    for j in range(rstart[bucket], rstop[bucket]):
+                        b = rorder[j]
+                        if same and a >= b:
+                            continue
+                        score = _score(left[a], right[b], lcounts[a], rcounts[b])
+                        if score >= threshold:
+                            if n < capacity:
+                                out_l[thread, n] = a
+                                out_r[thread, n] = b
+                                out_s[thread, n] = score
+                            n += 1
+        out_n[thread] = n
 
 
 def lsh_candidates(left: np.ndarray, right: np.ndarray, threshold: float, plan: LshPlan, *,
@@ -133,6 +153,7 @@ def lsh_candidates(left: np.ndarray, right: np.ndarray, threshold: float, plan: 
     clk_bits = left.shape[1] * 64
     lcounts, rcounts = popcounts(left), popcounts(right)
     parts = []
+    capacity = _MIN_CAPACITY
     for _ in range(plan.tables):
         positions = np.sort(rng.choice(clk_bits, plan.bits, replace=False)).astype(np.int64)
         lkeys, rkeys = _keys(left, positions), _keys(right, positions)
@@ -145,19 +166,24 @@ def lsh_candidates(left: np.ndarray, right: np.ndarray, threshold: float, plan: 
         lstop = np.searchsorted(lsorted, shared, "right")
         rstart = np.searchsorted(rsorted, shared, "left")
         rstop = np.searchsorted(rsorted, shared, "right")
-        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        counts = _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop,
-                              rstart, rstop, threshold, same, True, np.zeros(1, np.int64),
-                              empty_i, empty_i, empty_f)
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        out_l, out_r = np.empty(total, np.int64), np.empty(total, np.int64)
-        out_s = np.empty(total, np.float64)
-        _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop, rstart,
-                     rstop, threshold, same, False, offsets, out_l, out_r, out_s)
-        parts.append(CandidatePairs(out_l, out_r, out_s))
+        threads = numba.get_num_threads()
+        while True:
+            out_l = np.empty((threads, capacity), np.int64)
+            out_r = np.empty((threads, capacity), np.int64)
+            out_s = np.empty((threads, capacity), np.float64)
+            out_n = np.zeros(threads, np.int64)
+            with _KERNEL_LOCK:
+                _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop,
+                             rstart, rstop, threshold, same, out_l, out_r, out_s, out_n)
+            if int(out_n.max()) <= capacity:
+                break
+            capacity = int(out_n.sum())  # which thread takes which bucket varies run to run
+        for thread in range(threads):
+            if out_n[thread]:
+                found_here = int(out_n[thread])
+                parts.append(CandidatePairs(out_l[thread, :found_here].copy(),
+                                            out_r[thread, :found_here].copy(),
+                                            out_s[thread, :found_here].copy()))
     found = CandidatePairs.concat(parts)
     if len(found) == 0:
         return found

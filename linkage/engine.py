@@ -1,14 +1,31 @@
 """One linkage run as a pure function: CLKs and owners in, groups and confidences out.
 
-The server and the offline ``linkage match`` both call ``link_records`` so
-they find the same groups.
+The offline ``linkage match`` calls ``link_records``; the server's incremental
+run calls its parts (``compare_new_records``, ``decide``), so both find the
+same groups.
+
+What a run costs is the scan: every pair at or above some score. It is kept as
+high as the answer allows, because the kernel rules out far fewer pairs early
+at a low score (several times the work at 0.5 as at 0.8):
+
+* a numeric threshold is scanned at that threshold, and no score model is
+  fitted unless estimates are asked for;
+* ``auto`` (and estimates) need the non-match tail down to ``choose_floor``:
+  on large inputs it comes from a sample of the records (``SampledTail``),
+  and everything is scanned only from a little below the threshold the
+  sample points to.
+
+Comparisons are planned as ``ComparisonTask`` blocks and run by an
+``Executor``; the default, ``IN_PROCESS``, runs them here on every core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numba
 import numpy as np
 
 from .blocking import LshPlan, lsh_candidates, plan_lsh
@@ -19,20 +36,29 @@ from .kernel import iter_dice_tiles
 from .threshold import (
     REVIEW_PROBABILITIES,
     SCORE_FLOOR,
+    SampledTail,
     ThresholdChoice,
     choose_threshold,
     one_to_one_scores,
 )
 
 __all__ = [
+    "ComparisonTask",
+    "Executor",
+    "HIGHEST_FLOOR",
+    "IN_PROCESS",
+    "InProcessExecutor",
     "LinkageResult",
     "ProgressCallback",
     "choose_floor",
     "compare_new_records",
-    "plan_blocking",
     "decide",
     "link_records",
     "needs_review",
+    "plan_blocking",
+    "plan_new_record_tasks",
+    "plan_owner_tasks",
+    "warm_up",
 ]
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -40,8 +66,25 @@ _TILE_ROWS = 2048
 _SAMPLE_PAIRS = 200_000
 _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
-_HIGHEST_FLOOR = 0.7
+#: ``choose_floor`` never goes above this; stored pairs from a higher floor came from a numeric
+#: threshold and cannot serve an auto run.
+HIGHEST_FLOOR = 0.7
 LSH_MIN_COMPARISONS = 2e11
+#: Above this many comparisons, the score model's tail below the scan level comes from a
+#: sample of the records (``SampledTail``) instead of a scan of everything at the floor.
+TAIL_SAMPLE_MIN_COMPARISONS = 5e8
+#: Records sampled for the tail: this share of the left rows of each task, at least
+#: ``_TAIL_MIN_ROWS`` of them.
+_TAIL_SHARE = 0.02
+_TAIL_MIN_ROWS = 2000
+#: The full scan starts this far below the threshold the sample suggests, so that the
+#: final choice (from all pairs above it) can still move down a little.
+_SCAN_MARGIN = 0.05
+#: Seed of the tail sample: fixed, so a run is reproducible, and not a small number, because
+#: test-data generators seeded with 0, 1, ... would otherwise draw the same uniforms for the
+#: records' contents as the sampler does for choosing them (seen: a sample of only the
+#: sparsest CLKs, with no non-match tail at all).
+_TAIL_SEED = 0x5A3F_7A11_C0DE
 
 
 @dataclass(frozen=True)
@@ -50,8 +93,9 @@ class LinkageResult:
 
     ``pairs`` holds the candidate pairs at or above the threshold (global record
     indices); ``floor_scores`` every candidate score at or above ``floor`` (for
-    the histogram and the score model); ``confidence[g]`` is group g's match
-    probability.
+    the histogram and the score model), those below ``tail.below`` only from a
+    sample when ``tail`` is set; ``confidence[g]`` is group g's match
+    probability (its weakest score when no model was fitted).
     """
 
     choice: ThresholdChoice
@@ -60,6 +104,7 @@ class LinkageResult:
     floor_scores: np.ndarray
     grouping: Grouping
     confidence: np.ndarray
+    tail: SampledTail | None = None
 
 
 def choose_floor(clks: np.ndarray, *, seed: int = 0) -> float:
@@ -85,7 +130,7 @@ def choose_floor(clks: np.ndarray, *, seed: int = 0) -> float:
     totals = counts[first] + counts[second]
     scores = np.where(totals > 0, 2.0 * common / np.maximum(totals, 1), 0.0)
     floor = float(np.quantile(scores, 1.0 - budget / total_pairs))
-    return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, _HIGHEST_FLOOR))
+    return float(np.clip(np.floor(floor * 100) / 100, SCORE_FLOOR, HIGHEST_FLOOR))
 
 
 def plan_blocking(clks: np.ndarray, is_new: np.ndarray, threshold: float,
@@ -107,6 +152,91 @@ def plan_blocking(clks: np.ndarray, is_new: np.ndarray, threshold: float,
                     records=max(new, 1))
 
 
+@dataclass(frozen=True)
+class ComparisonTask:
+    """One block of a run's comparisons: rows ``left`` against rows ``right`` of the CLKs.
+
+    With ``same`` the two are one set of rows compared with itself (each pair
+    once). A run is a list of these, so that they can be scanned in any order,
+    in this process or elsewhere, and the pairs joined afterwards.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    same: bool = False
+
+    @property
+    def comparisons(self) -> float:
+        """How many pairs the task compares (before any skipping by popcount)."""
+        left, right = float(self.left.size), float(self.right.size)
+        return left * (left - 1) / 2 if self.same else left * right
+
+
+class Executor(Protocol):
+    """Scans comparison tasks and returns the pairs at or above a floor."""
+
+    def scan(self, clks: np.ndarray, tasks: Sequence[ComparisonTask], floor: float, *,
+             plan: LshPlan | None = None,
+             on_progress: ProgressCallback | None = None) -> CandidatePairs:
+        """Pairs at or above ``floor`` of every task (rows of ``clks``, ``left < right``)."""
+        ...
+
+
+class InProcessExecutor:
+    """Runs the tasks one after another in this process, each on every core (the kernel's
+    threads), reporting progress per tile."""
+
+    def scan(self, clks: np.ndarray, tasks: Sequence[ComparisonTask], floor: float, *,
+             plan: LshPlan | None = None,
+             on_progress: ProgressCallback | None = None) -> CandidatePairs:
+        report = on_progress or (lambda stage, done, total: None)
+        total = int(sum(task.left.size for task in tasks))
+        parts = []
+        done = 0
+        report("comparing", 0, total)
+        for task in tasks:
+            left = clks[task.left]
+            right = left if task.same else clks[task.right]
+            if plan is not None:
+                tiles = [lsh_candidates(left, right, floor, plan, same=task.same)]
+                step = int(task.left.size)
+            else:
+                tiles = iter_dice_tiles(left, right, floor, same=task.same, tile_rows=_TILE_ROWS)
+                step = _TILE_ROWS
+            for tile in tiles:
+                first, second = task.left[tile.left], task.right[tile.right]
+                parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
+                                            tile.score))
+                done = min(done + step, total)
+                report("comparing", done, total)
+        report("comparing", total, total)
+        return CandidatePairs.concat(parts)
+
+
+IN_PROCESS = InProcessExecutor()
+
+
+def plan_new_record_tasks(is_new: np.ndarray) -> list[ComparisonTask]:
+    """New records against every old one, and against each other; old pairs are not redone."""
+    new_rows = np.flatnonzero(is_new)
+    old_rows = np.flatnonzero(~is_new)
+    tasks = [ComparisonTask(new_rows, new_rows, same=True)]
+    if old_rows.size:
+        tasks.insert(0, ComparisonTask(new_rows, old_rows))
+    return tasks
+
+
+def plan_owner_tasks(owners: np.ndarray, cross_owner_only: bool) -> list[ComparisonTask]:
+    """Every pair of records once; with ``cross_owner_only`` only pairs of different owners,
+    one task per pair of owners (pairs within an owner are not compared at all)."""
+    if not cross_owner_only:
+        everything = np.arange(owners.shape[0])
+        return [ComparisonTask(everything, everything, same=True)]
+    rows = [np.flatnonzero(owners == owner) for owner in np.unique(owners)]
+    return [ComparisonTask(rows[a], rows[b]) for a in range(len(rows))
+            for b in range(a + 1, len(rows))]
+
+
 def compare_new_records(
     clks: np.ndarray,
     is_new: np.ndarray,
@@ -114,6 +244,7 @@ def compare_new_records(
     *,
     plan: LshPlan | None = None,
     on_progress: ProgressCallback | None = None,
+    executor: Executor = IN_PROCESS,
 ) -> CandidatePairs:
     """Pairs at or above ``floor`` that involve at least one new record.
 
@@ -122,34 +253,8 @@ def compare_new_records(
     is reported once with ``left < right``. With an LSH ``plan`` only pairs that
     share a bucket are scored (a subset of the exhaustive result).
     """
-    report = on_progress or (lambda stage, done, total: None)
-    new_rows = np.flatnonzero(is_new)
-    old_rows = np.flatnonzero(~is_new)
-    new_clks = clks[new_rows]
-    comparisons = [(new_clks, new_clks, new_rows, True)]
-    if old_rows.size:
-        comparisons.insert(0, (new_clks, clks[old_rows], old_rows, False))
-    total = int(new_rows.size) * len(comparisons)
-    parts = []
-    done = 0
-    report("comparing", 0, total)
-    for left, right, right_rows, same in comparisons:
-        if plan is not None:
-            tile = lsh_candidates(left, right, floor, plan, same=same)
-            first, second = new_rows[tile.left], right_rows[tile.right]
-            parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
-                                        tile.score))
-            done = min(done + int(new_rows.size), total)
-            report("comparing", done, total)
-            continue
-        for tile in iter_dice_tiles(left, right, floor, same=same, tile_rows=_TILE_ROWS):
-            first, second = new_rows[tile.left], right_rows[tile.right]
-            parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
-                                        tile.score))
-            done = min(done + _TILE_ROWS, total)
-            report("comparing", done, total)
-    report("comparing", total, total)
-    return CandidatePairs.concat(parts)
+    return executor.scan(clks, plan_new_record_tasks(is_new), floor, plan=plan,
+                         on_progress=on_progress)
 
 
 def decide(
@@ -163,6 +268,8 @@ def decide(
     known_matches: np.ndarray | None = None,
     known_non_matches: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
+    fit_model: bool = True,
+    tail: SampledTail | None = None,
 ) -> LinkageResult:
     """Choose the threshold from the pairs above the floor and group the records.
 
@@ -176,6 +283,9 @@ def decide(
         cross_owner_only: ignore pairs of records with the same owner.
         known_matches, known_non_matches: scores of pairs people reviewed as matches /
             non-matches; the score model learns from them.
+        fit_model: with a numeric ``threshold``, ``False`` skips the score model (no
+            estimates; confidences are the groups' weakest scores).
+        tail: ``floor_pairs`` below ``tail.below`` are a sample (see ``SampledTail``).
     """
     report = on_progress or (lambda stage, done, total: None)
     if cross_owner_only:
@@ -188,9 +298,14 @@ def decide(
         labelled["known_matches"] = np.asarray(known_matches, np.float64)
     if known_non_matches is not None and len(known_non_matches):
         labelled["known_non_matches"] = np.asarray(known_non_matches, np.float64)
-    solver = (one_to_one_scores(floor_pairs, owners) if _one_to_one(max_per_owner, owners)
-              else None)
-    choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled, solver=solver)
+    if threshold is not None and not fit_model:
+        choice = ThresholdChoice(threshold, "set by the coordinator", None)
+    else:
+        solver = (one_to_one_scores(floor_pairs, owners, tail)
+                  if _one_to_one(max_per_owner, owners) else None)
+        choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled,
+                                  solver=solver, tail=tail)
+    report("choosing threshold", 1, 1)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
     report("grouping", 0, len(pairs))
@@ -200,7 +315,7 @@ def decide(
         confidence = choice.model.match_probability(grouping.weakest_score)
     else:
         confidence = grouping.weakest_score.copy()
-    return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence)
+    return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence, tail)
 
 
 def _one_to_one(max_per_owner, owners: np.ndarray) -> bool:
@@ -229,17 +344,133 @@ def link_records(
     threshold: float | None = None,
     max_per_owner: int | Mapping[int, int] | None = None,
     cross_owner_only: bool = False,
+    estimates: bool | None = None,
+    tail_sample: bool | float | None = None,
+    executor: Executor = IN_PROCESS,
     on_progress: ProgressCallback | None = None,
 ) -> LinkageResult:
     """Compare all records pairwise, choose the threshold and group the matches.
 
-    ``clks`` stacks every record's CLK (all agencies); the other arguments are
-    those of ``decide``.
+    ``clks`` stacks every record's CLK (all agencies); with ``cross_owner_only``
+    pairs of one owner's records are never compared. The other arguments are
+    those of ``decide``, and:
+
+    Args:
+        estimates: fit the score model (match probabilities as confidences,
+            estimated precision and recall). Always done for ``threshold=None``
+            (auto needs it); by default not for a numeric threshold, which is
+            then scanned at that threshold only.
+        tail_sample: estimate the model's non-match tail from a sample of the
+            records (see ``SampledTail``) and scan everything only from just
+            below the threshold; ``None`` does so above
+            ``TAIL_SAMPLE_MIN_COMPARISONS`` comparisons; a number in (0, 1) is
+            the share of records to sample (default ``_TAIL_SHARE``, at least
+            ``_TAIL_MIN_ROWS`` records).
+        executor: where the comparisons run (``IN_PROCESS`` by default).
     """
+    tasks = plan_owner_tasks(owners, cross_owner_only)
+    fit_model = threshold is None or bool(estimates)
+    if not fit_model:
+        pairs = executor.scan(clks, tasks, threshold, on_progress=on_progress)
+        return decide(pairs, threshold, owners, threshold=threshold, max_per_owner=max_per_owner,
+                      cross_owner_only=cross_owner_only, on_progress=on_progress,
+                      fit_model=False)
     floor = choose_floor(clks)
     if threshold is not None:
         floor = min(floor, threshold)
-    everything = np.ones(clks.shape[0], dtype=bool)
-    floor_pairs = compare_new_records(clks, everything, floor, on_progress=on_progress)
-    return decide(floor_pairs, floor, owners, threshold=threshold, max_per_owner=max_per_owner,
-                  cross_owner_only=cross_owner_only, on_progress=on_progress)
+    comparisons = sum(task.comparisons for task in tasks)
+    if tail_sample is None:
+        tail_sample = comparisons > TAIL_SAMPLE_MIN_COMPARISONS
+    limits = {"max_per_owner": max_per_owner, "cross_owner_only": cross_owner_only}
+    if not tail_sample:
+        floor_pairs = executor.scan(clks, tasks, floor, on_progress=on_progress)
+        return decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
+                      **limits)
+    share = tail_sample if not isinstance(tail_sample, bool) else None
+    sampled_tasks, weight = _sample_tasks(tasks, share)
+    sample = executor.scan(clks, sampled_tasks, floor)
+    if threshold is not None:
+        level = threshold
+    else:
+        guess = decide(sample, floor, owners, **limits, tail=SampledTail(1.0 + 1e-9, weight))
+        level = max(floor, guess.choice.threshold - _SCAN_MARGIN)
+    while True:
+        full = executor.scan(clks, tasks, level, on_progress=on_progress)
+        below = sample.score < level
+        floor_pairs = CandidatePairs.concat([
+            CandidatePairs(sample.left[below], sample.right[below], sample.score[below]), full])
+        tail = SampledTail(level, weight) if level > floor else None
+        result = decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
+                        tail=tail, **limits)
+        if tail is None or result.choice.threshold >= level:
+            return result
+        level = max(floor, result.choice.threshold - _SCAN_MARGIN)  # rare: the sample misled
+
+
+def _sample_tasks(tasks: Sequence[ComparisonTask], share: float | None = None,
+                  seed: int = _TAIL_SEED) -> tuple[list[ComparisonTask], float]:
+    """The same tasks restricted to a random share of their left rows, and how many pairs
+    each sampled pair stands for.
+
+    Every pair of a task is sampled with the same probability: a pair across two
+    sets when its left record is drawn, a pair within one set (``same``) when
+    either of its records is (the drawn records against each other and against
+    the rest).
+    """
+    if not tasks:
+        return [], 1.0
+    if any(task.same for task in tasks) and not all(task.same for task in tasks):
+        raise ValueError("tasks mix pairs within and across sets")  # not planned by this module
+    rng = np.random.default_rng(seed)
+    if share is None:
+        largest = max(task.left.size for task in tasks)
+        share = min(1.0, max(_TAIL_SHARE, _TAIL_MIN_ROWS / max(largest, 1)))
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"the tail sample's share must be in (0, 1], got {share}")
+    sampled = []
+    for task in tasks:
+        drawn = task.left[rng.random(task.left.size) < share]
+        if task.same:
+            # Pairs (drawn, anyone): a pair {i, j} is in the sample when i or j was drawn.
+            sampled.append(ComparisonTask(drawn, drawn, same=True))
+            rest = np.setdiff1d(task.left, drawn, assume_unique=True)
+            if rest.size:
+                sampled.append(ComparisonTask(drawn, rest))
+        else:
+            sampled.append(ComparisonTask(drawn, task.right))
+    same_share = 1.0 - (1.0 - share) ** 2
+    return sampled, 1.0 / (same_share if tasks[0].same else share)
+
+
+def warm_up() -> None:
+    """Compile every numba function a run uses, so that the first real run does not.
+
+    The functions are compiled with ``cache=True``: numba writes the machine code
+    beside the package's sources (``__pycache__``), and later processes load it in
+    milliseconds instead of compiling for tens of seconds. ``make`` calls this
+    once after installing, and the server once when it starts; calling it again
+    costs only the cache loads. The calls use the argument types of real runs
+    (``uint64`` CLK matrices, ``int64`` indices, ``float64`` scores).
+    """
+    rng = np.random.default_rng(0)
+    clks = np.packbits(rng.random((300, 1024)) < 0.4, axis=1).view("<u8").copy()
+    clks[150:] = clks[:150]
+    owners = np.repeat(np.arange(2), 150)
+    for threads in sorted({1, numba.get_num_threads()}):
+        with _numba_threads(threads):
+            for same in (False, True):
+                left = clks if same else clks[:150]
+                right = clks if same else clks[150:]
+                CandidatePairs.concat(list(iter_dice_tiles(left, right, 0.8, same=same)))
+            plan = plan_lsh(1024, 2 * 450.0, 0.8, records=150)
+            if plan is not None:
+                lsh_candidates(clks[:150], clks[150:], 0.8, plan)
+                lsh_candidates(clks, clks, 0.8, plan, same=True)
+    pairs = CandidatePairs.concat(list(iter_dice_tiles(clks[:150], clks[150:], 0.8)))
+    greedy_groups(pairs, 300, owners, max_per_owner=1)
+    greedy_groups(pairs, 300, owners)
+
+
+def _numba_threads(threads: int):
+    from .kernel import _thread_count
+    return _thread_count(threads)

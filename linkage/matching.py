@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .batch import EncodedBatch
-from .engine import link_records
+from .engine import ProgressCallback, link_records
 from .errors import SchemaError, SecretError
 from .threshold import ThresholdChoice
 
@@ -29,14 +29,20 @@ def check_compatible(left: EncodedBatch, right: EncodedBatch) -> None:
         raise SecretError("The files were encoded with different secrets; they cannot match.")
 
 
-def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | None
+def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | None, *,
+                  estimates: bool = False, on_progress: ProgressCallback | None = None
                   ) -> tuple[list[tuple[str, str, float]], ThresholdChoice]:
-    """Link two batches 1-to-1; returns (left id, right id, confidence) rows and the threshold."""
+    """Link two batches 1-to-1; returns (left id, right id, confidence) rows and the threshold.
+
+    With a numeric ``threshold`` and no ``estimates`` no score model is fitted
+    and a row's confidence is its Dice score; otherwise it is the model's match
+    probability.
+    """
     check_compatible(left, right)
     clks = np.concatenate([left.clks, right.clks])
     owners = np.concatenate([np.zeros(len(left), np.int64), np.ones(len(right), np.int64)])
     result = link_records(clks, owners, threshold=threshold, max_per_owner=1,
-                          cross_owner_only=True)
+                          cross_owner_only=True, estimates=estimates, on_progress=on_progress)
     rows = []
     for label, members in enumerate(result.grouping.members()):
         first, second = sorted(members.tolist())

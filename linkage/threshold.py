@@ -39,18 +39,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import importlib
+
 import numpy as np
-from scipy import optimize, special, stats
 
 from .candidates import CandidatePairs
 from .errors import InvalidRequestError
-from .grouping import greedy_groups
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "REVIEW_PROBABILITIES",
     "SCORE_FLOOR",
     "ReviewBand",
+    "SampledTail",
     "ScoreModel",
     "SolverScores",
     "ThresholdChoice",
@@ -62,6 +63,28 @@ __all__ = [
     "review_band",
     "score_histogram",
 ]
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first asked for; it then takes the
+    place of this stand-in among the module's globals, so later uses cost nothing extra.
+
+    scipy takes most of a second to import; a run with a numeric threshold and
+    no estimates never needs it, nor does ``linkage --help``.
+    """
+
+    def __init__(self, name: str, global_name: str):
+        self._name = name
+        self._global_name = global_name
+
+    def __getattr__(self, attribute: str):
+        module = importlib.import_module(self._name)
+        globals()[self._global_name] = module
+        return getattr(module, attribute)
+
+
+optimize = _OnFirstUse("scipy.optimize", "optimize")
+special = _OnFirstUse("scipy.special", "special")
+stats = _OnFirstUse("scipy.stats", "stats")
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
@@ -160,6 +183,29 @@ class ReviewBand:
 
 
 @dataclass(frozen=True)
+class SampledTail:
+    """Scores below ``below`` were collected from a sample of the comparisons, each
+    standing for ``weight`` pairs; scores at or above it from all of them.
+
+    Scanning every pair down to the model's floor costs several times a scan at
+    the threshold (the kernel can rule out far fewer pairs early), yet the model
+    needs only the shape and size of the non-match tail there, which a few
+    percent of the records show as well as all of them.
+    """
+
+    below: float
+    weight: float
+
+    def weights(self, scores: np.ndarray) -> np.ndarray:
+        """How many pairs each score stands for."""
+        return np.where(np.asarray(scores) < self.below, self.weight, 1.0)
+
+
+def _weights(tail: SampledTail | None, scores: np.ndarray) -> np.ndarray | None:
+    return None if tail is None else tail.weights(scores)
+
+
+@dataclass(frozen=True)
 class SolverScores:
     """What a one-to-one solver run at the floor reveals (see ``one_to_one_scores``).
 
@@ -178,17 +224,20 @@ class SolverScores:
     candidate_share: float | None = None
 
 
-def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray) -> SolverScores:
+def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray,
+                      tail: SampledTail | None = None) -> SolverScores:
     """Run the one-to-one solver (``greedy_groups`` with one record per owner) twice.
 
     Args:
         pairs: every candidate pair at or above the floor, across owners.
         owners: owner index of each record.
+        tail: the pairs below ``tail.below`` are a sample (see ``SampledTail``).
     Returns:
         The weakest-link score of each group of the first round, and of each
         group of a second round on the pairs the first did not keep. Exact for
         two owners; with more, groups of several owners count once each.
     """
+    from .grouping import greedy_groups  # numba: loaded by the runs that need the solver
     count = int(owners.shape[0])
     first = greedy_groups(pairs, count, owners, max_per_owner=1)
     labels = first.labels
@@ -199,7 +248,9 @@ def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray) -> SolverScores
     records = share = None
     if values.size == 2:
         records = (int(counts[0]), int(counts[1]))
-        cross = int(np.count_nonzero(owners[pairs.left] != owners[pairs.right]))
+        across = owners[pairs.left] != owners[pairs.right]
+        cross = (float(tail.weights(pairs.score[across]).sum()) if tail is not None
+                 else int(np.count_nonzero(across)))
         share = cross / max(records[0] * records[1], 1)
     return SolverScores(first.weakest_score.copy(), second.weakest_score.copy(), records, share)
 
@@ -225,21 +276,43 @@ def _pool_penalty(solver: SolverScores, kept_count: int, weight: float) -> float
     return excess * excess / (2 * max(allowed, 1.0)) if excess > 0 else 0.0
 
 
+def _normal_cdf(scores, params):
+    """CDF of normal(mean, deviation): what ``stats.norm(*params).cdf`` computes, without
+    building a frozen distribution (which costs milliseconds, in a likelihood the optimiser
+    evaluates thousands of times)."""
+    mean, deviation = params
+    return special.ndtr((np.asarray(scores, dtype=np.float64) - mean) / deviation)
+
+
+def _normal_sf(score: float, params) -> float:
+    """Survival function of normal(mean, deviation), as ``stats.norm(*params).sf``."""
+    mean, deviation = params
+    return float(special.ndtr(-((score - mean) / deviation)))
+
+
+def _beta_cdf(scores, params):
+    """CDF of beta(a, b) on [0, 1], as ``stats.beta(*params).cdf``."""
+    a, b = params
+    scores = np.asarray(scores, dtype=np.float64)
+    inside = special.betainc(a, b, np.clip(scores, 0.0, 1.0))
+    return np.where(scores >= 1.0, 1.0, np.where(scores <= 0.0, 0.0, inside))
+
+
 def _non_match_pdf(scores, params, floor):
-    normal = stats.norm(*params)
-    return normal.pdf(scores) / max(float(normal.sf(floor)), 1e-300)
+    mean, deviation = params
+    z = (np.asarray(scores, dtype=np.float64) - mean) / deviation
+    density = np.exp(-z ** 2 / 2.0) / np.sqrt(2 * np.pi) / deviation
+    return density / max(_normal_sf(floor, params), 1e-300)
 
 
 def _match_pdf(scores, params, floor):
-    beta = stats.beta(*params)
-    return beta.pdf(scores) / max(float(beta.sf(floor)), 1e-300)
+    return stats.beta.pdf(scores, *params) / max(float(special.betaincc(*params, floor)), 1e-300)
 
 
 def _truncated_normal_cdf(scores, params):
     """CDF of normal(params) truncated to [scores[0], inf), at each score."""
-    normal = stats.norm(*params)
-    return np.clip((normal.cdf(scores) - normal.cdf(scores[0]))
-                   / max(float(normal.sf(scores[0])), 1e-300), 0.0, 1.0)
+    cdf = _normal_cdf(scores, params)
+    return np.clip((cdf - cdf[0]) / max(_normal_sf(float(scores[0]), params), 1e-300), 0.0, 1.0)
 
 
 def _ramp_pdf(scores, floor):
@@ -264,14 +337,13 @@ def _bin_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def _non_match_mass(edges, params):
     """Probability of each bin under the truncated normal."""
-    normal = stats.norm(*params)
-    return np.diff(normal.cdf(edges)) / max(float(normal.sf(edges[0])), 1e-300)
+    return np.diff(_normal_cdf(edges, params)) / max(_normal_sf(float(edges[0]), params), 1e-300)
 
 
 def _match_mass(edges, params):
     """Probability of each bin under the truncated beta."""
-    beta = stats.beta(*params)
-    return np.diff(beta.cdf(edges)) / max(float(beta.sf(edges[0])), 1e-300)
+    return np.diff(_beta_cdf(edges, params)) / max(float(special.betaincc(*params, edges[0])),
+                                                   1e-300)
 
 
 def _review_pdf(scores, reviewed, floor):
@@ -318,7 +390,8 @@ def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
 
 def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
                     known_matches: np.ndarray | None = None,
-                    known_non_matches: np.ndarray | None = None) -> ScoreModel | None:
+                    known_non_matches: np.ndarray | None = None,
+                    tail: SampledTail | None = None) -> ScoreModel | None:
     """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it.
 
     Args:
@@ -327,6 +400,7 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         known_matches: scores of pairs reviewed as matches (accepted).
         known_non_matches: scores of pairs reviewed as non-matches (rejected).
             Reviewed scores below the floor are outside the model and ignored.
+        tail: the scores below ``tail.below`` are a sample (see ``SampledTail``).
     Returns:
         The fitted model, or ``None`` when there are too few scores or the fit
         finds no separate match component.
@@ -338,7 +412,7 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
     if scores.size < MIN_PAIRS_FOR_MODEL or float(scores.std()) < 1e-6:
         return None
     edges = _edges(floor)
-    counts, _ = np.histogram(scores, edges)
+    counts, _ = np.histogram(scores, edges, weights=_weights(tail, scores))
     accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
 
     def unpack(params):
@@ -425,7 +499,7 @@ _KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.
 
 
 def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
-              rejected: np.ndarray) -> ScoreModel | None:
+              rejected: np.ndarray, tail: SampledTail | None = None) -> ScoreModel | None:
     """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
 
     Non-matches among kept pairs look like the decoys: a truncated normal is
@@ -443,7 +517,7 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     kept = kept[kept >= floor]
     if decoys.size < MIN_PAIRS_FOR_MODEL or kept.size == 0:
         return None
-    decoy_counts, _ = np.histogram(decoys, edges)
+    decoy_counts, _ = np.histogram(decoys, edges, weights=_weights(tail, decoys))
     with np.errstate(all="ignore"):
         found = optimize.minimize(
             lambda p: -float((decoy_counts * np.log(np.maximum(
@@ -452,7 +526,8 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
             method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
     non_match = (float(found.x[0]), float(_exp(found.x[1])))
     decoy_cdf = _truncated_normal_cdf(edges, non_match)
-    counts, _ = np.histogram(kept, edges)
+    counts, _ = np.histogram(kept, edges, weights=_weights(tail, kept))
+    kept_count = float(counts.sum())
     accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
     even = np.diff(((edges - floor) / (1 - floor)) ** 2)
 
@@ -467,7 +542,7 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
         mixture = np.maximum(non_part + match_part, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
                 + _review_penalty(non_part, match_part, accepted_bins, rejected_bins)
-                + _pool_penalty(solver, kept.size, weight))
+                + _pool_penalty(solver, kept_count, weight))
 
     a, b = model.match
     shape = [np.log(max(a - 1, 1e-3)), np.log(b)]
@@ -493,8 +568,13 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
                      floor: float = SCORE_FLOOR, *,
                      known_matches: np.ndarray | None = None,
                      known_non_matches: np.ndarray | None = None,
-                     solver: SolverScores | None = None) -> ThresholdChoice:
+                     solver: SolverScores | None = None,
+                     tail: SampledTail | None = None) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
+
+    Where several thresholds share the best expected F1 (an empty stretch of
+    scores: every threshold in it links the same pairs), the middle of the
+    stretch is taken: the same links, with the most room on both sides.
 
     Args:
         scores: scores of all candidate pairs at or above ``floor``.
@@ -506,46 +586,61 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
             group), ``one_to_one_scores`` of the same pairs. The model then
             describes the pairs the solver keeps: its match probabilities, the
             expected precision and recall and the best threshold are theirs.
+        tail: the scores below ``tail.below`` (and the solver's) are a sample of
+            the comparisons (see ``SampledTail``).
     """
     scores = np.asarray(scores, dtype=np.float64)
     model = fit_score_model(scores, floor, known_matches=known_matches,
-                            known_non_matches=known_non_matches)
+                            known_non_matches=known_non_matches, tail=tail)
     basis, described = scores, "candidate pairs"
     if model is not None and solver is not None:
         kept_model = _fit_kept(model, solver, _labelled(known_matches, floor),
-                               _labelled(known_non_matches, floor))
+                               _labelled(known_non_matches, floor), tail)
         if kept_model is not None:
             model = kept_model
             basis = np.asarray(solver.kept, dtype=np.float64)
             basis = basis[basis >= floor]
             described = "links a one-to-one solver makes at the floor"
+    weights = np.ones(basis.shape) if tail is None else tail.weights(basis)
+    pair_count = int(round(float(_weights(tail, scores).sum()))) if tail else scores.size
     if requested is not None:
-        precision, recall = _expected_quality(basis, model, requested) if model else (None, None)
+        precision, recall = (_expected_quality(basis, model, requested, weights) if model
+                             else (None, None))
         return ThresholdChoice(requested, "set by the coordinator", model, precision, recall)
     if model is None:
         return ThresholdChoice(
             DEFAULT_THRESHOLD,
-            f"auto: the candidate scores ({scores.size} pairs at or above {floor:.3f}) do not "
+            f"auto: the candidate scores ({pair_count} pairs at or above {floor:.3f}) do not "
             f"separate into matches and non-matches, so the default {DEFAULT_THRESHOLD} was used",
             None,
         )
     grid = np.round(np.arange(floor, 1.0 + 1e-9, 0.0025), 4)
-    probability = model.match_probability(basis)
-    best, best_f1 = DEFAULT_THRESHOLD, -1.0
+    probability = model.match_probability(basis) * weights
     expected_matches = float(probability.sum())
-    for candidate in grid:
+    f1s = np.empty(grid.size)
+    for index, candidate in enumerate(grid):
         above = basis >= candidate
         true_positive = float(probability[above].sum())
-        false_positive = float(above.sum()) - true_positive
+        false_positive = float(weights[above].sum()) - true_positive
         false_negative = expected_matches - true_positive
-        f1 = 2 * true_positive / max(2 * true_positive + false_positive + false_negative, 1e-12)
-        if f1 > best_f1 + 1e-12:
-            best, best_f1 = float(candidate), f1
-    precision, recall = _expected_quality(basis, model, best)
+        f1s[index] = 2 * true_positive / max(2 * true_positive + false_positive + false_negative,
+                                             1e-12)
+    peak = int(np.argmax(f1s))
+    best_f1 = float(f1s[peak])
+    low = high = peak
+    while low > 0 and f1s[low - 1] >= best_f1 - 1e-12:
+        low -= 1
+    while high + 1 < grid.size and f1s[high + 1] >= best_f1 - 1e-12:
+        high += 1
+    best = float(grid[(low + high) // 2])
+    precision, recall = _expected_quality(basis, model, best, weights)
     labelled = _labelled(known_matches, floor).size + _labelled(known_non_matches, floor).size
     reviews = f" and {labelled} reviewed pairs" if labelled else ""
-    reason = (f"auto: a score model fitted to the {scores.size} candidate pairs at or above "
-              f"{floor:.3f}{reviews} (about {probability.sum():.0f} of the {basis.size} "
+    sampled = (f", those below {tail.below:.3f} from a 1-in-{tail.weight:.0f} sample"
+               if tail else "")
+    reason = (f"auto: a score model fitted to the {pair_count} candidate pairs at or above "
+              f"{floor:.3f}{sampled}{reviews} (about {probability.sum():.0f} of the "
+              f"{float(weights.sum()):.0f} "
               f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
     return ThresholdChoice(best, reason, model, precision, recall)
 
@@ -613,10 +708,11 @@ def score_histogram(scores: np.ndarray, *, low: float = SCORE_FLOOR, bins: int =
     return edges, counts
 
 
-def _expected_quality(scores, model, threshold):
-    probability = model.match_probability(scores)
+def _expected_quality(scores, model, threshold, weights=None):
+    weights = np.ones(np.shape(scores)) if weights is None else weights
+    probability = model.match_probability(scores) * weights
     above = scores >= threshold
     true_positive = float(probability[above].sum())
-    precision = true_positive / int(above.sum()) if above.any() else 1.0
+    precision = true_positive / float(weights[above].sum()) if above.any() else 1.0
     recall = true_positive / max(float(probability.sum()), 1e-12)
     return precision, recall

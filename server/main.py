@@ -12,9 +12,7 @@ import click
 
 from linkage.errors import LinkageError
 
-from .app import COORDINATOR_TOKEN_FILE, create_server, serve
 from .config import ServerConfig
-from .maintenance import backup_store, check_store
 
 __all__ = ["main"]
 
@@ -139,6 +137,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           report_page_bytes=report_page_bytes,
                           unfinished_uploads_per_agency=unfinished_uploads_per_agency,
                           upload_expiry_hours=upload_expiry_hours)
+    from .app import COORDINATOR_TOKEN_FILE, create_server, serve  # grpc, numpy: not for --help
     try:
         server, port, store = create_server(config)
     except (RuntimeError, LinkageError) as error:
@@ -156,6 +155,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
 
 
 def _check(data_dir: Path) -> None:
+    from .maintenance import check_store
     problems, notes = check_store(data_dir)
     for note in notes:
         click.echo(f"note: {note}")
@@ -181,6 +181,7 @@ def backup(data_dir: Path, output: Path) -> None:
     """
     if output.exists():
         raise click.ClickException(f"{output} exists already; choose a new directory.")
+    from .maintenance import backup_store
     size = backup_store(data_dir, output)
     click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 

@@ -29,6 +29,7 @@ from linkage.group_keys import unique_group_keys
 from linkage.clks import clks_from_bytes
 from linkage.candidates import CandidatePairs
 from linkage.engine import (
+    HIGHEST_FLOOR,
     choose_floor,
     compare_new_records,
     decide,
@@ -307,14 +308,6 @@ def upload_status(store: Store, identity: Identity, project_name: str,
     return UploadProgress(batch_id, upload.records_received, False)
 
 
-def _check_owner(agency_id: int, identity: Identity) -> None:
-    if agency_id != identity.agency_id:
-        raise AlreadyExistsError("Another agency of this project submitted a batch with exactly "
-                                 "this content (the batch id is derived from the project and "
-                                 "the records): submit your own agency's encoded export, not "
-                                 "another agency's file.")
-
-
 def _owned(agency_id: int, identity: Identity) -> bool:
     return agency_id == identity.agency_id
 
@@ -543,6 +536,12 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             records = store.load_records(project.id)
         if blocked and floor is None:
             floor = requested
+        if requested is not None and floor is None:
+            floor = requested  # a numeric threshold is scanned at itself, as in link_records
+        if requested is None and floor is not None and floor > HIGHEST_FLOOR:
+            store.reset_pairs(project.id)  # auto needs the scores below what is stored
+            records = store.load_records(project.id)
+            floor = None
         if floor is None or (requested is not None and requested < floor):
             if floor is not None:
                 store.reset_pairs(project.id)

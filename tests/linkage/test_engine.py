@@ -1,0 +1,145 @@
+"""The engine's run paths: numeric thresholds scanned at themselves, auto with a sampled tail,
+comparison tasks and the in-process executor, and imports that stay light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from linkage.candidates import CandidatePairs, candidates_reference
+from linkage.engine import (
+    IN_PROCESS,
+    ComparisonTask,
+    compare_new_records,
+    link_records,
+    plan_new_record_tasks,
+    plan_owner_tasks,
+)
+from linkage.kernel import dice_candidates_native
+
+
+def _random_clks(rng, count: int, words: int = 16) -> np.ndarray:
+    density = rng.uniform(0.3, 0.5, count)[:, None]
+    bits = rng.random((count, words * 64)) < density
+    return np.packbits(bits, axis=1).view("<u8").copy()
+
+
+def _two_files(count: int, seed: int, flips=(0.01, 0.15)) -> tuple[np.ndarray, np.ndarray]:
+    """Two files of ``count`` random CLKs; half the second file are damaged copies of the first
+    (``flips`` is the range of the share of bits flipped: some copies fall near the threshold)."""
+    rng = np.random.default_rng(seed)
+    left, right = _random_clks(rng, count), _random_clks(rng, count)
+    copies = count // 2
+    noise = np.packbits(rng.random((copies, left.shape[1] * 64))
+                        < rng.uniform(*flips, copies)[:, None], axis=1).view("<u8")
+    right[:copies] = left[:copies] ^ noise
+    clks = np.concatenate([left, right])
+    return clks, np.repeat(np.arange(2), count)
+
+
+def _pair_set(pairs: CandidatePairs) -> dict[tuple[int, int], float]:
+    return dict(zip(zip(pairs.left.tolist(), pairs.right.tolist()), pairs.score.tolist()))
+
+
+def test_numeric_threshold_finds_exactly_the_pairs_at_or_above_it_without_a_model():
+    clks, owners = _two_files(150, seed=1)
+    result = link_records(clks, owners, threshold=0.8, max_per_owner=1, cross_owner_only=True)
+    expected = candidates_reference(clks[:150], clks[150:], 0.8)
+    assert _pair_set(result.pairs) == _pair_set(
+        CandidatePairs(expected.left, expected.right + 150, expected.score))
+    assert result.floor == 0.8 and result.choice.model is None
+    assert result.choice.estimated_precision is None
+    # Without a model a group's confidence is its weakest score.
+    assert np.array_equal(result.confidence, result.grouping.weakest_score)
+
+
+def test_numeric_threshold_groups_as_the_run_with_estimates_does():
+    clks, owners = _two_files(400, seed=2)
+    fast = link_records(clks, owners, threshold=0.75, max_per_owner=1, cross_owner_only=True)
+    modelled = link_records(clks, owners, threshold=0.75, max_per_owner=1,
+                            cross_owner_only=True, estimates=True, tail_sample=False)
+    assert modelled.floor < 0.75 and modelled.choice.model is not None
+    assert 0.0 < modelled.choice.estimated_precision <= 1.0
+    assert _pair_set(fast.pairs) == _pair_set(modelled.pairs)
+    assert np.array_equal(fast.grouping.labels, modelled.grouping.labels)
+
+
+@pytest.mark.slow
+def test_auto_with_a_sampled_tail_lands_where_the_full_scan_does():
+    clks, owners = _two_files(3000, seed=3)
+    limits = {"max_per_owner": 1, "cross_owner_only": True}
+    full = link_records(clks, owners, tail_sample=False, **limits)
+    sampled = link_records(clks, owners, tail_sample=0.1, **limits)
+    assert full.choice.model is not None and sampled.tail is not None
+    assert "1-in-10 sample" in sampled.choice.reason
+    assert abs(sampled.choice.threshold - full.choice.threshold) <= 0.03
+    assert abs(sampled.choice.estimated_precision - full.choice.estimated_precision) <= 0.01
+    assert abs(sampled.choice.estimated_recall - full.choice.estimated_recall) <= 0.01
+    # Every pair at or above the chosen threshold was scanned in full, not sampled.
+    assert sampled.tail.below <= sampled.choice.threshold
+    truth = {(i, i + 3000) for i in range(1500)}
+    for result in (full, sampled):
+        linked = {tuple(sorted(m.tolist())) for m in result.grouping.members()}
+        assert len(linked & truth) / len(truth) > 0.97
+        assert len(linked - truth) / max(len(linked), 1) < 0.02
+
+
+def test_cross_owner_tasks_compare_only_across_owners_and_find_what_the_full_scan_finds():
+    rng = np.random.default_rng(4)
+    clks = _random_clks(rng, 240, words=4)
+    owners = rng.integers(0, 3, 240)
+    tasks = plan_owner_tasks(owners, cross_owner_only=True)
+    assert len(tasks) == 3 and sum(t.comparisons for t in tasks) == sum(
+        int((owners == a).sum()) * int((owners == b).sum()) for a, b in ((0, 1), (0, 2), (1, 2)))
+    across = IN_PROCESS.scan(clks, tasks, 0.55)
+    everything = dice_candidates_native(clks, clks, 0.55, same=True)
+    keep = owners[everything.left] != owners[everything.right]
+    assert _pair_set(across) == _pair_set(CandidatePairs(
+        everything.left[keep], everything.right[keep], everything.score[keep]))
+    assert _pair_set(IN_PROCESS.scan(clks, plan_owner_tasks(owners, False), 0.55)) == \
+        _pair_set(everything)
+
+
+def test_new_records_are_compared_with_everything_and_old_pairs_are_not_redone():
+    rng = np.random.default_rng(5)
+    clks = _random_clks(rng, 200, words=4)
+    is_new = rng.random(200) < 0.3
+    found = compare_new_records(clks, is_new, 0.55)
+    everything = dice_candidates_native(clks, clks, 0.55, same=True)
+    keep = is_new[everything.left] | is_new[everything.right]
+    assert _pair_set(found) == _pair_set(CandidatePairs(
+        everything.left[keep], everything.right[keep], everything.score[keep]))
+    tasks = plan_new_record_tasks(is_new)
+    assert [task.same for task in tasks] == [False, True]
+    assert isinstance(tasks[0], ComparisonTask)
+
+
+def test_progress_reaches_the_total_of_each_stage():
+    clks, owners = _two_files(300, seed=6)
+    seen: dict[str, list[tuple[int, int]]] = {}
+    link_records(clks, owners, threshold=0.8, max_per_owner=1, cross_owner_only=True,
+                 on_progress=lambda stage, done, total: seen.setdefault(stage, []).append(
+                     (done, total)))
+    assert {"comparing", "grouping"} <= set(seen)
+    for stage, steps in seen.items():
+        assert steps[-1][0] == steps[-1][1], stage
+        assert [done for done, _ in steps] == sorted(done for done, _ in steps), stage
+
+
+def test_importing_the_package_loads_neither_scipy_stats_nor_numba():
+    code = ("import sys, linkage, linkage.errors, linkage.batch, linkage.threshold; "
+            "print(','.join(m for m in ('scipy.stats', 'scipy.optimize', 'numba', 'grpc', 'clkhash') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == ""
+    assert linkage_names_resolve()
+
+
+def linkage_names_resolve() -> bool:
+    import linkage
+    return all(getattr(linkage, name) is not None for name in linkage.__all__) and \
+        linkage.__all__ == sorted(linkage.__all__)
