@@ -16,7 +16,6 @@ import datetime
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -26,14 +25,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from linkage.errors import (
     AlreadyExistsError,
-    AuthenticationError,
     InvalidRequestError,
     NotFoundError,
 )
 
 from linkage.identity import ROLES, CertificateIdentity, certificate_identity
 
-from .files import write_private
 
 __all__ = [
     "CA_DAYS",
@@ -102,6 +99,8 @@ def init_ca(out_dir: Path, *, server_names: Iterable[str] = DEFAULT_SERVER_NAMES
                        critical=False)
         .sign(ca_key, hashes.SHA256()))
 
+    from .files import write_private  # numpy and clkhash: not for --help
+
     write_private(out_dir / "ca.key", _key_pem(ca_key))
     _write_public(out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
     write_private(out_dir / "server.key", _key_pem(server_key))
@@ -151,6 +150,8 @@ def issue(ca_dir: Path, name: str, role: str, out_dir: Path, *, days: int = CLIE
     cert = (_leaf_builder(subject, ca_cert, ca_key, key, days, ExtendedKeyUsageOID.CLIENT_AUTH)
             .sign(ca_key, hashes.SHA256()))
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .files import write_private  # numpy and clkhash: not for --help
+
     write_private(key_path, _key_pem(key))
     _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
