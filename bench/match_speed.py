@@ -195,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     threshold = f"{args.threshold:g}"
     print(f"building {args.n:,} x {args.n:,} random CLKs ...", file=sys.stderr, flush=True)
     left, right = make_clks(args.n, args.seed)
-    rows = []
     failures = []
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)

@@ -122,8 +122,6 @@ def packed_layout(graph: nx.Graph, *, seed: int = 7) -> dict[str, tuple[float, f
         placed.append((members, unit, side, x, y))
         x += side
         row_height = max(row_height, side)
-    width = max(px + side for _, _, side, px, _ in placed)
-    height = max(py + side for _, _, side, _, py in placed)
     names, points = [], []
     for members, unit, side, px, py in placed:
         inner = side * (0.86 if len(members) > 1 else 0.0)  # a gap between components

@@ -49,7 +49,7 @@ class AuditFile:
         # survive a killed server; only an OS crash can lose the last moments. FULL would
         # add an fsync to every call and triple small-call latency during uploads.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS audit_log (sequence INTEGER PRIMARY KEY, "
+        self._db.execute("CREATE TABLE IF NOT EXISTS audit_log (sequence INTEGER PRIMARY KEY, "
                          "time TEXT NOT NULL, caller TEXT NOT NULL, role TEXT NOT NULL, "
                          "project TEXT NOT NULL, method TEXT NOT NULL, outcome TEXT NOT NULL, "
                          "counts_json TEXT NOT NULL, previous_hash TEXT NOT NULL, "

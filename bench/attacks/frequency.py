@@ -173,8 +173,6 @@ def frequency_attack(world: World) -> FrequencyResult:
     if carried.shape[1] < 3 or len(frequent) < 3:
         return FrequencyResult(len(patterns), 0, 0, n)
     # Name patterns: align the two co-occurrence graphs, frequencies as node features.
-    pattern_freq = carried.mean(axis=0)[:, None]
-    token_freq = has.mean(axis=0)[:, None]
     named = name_patterns(carried, has)
     ok = named >= 0
     # Which pattern truly belongs to which token: the agency's own tokens, for scoring only.
