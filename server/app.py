@@ -120,6 +120,9 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_concurrent_streams", config.max_streams_per_connection),
+        # gRPC turns SO_REUSEPORT on by default: a second server on a port in use would start
+        # and silently share the traffic (and the first one's clients) with the first.
+        ("grpc.so_reuseport", 0),
     ]
     limits = CallLimits(first_message_seconds=config.first_message_seconds,
                         message_gap_seconds=config.message_gap_seconds,

@@ -569,7 +569,7 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
                                                          rejected_keys)
         groups, by_type = [], {}
         one_per_group = {agency: 1 for agency in store.deduplicated_agencies(project.id)}
-        accepted, rejected = store.reviewed_scores(project.id)
+        reviews_used: dict[str, tuple[int, int]] = {}
         to_review = 0
         for entity_type, rows in rows_of.items():
             local = np.full(len(records.record_ids), -1, np.int64)
@@ -577,8 +577,10 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             mine = (local[all_pairs.left] >= 0) & (local[all_pairs.right] >= 0)
             pairs = CandidatePairs(local[all_pairs.left[mine]], local[all_pairs.right[mine]],
                                    all_pairs.score[mine])
-            labelled = ({"known_matches": accepted, "known_non_matches": rejected}
-                        if entity_type == "person" else {})
+            # Each type's model learns from the reviews of that type's groups only.
+            accepted, rejected = store.reviewed_scores(project.id, entity_type)
+            reviews_used[entity_type] = (int(accepted.size), int(rejected.size))
+            labelled = {"known_matches": accepted, "known_non_matches": rejected}
             result = decide(pairs, floor, records.agency_ids[rows], threshold=requested,
                             max_per_owner=one_per_group or None, on_progress=report, **labelled)
             groups.extend(_named_groups(store, result, records, rows))
@@ -601,7 +603,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "estimated_recall": choice.estimated_recall or 0.0,
             "entity_types": {
                 t: {"records": int(rows_of[t].size), "threshold": r.choice.threshold,
-                    "threshold_reason": r.choice.reason, "groups": r.grouping.group_count}
+                    "threshold_reason": r.choice.reason, "groups": r.grouping.group_count,
+                    "reviews_used_accepted": reviews_used[t][0],
+                    "reviews_used_rejected": reviews_used[t][1]}
                 for t, r in by_type.items()},
             "records": len(records.record_ids),
             "records_by_agency": {str(a): int(n) for a, n in
@@ -613,8 +617,8 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             "cross_agency_groups": cross,
             "groups_to_review": to_review,
             "review_band": list(REVIEW_PROBABILITIES),
-            "reviews_used_accepted": int(accepted.size),
-            "reviews_used_rejected": int(rejected.size),
+            "reviews_used_accepted": sum(a for a, _ in reviews_used.values()),
+            "reviews_used_rejected": sum(r for _, r in reviews_used.values()),
             "rejected_links_broken": broken_links,
             "deduplicated_agencies": sorted(str(a) for a in one_per_group),
             "seconds": round(time.monotonic() - started, 3),

@@ -9,7 +9,9 @@ visible.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -255,7 +257,8 @@ class Store(Protocol):
                       ) -> dict[str, list[tuple[int, str]]]: ...
     def key_check_elsewhere(self, project_id: int, key_check: str) -> bool: ...
     def deduplicated_agencies(self, project_id: int) -> set[int]: ...
-    def reviewed_scores(self, project_id: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def reviewed_scores(self, project_id: int, entity_type: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]: ...
     def create_project(self, name: str, schema_json: str, fingerprint: str, clk_bits: int,
                        agencies: Sequence[tuple[str, str]], stages: Sequence[str] = (),
                        entity_schemas: Sequence[EntitySchemaRow] = ()) -> ProjectRow: ...
@@ -316,6 +319,31 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+#: Held (flock) by the one process that owns a data directory's SQLite store.
+LOCK_NAME = "linkage.lock"
+
+
+def _claim_data_dir(data_dir: Path) -> int:
+    """Lock the data directory for this process; returns the lock's descriptor.
+
+    Why: two servers on one SQLite directory would each mark the other's running
+    runs as interrupted at start and interleave their writes. The lock is an
+    advisory ``flock`` on ``LOCK_NAME``; the OS drops it when the process dies.
+
+    Raises:
+        RuntimeError: another process holds the directory.
+    """
+    descriptor = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise RuntimeError(f"Another linkage-server is using {data_dir} (it holds "
+                           f"{data_dir / LOCK_NAME}): stop it first, or give this server a "
+                           "--data-dir of its own.") from None
+    return descriptor
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -330,6 +358,7 @@ class SqliteStore:
 
     def __init__(self, data_dir: Path):
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._owner = _claim_data_dir(data_dir)
         self.path = data_dir / DATABASE_NAME
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -383,6 +412,7 @@ class SqliteStore:
             for reader in self._readers:
                 reader.close()
             self._db.close()
+        os.close(self._owner)  # closing the descriptor releases the data directory
 
     # -- settings and credentials -----------------------------------------------------------
 
@@ -819,14 +849,25 @@ class SqliteStore:
                                 "this project; 'linkage results' lists yours.")
         return next(f for f in self.follow_ups(project_id) if f.id == follow_up_id)
 
-    def reviewed_scores(self, project_id: int) -> tuple[np.ndarray, np.ndarray]:
+    def reviewed_scores(self, project_id: int, entity_type: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """Weakest-pair scores of accepted and of rejected groups, each group once (its
-        latest run): labelled points for the score model."""
+        latest run): labelled points for the score model. With ``entity_type``, only
+        groups of that type (each type has its own model; a company's review must not
+        train the persons' one). A group whose records are gone (purged) has no type."""
+        typed = ""
+        parameters: tuple = (project_id, project_id)
+        if entity_type is not None:
+            typed = (" AND EXISTS (SELECT 1 FROM group_members m JOIN records x ON "
+                     "x.agency_id = m.agency_id AND x.record_id = m.record_id WHERE "
+                     "m.run_id = g.run_id AND m.group_key = g.group_key AND "
+                     "x.entity_type = ?)")
+            parameters = (project_id, project_id, entity_type)
         rows = self._query(
             "SELECT r.group_key, r.decision, g.weakest_score FROM reviews r "
             "JOIN groups g ON g.group_key = r.group_key JOIN runs u ON u.id = g.run_id "
-            "WHERE r.project_id = ? AND u.project_id = ? AND g.weakest_score IS NOT NULL "
-            "ORDER BY u.number", (project_id, project_id))
+            "WHERE r.project_id = ? AND u.project_id = ? AND g.weakest_score IS NOT NULL"
+            + typed + " ORDER BY u.number", parameters)
         latest = {key: (decision, score) for key, decision, score in rows}
         accepted = [score for decision, score in latest.values() if decision == "accepted"]
         rejected = [score for decision, score in latest.values() if decision == "rejected"]

@@ -85,3 +85,39 @@ def test_a_batch_for_an_unknown_entity_type_is_refused(server, coordinator, secr
             agency.submit("persons-only", outcome.batch)
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no schema for entity type 'company'" in error.value.details()
+
+
+def test_reviews_train_only_the_model_of_their_own_entity_type(server, coordinator, batches,
+                                                              schema_text, secret):
+    """A coordinator's decision on a company group must not move the persons' score model."""
+    from server.store import SqliteStore
+
+    names = ["be-customs", "port-antwerp"]
+    tokens = coordinator.create_project("typed-reviews", schema_text, names,
+                                        list(DEFAULT_STAGES), {"company": COMPANY_SCHEMA})
+    for name, text in _company_exports().items():
+        outcome = files.encode_export(COMPANY_SCHEMA, secret, text.encode("utf-8"),
+                                      COMPANY_MAPPING, case_key=b"k" * 32)
+        with LinkageClient(server.address, tokens[name]) as agency:
+            agency.submit("typed-reviews", batches[name])
+            agency.submit("typed-reviews", outcome.batch)
+    coordinator.run("typed-reviews", "0.8")
+    report = coordinator.report("typed-reviews")
+    type_of = {n["id"]: n["entity_type"] for n in report["network"]["nodes"]
+               if n["kind"] == "entity"}
+    company = next(g["id"] for g in report["groups"] if type_of.get(g["id"]) == "company")
+    person = next(g["id"] for g in report["groups"] if type_of.get(g["id"]) == "person")
+    coordinator.review("typed-reviews", company, "rejected", "not the same firm")
+    coordinator.review("typed-reviews", person, "accepted", "same person")
+    summary = coordinator.run("typed-reviews", "0.8")
+    assert summary["reviews_used"] == {"accepted": 1, "rejected": 1}
+    server.stop()  # one process owns a data directory; read the server's file after it
+    store = SqliteStore(server.data_dir)
+    try:
+        project_id = next(p.id for p in store.projects() if p.name == "typed-reviews")
+        persons = store.reviewed_scores(project_id, "person")
+        companies = store.reviewed_scores(project_id, "company")
+    finally:
+        store.close()
+    assert (persons[0].size, persons[1].size) == (1, 0)
+    assert (companies[0].size, companies[1].size) == (0, 1)

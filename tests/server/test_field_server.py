@@ -128,3 +128,22 @@ def test_a_batch_under_another_secret_says_how_to_withdraw_the_first(server, bat
             agency.submit("w", batch)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "'linkage batch withdraw'" in refused.value.details()
+
+
+def test_a_second_server_on_a_port_in_use_refuses_to_start(server, tmp_path):
+    """gRPC's SO_REUSEPORT is off: the second server says the address is in use and exits."""
+    done = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+                           str(tmp_path / "second"), "--listen", server.address],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "in use" in done.stderr, done.stderr
+
+
+def test_a_second_server_on_the_same_data_directory_refuses_to_start(server):
+    done = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+                           str(server.data_dir), "--listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Another linkage-server is using" in done.stderr, done.stderr
+    with LinkageClient(server.address, server.coordinator_token) as client:
+        assert client.list_projects() == []  # the first one serves on, untouched
