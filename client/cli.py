@@ -873,11 +873,9 @@ def _head_problem(sequence: int):
                    "match probabilities and the estimated precision and recall are printed "
                    "(auto always does this).")
 @click.option("-o", "--output", default="-", help="CSV file to write ('-' for stdout).")
-@click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
-              hidden=True)
 @click.argument("left")
 @click.argument("right")
-def match(threshold, estimates, output, schema_path, left, right) -> None:
+def match(threshold, estimates, output, left, right) -> None:
     """Link two encoded files without a server (1-to-1), using the server's engine.
 
     Writes CSV: left_record,right_record,confidence. The confidence is the
@@ -891,7 +889,6 @@ def match(threshold, estimates, output, schema_path, left, right) -> None:
     from linkage.batch import read_batch
     from linkage.matching import match_batches
     from linkage.threshold import parse_threshold
-    del schema_path
     requested = parse_threshold(threshold)
     left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
     bar = _progress(None, "comparing")

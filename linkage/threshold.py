@@ -50,7 +50,6 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "REVIEW_PROBABILITIES",
     "SCORE_FLOOR",
-    "ReviewBand",
     "SampledTail",
     "ScoreModel",
     "SolverScores",
@@ -60,7 +59,6 @@ __all__ = [
     "one_to_one_scores",
     "parse_threshold",
     "quality_curve",
-    "review_band",
     "score_histogram",
 ]
 
@@ -163,23 +161,6 @@ class ThresholdChoice:
     model: ScoreModel | None
     estimated_precision: float | None = None
     estimated_recall: float | None = None
-
-
-@dataclass(frozen=True)
-class ReviewBand:
-    """Scores from ``low_score`` (inclusive) to ``high_score`` (exclusive) have a match
-    probability between ``low_probability`` and ``high_probability``: the model cannot
-    call them either way, so a person's decision is worth most there."""
-
-    low_score: float
-    high_score: float
-    low_probability: float
-    high_probability: float
-
-    def contains(self, scores: np.ndarray) -> np.ndarray:
-        """Which scores fall inside the band."""
-        scores = np.asarray(scores, dtype=np.float64)
-        return (scores >= self.low_score) & (scores < self.high_score)
 
 
 @dataclass(frozen=True)
@@ -643,35 +624,6 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
               f"{float(weights.sum()):.0f} "
               f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
     return ThresholdChoice(best, reason, model, precision, recall)
-
-
-def review_band(model: ScoreModel | None, low: float = REVIEW_PROBABILITIES[0],
-                high: float = REVIEW_PROBABILITIES[1]) -> ReviewBand | None:
-    """The scores whose match probability lies in [low, high): where review helps most.
-
-    The defaults (0.2, 0.8) flag pairs the model cannot call either way with
-    odds of 4 to 1; outside the band a review rarely changes the decision.
-
-    Args:
-        model: a fitted score model, or ``None``.
-        low, high: match probabilities, 0 <= low < high <= 1.
-    Returns:
-        The band, or ``None`` without a model.
-    Raises:
-        InvalidRequestError: the probabilities are out of order or outside [0, 1].
-    """
-    if not 0.0 <= low < high <= 1.0:
-        raise InvalidRequestError(f"The review band needs 0 <= low < high <= 1, got {low} "
-                                  f"and {high}.")
-    if model is None:
-        return None
-    grid = np.linspace(model.floor, 1.0, 4001)
-    probability = model.match_probability(grid)
-    start = int(np.searchsorted(probability, low, side="left"))
-    stop = int(np.searchsorted(probability, high, side="left"))
-    low_score = float(grid[min(start, grid.size - 1)])
-    high_score = float(grid[stop]) if stop < grid.size else 1.0 + 1e-9
-    return ReviewBand(low_score, max(low_score, high_score), low, high)
 
 
 def quality_curve(scores: np.ndarray, model: ScoreModel | None, floor: float,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from linkage.batch import EncodedBatch, read_batch, write_batch
-from linkage.candidates import CandidatePairs, candidate_pairs, candidates_reference, dice
+from linkage.candidates import CandidatePairs, dice
 from linkage.clks import clks_from_base64, clks_from_bytes, clks_to_base64, popcounts
 from linkage.encoding import key_check_value, parse_secret
 from linkage.errors import (
@@ -182,25 +182,6 @@ def test_batch_validation():
 def _random_clks(rng, count, words, density):
     bits = rng.random((count, words * 64)) < density
     return np.packbits(bits, axis=1).view("<u8").reshape(count, words)
-
-
-@given(st.integers(0, 2**32 - 1), st.integers(0, 30), st.integers(0, 30), st.integers(1, 3),
-       st.floats(0.0, 1.0), st.booleans())
-@settings(max_examples=60, deadline=None)
-def test_fast_candidates_equal_the_reference(seed, left_count, right_count, words, threshold,
-                                             same):
-    rng = np.random.default_rng(seed)
-    left = _random_clks(rng, left_count, words, rng.random())
-    right = left if same else _random_clks(rng, right_count, words, rng.random())
-    shared = min(3, left.shape[0], right.shape[0])
-    if shared and not same:
-        right = right.copy()
-        right[:shared] = left[:shared]  # plant exact matches so high thresholds have pairs
-    expected = candidates_reference(left, right, threshold, same=same).sorted()
-    actual = candidate_pairs(left, right, threshold, same=same, tile_rows=7).sorted()
-    assert np.array_equal(actual.left, expected.left)
-    assert np.array_equal(actual.right, expected.right)
-    assert np.array_equal(actual.score, expected.score)
 
 
 @given(arrays(np.uint64, 4), arrays(np.uint64, 4))

@@ -1,18 +1,15 @@
-"""The score model: review feedback, the one-to-one solver's evidence, the review band."""
+"""The score model: review feedback and the one-to-one solver's evidence."""
 
 import numpy as np
 import pytest
 
 from linkage.candidates import CandidatePairs
-from linkage.errors import InvalidRequestError
 from linkage.grouping import greedy_groups
 from linkage.threshold import (
-    REVIEW_PROBABILITIES,
     SolverScores,
     choose_threshold,
     fit_score_model,
     one_to_one_scores,
-    review_band,
 )
 
 
@@ -126,27 +123,7 @@ def test_without_enough_decoys_the_plain_model_is_used():
     assert choose_threshold(scores, None, 0.5, solver=few).model == fit_score_model(scores, 0.5)
 
 
-# -- review band and the old signature --------------------------------------------------------
-
-def test_review_band_brackets_the_uncertain_scores():
-    rng = np.random.default_rng(3)
-    scores = np.concatenate([_non_matches(rng, 5000), np.clip(rng.normal(0.9, 0.04, 500), 0, 1)])
-    model = choose_threshold(scores).model
-    band = review_band(model)
-    low, high = REVIEW_PROBABILITIES
-    assert (band.low_probability, band.high_probability) == (low, high)
-    assert 0.5 < band.low_score < band.high_score < 1.0
-    inside = np.linspace(band.low_score, band.high_score, 50, endpoint=False)
-    probability = model.match_probability(inside)
-    assert probability.min() >= low - 0.01 and probability.max() <= high + 0.01
-    assert model.match_probability(np.array([band.high_score + 0.01]))[0] >= high
-    assert band.contains(np.array([band.low_score, band.high_score])).tolist() == [True, False]
-    wide = review_band(model, 0.05, 0.95)
-    assert wide.low_score <= band.low_score and wide.high_score >= band.high_score
-    assert review_band(None) is None
-    with pytest.raises(InvalidRequestError, match="low < high"):
-        review_band(model, 0.8, 0.2)
-
+# -- the old signature --------------------------------------------------------
 
 def test_the_servers_positional_call_still_works():
     rng = np.random.default_rng(3)
