@@ -34,7 +34,7 @@ from .api import LinkageClient
 from .render import render_report
 from .report_html import render_html
 
-__all__ = ["ServerProcess", "run_demo", "write_synthetic"]
+__all__ = ["ServerProcess", "end_process", "run_demo", "write_synthetic"]
 
 PROJECT = "antwerp-demo"
 
@@ -55,6 +55,17 @@ def write_synthetic(out_dir: Path, records: int, seed: int):
         writer.writerow([agency, record_id, entity])
     (out_dir / "truth.csv").write_text(buffer.getvalue(), encoding="utf-8")
     return dataset
+
+
+def end_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class ServerProcess:
@@ -140,13 +151,7 @@ class ServerProcess:
         """Ask the server to stop (SIGTERM), kill it if it does not, and close its pipe."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         if self._drainer is not None:
             self._drainer.join(timeout=5)
         if self.process.stderr is not None:

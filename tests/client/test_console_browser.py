@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from client.api import LinkageClient
-from client.demo import ServerProcess
+from client.demo import ServerProcess, end_process
 from client.report_html import network_view
 from linkage.synthetic import DEFAULT_STAGES
 
@@ -83,13 +83,7 @@ class ConsoleProcess:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
 
@@ -164,8 +158,16 @@ def browser():
 
 
 def wait_for(browser, condition, timeout: float = WAIT):
+    """Poll ``condition`` until true; an element replaced by a page load or a re-render
+    (stale, or not there yet) means "not yet", not a failure."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+    return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,
+                                             NoSuchElementException)).until(condition)
 
 
 def severe_errors(browser) -> list[dict]:
