@@ -22,7 +22,7 @@ from . import failpoints
 from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
-from .store import SqliteStore, Store
+from .storage import SqliteStore, Store
 from .tls import server_credentials
 
 __all__ = [
@@ -86,8 +86,13 @@ def secure_data_dir(data_dir: Path) -> None:
         data_dir.chmod(0o700)
 
 
-def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
-    """Open the store and build a server bound to ``config.listen``; returns (server, port, store).
+def create_server(config: ServerConfig, store: Store | None = None
+                  ) -> tuple[grpc.Server, int, Store]:
+    """Build a server on ``store`` bound to ``config.listen``; returns (server, port, store).
+
+    Without ``store`` it opens the embedded SQLite store in ``config.data_dir``. The
+    server owns the store from here on: it is closed when the server cannot start, and
+    by ``serve`` when it stops.
 
     With ``config.tls_cert``/``tls_key``/``client_ca`` set it serves mutual TLS only;
     without them, plaintext (and warns: that is for loopback only).
@@ -103,9 +108,8 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SqliteStore]:
                     "--client-ca for anything else.", config.listen)
     failpoints.configure(config.pause_at, config.data_dir)
     secure_data_dir(config.data_dir)
-    store = SqliteStore(config.data_dir)
-    for path in config.data_dir.glob("*.sqlite3*"):  # databases, their WAL and SHM files
-        path.chmod(0o600)
+    if store is None:
+        store = SqliteStore(config.data_dir)
     interrupted = store.interrupt_running_runs()
     if interrupted:
         log.warning("%d linkage run(s) were interrupted by the last stop and are marked failed; "
@@ -181,7 +185,7 @@ def _enable_reflection_v1(service_names, server: grpc.Server) -> None:
         REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
-def serve(server: grpc.Server, store: SqliteStore, *, grace_seconds: float = 10.0) -> None:
+def serve(server: grpc.Server, store: Store, *, grace_seconds: float = 10.0) -> None:
     """Start the server and block until SIGINT/SIGTERM, then stop gracefully."""
     stopped = threading.Event()
 

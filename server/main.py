@@ -75,8 +75,14 @@ def _is_loopback(listen: str) -> bool:
               help="Unfinished uploads begun longer ago are deleted.")
 @click.option("--report-page-bytes", default=1024 * 1024, show_default=True,
               help="Size of one page of report groups (GetReport replies are paged).")
+@click.option("--store", "store_spec", default="sqlite", show_default=True, envvar="LINKAGE_STORE",
+              help="Where the service's state lives: 'sqlite' (files in --data-dir) or "
+                   "postgresql://USER@HOST:PORT/DATABASE, which several replicas can share "
+                   "(the data dir keeps the credentials; a password goes in PGPASSWORD or "
+                   "~/.pgpass, never in the URL) (env LINKAGE_STORE).")
 @click.option("--check", "check_only", is_flag=True,
-              help="Verify the store (SQLite integrity and the service's invariants) and exit.")
+              help="Verify the store (the database's integrity and the service's invariants) "
+                   "and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every refused call.")
 @click.option("--pause-at", default="", envvar="LINKAGE_TEST_PAUSE_AT", hidden=True,
               help="Crash tests only: comma-separated pause points (server/failpoints.py).")
@@ -87,7 +93,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
          message_gap_seconds: float, calls_per_caller: int, uploads_per_agency: int,
          max_streams_per_connection: int, longest_deadline_seconds: float,
          unfinished_uploads_per_agency: int, upload_expiry_hours: float,
-         report_page_bytes: int, check_only: bool, verbose: bool,
+         report_page_bytes: int, store_spec: str, check_only: bool, verbose: bool,
          pause_at: str) -> None:
     """Run the linkage matching server.
 
@@ -101,13 +107,20 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         linkage-server --data-dir /srv/linkage --listen 127.0.0.1:50051
 
         linkage-server --data-dir /srv/linkage --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem
+
+        linkage-server --data-dir /srv/linkage-a --store postgresql://linkage@db.internal:5432/linkage
     """
     os.umask(0o077)  # every file the server (or a backup) creates: its owner only
-    context.obj = data_dir
+    from .storage import parse_store_option
+    try:
+        store_spec = parse_store_option(store_spec)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--store") from None
+    context.obj = (data_dir, store_spec)
     if context.invoked_subcommand is not None:
         return
     if check_only:
-        _check(data_dir)
+        _check(data_dir, store_spec)
         return
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -137,9 +150,13 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           report_page_bytes=report_page_bytes,
                           unfinished_uploads_per_agency=unfinished_uploads_per_agency,
                           upload_expiry_hours=upload_expiry_hours)
-    from .app import COORDINATOR_TOKEN_FILE, create_server, serve  # grpc, numpy: not for --help
+    from .app import COORDINATOR_TOKEN_FILE, create_server, secure_data_dir, serve  # not for --help
+    from .storage import open_store
+    from .tls import server_credentials
     try:
-        server, port, store = create_server(config)
+        server_credentials(tls_cert, tls_key, client_ca)  # refuse bad TLS before creating files
+        secure_data_dir(data_dir)
+        server, port, store = create_server(config, open_store(store_spec, data_dir))
     except (RuntimeError, LinkageError) as error:
         raise click.ClickException(str(error)) from None
     host = listen.rsplit(":", 1)[0]
@@ -149,28 +166,32 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
              f"no coordinator credential in {data_dir} (a restored backup: put the kept "
              f"{COORDINATOR_TOKEN_FILE} and operator.token there)")
     click.echo(f"linkage-server listening on {host}:{port} ({transport}); "
-               f"store {store.path}; {where}", err=True)
+               f"store {store.location}; {where}", err=True)
     sys.stderr.flush()
     serve(server, store)
 
 
-def _check(data_dir: Path) -> None:
+def _check(data_dir: Path, store_spec: str) -> None:
     from .maintenance import check_store
-    problems, notes = check_store(data_dir)
+    try:
+        problems, notes = check_store(data_dir, store_spec)
+    except (RuntimeError, LinkageError) as error:
+        raise click.ClickException(str(error)) from None
     for note in notes:
         click.echo(f"note: {note}")
     for problem in problems:
         click.echo(f"PROBLEM: {problem}")
     if problems:
-        raise click.ClickException(f"{len(problems)} problem(s) found in {data_dir}.")
-    click.echo(f"{data_dir}: store is consistent.")
+        where = data_dir if store_spec == "sqlite" else store_spec
+        raise click.ClickException(f"{len(problems)} problem(s) found in {where}.")
+    click.echo(f"{data_dir if store_spec == 'sqlite' else store_spec}: store is consistent.")
 
 
 @main.command()
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="New directory to write the backup to.")
 @click.pass_obj
-def backup(data_dir: Path, output: Path) -> None:
+def backup(obj: tuple[Path, str], output: Path) -> None:
     """Back up the store and the audit log with SQLite's online backup API (the server may
     keep running). The backup is a data directory: to restore, start the server on it and
     put the kept coordinator.token and operator.token beside it.
@@ -181,8 +202,12 @@ def backup(data_dir: Path, output: Path) -> None:
     """
     if output.exists():
         raise click.ClickException(f"{output} exists already; choose a new directory.")
+    data_dir, store_spec = obj
     from .maintenance import backup_store
-    size = backup_store(data_dir, output)
+    try:
+        size = backup_store(data_dir, output, store_spec)
+    except (RuntimeError, LinkageError) as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 
 
