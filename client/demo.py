@@ -76,9 +76,12 @@ class ServerProcess:
     """
 
     def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = (),
-                 tls_dir: Path | None = None):
+                 tls_dir: Path | None = None, store: str | None = None):
         self.data_dir = data_dir
         self.tls_dir = tls_dir
+        # 'sqlite' or a PostgreSQL URL, passed on as --store; None: the server's default
+        # (LINKAGE_STORE from the environment, else sqlite)
+        self.store = store
         self._extra_args = extra_args
         self._log = data_dir.parent / "server.log"
         self.process: subprocess.Popen | None = None
@@ -96,7 +99,8 @@ class ServerProcess:
                         "--client-ca", str(self.tls_dir / "ca.pem"))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.main", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0", *tls_args, *self._extra_args],
+             "--listen", "127.0.0.1:0", *(("--store", self.store) if self.store else ()),
+             *tls_args, *self._extra_args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + timeout
         lines = []

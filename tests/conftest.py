@@ -1,7 +1,15 @@
-"""Shared fixtures: synthetic agency data, encoded once, and real servers on loopback."""
+"""Shared fixtures: synthetic agency data, encoded once, real servers on loopback, and a
+real PostgreSQL server (started once per session) for the tests that run on both stores.
+
+Which tests run on both stores: the storage contract suite (``store`` fixture) and every
+test of the modules in ``BOTH_STORES``, whose servers then keep their state in a fresh
+PostgreSQL database per test (via LINKAGE_STORE, which ``linkage-server`` reads). With
+LINKAGE_TEST_STORES=all every server test runs on both (about twice the suite's time).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +21,64 @@ from linkage.schema import default_schema_text
 from linkage.synthetic import SyntheticConfig, generate
 
 SMALL_RECORDS = 250
+
+#: Server test modules run on SQLite and on PostgreSQL (the rest on SQLite only): the
+#: service end to end, incremental runs, hostile data, the contract suites and replicas.
+BOTH_STORES = {"test_service", "test_incremental", "test_hostile_data", "test_storage",
+               "test_storage_races"}
+#: Tests of SQLite-only behaviour (files, the data-directory lock, backups of the files).
+SQLITE_ONLY: set[str] = set()
+
+
+def _store_kinds(module: str, test: str) -> list[str]:
+    if test in SQLITE_ONLY:
+        return ["sqlite"]
+    if os.environ.get("LINKAGE_TEST_STORES") == "all" or module in BOTH_STORES:
+        return ["sqlite", "postgresql"]
+    return ["sqlite"]
+
+
+def pytest_generate_tests(metafunc):
+    if "store_kind" in metafunc.fixturenames:
+        kinds = _store_kinds(metafunc.module.__name__.rsplit(".", 1)[-1],
+                             metafunc.function.__name__)
+        if len(kinds) > 1:
+            metafunc.parametrize("store_kind", kinds)
+
+
+@pytest.fixture
+def store_kind() -> str:
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the whole session (tests/postgres.py). Without one,
+    PostgreSQL tests fail under CI and are skipped elsewhere."""
+    from tests.postgres import PostgresServer, PostgresUnavailable
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailable as error:
+        server.stop()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed under CI and did not start: {error}")
+        pytest.skip(f"no PostgreSQL here: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def store_spec(store_kind, request, monkeypatch) -> str:
+    """'sqlite', or the URL of a fresh PostgreSQL database that every linkage-server this
+    test starts uses (LINKAGE_STORE)."""
+    if store_kind == "sqlite":
+        monkeypatch.delenv("LINKAGE_STORE", raising=False)
+        return "sqlite"
+    url = request.getfixturevalue("postgres").create_database()
+    monkeypatch.setenv("LINKAGE_STORE", url)
+    return url
 
 
 @pytest.fixture(scope="session")

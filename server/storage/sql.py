@@ -80,6 +80,10 @@ class SqlStore:
                            "r.entity_type FROM records r JOIN batches b ON b.id = r.batch_id "
                            "WHERE b.project_id = ? ORDER BY r.id", (project_id,))
 
+    def _run_transaction(self, run_id: int) -> AbstractContextManager:
+        """The transaction that writes a run's results (PostgreSQL: on its owner's session)."""
+        return self._transaction()
+
     def _compact(self) -> None:
         """Make erased rows unreadable from the database's free space (after purge/delete)."""
 
@@ -535,7 +539,7 @@ class SqlStore:
 
     def finish_run(self, run_id, summary, groups) -> None:
         """Store a run's groups: (key, confidence, weakest pair score, members) each."""
-        with self._transaction() as db:
+        with self._run_transaction(run_id) as db:
             db.executemany("INSERT INTO groups (run_id, group_key, confidence, size, "
                            "weakest_score) VALUES (?, ?, ?, ?, ?)",
                            [(run_id, key, confidence, len(members), weakest)
