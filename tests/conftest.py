@@ -23,11 +23,14 @@ from linkage.synthetic import SyntheticConfig, generate
 SMALL_RECORDS = 250
 
 #: Server test modules run on SQLite and on PostgreSQL (the rest on SQLite only): the
-#: service end to end, incremental runs, hostile data, the contract suites and replicas.
-BOTH_STORES = {"test_service", "test_incremental", "test_hostile_data", "test_storage",
-               "test_storage_races"}
-#: Tests of SQLite-only behaviour (files, the data-directory lock, backups of the files).
-SQLITE_ONLY: set[str] = set()
+#: service end to end, incremental runs, crashes, hostile data and the contract suites.
+BOTH_STORES = {"test_service", "test_incremental", "test_crash", "test_hostile_data",
+               "test_storage", "test_storage_races"}
+#: Tests that stay on SQLite: a backup of SQLite's files, and a crash test whose reference
+#: server needs a store of its own (on PostgreSQL, test_replicas kills a run's owner and
+#: compares with a reference project in the same database).
+SQLITE_ONLY = {"test_sigterm_stops_cleanly_and_backup_is_usable",
+               "test_killed_during_a_run_marks_it_failed_and_a_rerun_completes"}
 
 
 def _store_kinds(module: str, test: str) -> list[str]:

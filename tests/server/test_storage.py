@@ -263,3 +263,31 @@ def test_check_reads_beside_a_running_store(store, project, store_spec, tmp_path
             reader.set_setting("k", b"v")
     finally:
         reader.close()
+
+
+def test_backup_copies_sqlite_and_names_pg_dump_for_postgresql(store, project, store_spec,
+                                                               tmp_path):
+    if store_spec == "sqlite":
+        assert store.backup(tmp_path / "copy") > 0
+        copy = open_store("sqlite", tmp_path / "copy")
+        try:
+            assert [p.name for p in copy.projects()] == ["p"]
+        finally:
+            copy.close()
+    else:
+        with pytest.raises(InvalidRequestError, match="pg_dump"):
+            store.backup(tmp_path / "copy")
+        assert not (tmp_path / "copy").exists()
+
+
+def test_the_store_option_takes_sqlite_or_a_url_without_password(tmp_path):
+    from click.testing import CliRunner
+
+    from server.main import main as server_main
+
+    for value, message in (("mysql://x", "expected 'sqlite' or postgresql://"),
+                           ("postgresql://u:secret@127.0.0.1:1/db", "PGPASSWORD")):
+        result = CliRunner().invoke(server_main, ["--data-dir", str(tmp_path / "d"),
+                                                  "--store", value, "--check"])
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "secret" not in result.output
