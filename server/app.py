@@ -91,8 +91,8 @@ def create_server(config: ServerConfig, store: Store | None = None
     """Build a server on ``store`` bound to ``config.listen``; returns (server, port, store).
 
     Without ``store`` it opens the embedded SQLite store in ``config.data_dir``. The
-    server owns the store from here on: it is closed when the server cannot start, and
-    by ``serve`` when it stops.
+    server owns the store from here on: it is closed when the address cannot be bound,
+    and by ``serve`` when the server stops.
 
     With ``config.tls_cert``/``tls_key``/``client_ca`` set it serves mutual TLS only;
     without them, plaintext (and warns: that is for loopback only).

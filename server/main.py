@@ -31,7 +31,7 @@ def _is_loopback(listen: str) -> bool:
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("linkage-data"), show_default=True, envvar="LINKAGE_DATA_DIR",
-              help="Directory of the embedded SQLite store and the coordinator credential.")
+              help="Directory of the credentials and, with --store sqlite, of the embedded store.")
 @click.option("--listen", default="127.0.0.1:50051", show_default=True, envvar="LINKAGE_LISTEN",
               help="HOST:PORT to listen on (port 0 picks a free one; non-loopback needs TLS).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path),

@@ -297,12 +297,8 @@ class PostgresStore(SqlStore):
             yield db
 
     def finish_run(self, run_id, summary, groups) -> None:
-        try:
-            super().finish_run(run_id, summary, groups)
-        except BaseException:
-            raise  # fail_run follows and releases the run
-        else:
-            self._release(run_id)
+        super().finish_run(run_id, summary, groups)  # on failure, fail_run releases the run
+        self._release(run_id)
 
     def fail_run(self, run_id: int, message: str) -> None:
         try:

@@ -420,32 +420,33 @@ class SqlStore:
                                  (project.id,)).fetchone()[0]
             if current is None:
                 db.execute("UPDATE projects SET key_check = ? WHERE id = ?", (key_check, project.id))
-            entity_type = header.get("entity_type") or ""
-            rows, with_attributes = [], False
-            chunks = db.execute("SELECT record_ids, clks, attributes FROM upload_chunks WHERE "
-                                "batch_id = ? ORDER BY first_record", (batch_id,)).fetchall()
-            clk_bytes = header["clk_bits"] // 8
-            for ids_json, blob, attributes_json in chunks:
-                ids, blob = json.loads(ids_json), bytes(blob)
-                attributes = None if attributes_json is None else json.loads(attributes_json)
-                with_attributes = with_attributes or attributes is not None
-                extra = ([(entity_type or a[0], a[1], a[2]) for a in attributes] if attributes
-                         else [(entity_type, "", "")] * len(ids))
-                rows.extend((batch_id, agency.id, rid, blob[i * clk_bytes:(i + 1) * clk_bytes],
-                             *extra[i]) for i, rid in enumerate(ids))
+            seen = {"attributes": False}
             try:
                 db.execute("INSERT INTO batches (id, project_id, agency_id, record_count, "
-                           "content_hash, created_at, deduplicated, has_attributes) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "content_hash, created_at, deduplicated) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (batch_id, project.id, agency.id, count, content_hash, now(),
-                            int(bool(header.get("deduplicated"))), int(with_attributes)))
-                self._insert_records(db, rows)
+                            int(bool(header.get("deduplicated")))))
+                self._insert_records(db, self._chunk_records(batch_id, agency.id, header, seen))
             except self._integrity_errors:
                 raise AlreadyExistsError("Some record ids of this batch are already stored for "
                                          "this agency; record ids must be unique.") from None
+            db.execute("UPDATE batches SET has_attributes = ? WHERE id = ?",
+                       (int(seen["attributes"]), batch_id))
             db.execute("DELETE FROM upload_chunks WHERE batch_id = ?", (batch_id,))
             db.execute("DELETE FROM uploads WHERE batch_id = ?", (batch_id,))
         return BatchRow(batch_id, agency.id, count, content_hash)
+
+    def _chunk_records(self, batch_id: str, agency_id: int, header: dict, seen: dict
+                       ) -> Iterator[tuple]:
+        """Record rows of a held upload, read one chunk at a time (memory stays at one
+        chunk); sets ``seen["attributes"]`` when a chunk carried attributes."""
+        entity_type = header.get("entity_type") or ""
+        for ids, clks, attributes in self.upload_chunks(batch_id):
+            seen["attributes"] = seen["attributes"] or attributes is not None
+            extra = ([(entity_type or a[0], a[1], a[2]) for a in attributes] if attributes
+                     else [(entity_type, "", "")] * len(ids))
+            for record_id, clk, attrs in zip(ids, clks, extra):
+                yield (batch_id, agency_id, record_id, clk, *attrs)
 
     def expire_uploads(self, older_than_seconds: float) -> int:
         """Delete unfinished uploads begun longer ago than that; returns how many."""
