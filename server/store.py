@@ -31,7 +31,7 @@ __all__ = [
     "ProjectRow",
     "RunRow",
     "SqliteStore",
-    "StoredRecords",
     "Store",
+    "StoredRecords",
     "UploadRow",
 ]

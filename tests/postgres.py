@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 __all__ = ["PostgresServer", "PostgresUnavailable", "find_bin_dir"]

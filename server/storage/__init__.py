@@ -38,10 +38,10 @@ from .sqlite import AUDIT_DATABASE_NAME, DATABASE_NAME, SqliteStore
 
 __all__ = [
     "AUDIT_DATABASE_NAME",
-    "DATABASE_NAME",
     "AgencyRow",
     "AuditStore",
     "BatchRow",
+    "DATABASE_NAME",
     "EntitySchemaRow",
     "FollowUpRow",
     "GroupRow",

@@ -291,3 +291,10 @@ def test_the_store_option_takes_sqlite_or_a_url_without_password(tmp_path):
                                                   "--store", value, "--check"])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "secret" not in result.output
+
+
+def test_the_storage_package_exports_a_sorted_public_surface():
+    import server.storage as storage
+
+    assert storage.__all__ == sorted(storage.__all__)
+    assert all(hasattr(storage, name) for name in storage.__all__)
