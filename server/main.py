@@ -194,7 +194,8 @@ def _check(data_dir: Path, store_spec: str) -> None:
 def backup(obj: tuple[Path, str], output: Path) -> None:
     """Back up the store and the audit log with SQLite's online backup API (the server may
     keep running). The backup is a data directory: to restore, start the server on it and
-    put the kept coordinator.token and operator.token beside it.
+    put the kept coordinator.token and operator.token beside it. A PostgreSQL store
+    (--store URL) is backed up with pg_dump instead; the command says so.
 
     Example:
 
@@ -206,7 +207,7 @@ def backup(obj: tuple[Path, str], output: Path) -> None:
     from .maintenance import backup_store
     try:
         size = backup_store(data_dir, output, store_spec)
-    except (RuntimeError, LinkageError) as error:
+    except (RuntimeError, LinkageError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Backed up {data_dir} to {output} ({size} bytes).", err=True)
 
