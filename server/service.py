@@ -183,8 +183,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         if "error" in outcome:
             raise outcome["error"]
         summary = outcome["summary"]
-        audit_note(records=summary["records"], groups=summary["groups"])
-        yield pb.RunProgress(stage="done", summary=summary_to_proto(outcome["summary"]))
+        audit_note(records=summary.records, groups=summary.groups)
+        yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
 
     def GetReport(self, request, context):
         report = report_to_proto(operations.project_report(self._store, request.project))
