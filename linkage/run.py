@@ -434,8 +434,8 @@ def link_incrementally(
         types[entity_type] = EntityTypeSummary(
             records=int(rows.size), threshold=float(result.choice.threshold),
             threshold_reason=result.choice.reason, groups=result.grouping.group_count,
-            reviews_used_accepted=int(accepted.size) if modelled else 0,
-            reviews_used_rejected=int(rejected.size) if modelled else 0,
+            reviews_used_accepted=int(accepted.size) if fit_model else 0,
+            reviews_used_rejected=int(rejected.size) if fit_model else 0,
             modelled=modelled, groups_to_review=int(flags.sum()))
     summary = _summary(records, settings, reviews, floor, results, types, groups,
                        broken_links, deduplicated, plans)

@@ -103,7 +103,11 @@ class RunSummary:
     # -- the store's JSON -------------------------------------------------------------------
 
     def to_json(self) -> dict:
-        """A JSON-ready dictionary (what the store keeps); ``from_json`` reads it back."""
+        """A JSON-ready dictionary (what the store keeps); ``from_json`` reads it back.
+
+        ``run`` and ``reused`` are left out: the store numbers its runs, and a reuse is
+        a property of one reply, not of the stored run.
+        """
         return {
             "threshold": self.threshold, "threshold_reason": self.threshold_reason,
             "records": self.records, "candidate_pairs": self.candidate_pairs,
