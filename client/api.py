@@ -253,12 +253,12 @@ class LinkageClient:
 
     def run(self, project: str, threshold: str = "auto",
             on_progress: Callable[[str, int, int], None] | None = None,
-            blocking: str = "auto") -> dict:
+            blocking: str = "auto", *, estimates: bool = False) -> dict:
         """Run linkage; returns the run summary as a dict."""
         summary = None
         for event in self._call(self.coordinator.RunLinkage,
                                 pb.RunLinkageRequest(project=project, threshold=threshold,
-                                                     blocking=blocking)):
+                                                     blocking=blocking, estimates=estimates)):
             if event.HasField("summary"):
                 summary = event.summary
             elif on_progress:

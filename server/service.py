@@ -168,7 +168,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
                 outcome["summary"] = operations.run_linkage(
                     self._store, request.project, request.threshold,
                     lambda stage, done, total: events.put((stage, done, total)),
-                    request.blocking)
+                    request.blocking, estimates=request.estimates)
             except BaseException as error:  # handed to the RPC thread below
                 outcome["error"] = error
             finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from linkage.review import REVIEW_DICE_MARGIN
+from linkage.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES
 from linkage.synthetic import DEFAULT_STAGES
 from server.store import DATABASE_NAME
 
@@ -33,6 +33,14 @@ def test_a_numeric_run_flags_groups_by_the_dice_band_in_run_and_report(server, c
     assert any(near) and not all(near)
     assert [g["needs_review"] for g in report["groups"]] == near
     assert summary["groups_to_review"] == report["summary"]["groups_to_review"] == sum(near)
+    # asked for estimates, the same threshold fits the model: probabilities, probability band
+    estimated = coordinator.run("dice-band", "0.7", estimates=True)
+    assert not estimated["reused"] and estimated["threshold"] == 0.7
+    report = coordinator.report("dice-band")
+    assert 0.0 < report["estimated_precision"] <= 1.0
+    low, high = REVIEW_PROBABILITIES
+    assert [g["needs_review"] for g in report["groups"]] == [
+        low <= g["confidence"] < high for g in report["groups"]]
 
 
 def test_summaries_stored_by_an_earlier_version_still_serve(server, coordinator, batches,
