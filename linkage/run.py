@@ -298,25 +298,24 @@ def _new_pair_tasks(agency: np.ndarray, is_new: np.ndarray, deduplicated: frozen
                     ) -> list[ComparisonTask]:
     """Comparisons of one type's new records with everything, leaving out pairs inside one
     deduplicated agency. Indices are the type's rows."""
-    if not deduplicated.intersection(np.unique(agency).tolist()):
-        return plan_new_record_tasks(is_new)
     closed = sorted(deduplicated.intersection(np.unique(agency).tolist()))
+    if not closed:
+        return plan_new_record_tasks(is_new)
     # Each deduplicated agency is a set of its own; all other agencies form one open set
     # whose records are compared with each other too.
     sets = [np.isin(agency, closed, invert=True)] + [agency == a for a in closed]
-    tasks = []
-    open_rows = sets[0]
-    if open_rows.any():
-        tasks.extend(ComparisonTask(np.flatnonzero(open_rows)[t.left],
-                                    np.flatnonzero(open_rows)[t.right], t.same)
-                     for t in plan_new_record_tasks(is_new[open_rows]))
-    for first in range(len(sets)):
-        for second in range(first + 1, len(sets)):
-            a, b = sets[first], sets[second]
-            new_a, all_b = np.flatnonzero(a & is_new), np.flatnonzero(b)
-            old_a, new_b = np.flatnonzero(a & ~is_new), np.flatnonzero(b & is_new)
-            tasks.append(ComparisonTask(new_a, all_b))
-            tasks.append(ComparisonTask(old_a, new_b))
+    open_rows = np.flatnonzero(sets[0])
+    tasks = [ComparisonTask(open_rows[t.left], open_rows[t.right], t.same)
+             for t in plan_new_record_tasks(is_new[open_rows])] if open_rows.size else []
+    # Across sets, each pair once: set i's new records against every record of the later
+    # sets and the old records of the earlier ones (old against old was compared before).
+    earlier_old = np.zeros(agency.shape[0], bool)
+    later = np.logical_or.reduce(sets)
+    for rows in sets:
+        later &= ~rows
+        tasks.append(ComparisonTask(np.flatnonzero(rows & is_new),
+                                    np.flatnonzero(later | earlier_old)))
+        earlier_old |= rows & ~is_new
     return [t for t in tasks if t.left.size and t.right.size]
 
 

@@ -140,21 +140,29 @@ def test_records_of_one_deduplicated_agency_are_never_compared():
         assert np.count_nonzero(agency[group.members] == 3) <= 1
 
 
-def test_an_incremental_run_equals_a_full_run():
-    records = _records(400, 5, agencies=3)
+@pytest.mark.parametrize("deduplicated", [frozenset(), frozenset({1, 3}), frozenset({2, 3, 4})])
+def test_an_incremental_run_equals_a_full_run(deduplicated):
+    records = _records(300, 5, agencies=4)
     settings = RunSettings.parse("0.8")
-    first_batch = records.agency < 3
+    first_batch = np.isin(records.agency, [1, 3])
+    # the first run holds agencies 1 and 3 only; positions are re-numbered for it
     first = RunRecords(records.agency[first_batch],
                        [r for r, keep in zip(records.record_ids, first_batch) if keep],
                        records.entity_type[first_batch], np.ones(first_batch.sum(), bool),
                        {"person": records.clks["person"][first_batch]})
-    one = _run(first, settings)
-    # the second run: the same positions for the first records, agency 3 new
+    one = _run(first, settings, deduplicated=deduplicated)
+    position = np.flatnonzero(first_batch)
+    kept = CandidatePairs(position[one.new_pairs.left], position[one.new_pairs.right],
+                          one.new_pairs.score)
     later = RunRecords(records.agency, records.record_ids, records.entity_type,
                        ~first_batch, records.clks)
-    two = _run(later, settings, kept=one.new_pairs, floor=one.floor)
+    two = _run(later, settings, kept=kept, floor=one.floor, deduplicated=deduplicated)
     assert not (first_batch[two.new_pairs.left] & first_batch[two.new_pairs.right]).any()
-    full = _run(records, settings)
+    full = _run(records, settings, deduplicated=deduplicated)
+    # the kept and the new pairs are the full run's pairs, each once
+    both = CandidatePairs.concat([kept, two.new_pairs])
+    assert sorted(zip(both.left.tolist(), both.right.tolist())) == sorted(
+        zip(full.new_pairs.left.tolist(), full.new_pairs.right.tolist()))
     assert _groups(two) == _groups(full)
     assert {g.key for g in two.groups} == {g.key for g in full.groups}
     assert two.summary.new_records == int((~first_batch).sum())
