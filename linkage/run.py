@@ -204,12 +204,17 @@ class FloorPlan:
 
 @dataclass(frozen=True)
 class RunGroup:
-    """A group of a run: its key, confidence, weakest pair score and members (positions)."""
+    """A group of a run: its key, confidence, weakest pair score and members.
+
+    ``members`` are positions; ``membership`` the same records as sorted
+    (agency, record id) pairs: what the key hashes and the store keeps.
+    """
 
     key: str
     confidence: float
     weakest_score: float
     members: np.ndarray
+    membership: list[tuple[int, str]]
     entity_type: str
     needs_review: bool
 
@@ -445,12 +450,15 @@ def _named_groups(result: LinkageResult, records: RunRecords, rows: np.ndarray,
                   entity_type: str, flags: np.ndarray, secret: bytes) -> list[RunGroup]:
     """The type's groups with their keys: keyed hashes of the (agency, record id) members."""
     members = [rows[local] for local in result.grouping.members()]
-    memberships = [sorted((int(records.agency[p]), records.record_ids[p]) for p in group.tolist())
+    agency, record_ids = records.agency.tolist(), records.record_ids
+    memberships = [sorted([(agency[p], record_ids[p]) for p in group.tolist()])
                    for group in members]
     keys = unique_group_keys(secret, memberships)
-    return [RunGroup(key, float(result.confidence[label]),
-                     float(result.grouping.weakest_score[label]), members[label], entity_type,
-                     bool(flags[label]))
+    confidence = result.confidence.tolist()
+    weakest = result.grouping.weakest_score.tolist()
+    flagged = flags.tolist()
+    return [RunGroup(key, confidence[label], weakest[label], members[label], memberships[label],
+                     entity_type, flagged[label])
             for label, key in enumerate(keys)]
 
 
@@ -463,7 +471,7 @@ def _summary(records: RunRecords, settings: RunSettings, reviews: RunReviews, fl
     choice = primary.choice
     edges, counts = score_histogram(primary.floor_scores, low=floor)
     agencies, per_agency = np.unique(records.agency, return_counts=True)
-    cross = sum(1 for g in groups if np.unique(records.agency[g.members]).size > 1)
+    cross = sum(1 for g in groups if len({agency for agency, _ in g.membership}) > 1)
     requested = settings.requested
     return RunSummary(
         threshold=float(choice.threshold),

@@ -16,7 +16,6 @@ import numpy as np
 from linkage.candidates import CandidatePairs
 from linkage.errors import RunStateError
 from linkage.run import (
-    RunOutcome,
     RunRecords,
     RunReviews,
     RunSettings,
@@ -102,7 +101,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         summary = outcome.summary.replace(
             batches_by_agency=_batches_by_agency(store, project.id),
             seconds=round(time.monotonic() - started, 3))
-        store.finish_run(run_id, summary.to_json(), _stored_groups(outcome, stored))
+        store.finish_run(run_id, summary.to_json(),
+                         [(group.key, group.confidence, group.weakest_score, group.membership)
+                          for group in outcome.groups])
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the run did not finish")
         raise
@@ -148,11 +149,3 @@ def _batches_by_agency(store: Store, project_id: int) -> dict[int, int]:
     for batch in store.batches(project_id):
         counts[batch.agency_id] = counts.get(batch.agency_id, 0) + 1
     return counts
-
-
-def _stored_groups(outcome: RunOutcome, stored: StoredRecords):
-    """Groups as the store keeps them: (key, confidence, weakest score, members)."""
-    return [(group.key, group.confidence, group.weakest_score,
-             sorted((int(stored.agency_ids[p]), stored.record_ids[p])
-                    for p in group.members.tolist()))
-            for group in outcome.groups]
