@@ -19,6 +19,7 @@ from linkage.audit import AuditEntry
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
 from linkage.errors import InvalidRequestError, NotFoundError
+from linkage.run_summary import RunSummary
 from protos.linkage.v1 import linkage_pb2 as pb
 from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -252,12 +253,12 @@ class LinkageClient:
 
     def run(self, project: str, threshold: str = "auto",
             on_progress: Callable[[str, int, int], None] | None = None,
-            blocking: str = "auto") -> dict:
+            blocking: str = "auto", *, estimates: bool = False) -> dict:
         """Run linkage; returns the run summary as a dict."""
         summary = None
         for event in self._call(self.coordinator.RunLinkage,
                                 pb.RunLinkageRequest(project=project, threshold=threshold,
-                                                     blocking=blocking)):
+                                                     blocking=blocking, estimates=estimates)):
             if event.HasField("summary"):
                 summary = event.summary
             elif on_progress:
@@ -380,15 +381,9 @@ def _follow_up_dict(follow_up: pb.FollowUp) -> dict:
 
 
 def _summary_dict(summary: pb.RunSummary) -> dict:
-    return {"run": summary.run, "threshold": round(summary.threshold, 4),
-            "threshold_reason": summary.threshold_reason, "records": summary.records,
-            "candidate_pairs": summary.candidate_pairs, "groups": summary.groups,
-            "cross_agency_groups": summary.cross_agency_groups,
-            "seconds": round(summary.seconds, 3), "new_records": summary.new_records,
-            "reused": summary.reused, "blocking": summary.blocking,
-            "groups_to_review": summary.groups_to_review,
-            "reviews_used": {"accepted": summary.reviews_used_accepted,
-                             "rejected": summary.reviews_used_rejected}}
+    """The run summary as clients show it: read through the one ``RunSummary`` type."""
+    return RunSummary.from_contract_values(
+        {name: getattr(summary, name) for name in RunSummary.CONTRACT_FIELDS}).client_view()
 
 
 def _open_channel(server: str, ca: PemSource | None, cert: PemSource | None,

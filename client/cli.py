@@ -529,8 +529,12 @@ def project_purge(client: LinkageClient, name, yes) -> None:
               show_default=True,
               help="'lsh' compares only pairs sharing a Hamming-LSH bucket (needs a numeric "
                    "threshold); 'auto' uses it only for very large projects.")
+@click.option("--estimates", is_flag=True,
+              help="With a numeric threshold, also fit the score model: match probabilities "
+                   "as confidences, estimated precision and recall in the report (auto "
+                   "always does this).")
 @server_options
-def run(client: LinkageClient, project, threshold, blocking) -> None:
+def run(client: LinkageClient, project, threshold, blocking, estimates) -> None:
     """Link every batch of a project; returns when done.
 
     Example:
@@ -550,7 +554,8 @@ def run(client: LinkageClient, project, threshold, blocking) -> None:
         bar.refresh()
 
     try:
-        summary = client.run(project, threshold, on_progress=show, blocking=blocking)
+        summary = client.run(project, threshold, on_progress=show, blocking=blocking,
+                             estimates=estimates)
     finally:
         for bar in bars.values():
             bar.close()

@@ -34,7 +34,6 @@ from .clks import popcounts
 from .grouping import Grouping, greedy_groups
 from .kernel import iter_dice_tiles
 from .threshold import (
-    REVIEW_PROBABILITIES,
     SCORE_FLOOR,
     SampledTail,
     ThresholdChoice,
@@ -54,7 +53,6 @@ __all__ = [
     "compare_new_records",
     "decide",
     "link_records",
-    "needs_review",
     "plan_blocking",
     "plan_new_record_tasks",
     "plan_owner_tasks",
@@ -324,17 +322,6 @@ def _one_to_one(max_per_owner, owners: np.ndarray) -> bool:
         present = np.unique(owners).tolist()
         return bool(present) and all(max_per_owner.get(owner) == 1 for owner in present)
     return max_per_owner == 1
-
-
-def needs_review(confidence: np.ndarray, modelled: bool,
-                 band: tuple[float, float] = REVIEW_PROBABILITIES) -> np.ndarray:
-    """Which groups' confidences fall in the review ``band``: the model is not sure either
-    way, so a person's decision is worth most there. None without a score model
-    (``modelled`` false), whose confidences are raw scores."""
-    confidence = np.asarray(confidence, np.float64)
-    if not modelled:
-        return np.zeros(confidence.shape, bool)
-    return (confidence >= band[0]) & (confidence < band[1])
 
 
 def link_records(

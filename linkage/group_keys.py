@@ -8,7 +8,6 @@ rare accidental clash inside one run is resolved by ``unique_group_keys``, never
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Sequence
@@ -44,7 +43,8 @@ def group_key(secret: bytes, members: Sequence[tuple[int, str]], attempt: int = 
     material = group_key_material(members)
     if attempt:
         material += b"\xffclash" + struct.pack(">Q", attempt)
-    return "g-" + hmac.new(secret, material, hashlib.sha256).hexdigest()[:16]
+    # hmac.digest: the one-shot form runs in C, several times faster than hmac.new per group
+    return "g-" + hmac.digest(secret, material, "sha256")[:8].hex()
 
 
 def unique_group_keys(secret: bytes, memberships: Iterable[Sequence[tuple[int, str]]]

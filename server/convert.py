@@ -6,6 +6,7 @@ import json
 import re
 
 from linkage.errors import InvalidRequestError, RunStateError
+from linkage.run_summary import RunSummary
 from protos.linkage.v1 import linkage_pb2 as pb
 
 from .operations import BatchHeaderInfo, FollowUpView, ProjectReport, RecordHit
@@ -26,23 +27,9 @@ def header_from_proto(header: pb.BatchHeader) -> BatchHeaderInfo:
                            header.content_hash, header.entity_type, header.deduplicated)
 
 
-def summary_to_proto(summary: dict) -> pb.RunSummary:
-    return pb.RunSummary(
-        run=int(summary.get("run", 0)),
-        threshold=float(summary["threshold"]),
-        threshold_reason=summary["threshold_reason"],
-        records=int(summary["records"]),
-        candidate_pairs=int(summary["candidate_pairs"]),
-        groups=int(summary["groups"]),
-        cross_agency_groups=int(summary["cross_agency_groups"]),
-        seconds=float(summary["seconds"]),
-        new_records=int(summary.get("new_records", 0)),
-        reused=bool(summary.get("reused", False)),
-        blocking=str(summary.get("blocking", "")),
-        groups_to_review=int(summary.get("groups_to_review", 0)),
-        reviews_used_accepted=int(summary.get("reviews_used_accepted", 0)),
-        reviews_used_rejected=int(summary.get("reviews_used_rejected", 0)),
-    )
+def summary_to_proto(summary: RunSummary) -> pb.RunSummary:
+    """The contract's message of a summary (its fields are ``RunSummary.CONTRACT_FIELDS``)."""
+    return pb.RunSummary(**summary.contract_values())
 
 
 def follow_up_to_proto(view: FollowUpView) -> pb.FollowUp:

@@ -168,7 +168,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
                 outcome["summary"] = operations.run_linkage(
                     self._store, request.project, request.threshold,
                     lambda stage, done, total: events.put((stage, done, total)),
-                    request.blocking)
+                    request.blocking, estimates=request.estimates)
             except BaseException as error:  # handed to the RPC thread below
                 outcome["error"] = error
             finally:
@@ -183,8 +183,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
         if "error" in outcome:
             raise outcome["error"]
         summary = outcome["summary"]
-        audit_note(records=summary["records"], groups=summary["groups"])
-        yield pb.RunProgress(stage="done", summary=summary_to_proto(outcome["summary"]))
+        audit_note(records=summary.records, groups=summary.groups)
+        yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
 
     def GetReport(self, request, context):
         report = report_to_proto(operations.project_report(self._store, request.project))

@@ -225,14 +225,16 @@ class ProjectSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., batches: _Optional[int] = ..., records: _Optional[int] = ..., stages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunLinkageRequest(_message.Message):
-    __slots__ = ("project", "threshold", "blocking")
+    __slots__ = ("project", "threshold", "blocking", "estimates")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     BLOCKING_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
     project: str
     threshold: str
     blocking: str
-    def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ..., blocking: _Optional[str] = ...) -> None: ...
+    estimates: bool
+    def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ..., blocking: _Optional[str] = ..., estimates: _Optional[bool] = ...) -> None: ...
 
 class RunProgress(_message.Message):
     __slots__ = ("stage", "done", "total", "summary")
