@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import struct
@@ -43,6 +44,9 @@ from linkage.mpc.dealer import AND_ROUNDS
 
 _HEADER = struct.Struct("<Q")
 _MAX_FRAME = 1 << 34
+# Up to this many pairs server 1 takes all of the dealer's corrections (48 B per pair) before
+# the online phase starts, so online times exclude the dealer; beyond, they stream.
+_PREFETCH_PAIRS = 1 << 23
 
 
 # -- framing -------------------------------------------------------------------------------------
@@ -193,6 +197,10 @@ def serve_main(args) -> int:
     seed = bytes(_recv(dealer))
     received = [len(seed)]
     corrections = _corrections_from(dealer, plan, received) if args.party == 1 else None
+    if corrections is not None and job["prefetch"]:
+        corrections = iter(list(corrections))  # the offline phase ends before the online one
+    _exchange(peer, np.zeros(1, np.uint8))  # both have their material: the online phase starts
+    offline = time.perf_counter() - started
     material = PartyMaterial(args.party, plan, seed, corrections)
     rational = rational_threshold(job["threshold"], plan.clk_bits)
     protocol = threshold_party(args.party, left, right, rational, material)
@@ -209,8 +217,8 @@ def serve_main(args) -> int:
         except StopIteration as stop:
             hits = stop.value
             break
-    wall = time.perf_counter() - started
-    send_json(coordinator, {"party": args.party, "online_wall_s": wall,
+    wall = time.perf_counter() - started - offline
+    send_json(coordinator, {"party": args.party, "online_wall_s": wall, "offline_wall_s": offline,
                             "waiting_s": waiting, "bytes_sent_to_peer": sent,
                             "rounds": rounds, "dealer_bytes_received": received[0],
                             "hits": len(hits)})
@@ -227,9 +235,13 @@ class _Role:
     """One child process of this module, started on a free loopback port."""
 
     def __init__(self, *role_args: str):
+        # One BLAS thread per process: each server is one core, and three processes with a
+        # thread per core each would only fight over the cores.
+        environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                       "MKL_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.attacks.two_server", *role_args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
             cwd=Path(__file__).resolve().parents[2])
         line = self.process.stderr.readline()
         if "listening on" not in line:
@@ -266,7 +278,8 @@ def link_on_two_servers(left_clks: np.ndarray, right_clks: np.ndarray, clk_bits:
             sock = _connect(server.address)
             job = {"plan": {"left_rows": plan.left_rows, "right_rows": plan.right_rows,
                             "clk_bits": clk_bits, "block_rows": plan.block_rows},
-                   "threshold": threshold, "dealer": dealer.address, "peer": second.address}
+                   "threshold": threshold, "dealer": dealer.address, "peer": second.address,
+                   "prefetch": plan.pairs <= _PREFETCH_PAIRS}
             send_json(sock, job)
             send_array(sock, left_shares[party])
             send_array(sock, right_shares[party])
@@ -291,6 +304,7 @@ def link_on_two_servers(left_clks: np.ndarray, right_clks: np.ndarray, clk_bits:
     return {"left": pairs[0][0], "right": pairs[0][1], "servers": reports,
             "dealer": dealer_report, "wall_s": wall, "split_s": split_s,
             "share_bytes_per_server": left_shares[0].nbytes + right_shares[0].nbytes,
+            "prefetch": plan.pairs <= _PREFETCH_PAIRS,
             "pairs": plan.pairs}
 
 
@@ -348,6 +362,8 @@ def bench_main(args) -> int:
         row = {"run": run, "pairs": pairs, "hits": len(result["left"]),
                "equal_to_kernel": same, "kernel_s": kernel_s,
                "wall_s": result["wall_s"],
+               "prefetched": result["prefetch"],
+               "offline_s_server1": servers[1]["offline_wall_s"],
                "online_s_per_server": max(s["online_wall_s"] for s in servers),
                "us_per_pair_per_server": 1e6 * max(s["online_wall_s"] for s in servers) / pairs,
                "bytes_per_pair_per_server": servers[0]["bytes_sent_to_peer"] / pairs,

@@ -13,7 +13,7 @@ See docs/privacy.md ("Two-server mode") for the trust assumptions and the measur
 
 from .dealer import AND_ROUNDS, BlockMaterial, Correction, Dealer, PartyMaterial, Plan
 from .protocol import HitPairs, RationalThreshold, rational_threshold, run_locally, threshold_party
-from .ring import RING_BITS, matmul_mod, reconstruct, split_clks, unpack_bits
+from .ring import RING_BITS, RightOperand, matmul_mod, reconstruct, split_clks, unpack_bits
 
 __all__ = [
     "AND_ROUNDS",
@@ -25,6 +25,7 @@ __all__ = [
     "Plan",
     "RING_BITS",
     "RationalThreshold",
+    "RightOperand",
     "matmul_mod",
     "rational_threshold",
     "reconstruct",

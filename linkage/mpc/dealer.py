@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .prg import new_seed, random_words
-from .ring import matmul_mod
+from .ring import RightOperand
 
 __all__ = ["AND_ROUNDS", "BlockMaterial", "Correction", "Dealer", "PartyMaterial", "Plan"]
 
@@ -120,7 +120,7 @@ class Dealer:
         self.seeds = seeds or (new_seed(), new_seed())
         a0, b0 = _masks(self.seeds[0], plan)
         a1, b1 = _masks(self.seeds[1], plan)
-        self._a, self._b = a0 + a1, b0 + b1
+        self._a, self._b = a0 + a1, RightOperand(b0 + b1)
 
     def corrections(self) -> Iterator[Correction]:
         """Server 1's corrections, one per block in ``plan.blocks()`` order."""
@@ -129,7 +129,7 @@ class Dealer:
             second = _seeded(self.seeds[1], self.plan, index, hi - lo, full=False)
             mask = first["mask"] + second["mask"]
             anded = (first["and_a"] ^ second["and_a"]) & (first["and_b"] ^ second["and_b"])
-            yield Correction(matmul_mod(self._a[lo:hi], self._b) - first["product"],
+            yield Correction(self._b.times(self._a[lo:hi]) - first["product"],
                              mask ^ first["mask_bits"], anded ^ first["and_product"])
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .dealer import AND_ROUNDS, BlockMaterial, PartyMaterial
-from .ring import matmul_mod
+from .ring import RightOperand
 
 __all__ = ["HitPairs", "RationalThreshold", "rational_threshold", "run_locally",
            "threshold_party"]
@@ -127,15 +127,17 @@ def threshold_party(party: int, left: np.ndarray, right: np.ndarray,
     opened = mine + (yield mine)
     open_left = opened[:left.size].reshape(left.shape)
     open_right = opened[left.size:].reshape(right.shape)
-    right_term = mask_right + open_right if party == 0 else mask_right
+    # One product per block: [E | A_s] [B_s + [s=0] F | F]^T = E (B_s + [s=0] F)^T + A_s F^T.
+    right_term = RightOperand(np.hstack([mask_right + open_right if party == 0 else mask_right,
+                                         open_right]))
     pop_left = left.sum(axis=1, dtype=np.uint32)
     pop_right = right.sum(axis=1, dtype=np.uint32)
     twice_q, p = np.uint32(2 * threshold.denominator), np.uint32(threshold.numerator)
     lefts, rights = [], []
     for index, (lo, hi) in enumerate(plan.blocks()):
         block = material.block(index)
-        common = (block.product + matmul_mod(open_left[lo:hi], right_term)
-                  + matmul_mod(mask_left[lo:hi], open_right))
+        common = block.product + right_term.times(np.hstack([open_left[lo:hi],
+                                                             mask_left[lo:hi]]))
         value = twice_q * common - p * (pop_left[lo:hi, None] + pop_right[None, :])
         at_least = yield from _non_negative(party, value, block)
         mine_bits = np.packbits(at_least, axis=None)

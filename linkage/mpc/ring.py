@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ClkError
 from .prg import new_seed, random_words
 
-__all__ = ["RING_BITS", "matmul_mod", "reconstruct", "split_clks", "unpack_bits"]
+__all__ = ["RING_BITS", "RightOperand", "matmul_mod", "reconstruct", "split_clks", "unpack_bits"]
 
 RING_BITS = 32
 _LIMB = 16
@@ -65,12 +65,38 @@ def reconstruct(share0: np.ndarray, share1: np.ndarray) -> np.ndarray:
     return share0 + share1
 
 
+class RightOperand:
+    """The right factor of ``matmul_mod``, split into float64 limbs once for many left blocks."""
+
+    def __init__(self, right: np.ndarray):
+        if right.dtype != np.uint32 or right.ndim != 2:
+            raise ValueError("matmul_mod takes 2-D uint32 matrices")
+        if right.shape[1] > _MAX_INNER:
+            raise ValueError(f"inner dimension {right.shape[1]} > {_MAX_INNER}: float64 sums "
+                             "would not be exact")
+        self.shape = right.shape
+        low = (right & 0xFFFF).astype(np.float64)
+        self._low = low
+        self._cross = np.hstack([low, (right >> 16).astype(np.float64)])
+
+    def times(self, left: np.ndarray) -> np.ndarray:
+        """``left @ right.T`` mod 2^32 (see ``matmul_mod``)."""
+        if left.dtype != np.uint32 or left.ndim != 2 or left.shape[1] != self.shape[1]:
+            raise ValueError(f"left {left.shape} {left.dtype} does not fit right {self.shape}")
+        l_lo = (left & 0xFFFF).astype(np.float64)
+        low = (l_lo @ self._low.T).astype(np.uint64)
+        cross = (np.hstack([(left >> 16).astype(np.float64), l_lo]) @ self._cross.T
+                 ).astype(np.uint64)
+        return (low + (cross << np.uint64(_LIMB))).astype(np.uint32)  # < 2^61: no overflow
+
+
 def matmul_mod(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """``left @ right.T`` mod 2^32 of two ``uint32`` matrices, exact, through float64 BLAS.
 
     Each operand is split into 16-bit limbs; ``lo·lo + 2^16 (hi·lo + lo·hi)`` is the
     product mod 2^32 (the ``hi·hi`` term is a multiple of 2^32). Every float64 partial sum
-    stays below 2^53, so the result is exact.
+    stays below 2^53, so the result is exact. ``RightOperand`` keeps the right factor's
+    limbs when many left blocks meet one right matrix.
 
     Raises:
         ValueError: the inner dimension is too long for exact float64 sums, or the shapes
@@ -80,11 +106,4 @@ def matmul_mod(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         raise ValueError("matmul_mod takes uint32 matrices")
     if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
         raise ValueError(f"shapes {left.shape} and {right.shape} do not fit left @ right.T")
-    if left.shape[1] > _MAX_INNER:
-        raise ValueError(f"inner dimension {left.shape[1]} > {_MAX_INNER}: float64 sums "
-                         "would not be exact")
-    l_lo, l_hi = (left & 0xFFFF).astype(np.float64), (left >> 16).astype(np.float64)
-    r_lo, r_hi = (right & 0xFFFF).astype(np.float64), (right >> 16).astype(np.float64)
-    low = (l_lo @ r_lo.T).astype(np.uint64)
-    cross = (np.hstack([l_hi, l_lo]) @ np.hstack([r_lo, r_hi]).T).astype(np.uint64)
-    return (low + (cross << np.uint64(_LIMB))).astype(np.uint32)  # < 2^61: no overflow
+    return RightOperand(right).times(left)
