@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--hardening", default="{}", help="the schema's hardening section, JSON")
     sub.add_argument("--skip-baseline", action="store_true")
     sub.add_argument("--json", help="also write every figure to this file")
-    sub = commands.add_parser("shared", help="cost of Dice on secret-shared CLKs (prototype)")
+    sub = commands.add_parser("shared", help="cost of two-server mode (the whole protocol, "
+                              "one process)")
     sub.add_argument("--records", type=int, nargs="+", default=[1000, 2000])
     sub.add_argument("--bits", type=int, default=1024)
+    sub.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     if args.command == "shared":
         from . import secret_shared
