@@ -27,12 +27,15 @@ __all__ = ["shared_cost"]
 def _clks(records: int, bits: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     left = rng.random((records, bits)) < 0.3
     right = left[rng.permutation(records)] ^ (rng.random((records, bits)) < 0.05)
-    pack = lambda b: np.packbits(b, axis=1, bitorder="little").view("<u8").astype(np.uint64)  # noqa: E731
-    return pack(left), pack(right)
+    return _pack(left), _pack(right)
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
 
 
 def shared_cost(records: int, bits: int = 1024, threshold: float = 0.8, seed: int = 0) -> dict:
-    """One run: dealer seconds, online seconds per server, bytes, and the kernel on the same pairs."""
+    """One run: dealer and online seconds, bytes, and the kernel on the same pairs."""
     left, right = _clks(records, bits, np.random.default_rng(seed))
     plan = Plan(records, records, bits)
     started = time.perf_counter()

@@ -150,7 +150,7 @@ def threshold_party(party: int, left: np.ndarray, right: np.ndarray,
 
 def _non_negative(party: int, value: np.ndarray, block: BlockMaterial
                   ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
-    """XOR share (``uint8`` 0/1) of ``[value >= 0]`` for a shared ``value`` with ``|value| < 2^31``."""
+    """XOR share (``uint8`` 0/1) of ``[value >= 0]`` for a shared ``|value| < 2^31``."""
     mine = value + block.mask
     masked = mine + (yield mine)  # c = z + r, uniform
     greater = block.mask_bits & ~masked & _LOW31

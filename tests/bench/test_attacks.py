@@ -143,8 +143,8 @@ def test_two_server_processes_link_exactly_the_kernels_pairs():
     rng = np.random.default_rng(7)
     left_bits = rng.random((90, 256)) < 0.3
     right_bits = left_bits[rng.integers(0, 90, 70)] ^ (rng.random((70, 256)) < 0.05)
-    pack = lambda bits: np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)  # noqa: E731
-    left, right = pack(left_bits), pack(right_bits)
+    left, right = (np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+                   for bits in (left_bits, right_bits))
     result = link_on_two_servers(left, right, 256, 0.8)
     plain = dice_candidates_native(left, right, 0.8)
     order = np.lexsort((plain.right, plain.left))

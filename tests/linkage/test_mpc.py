@@ -207,3 +207,18 @@ def test_messages_are_the_protocol_size():
     _, sent = _shared_hits(left, right, 0.8, block_rows=64)
     per_record = 4 * 64
     assert sent == 128 * per_record + 64 * 64 * (4 + AND_ROUNDS * 16) + 64 * 64 // 8
+
+
+def test_public_names_are_sorted_and_the_core_does_no_io():
+    import subprocess
+    import sys
+
+    import linkage.mpc as mpc
+
+    assert mpc.__all__ == sorted(mpc.__all__)
+    assert all(getattr(mpc, name) is not None for name in mpc.__all__)
+    code = ("import sys, linkage.mpc; print(sorted(m for m in ('socket', 'grpc', 'sqlite3', "
+            "'click', 'numba') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
