@@ -1,7 +1,8 @@
 """Two share-holding matching servers and a dealer as real processes on loopback, and a bench.
 
     python -m bench.attacks.two_server bench --records 1000 --threshold 0.8
-    python -m bench.attacks.two_server bench --dataset febrl4 --threshold 0.8
+    python -m bench.attacks.two_server bench --dataset febrl4 --threshold 0.77
+    python -m bench.attacks.two_server bench --dataset febrl4 --runs 0 --sweep 0.75 0.77 0.8
 
 Roles (each ``python -m bench.attacks.two_server ROLE``, one process each):
 
@@ -345,6 +346,14 @@ def bench_main(args) -> int:
     left, right = clks[a_rows], clks[b_rows]
     bits = schema.clk_bits
     dice_candidates_native(left[:64], right[:64], 0.5)  # compiled before timing
+    if args.sweep:
+        print("| threshold | pairs | precision | recall | F1 (plaintext kernel pairs: "
+              "the pairs two-server mode links) |\n|---|---|---|---|---|")
+        for threshold in args.sweep:
+            plain = dice_candidates_native(left, right, threshold)
+            quality = _f1(data, keep, a_rows[plain.left], b_rows[plain.right])
+            print(f"| {threshold} | {len(plain)} | {quality.precision:.4f} "
+                  f"| {quality.recall:.4f} | {quality.f1:.4f} |", flush=True)
     rows = []
     for run in range(args.runs):
         kernel_started = time.perf_counter()
@@ -377,6 +386,8 @@ def bench_main(args) -> int:
         row["slowdown_vs_kernel"] = row["online_s_per_server"] / kernel_s
         print(json.dumps(row), flush=True)
         rows.append(row)
+    if not rows:
+        return 0
     print(f"\n{args.dataset}: {len(left)} x {len(right)} records, {bits}-bit CLKs, "
           f"threshold {args.threshold}, median of {len(rows)} runs")
     print("| figure | median | runs |")
@@ -408,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--hardening", help="replace the shipped schema's hardening (JSON)")
     bench.add_argument("--json", help="also write every figure to this file")
+    bench.add_argument("--sweep", type=float, nargs="+", metavar="T",
+                       help="first print the F1 of the kernel's pairs at these thresholds")
     args = parser.parse_args(argv)
     return {"dealer": dealer_main, "serve": serve_main, "bench": bench_main}[args.role](args)
 
