@@ -14,8 +14,9 @@ file and no score on any edge. This runs our attacks on that and nothing else:
   than a real attacker has: the plaintext of every person of both files and which file each
   is in. Aligned with ``bench.attacks.align`` (unseeded, and seeded with k true pairs).
   Success = correct re-identifications / records of both files she did not know.
-  ``partners`` is what the linkage *result* reveals on its own: records linked to a seed
-  (she knows the seed's person, so its hit partner is probably that person too).
+  ``partners``: records linked to a seed, an upper bound on what the linkage *result*
+  gives her on its own (she knows the seed's person, and a hit partner is often that
+  person too: nearly always with plain CLKs, far less often where many pairs pass).
 * **graph and frequency attacks on a share**: the server's share of an agency's file,
   read as a CLK (each share's lowest bit, the only bit correlated with anything: it is
   the CLK bit XOR a uniform bit), given to the single-server attacks of the main table.
