@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from linkage.candidates import candidates_reference
@@ -222,3 +224,16 @@ def test_public_names_are_sorted_and_the_core_does_no_io():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([0.3, 0.55, 0.7, 0.8, 0.875, 1.0]),
+       st.integers(0, 2**32 - 1), st.integers(1, 5))
+def test_shared_pairs_equal_the_reference_on_any_small_input(n, m, threshold, seed, block_rows):
+    rng = np.random.default_rng(seed)
+    density = rng.uniform(0.05, 0.95)
+    left, right = _related(rng, n, m, 64, density=density, noise=rng.uniform(0, 0.3))
+    hits, _ = _shared_hits(left, right, threshold, block_rows=block_rows)
+    reference = candidates_reference(left, right, threshold)
+    assert set(zip(hits.left.tolist(), hits.right.tolist())) \
+        == set(zip(reference.left.tolist(), reference.right.tolist()))
