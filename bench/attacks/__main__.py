@@ -7,6 +7,7 @@
     python -m bench.attacks table --quick          # 1k records, one run
     python -m bench.attacks table --only none "shipped: balancing+blip(eps=4)" --sizes 2000
     python -m bench.attacks shared --records 1000 2000   # secret-shared Dice, cost
+    python -m bench.attacks learned --records 2000       # attacks on a two-server server's view
     python -m bench.attacks table --render a.json b.json --quality-cache q.json
 """
 
@@ -74,13 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--json", help="also write every figure to this file")
     sub.add_argument("--render", nargs="+", metavar="JSON",
                      help="only print the table from these --json files (merged)")
-    sub = commands.add_parser("shared", help="cost of Dice on secret-shared CLKs (prototype)")
+    sub = commands.add_parser("learned", help="the attacks on what a server learns in "
+                              "two-server mode")
+    sub.add_argument("--records", type=int, default=2000, help="records per agency")
+    sub.add_argument("--runs", type=int, default=3)
+    sub.add_argument("--first-run", type=int, default=0)
+    sub.add_argument("--threshold", type=float, default=0.8)
+    sub.add_argument("--seeds", type=int, nargs="+", default=[0, 50])
+    sub.add_argument("--hardening", default="{}", help="the schema's hardening section, JSON")
+    sub.add_argument("--skip-baseline", action="store_true")
+    sub.add_argument("--json", help="also write every figure to this file")
+    sub = commands.add_parser("shared", help="cost of two-server mode (the whole protocol, "
+                              "one process)")
     sub.add_argument("--records", type=int, nargs="+", default=[1000, 2000])
     sub.add_argument("--bits", type=int, default=1024)
+    sub.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     if args.command == "shared":
         from . import secret_shared
         return secret_shared.main(args)
+    if args.command == "learned":
+        from . import learned
+        return learned.main(args)
     if args.command == "table":
         return table.main(args)
     return _single(args)

@@ -91,3 +91,78 @@ def test_mine_patterns_finds_planted_token_positions():
     found = [set(p.tolist()) for p in mine_patterns(bits)]
     for positions in planted:
         assert any(len(set(positions.tolist()) & group) >= len(positions) - 1 for group in found)
+
+
+# -- two-server mode: what a server holds, and the real processes ---------------------------------
+
+def test_a_share_gives_the_single_server_attacks_nothing(plain_world):
+    """A server's share of an agency's file, read as CLKs, is noise to both attacks."""
+    from bench.attacks.learned import share_world
+
+    shared = share_world(plain_world)
+    assert graph_attack(shared).success < 0.05
+    assert frequency_attack(shared).success < 0.05
+
+
+def test_the_learned_graph_is_the_kernels_bipartite_hit_graph():
+    from bench.attacks.learned import make_linkage_world, server_hit_graph
+    from linkage.kernel import dice_candidates_native
+
+    schema = schema_with({})
+    world = make_linkage_world(schema, 60, run=0)
+    graph, sent = server_hit_graph(world.a_clks, world.b_clks, 0.8, schema.clk_bits)
+    plain = dice_candidates_native(world.a_clks, world.b_clks, 0.8)
+    assert graph.shape == (120, 120) and np.array_equal(graph, graph.T)
+    assert not graph[:60, :60].any() and not graph[60:, 60:].any()  # no within-agency edge
+    assert set(zip(*np.nonzero(graph[:60, 60:]))) == set(zip(plain.left.tolist(),
+                                                             plain.right.tolist()))
+    assert 20 <= len(plain) <= 40 and sent > 0  # most of the 30 shared people, few others
+
+
+def test_seeded_attack_on_a_learned_graph_finds_the_seeds_partners_only():
+    """On a graph of disjoint linked pairs a seed names its partner and nothing else."""
+    from bench.attacks.learned import learned_graph_attack
+
+    n = 100
+    graph = np.zeros((2 * n, 2 * n), np.float32)
+    graph[np.arange(n), n + np.arange(n)] = 1
+    graph[n + np.arange(n), np.arange(n)] = 1
+    rng = np.random.default_rng(0)
+    order = rng.permutation(2 * n)
+    truth = np.argsort(order)
+    theirs = graph[np.ix_(order, order)]
+    result = learned_graph_attack(graph, theirs, truth, seeds=10)
+    assert result.partners == 10
+    assert result.correct <= result.partners + 3
+
+
+def test_two_server_processes_link_exactly_the_kernels_pairs():
+    from bench.attacks.two_server import link_on_two_servers
+    from linkage.kernel import dice_candidates_native
+
+    rng = np.random.default_rng(7)
+    left_bits = rng.random((90, 256)) < 0.3
+    right_bits = left_bits[rng.integers(0, 90, 70)] ^ (rng.random((70, 256)) < 0.05)
+    left, right = (np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+                   for bits in (left_bits, right_bits))
+    result = link_on_two_servers(left, right, 256, 0.8)
+    plain = dice_candidates_native(left, right, 0.8)
+    order = np.lexsort((plain.right, plain.left))
+    assert len(plain) > 0
+    assert np.array_equal(result["left"], plain.left[order])
+    assert np.array_equal(result["right"], plain.right[order])
+    assert all(s["rounds"] == 8 for s in result["servers"])
+    assert result["dealer"]["bytes_to_server0"] == 32  # server 0's material is one seed
+
+
+def test_a_frame_of_the_wrong_size_is_refused():
+    import socket
+
+    from bench.attacks.two_server import recv_array, send_array
+
+    first, second = socket.socketpair()
+    send_array(first, np.zeros(5, np.uint32))
+    with pytest.raises(ConnectionError, match="expected shape"):
+        recv_array(second, np.uint32, (6,))
+    first.close()
+    second.close()

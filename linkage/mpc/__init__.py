@@ -1,0 +1,36 @@
+"""Linkage on secret-shared CLKs: two non-colluding servers learn only "Dice >= t" per cross pair.
+
+Pure functions and generators, arrays in and arrays out; the transport is at the edge
+(``bench/attacks/two_server.py``). Modules:
+
+* ``ring``: additive sharing in Z_{2^32}, the agency-side splitter, exact products mod 2^32;
+* ``prg``: seed expansion (AES-CTR) for shares and the dealer's seeded randomness;
+* ``dealer``: the offline phase (matrix Beaver triples, comparison masks, AND triples);
+* ``protocol``: one server's side of Dice-on-shares plus the secure comparison.
+
+See docs/privacy.md ("Two-server mode") for the trust assumptions and the measurements.
+"""
+
+from .dealer import AND_ROUNDS, BlockMaterial, Correction, Dealer, PartyMaterial, Plan
+from .protocol import HitPairs, RationalThreshold, rational_threshold, run_locally, threshold_party
+from .ring import RING_BITS, RightOperand, matmul_mod, reconstruct, split_clks, unpack_bits
+
+__all__ = [
+    "AND_ROUNDS",
+    "BlockMaterial",
+    "Correction",
+    "Dealer",
+    "HitPairs",
+    "PartyMaterial",
+    "Plan",
+    "RING_BITS",
+    "RationalThreshold",
+    "RightOperand",
+    "matmul_mod",
+    "rational_threshold",
+    "reconstruct",
+    "run_locally",
+    "split_clks",
+    "threshold_party",
+    "unpack_bits",
+]
