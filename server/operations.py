@@ -474,7 +474,7 @@ def _group_key_secret(store: Store) -> bytes:
 
 def run_linkage(store: Store, project_name: str, threshold_text: str,
                 on_progress: Callable[[str, int, int], None] | None = None,
-                blocking: str = "auto") -> dict:
+                blocking: str = "auto", executor=None) -> dict:
     """Link a project incrementally and store the groups; returns the run summary.
 
     Only records of batches that no earlier run compared are compared (with
@@ -553,7 +553,8 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
             fresh = []
             for entity_type, rows in rows_of.items():
                 found = compare_new_records(matrices[entity_type], records.is_new[rows], floor,
-                                            plan=plans[entity_type], on_progress=report)
+                                            plan=plans[entity_type], on_progress=report,
+                                            executor=executor)
                 fresh.append(CandidatePairs(rows[found.left], rows[found.right], found.score))
             fresh_pairs = CandidatePairs.concat(fresh)
             store.add_pairs(project.id, floor, records.row_ids[fresh_pairs.left],
