@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,7 +56,6 @@ class ScanStats:
     result_bytes: int = 0
     workers: int = 0
     seconds: float = 0.0
-    unit_seconds: list[float] = field(default_factory=list)
 
 
 def parse_executor(text: str | None) -> str | None:
@@ -187,7 +186,7 @@ class DaskExecutor:
         attempts = [0] * len(units)
         results: dict[int, CandidatePairs] = {}
         done = 0.0
-        finished = as_completed(list(pending))
+        finished = as_completed(list(pending), loop=client.loop)
         for future in finished:
             number = pending.pop(future)
             if future.status == "finished":
