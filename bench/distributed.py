@@ -106,6 +106,12 @@ class LocalCluster:
 
 
 def _worker_peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss`` it is not inherited
+    from the parent that started the process)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -136,6 +142,32 @@ def _person_job(records: int):
     clks = np.concatenate([batch.clks for batch in batches])
     owners = np.repeat(np.arange(len(batches)), [len(batch) for batch in batches])
     return clks, owners
+
+
+def _serial_parts(clks: np.ndarray, tasks, pairs) -> dict[str, float]:
+    """Seconds of the parts of a run that stay on the server: preparing the sides,
+    joining the units' pairs, grouping."""
+    from linkage.candidates import CandidatePairs
+    from linkage.executor import PreparedSides
+    from linkage.grouping import greedy_groups
+    started = time.perf_counter()
+    with PreparedSides(clks) as sides:
+        for task in tasks:
+            sides.side(task.left)
+            sides.side(task.right)
+    prepare = time.perf_counter() - started
+    started = time.perf_counter()
+    halves = len(pairs) // 2
+    CandidatePairs.concat([CandidatePairs(pairs.left[:halves], pairs.right[:halves],
+                                          pairs.score[:halves]),
+                           CandidatePairs(pairs.left[halves:], pairs.right[halves:],
+                                          pairs.score[halves:])])
+    join = time.perf_counter() - started
+    owners = np.repeat(np.arange(2), clks.shape[0] // 2)
+    started = time.perf_counter()
+    greedy_groups(pairs, clks.shape[0], owners, max_per_owner=1)
+    group = time.perf_counter() - started
+    return {"prepare": prepare, "join": join, "group": group}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(seconds), result
 
     rows = []
+    serial: dict[str, dict[str, float]] = {}
     for name, (clks, tasks, plan) in jobs.items():
         comparisons = sum(task.comparisons for task in tasks)
         print(f"{name}: in-process ...", file=sys.stderr, flush=True)
@@ -186,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         all_threads = numba.get_num_threads()
         numba.set_num_threads(1)
         one_thread, reference = timed(here)
+        serial[name] = _serial_parts(clks, tasks, reference)
         numba.set_num_threads(all_threads)
         every_thread, _ = timed(here)
         rows.append((name, "in-process, 1 kernel thread", one_thread, comparisons, 1.0, None,
@@ -243,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nthreshold {args.threshold}; medians of {args.repeats}; {os.cpu_count()} CPUs "
           f"(load average at the end {os.getloadavg()[0]:.1f})\n")
+    print("Serial parts (not divided among workers), seconds, one run each:\n")
+    print("| job | prepare sides | join pairs | group (1-to-1) |")
+    print("|---|---|---|---|")
+    for name, parts in serial.items():
+        print(f"| {name} | {parts['prepare']:.2f} | {parts['join']:.2f} | {parts['group']:.2f} |")
+    print()
     print("| job | where | wall s | comparisons/s | efficiency | overhead per unit s | "
           "bytes moved | peak MiB here | peak MiB worker | same pairs |")
     print("|---|---|---|---|---|---|---|---|---|---|")

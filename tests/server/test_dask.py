@@ -156,9 +156,10 @@ def _server_run(server: ServerProcess, paths, threshold: str, on_progress=None):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_server_run_on_dask_equals_the_in_process_run_even_when_a_worker_dies(
         two_workers, tmp_path):
-    left, right = make_clks(8000, seed=4)
+    left, right = make_clks(6000, seed=4)
     paths = write_batches(tmp_path, left, right)
     with ServerProcess(tmp_path / "here") as server:
         here, here_groups = _server_run(server, paths, "0.6")
@@ -176,5 +177,5 @@ def test_a_server_run_on_dask_equals_the_in_process_run_even_when_a_worker_dies(
     assert killed, "the worker was killed while the run compared"
     for key in ("threshold", "candidate_pairs", "groups", "cross_agency_groups"):
         assert here[key] == there[key], key
-    assert here["groups"] > 2000
+    assert here["groups"] > 1500
     assert here_groups == there_groups
