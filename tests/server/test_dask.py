@@ -96,6 +96,7 @@ def test_scans_on_dask_equal_the_in_process_scans(two_workers):
         executor.close()
 
 
+@pytest.mark.slow
 def test_a_whole_auto_run_on_dask_equals_the_in_process_run(two_workers):
     left, right = make_clks(4000, seed=2)
     clks = np.concatenate([left, right])
