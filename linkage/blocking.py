@@ -17,6 +17,7 @@ subset of the exhaustive candidates (never a false pair), deduplicated.
 from __future__ import annotations
 
 import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -174,21 +175,24 @@ def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
                     positions: list[np.ndarray], *, same: bool = False) -> CandidatePairs:
     """Pairs (Dice >= threshold) sharing a bucket in any of these tables, duplicates kept.
 
-    Bucketing a table (keys, sorts) runs on one core while the scoring of the
-    previous table runs on all of them: a second thread prepares the next table's
-    buckets (numba and numpy's sorts release the GIL), so both cores stay busy.
+    Bucketing a table (keys, sorts) runs on one core, so while the scoring of one
+    table runs on all of them, one thread per core buckets the tables after it
+    (numba and numpy's sorts release the GIL), and every core stays busy.
     """
     lcounts, rcounts = popcounts(left), popcounts(right)
     parts = []
     capacity = _MIN_CAPACITY
     if not positions:
         return CandidatePairs.empty()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lsh-buckets") as pool:
-        upcoming = pool.submit(_shared_buckets, left, right, positions[0])
+    ahead = max(1, numba.get_num_threads())
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="lsh-buckets") as pool:
+        upcoming = deque(pool.submit(_shared_buckets, left, right, table_positions)
+                         for table_positions in positions[:ahead])
         for table in range(len(positions)):
-            buckets = upcoming.result()
-            if table + 1 < len(positions):
-                upcoming = pool.submit(_shared_buckets, left, right, positions[table + 1])
+            buckets = upcoming.popleft().result()
+            if table + ahead < len(positions):
+                upcoming.append(pool.submit(_shared_buckets, left, right,
+                                            positions[table + ahead]))
             if buckets is None:
                 continue
             lorder, rorder, lstart, lstop, rstart, rstop = buckets
