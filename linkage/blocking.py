@@ -17,6 +17,8 @@ subset of the exhaustive candidates (never a false pair), deduplicated.
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -27,7 +29,8 @@ from .candidates import CandidatePairs
 from .clks import popcounts
 from .kernel import _KERNEL_LOCK, _next_ticket, _popcount64
 
-__all__ = ["LshPlan", "lsh_candidates", "plan_lsh"]
+__all__ = ["LshPlan", "distinct_pairs", "lsh_candidates", "lsh_table_pairs", "plan_lsh",
+           "table_positions"]
 
 _BITS_CHOICES = (12, 14, 16, 18, 20, 22, 24)
 _RECORD_COST = 40
@@ -143,50 +146,92 @@ def _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop, r
         out_n[thread] = n
 
 
+def table_positions(clk_bits: int, plan: LshPlan, seed: int = 0) -> list[np.ndarray]:
+    """The sampled bit positions of each of the plan's tables (sorted, ``int64``).
+
+    Drawn from ``seed`` in table order, so any split of the tables between
+    callers (processes, machines) samples exactly what one caller would.
+    """
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.choice(clk_bits, plan.bits, replace=False)).astype(np.int64)
+            for _ in range(plan.tables)]
+
+
+def _shared_buckets(left: np.ndarray, right: np.ndarray, positions: np.ndarray):
+    """One table's buckets found on both sides: row orders and each bucket's row ranges,
+    or ``None`` when no bucket is shared."""
+    lkeys, rkeys = _keys(left, positions), _keys(right, positions)
+    lorder, rorder = np.argsort(lkeys, kind="stable"), np.argsort(rkeys, kind="stable")
+    lsorted, rsorted = lkeys[lorder], rkeys[rorder]
+    shared = np.intersect1d(lsorted, rsorted)
+    if shared.size == 0:
+        return None
+    return (lorder, rorder,
+            np.searchsorted(lsorted, shared, "left"), np.searchsorted(lsorted, shared, "right"),
+            np.searchsorted(rsorted, shared, "left"), np.searchsorted(rsorted, shared, "right"))
+
+
+def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
+                    positions: list[np.ndarray], *, same: bool = False) -> CandidatePairs:
+    """Pairs (Dice >= threshold) sharing a bucket in any of these tables, duplicates kept.
+
+    Bucketing a table (keys, sorts) runs on one core, so while the scoring of one
+    table runs on all of them, one thread per core buckets the tables after it
+    (numba and numpy's sorts release the GIL), and every core stays busy.
+    """
+    lcounts, rcounts = popcounts(left), popcounts(right)
+    parts = []
+    capacity = _MIN_CAPACITY
+    if not positions:
+        return CandidatePairs.empty()
+    ahead = max(1, numba.get_num_threads())
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="lsh-buckets") as pool:
+        upcoming = deque(pool.submit(_shared_buckets, left, right, table_positions)
+                         for table_positions in positions[:ahead])
+        for table in range(len(positions)):
+            buckets = upcoming.popleft().result()
+            if table + ahead < len(positions):
+                upcoming.append(pool.submit(_shared_buckets, left, right,
+                                            positions[table + ahead]))
+            if buckets is None:
+                continue
+            lorder, rorder, lstart, lstop, rstart, rstop = buckets
+            threads = numba.get_num_threads()
+            while True:
+                out_l = np.empty((threads, capacity), np.int64)
+                out_r = np.empty((threads, capacity), np.int64)
+                out_s = np.empty((threads, capacity), np.float64)
+                out_n = np.zeros(threads, np.int64)
+                with _KERNEL_LOCK:
+                    _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop,
+                                 rstart, rstop, threshold, same, out_l, out_r, out_s, out_n)
+                if int(out_n.max()) <= capacity:
+                    break
+                capacity = int(out_n.sum())  # which thread takes which bucket varies run to run
+            for thread in range(threads):
+                if out_n[thread]:
+                    found_here = int(out_n[thread])
+                    parts.append(CandidatePairs(out_l[thread, :found_here].copy(),
+                                                out_r[thread, :found_here].copy(),
+                                                out_s[thread, :found_here].copy()))
+    return CandidatePairs.concat(parts)
+
+
+def distinct_pairs(found: CandidatePairs, right_rows: int) -> CandidatePairs:
+    """Each pair once, ordered by (left, right)."""
+    if len(found) == 0:
+        return found
+    keys = found.left * np.int64(right_rows) + found.right
+    _, first = np.unique(keys, return_index=True)
+    return CandidatePairs(found.left[first], found.right[first], found.score[first])
+
+
 def lsh_candidates(left: np.ndarray, right: np.ndarray, threshold: float, plan: LshPlan, *,
                    same: bool = False, seed: int = 0) -> CandidatePairs:
     """Candidate pairs (Dice >= threshold) among the pairs that share a bucket.
 
     With ``same=True`` the matrices are one batch and only pairs i < j come back.
     """
-    rng = np.random.default_rng(seed)
-    clk_bits = left.shape[1] * 64
-    lcounts, rcounts = popcounts(left), popcounts(right)
-    parts = []
-    capacity = _MIN_CAPACITY
-    for _ in range(plan.tables):
-        positions = np.sort(rng.choice(clk_bits, plan.bits, replace=False)).astype(np.int64)
-        lkeys, rkeys = _keys(left, positions), _keys(right, positions)
-        lorder, rorder = np.argsort(lkeys, kind="stable"), np.argsort(rkeys, kind="stable")
-        lsorted, rsorted = lkeys[lorder], rkeys[rorder]
-        shared = np.intersect1d(lsorted, rsorted)
-        if shared.size == 0:
-            continue
-        lstart = np.searchsorted(lsorted, shared, "left")
-        lstop = np.searchsorted(lsorted, shared, "right")
-        rstart = np.searchsorted(rsorted, shared, "left")
-        rstop = np.searchsorted(rsorted, shared, "right")
-        threads = numba.get_num_threads()
-        while True:
-            out_l = np.empty((threads, capacity), np.int64)
-            out_r = np.empty((threads, capacity), np.int64)
-            out_s = np.empty((threads, capacity), np.float64)
-            out_n = np.zeros(threads, np.int64)
-            with _KERNEL_LOCK:
-                _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop,
-                             rstart, rstop, threshold, same, out_l, out_r, out_s, out_n)
-            if int(out_n.max()) <= capacity:
-                break
-            capacity = int(out_n.sum())  # which thread takes which bucket varies run to run
-        for thread in range(threads):
-            if out_n[thread]:
-                found_here = int(out_n[thread])
-                parts.append(CandidatePairs(out_l[thread, :found_here].copy(),
-                                            out_r[thread, :found_here].copy(),
-                                            out_s[thread, :found_here].copy()))
-    found = CandidatePairs.concat(parts)
-    if len(found) == 0:
-        return found
-    keys = found.left * np.int64(right.shape[0]) + found.right
-    _, first = np.unique(keys, return_index=True)
-    return CandidatePairs(found.left[first], found.right[first], found.score[first])
+    positions = table_positions(left.shape[1] * 64, plan, seed)
+    return distinct_pairs(lsh_table_pairs(left, right, threshold, positions, same=same),
+                          right.shape[0])

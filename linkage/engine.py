@@ -16,14 +16,15 @@ at a low score (several times the work at 0.5 as at 0.8):
   sample points to.
 
 Comparisons are planned as ``ComparisonTask`` blocks and run by an
-``Executor``; the default, ``IN_PROCESS``, runs them here on every core.
+``Executor`` (``linkage.executor``); the default, ``IN_PROCESS``, runs them
+here on every core. Each side is prepared once per run, however many scans
+(sample, full, rescan) use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numba
 import numpy as np
@@ -31,6 +32,16 @@ import numpy as np
 from .blocking import LshPlan, lsh_candidates, plan_lsh
 from .candidates import CandidatePairs
 from .clks import popcounts
+from .executor import (
+    IN_PROCESS,
+    ComparisonTask,
+    Executor,
+    InProcessExecutor,
+    PreparedSides,
+    ProgressCallback,
+    plan_new_record_tasks,
+    plan_owner_tasks,
+)
 from .grouping import Grouping, greedy_groups
 from .kernel import iter_dice_tiles
 from .threshold import (
@@ -59,8 +70,6 @@ __all__ = [
     "warm_up",
 ]
 
-ProgressCallback = Callable[[str, int, int], None]
-_TILE_ROWS = 2048
 _SAMPLE_PAIRS = 200_000
 _PAIRS_PER_RECORD = 20
 _MIN_PAIR_BUDGET = 50_000
@@ -150,91 +159,6 @@ def plan_blocking(clks: np.ndarray, is_new: np.ndarray, threshold: float,
                     records=max(new, 1))
 
 
-@dataclass(frozen=True)
-class ComparisonTask:
-    """One block of a run's comparisons: rows ``left`` against rows ``right`` of the CLKs.
-
-    With ``same`` the two are one set of rows compared with itself (each pair
-    once). A run is a list of these, so that they can be scanned in any order,
-    in this process or elsewhere, and the pairs joined afterwards.
-    """
-
-    left: np.ndarray
-    right: np.ndarray
-    same: bool = False
-
-    @property
-    def comparisons(self) -> float:
-        """How many pairs the task compares (before any skipping by popcount)."""
-        left, right = float(self.left.size), float(self.right.size)
-        return left * (left - 1) / 2 if self.same else left * right
-
-
-class Executor(Protocol):
-    """Scans comparison tasks and returns the pairs at or above a floor."""
-
-    def scan(self, clks: np.ndarray, tasks: Sequence[ComparisonTask], floor: float, *,
-             plan: LshPlan | None = None,
-             on_progress: ProgressCallback | None = None) -> CandidatePairs:
-        """Pairs at or above ``floor`` of every task (rows of ``clks``, ``left < right``)."""
-        ...
-
-
-class InProcessExecutor:
-    """Runs the tasks one after another in this process, each on every core (the kernel's
-    threads), reporting progress per tile."""
-
-    def scan(self, clks: np.ndarray, tasks: Sequence[ComparisonTask], floor: float, *,
-             plan: LshPlan | None = None,
-             on_progress: ProgressCallback | None = None) -> CandidatePairs:
-        report = on_progress or (lambda stage, done, total: None)
-        total = int(sum(task.left.size for task in tasks))
-        parts = []
-        done = 0
-        report("comparing", 0, total)
-        for task in tasks:
-            left = clks[task.left]
-            right = left if task.same else clks[task.right]
-            if plan is not None:
-                tiles = [lsh_candidates(left, right, floor, plan, same=task.same)]
-                step = int(task.left.size)
-            else:
-                tiles = iter_dice_tiles(left, right, floor, same=task.same, tile_rows=_TILE_ROWS)
-                step = _TILE_ROWS
-            for tile in tiles:
-                first, second = task.left[tile.left], task.right[tile.right]
-                parts.append(CandidatePairs(np.minimum(first, second), np.maximum(first, second),
-                                            tile.score))
-                done = min(done + step, total)
-                report("comparing", done, total)
-        report("comparing", total, total)
-        return CandidatePairs.concat(parts)
-
-
-IN_PROCESS = InProcessExecutor()
-
-
-def plan_new_record_tasks(is_new: np.ndarray) -> list[ComparisonTask]:
-    """New records against every old one, and against each other; old pairs are not redone."""
-    new_rows = np.flatnonzero(is_new)
-    old_rows = np.flatnonzero(~is_new)
-    tasks = [ComparisonTask(new_rows, new_rows, same=True)]
-    if old_rows.size:
-        tasks.insert(0, ComparisonTask(new_rows, old_rows))
-    return tasks
-
-
-def plan_owner_tasks(owners: np.ndarray, cross_owner_only: bool) -> list[ComparisonTask]:
-    """Every pair of records once; with ``cross_owner_only`` only pairs of different owners,
-    one task per pair of owners (pairs within an owner are not compared at all)."""
-    if not cross_owner_only:
-        everything = np.arange(owners.shape[0])
-        return [ComparisonTask(everything, everything, same=True)]
-    rows = [np.flatnonzero(owners == owner) for owner in np.unique(owners)]
-    return [ComparisonTask(rows[a], rows[b]) for a in range(len(rows))
-            for b in range(a + 1, len(rows))]
-
-
 def compare_new_records(
     clks: np.ndarray,
     is_new: np.ndarray,
@@ -242,17 +166,21 @@ def compare_new_records(
     *,
     plan: LshPlan | None = None,
     on_progress: ProgressCallback | None = None,
-    executor: Executor = IN_PROCESS,
+    executor: Executor | None = None,
 ) -> CandidatePairs:
     """Pairs at or above ``floor`` that involve at least one new record.
 
     New records are compared with every old record and with each other; pairs of
     two old records are not recomputed. Indices are rows of ``clks``; each pair
     is reported once with ``left < right``. With an LSH ``plan`` only pairs that
-    share a bucket are scored (a subset of the exhaustive result).
+    share a bucket are scored (a subset of the exhaustive result). ``executor``
+    says where the comparisons run (``None``: in this process); every executor
+    returns the same pairs in the same order.
     """
-    return executor.scan(clks, plan_new_record_tasks(is_new), floor, plan=plan,
-                         on_progress=on_progress)
+    executor = executor or IN_PROCESS
+    with PreparedSides(clks) as prepared:
+        return executor.scan(clks, plan_new_record_tasks(is_new), floor, plan=plan,
+                             on_progress=on_progress, prepared=prepared)
 
 
 def decide(
@@ -333,7 +261,7 @@ def link_records(
     cross_owner_only: bool = False,
     estimates: bool | None = None,
     tail_sample: bool | float | None = None,
-    executor: Executor = IN_PROCESS,
+    executor: Executor | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> LinkageResult:
     """Compare all records pairwise, choose the threshold and group the matches.
@@ -353,12 +281,24 @@ def link_records(
             ``TAIL_SAMPLE_MIN_COMPARISONS`` comparisons; a number in (0, 1) is
             the share of records to sample (default ``_TAIL_SHARE``, at least
             ``_TAIL_MIN_ROWS`` records).
-        executor: where the comparisons run (``IN_PROCESS`` by default).
+        executor: where the comparisons run (``None``: in this process).
     """
+    with PreparedSides(clks) as prepared:
+        return _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates,
+                     tail_sample, executor or IN_PROCESS, prepared, on_progress)
+
+
+def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, tail_sample,
+          executor: Executor, prepared: PreparedSides,
+          on_progress: ProgressCallback | None) -> LinkageResult:
+    """``link_records`` with every scan's sides prepared once, in ``prepared``."""
+    def scan(tasks, level, progress=None):
+        return executor.scan(clks, tasks, level, on_progress=progress, prepared=prepared)
+
     tasks = plan_owner_tasks(owners, cross_owner_only)
     fit_model = threshold is None or bool(estimates)
     if not fit_model:
-        pairs = executor.scan(clks, tasks, threshold, on_progress=on_progress)
+        pairs = scan(tasks, threshold, on_progress)
         return decide(pairs, threshold, owners, threshold=threshold, max_per_owner=max_per_owner,
                       cross_owner_only=cross_owner_only, on_progress=on_progress,
                       fit_model=False)
@@ -370,19 +310,19 @@ def link_records(
         tail_sample = comparisons > TAIL_SAMPLE_MIN_COMPARISONS
     limits = {"max_per_owner": max_per_owner, "cross_owner_only": cross_owner_only}
     if not tail_sample:
-        floor_pairs = executor.scan(clks, tasks, floor, on_progress=on_progress)
+        floor_pairs = scan(tasks, floor, on_progress)
         return decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
                       **limits)
     share = tail_sample if not isinstance(tail_sample, bool) else None
     sampled_tasks, weight = _sample_tasks(tasks, share)
-    sample = executor.scan(clks, sampled_tasks, floor)
+    sample = scan(sampled_tasks, floor)
     if threshold is not None:
         level = threshold
     else:
         guess = decide(sample, floor, owners, **limits, tail=SampledTail(1.0 + 1e-9, weight))
         level = max(floor, guess.choice.threshold - _SCAN_MARGIN)
     while True:
-        full = executor.scan(clks, tasks, level, on_progress=on_progress)
+        full = scan(tasks, level, on_progress)
         below = sample.score < level
         floor_pairs = CandidatePairs.concat([
             CandidatePairs(sample.left[below], sample.right[below], sample.score[below]), full])

@@ -30,10 +30,12 @@ same set of pairs with bit-identical scores as ``candidates_reference``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -45,7 +47,8 @@ from numba.extending import intrinsic
 from .candidates import CandidatePairs
 from .errors import ClkError
 
-__all__ = ["dice_candidates_native", "iter_dice_tiles"]
+__all__ = ["PreparedSide", "dice_candidates_native", "iter_dice_tiles", "prepare_side",
+           "scan_prepared"]
 
 # Right rows per block: the kernel's vector lanes, held in _LANES / 8 AVX-512
 # registers. A block of 1024-bit CLKs is 16 KiB and stays in L1. Measured on
@@ -411,9 +414,169 @@ def _blocked(sorted_rows: np.ndarray, sorted_rest: np.ndarray):
     return blocks, rest
 
 
+@dataclass(frozen=True)
+class PreparedSide:
+    """One side of a comparison in the kernel's layout, built once and scanned many times.
+
+    Rows sorted by popcount (``order[k]`` is the input row at sorted position k),
+    their popcount profile, and the word-major blocks of ``_LANES`` rows. None of
+    it depends on the threshold, so a run that scans the same rows at several
+    floors (a sample, then everything) or in many tiles (on other machines)
+    prepares each side once. ``digest`` names the rows' contents, so that two
+    sides can be checked to be one batch without comparing them.
+    """
+
+    order: np.ndarray
+    rows: np.ndarray
+    counts: np.ndarray
+    rest: np.ndarray
+    blocks: np.ndarray
+    blocked_rest: np.ndarray
+    digest: bytes
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def words(self) -> int:
+        return int(self.rows.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(getattr(self, name).nbytes for name in
+                       ("order", "rows", "counts", "rest", "blocks", "blocked_rest")))
+
+
+def prepare_side(matrix: np.ndarray, name: str = "CLK") -> PreparedSide:
+    """The kernel's sorted, word-major copy of ``matrix`` (see ``PreparedSide``).
+
+    Raises:
+        ClkError: ``matrix`` is not a 2-D ``uint64`` matrix, or has zero-length CLKs.
+    """
+    matrix = _checked(matrix, name)
+    if matrix.shape[0] and matrix.shape[1] == 0:
+        raise ClkError("CLKs must be at least 64 bits long")
+    cuts = _cuts(max(matrix.shape[1], 1))
+    counts, rest = _popcount_profile(matrix, cuts)
+    order = np.argsort(counts, kind="stable").astype(np.int64)
+    rows = matrix[order]
+    sorted_rest = rest[order]
+    blocks, blocked_rest = _blocked(rows, sorted_rest)
+    digest = hashlib.blake2b(matrix.tobytes(), digest_size=16,
+                             person=str(matrix.shape).encode()[:16]).digest()
+    return PreparedSide(order, rows, counts[order], sorted_rest, blocks, blocked_rest, digest)
+
+
+def _check_pair(left: PreparedSide, right: PreparedSide, threshold: float, same: bool) -> float:
+    threshold = float(threshold)
+    if math.isnan(threshold):
+        raise ValueError("threshold is NaN")
+    if same and (left.size != right.size or left.digest != right.digest):
+        raise ValueError("same=True compares one batch with itself: pass the same matrix twice")
+    if left.size and right.size and left.words != right.words:
+        raise ClkError(
+            f"left CLKs are {left.words * 64} bits but right CLKs are "
+            f"{right.words * 64}: were the batches encoded with different schemas?"
+        )
+    return threshold
+
+
+def _row_ranges(left: PreparedSide, right: PreparedSide, threshold: float, same: bool):
+    """Per sorted left row, the sorted right rows ``[lo, hi)`` whose popcount can pass,
+    and the tables the scan needs."""
+    bits = left.words * 64
+    cuts = _cuts(left.words)
+    need = _need_table(threshold, 2 * bits)
+    need_floor = np.minimum.accumulate(need[::-1])[::-1].copy()
+    low, high = _feasible_counts(need, bits)
+    # first[v]: index of the first sorted right row with popcount >= v.
+    first = np.searchsorted(right.counts, np.arange(bits + 2), side="left")
+    counts = left.counts
+    feasible = low[counts] <= high[counts]
+    left_lo = np.where(feasible, first[np.minimum(low[counts], bits + 1)], 0)
+    left_hi = np.where(feasible, first[np.clip(high[counts] + 1, 0, bits + 1)], 0)
+    if same:
+        left_lo = np.maximum(left_lo, np.arange(left.size) + 1)
+    left_lo = left_lo.astype(np.int64)
+    left_hi = np.maximum(left_hi, left_lo).astype(np.int64)
+    return cuts, need, need_floor, left_lo, left_hi
+
+
+def scan_prepared(
+    left: PreparedSide,
+    right: PreparedSide,
+    threshold: float,
+    *,
+    same: bool = False,
+    start: int = 0,
+    stop: int | None = None,
+    tile_rows: int = _DEFAULT_TILE_ROWS,
+) -> Iterator[CandidatePairs]:
+    """Pairs with Dice >= ``threshold`` of sorted left rows ``start:stop`` (positions in
+    popcount order, not input rows), one tile of ``tile_rows`` of them at a time.
+
+    Row numbers in the results are input rows of the two prepared matrices. The
+    tiles of ``start:stop`` ranges that cover ``0:left.size`` together are
+    exactly what ``iter_dice_tiles`` yields, so a comparison can be split into
+    such ranges and run anywhere. Raises as ``iter_dice_tiles``.
+    """
+    threshold = _check_pair(left, right, threshold, same)
+    if tile_rows < 1:
+        raise ValueError(f"tile_rows must be at least 1, got {tile_rows}")
+    stop = left.size if stop is None else min(stop, left.size)
+    if left.size == 0 or right.size == 0:
+        for _ in range(start, stop, tile_rows):
+            yield CandidatePairs.empty()
+        return
+    cuts, need, need_floor, left_lo, left_hi = _row_ranges(left, right, threshold, same)
+    all_threads = numba.get_num_threads()
+    capacity = _MIN_CAPACITY
+    n_right = right.size
+    for tile_start in range(start, stop, tile_rows):
+        tile_stop = min(tile_start + tile_rows, stop)
+        work = int(np.sum(left_hi[tile_start:tile_stop] - left_lo[tile_start:tile_stop]))
+        if work == 0:
+            yield CandidatePairs.empty()
+            continue
+        threads = all_threads if work >= _SERIAL_PAIRS else 1
+        while True:
+            out_row = np.empty((threads, capacity), np.int64)
+            out_col = np.empty((threads, capacity), np.int64)
+            out_common = np.empty((threads, capacity), np.int64)
+            out_n = np.zeros(threads, np.int64)
+            with _KERNEL_LOCK, _thread_count(threads):
+                _scan(
+                    left.rows, left.counts, left.rest, left_lo, left_hi,
+                    right.blocks, right.counts, right.blocked_rest, cuts, need, need_floor,
+                    n_right, tile_start, tile_stop, out_row, out_col, out_common, out_n,
+                )
+            if int(out_n.max()) <= capacity:
+                break
+            # Which thread gets which tile varies run to run, so only the total
+            # is sure to fit every thread's share on the rerun.
+            capacity = int(out_n.sum())
+        if not out_n.any():
+            yield CandidatePairs.empty()
+            continue
+        rows = np.concatenate([out_row[t, : out_n[t]] for t in range(threads)])
+        cols = np.concatenate([out_col[t, : out_n[t]] for t in range(threads)])
+        common = np.concatenate([out_common[t, : out_n[t]] for t in range(threads)])
+        totals = left.counts[rows] + right.counts[cols]
+        scores = np.zeros(rows.shape[0], np.float64)
+        nonzero = totals > 0
+        scores[nonzero] = 2.0 * common[nonzero] / totals[nonzero]
+        left_ids = left.order[rows]
+        right_ids = right.order[cols]
+        if same:
+            left_ids, right_ids = np.minimum(left_ids, right_ids), np.maximum(left_ids, right_ids)
+        order = np.lexsort((right_ids, left_ids))
+        yield CandidatePairs(left_ids[order], right_ids[order], scores[order])
+
+
 def iter_dice_tiles(
-    left: np.ndarray,
-    right: np.ndarray,
+    left: np.ndarray | PreparedSide,
+    right: np.ndarray | PreparedSide,
     threshold: float,
     *,
     same: bool = False,
@@ -431,8 +594,9 @@ def iter_dice_tiles(
     ``NUMBA_NUM_THREADS`` or call ``numba.set_num_threads``).
 
     Args:
-        left: packed CLKs, a (records, words) ``uint64`` matrix.
-        right: packed CLKs with the same number of words.
+        left: packed CLKs, a (records, words) ``uint64`` matrix, or its
+            ``prepare_side`` (to scan the same rows many times without re-sorting).
+        right: packed CLKs with the same number of words, or its ``prepare_side``.
         threshold: report pairs whose Dice coefficient is >= this (float64).
         same: ``left`` and ``right`` are one batch compared with itself; only
             pairs ``i < j`` are reported (as ``left=i, right=j``).
@@ -447,103 +611,11 @@ def iter_dice_tiles(
         ValueError: ``threshold`` is NaN, ``tile_rows < 1``, or ``same=True`` with
             two different matrices.
     """
-    left = _checked(left, "left")
-    right = _checked(right, "right")
-    threshold = float(threshold)
-    if math.isnan(threshold):
-        raise ValueError("threshold is NaN")
-    if tile_rows < 1:
-        raise ValueError(f"tile_rows must be at least 1, got {tile_rows}")
-    if same and (left.shape != right.shape or not np.array_equal(left, right)):
-        raise ValueError("same=True compares one batch with itself: pass the same matrix twice")
-    if left.shape[0] and right.shape[0] and left.shape[1] != right.shape[1]:
-        raise ClkError(
-            f"left CLKs are {left.shape[1] * 64} bits but right CLKs are "
-            f"{right.shape[1] * 64}: were the batches encoded with different schemas?"
-        )
-    if left.shape[0] == 0 or right.shape[0] == 0:
-        for _ in range(0, left.shape[0], tile_rows):
-            yield CandidatePairs.empty()
-        return
-    words = left.shape[1]
-    if words == 0:
-        raise ClkError("CLKs must be at least 64 bits long")
-    bits = words * 64
-    cuts = _cuts(words)
-    need = _need_table(threshold, 2 * bits)
-    need_floor = np.minimum.accumulate(need[::-1])[::-1].copy()
-    low, high = _feasible_counts(need, bits)
-
-    right_counts, right_rest = _popcount_profile(right, cuts)
-    right_order = np.argsort(right_counts, kind="stable")
-    sorted_right = right[right_order]
-    sorted_right_counts = right_counts[right_order]
-    sorted_right_rest = right_rest[right_order]
-    blocks, blocked_rest = _blocked(sorted_right, sorted_right_rest)
-    # first[v]: index of the first sorted right row with popcount >= v.
-    first = np.searchsorted(sorted_right_counts, np.arange(bits + 2), side="left")
-
-    if same:
-        left_order = right_order
-        sorted_left, sorted_left_counts, sorted_left_rest = (
-            sorted_right, sorted_right_counts, sorted_right_rest
-        )
-    else:
-        left_counts, left_rest = _popcount_profile(left, cuts)
-        left_order = np.argsort(left_counts, kind="stable")
-        sorted_left = left[left_order]
-        sorted_left_counts = left_counts[left_order]
-        sorted_left_rest = left_rest[left_order]
-    feasible = low[sorted_left_counts] <= high[sorted_left_counts]
-    left_lo = np.where(feasible, first[np.minimum(low[sorted_left_counts], bits + 1)], 0)
-    left_hi = np.where(feasible, first[np.clip(high[sorted_left_counts] + 1, 0, bits + 1)], 0)
-    if same:
-        left_lo = np.maximum(left_lo, np.arange(left.shape[0]) + 1)
-    left_lo = left_lo.astype(np.int64)
-    left_hi = np.maximum(left_hi, left_lo).astype(np.int64)
-
-    all_threads = numba.get_num_threads()
-    capacity = _MIN_CAPACITY
-    n_right = right.shape[0]
-    for start in range(0, left.shape[0], tile_rows):
-        stop = min(start + tile_rows, left.shape[0])
-        work = int(np.sum(left_hi[start:stop] - left_lo[start:stop]))
-        if work == 0:
-            yield CandidatePairs.empty()
-            continue
-        threads = all_threads if work >= _SERIAL_PAIRS else 1
-        while True:
-            out_row = np.empty((threads, capacity), np.int64)
-            out_col = np.empty((threads, capacity), np.int64)
-            out_common = np.empty((threads, capacity), np.int64)
-            out_n = np.zeros(threads, np.int64)
-            with _KERNEL_LOCK, _thread_count(threads):
-                _scan(
-                    sorted_left, sorted_left_counts, sorted_left_rest, left_lo, left_hi,
-                    blocks, sorted_right_counts, blocked_rest, cuts, need, need_floor, n_right,
-                    start, stop, out_row, out_col, out_common, out_n,
-                )
-            if int(out_n.max()) <= capacity:
-                break
-            # Which thread gets which tile varies run to run, so only the total
-            # is sure to fit every thread's share on the rerun.
-            capacity = int(out_n.sum())
-        if not out_n.any():
-            yield CandidatePairs.empty()
-            continue
-        rows = np.concatenate([out_row[t, : out_n[t]] for t in range(threads)])
-        cols = np.concatenate([out_col[t, : out_n[t]] for t in range(threads)])
-        common = np.concatenate([out_common[t, : out_n[t]] for t in range(threads)])
-        totals = sorted_left_counts[rows] + sorted_right_counts[cols]
-        scores = np.zeros(rows.shape[0], np.float64)
-        nonzero = totals > 0
-        scores[nonzero] = 2.0 * common[nonzero] / totals[nonzero]
-        left_ids = left_order[rows].astype(np.int64)
-        right_ids = right_order[cols].astype(np.int64)
-        if same:
-            left_ids, right_ids = np.minimum(left_ids, right_ids), np.maximum(left_ids, right_ids)
-        order = np.lexsort((right_ids, left_ids))
-        yield CandidatePairs(left_ids[order], right_ids[order], scores[order])
+    if not isinstance(left, PreparedSide) and isinstance(right, np.ndarray) and left is right:
+        right = left = prepare_side(left, "left")
+    left = left if isinstance(left, PreparedSide) else prepare_side(left, "left")
+    right = right if isinstance(right, PreparedSide) else prepare_side(right, "right")
+    yield from scan_prepared(left, right, threshold, same=same, tile_rows=tile_rows)
 
 
 def dice_candidates_native(

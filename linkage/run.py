@@ -34,17 +34,9 @@ import numpy as np
 from .blocking import LshPlan
 from .candidates import CandidatePairs
 from .clks import clks_from_bytes
-from .engine import (
-    HIGHEST_FLOOR,
-    IN_PROCESS,
-    ComparisonTask,
-    LinkageResult,
-    choose_floor,
-    decide,
-    plan_blocking,
-    plan_new_record_tasks,
-)
+from .engine import HIGHEST_FLOOR, LinkageResult, choose_floor, decide, plan_blocking
 from .errors import InvalidRequestError
+from .executor import IN_PROCESS, ComparisonTask, plan_new_record_tasks
 from .group_keys import unique_group_keys
 from .review import needs_review
 from .run_summary import EntityTypeSummary, RunSummary

@@ -21,6 +21,7 @@ from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 from . import failpoints
 from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
+from .dask_executor import make_executor
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
 from .storage import SqliteStore, Store
 from .tls import server_credentials
@@ -144,7 +145,8 @@ def create_server(config: ServerConfig, store: Store | None = None
                        upload_expiry_seconds=config.upload_expiry_hours * 3600.0), server)
     linkage_pb2_grpc.add_CoordinatorServiceServicer_to_server(
         CoordinatorServicer(store, page_bytes=min(config.report_page_bytes,
-                                                  config.max_message_bytes // 2)), server)
+                                                  config.max_message_bytes // 2),
+                            executor=make_executor(config.executor)), server)
     linkage_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

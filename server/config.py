@@ -25,6 +25,8 @@ class ServerConfig:
     ``client_ca`` (all three or none) switch on mutual TLS: callers then need
     a client certificate issued by ``client_ca``. A batch encoded under a
     secret that another project uses is refused unless ``allow_secret_reuse``.
+    ``executor`` is where runs compare CLKs: "in-process", or ``dask://HOST:PORT``
+    for a Dask scheduler (``server.dask_executor``).
     """
 
     data_dir: Path
@@ -50,3 +52,4 @@ class ServerConfig:
     unfinished_uploads_per_agency: int = 4
     upload_expiry_hours: float = 7 * 24.0
     report_page_bytes: int = MiB  # groups per GetReport reply, by serialised size
+    executor: str = "in-process"

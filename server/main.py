@@ -80,6 +80,9 @@ def _is_loopback(listen: str) -> bool:
                    "postgresql://USER@HOST:PORT/DATABASE, which several replicas can share "
                    "(the data dir keeps the credentials; a password goes in PGPASSWORD or "
                    "~/.pgpass, never in the URL) (env LINKAGE_STORE).")
+@click.option("--executor", default="in-process", show_default=True, envvar="LINKAGE_EXECUTOR",
+              help="Where runs compare CLKs: in-process, or dask://HOST:PORT to send the "
+                   "comparisons to a running 'dask scheduler' (docs/scaling.md).")
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the store (the database's integrity and the service's invariants) "
                    "and exit.")
@@ -93,7 +96,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
          message_gap_seconds: float, calls_per_caller: int, uploads_per_agency: int,
          max_streams_per_connection: int, longest_deadline_seconds: float,
          unfinished_uploads_per_agency: int, upload_expiry_hours: float,
-         report_page_bytes: int, store_spec: str, check_only: bool, verbose: bool,
+         report_page_bytes: int, store_spec: str, executor: str, check_only: bool, verbose: bool,
          pause_at: str) -> None:
     """Run the linkage matching server.
 
@@ -109,6 +112,8 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         linkage-server --data-dir /srv/linkage --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem
 
         linkage-server --data-dir /srv/linkage-a --store postgresql://linkage@db.internal:5432/linkage
+
+        linkage-server --data-dir /srv/linkage --executor dask://10.0.0.5:8786
     """
     os.umask(0o077)  # every file the server (or a backup) creates: its owner only
     from .storage import parse_store_option
@@ -129,6 +134,11 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         hint = f" (e.g. 127.0.0.1:{port_part})" if port_part.isdigit() else ""
         raise click.BadParameter(f"{listen!r}: expected HOST:PORT{hint}",
                                  param_hint="--listen")
+    from .dask_executor import parse_executor  # numpy only, no dask until a run needs it
+    try:
+        parse_executor(executor)
+    except LinkageError as error:
+        raise click.BadParameter(str(error), param_hint="--executor") from None
     tls = any(path is not None for path in (tls_cert, tls_key, client_ca))
     if not tls and not _is_loopback(listen):
         raise click.ClickException(
@@ -149,7 +159,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           longest_deadline_seconds=longest_deadline_seconds,
                           report_page_bytes=report_page_bytes,
                           unfinished_uploads_per_agency=unfinished_uploads_per_agency,
-                          upload_expiry_hours=upload_expiry_hours)
+                          upload_expiry_hours=upload_expiry_hours, executor=executor)
     from .app import COORDINATOR_TOKEN_FILE, create_server, secure_data_dir, serve  # not for --help
     from .storage import open_store
     from .tls import server_credentials

@@ -134,9 +134,10 @@ def _open_follow_up(store: Store, request) -> pb.OpenFollowUpResponse:
 
 
 class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
-    def __init__(self, store: Store, *, page_bytes: int = 1024 * 1024):
+    def __init__(self, store: Store, *, page_bytes: int = 1024 * 1024, executor=None):
         self._store = store
         self._page_bytes = page_bytes
+        self._executor = executor  # where runs compare CLKs; None: in this process
 
     def CreateProject(self, request, context):
         audit_note(project=request.name)
@@ -168,7 +169,8 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
                 outcome["summary"] = operations.run_linkage(
                     self._store, request.project, request.threshold,
                     lambda stage, done, total: events.put((stage, done, total)),
-                    request.blocking, estimates=request.estimates)
+                    request.blocking, estimates=request.estimates,
+                    executor=self._executor)
             except BaseException as error:  # handed to the RPC thread below
                 outcome["error"] = error
             finally:
