@@ -67,7 +67,7 @@ __all__ = ["fieldwise_candidates", "run_fieldwise"]
 
 #: Blocking keys: records whose segments of these fields are identical are candidates too.
 BLOCKING_KEYS = (("family_name",), ("given_name", "date_of_birth"), ("date_of_birth", "city"),
-                 ("phone",), ("address",))
+                 ("phone",), ("address",), ("city",))
 
 
 def fieldwise_candidates(clks, layout, data, floor, blocking: bool = True) -> CandidatePairs:
@@ -128,7 +128,8 @@ def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | 
     share = _record_level_match_share(pairs, floor, data) if match_share == "record-level" \
         else None
     scores = score_fieldwise(clks, layout, pairs, owners=data.owners,
-                             cross_owner_only=data.one_to_one, reviewed=reviewed,
+                             cross_owner_only=data.one_to_one, one_to_one=data.one_to_one,
+                             reviewed=reviewed,
                              match_share=share, term_frequencies=term_frequencies)
     labels = link_fieldwise(scores, pairs, data)
     return {"labels": labels, "model": scores.model, "scores": scores, "pairs": pairs,

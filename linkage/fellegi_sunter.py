@@ -388,8 +388,44 @@ def _value_shares(clks, layout, pairs, levels, fields):
     return out
 
 
+#: Largest P(a record has a match at another owner) the one-to-one adjustment assumes.
+MAX_MATCHED_SHARE = 0.99
+
+
+def one_to_one_probabilities(pairs: CandidatePairs, odds: np.ndarray, owners: np.ndarray
+                             ) -> np.ndarray:
+    """Match probabilities when a record matches at most one record of each other owner.
+
+    Why: with one record per owner per group (FEBRL4, deduplicated files), a
+    pair's odds depend on the record's other candidates at that owner: record
+    a matches b, another candidate, or nobody there. With pairwise odds
+    ``o`` (prior included) and ``pi`` the share of a's owner's records that
+    have a match at b's owner (expected matches over records, at most
+    ``MAX_MATCHED_SHARE``), P(a-b) = o_ab / ((1 - pi) + sum of o over a's
+    candidates at b's owner). Taken from both records' sides, the smaller.
+    """
+    owner_codes, owner_index = np.unique(owners, return_inverse=True)
+    count = owner_codes.size
+    sizes = np.bincount(owner_index, minlength=count).astype(float)
+    pairwise = odds / (1.0 + odds)
+    expected = np.zeros((count, count))
+    np.add.at(expected, (owner_index[pairs.left], owner_index[pairs.right]), pairwise)
+    expected = expected + expected.T
+    out = np.ones(len(pairs))
+    for this, other in ((pairs.left, pairs.right), (pairs.right, pairs.left)):
+        this_owner, other_owner = owner_index[this], owner_index[other]
+        matched = np.minimum(expected[this_owner, other_owner] / sizes[this_owner],
+                             MAX_MATCHED_SHARE)
+        slot = this.astype(np.int64) * count + other_owner
+        keys, inverse = np.unique(slot, return_inverse=True)
+        totals = np.bincount(inverse, weights=odds, minlength=keys.size)
+        out = np.minimum(out, odds / ((1.0 - matched) + totals[inverse]))
+    return out
+
+
 def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs, *,
                     owners: np.ndarray | None = None, cross_owner_only: bool = False,
+                    one_to_one: bool = False,
                     reviewed: ReviewedPairs | None = None, match_share: float | None = None,
                     term_frequencies: bool = True,
                     names: tuple[str, str] | None = SHARED_KEY_FIELDS,
@@ -403,7 +439,10 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
         pairs: candidate pairs (rows of ``clks``, ``left < right``), e.g. the
             record-level kernel's at the floor plus ``blocking_pairs``.
         owners: each record's owner (agency) code; with ``cross_owner_only``
-            only pairs of two owners are possible matches (one-to-one linkage).
+            only pairs of two owners are possible matches.
+        one_to_one: a record matches at most one record of each other owner
+            (deduplicated files): probabilities take the record's competing
+            candidates into account (``one_to_one_probabilities``); needs ``owners``.
         reviewed: decided pairs; each enters training once with its class
             given, so a handful of reviews moves the model by a handful of pairs
             (the match share among all pairs is estimated from unlabelled pairs
@@ -421,6 +460,8 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
     Raises:
         ValueError: ``clks`` narrower than the layout, or indices outside ``clks``.
     """
+    if one_to_one and owners is None:
+        raise ValueError("one_to_one needs each record's owner")
     if clks.ndim != 2 or clks.shape[1] < layout.words:
         raise ValueError(f"CLKs of {clks.shape[-1] if clks.ndim else 0} words do not hold the "
                          f"layout's {layout.words} words of per-field segments")
@@ -461,6 +502,9 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
     weights = model.field_weights(levels) + model.term_frequency_weights(levels, value_share)
     match_weight = model.prior_weight() + weights.sum(axis=1)
     probability = 1.0 / (1.0 + np.exp2(-np.clip(match_weight, -60, 60)))
+    if one_to_one and owners is not None and len(pairs):
+        probability = one_to_one_probabilities(pairs, np.exp2(np.clip(match_weight, -60, 60)),
+                                               np.asarray(owners))
     return FieldwiseScores(fields, similarities, levels, swapped, value_share, weights,
                            match_weight, probability, model,
                            0 if reviewed is None else len(reviewed))
