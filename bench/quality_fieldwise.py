@@ -67,7 +67,8 @@ __all__ = ["fieldwise_candidates", "run_fieldwise"]
 
 #: Blocking keys: records whose segments of these fields are identical are candidates too.
 BLOCKING_KEYS = (("family_name",), ("given_name", "date_of_birth"), ("date_of_birth", "city"),
-                 ("phone",), ("address",), ("city",))
+                 ("phone",), ("address",), ("city",), ("date_of_birth",),
+                 ("given_name", "family_name"))
 
 
 def fieldwise_candidates(clks, layout, data, floor, blocking: bool = True) -> CandidatePairs:
