@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,6 +66,9 @@ from .quality import (
 
 __all__ = ["fieldwise_candidates", "run_fieldwise"]
 
+#: The shipped per-field segment layout (the person schema's features, unhardened).
+SEGMENTS_SCHEMA = Path(str(resources.files("linkage").joinpath("schemas/person_segments.json")))
+
 
 #: Blocking keys: records whose segments of these fields are identical are candidates too.
 BLOCKING_KEYS = (("family_name",), ("given_name", "date_of_birth"), ("date_of_birth", "city"),
@@ -100,10 +105,12 @@ def _record_level_match_share(pairs, floor, data) -> float:
     return expected / all_pairs
 
 
-def encode_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None):
-    fields = schema.feature_names
-    bits = [DEFAULT_SEGMENT_BITS.get(f.kind, 128) for f in schema.features]
-    layout = layout_for(fields, bits)
+def encode_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
+                     layout=None):
+    """Per-field segments of ``values``: the layout given, else ``DEFAULT_SEGMENT_BITS`` by kind."""
+    if layout is None:
+        layout = layout_for(schema.feature_names,
+                            [DEFAULT_SEGMENT_BITS.get(f.kind, 128) for f in schema.features])
     clks = encode_field_segments(values, schema.text, SECRET, layout, blip_epsilon=blip_epsilon,
                                  rng=np.random.default_rng(BLIP_SEED))
     return layout, clks
@@ -119,10 +126,11 @@ def link_fieldwise(scores: FieldwiseScores, pairs: CandidatePairs, data) -> np.n
 
 def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
                   term_frequencies: bool = True, match_share: str = "blocks",
-                  reviewed: ReviewedPairs | None = None, encoded=None):
+                  reviewed: ReviewedPairs | None = None, encoded=None, layout=None):
     """The field-aware path on one data set: labels, scores, pairs (``score_fieldwise``)."""
     started = time.perf_counter()
-    layout, clks = encoded or encode_fieldwise(data, schema, values, blip_epsilon=blip_epsilon)
+    layout, clks = encoded or encode_fieldwise(data, schema, values, blip_epsilon=blip_epsilon,
+                                               layout=layout)
     encoded_at = time.perf_counter()
     floor = choose_floor(clks)
     pairs = fieldwise_candidates(clks, layout, data, floor)
@@ -164,6 +172,9 @@ def main(argv=None) -> int:
     parser.add_argument("--blip", type=float, default=None,
                         help="BLIP epsilon on the segments (default: none)")
     parser.add_argument("--skip-splink", action="store_true")
+    parser.add_argument("--segments", metavar="SCHEMA.json",
+                        help="take the per-field segments from this schema's fieldSegments "
+                             "(default: linkage/schemas/person_segments.json)")
     parser.add_argument("--match-share", choices=("blocks", "record-level"), default="blocks",
                         help="P(match) of random records: estimated from the training blocks "
                              "(the core's default) or from the record-level score model")
@@ -171,6 +182,10 @@ def main(argv=None) -> int:
                         help="leave out the term-frequency adjustment of exact agreements")
     args = parser.parse_args(argv)
     schema = load_schema(PERSON_SCHEMA.read_text("utf-8"))
+    segments_path = Path(args.segments) if args.segments else SEGMENTS_SCHEMA
+    layout = load_schema(segments_path.read_text("utf-8")).segments
+    if layout is None:
+        parser.error(f"{segments_path} has no fieldSegments section")
     summary = ["| data set | ours record-level auto | ours field-wise FS | Splink 5 (plaintext) "
                "| candidate recall at floor |", "|---|---|---|---|---|"]
     for name in args.datasets:
@@ -184,7 +199,7 @@ def main(argv=None) -> int:
         values, _ = encode_ours(data, schema)
         fieldwise = run_fieldwise(data, schema, values, blip_epsilon=args.blip,
                                   term_frequencies=not args.no_term_frequencies,
-                                  match_share=args.match_share)
+                                  match_share=args.match_share, layout=layout)
         quality = measure(truth, links_from_labels(fieldwise["labels"]), data.owners)
         codes = pd.factorize(data.entities)[0]
         pairs = fieldwise["pairs"]
@@ -211,13 +226,14 @@ def main(argv=None) -> int:
         if splink is not None:
             print(f"| Splink 5 (plaintext) | {splink.precision:.4f} | {splink.recall:.4f} | "
                   f"{splink.f1:.4f} | - |")
-        print("\nPair match probability against truth (candidate pairs; 'within' = the "
-              "observed share of true matches lies within 0.05 of the bin):\n\n"
-              "| bin | pairs | mean predicted | observed | within 0.05 |\n|---|---|---|---|---|")
+        print("\nPair match probability against truth (candidate pairs; 'within the bin' = "
+              "the observed share of true matches lies within 0.05 of the bin's range):\n\n"
+              "| bin | pairs | mean predicted | observed | within 0.05 of the bin | "
+              "observed - predicted |\n|---|---|---|---|---|---|")
         for low, high, count, mean, observed in calibration(fieldwise["probability"], is_true):
             within = low - 0.05 <= observed <= high + 0.05
             print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
-                  f"{'yes' if within else 'no'} |")
+                  f"{'yes' if within else 'no'} | {observed - mean:+.4f} |")
         weights = fieldwise["model"].weights
         print("\nMatch weights log2(m/u) per field and level (0 = best; non-increasing):\n\n"
               "| field | " + " | ".join(f"level {i}" for i in range(weights.shape[1]))
