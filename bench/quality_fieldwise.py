@@ -107,7 +107,7 @@ def _record_level_match_share(pairs, floor, data) -> float:
 
 def encode_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
                      layout=None):
-    """Per-field segments of ``values``: the layout given, else ``DEFAULT_SEGMENT_BITS`` by kind."""
+    """Per-field segments of ``values``: ``layout``, else ``DEFAULT_SEGMENT_BITS`` by kind."""
     if layout is None:
         layout = layout_for(schema.feature_names,
                             [DEFAULT_SEGMENT_BITS.get(f.kind, 128) for f in schema.features])

@@ -457,7 +457,8 @@ def waterfall_svg(group: str, waterfall: dict) -> str:
     width, row, left, right = 760, 22, 230, 70
     height = row * (len(steps) + 1) + 30
     totals = [0.0] + [s["cumulative"] for s in steps]
-    low, high = min(totals + [waterfall["match_weight"]]), max(totals + [waterfall["match_weight"]])
+    ends = totals + [waterfall["match_weight"]]
+    low, high = min(ends), max(ends)
     span = max(high - low, 1.0)
 
     def x_of(value: float) -> float:

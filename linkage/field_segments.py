@@ -225,7 +225,7 @@ def segment_frequencies(clks: np.ndarray, layout: FieldLayout, field: str) -> np
     return share
 
 
-#: How much better (sum of the two names' Dice) the crosswise comparison must be to count as a swap.
+#: How much better (sum of both names' Dice) the crosswise comparison must be to count as a swap.
 SWAP_MARGIN = 0.2
 
 

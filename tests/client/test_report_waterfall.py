@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
-
 from client.report_html import render_html
 from linkage.explain import LEVEL_NAMES, group_waterfalls
 from linkage.fellegi_sunter import LINK_PROBABILITY, score_fieldwise

@@ -157,7 +157,7 @@ def test_term_frequencies_make_rare_exact_agreements_count_more(encoded):
         np.array([[1, 3]]))[0]
 
 
-# -- the schema section, the encoder and the batch format ------------------------------------------
+# -- the schema section, the encoder and the batch format -----------------------------------------
 
 def _segments_schema_text(**changes) -> str:
     import json
