@@ -162,6 +162,19 @@ def calibration(probability: np.ndarray, outcome: np.ndarray) -> list[tuple]:
     return rows
 
 
+def group_confidence(fieldwise: dict, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of two or more records: its weakest linked pair's probability, and purity."""
+    labels, pairs = fieldwise["labels"], fieldwise["pairs"]
+    probability = fieldwise["probability"]
+    inside = (probability >= LINK_PROBABILITY) & (labels[pairs.left] == labels[pairs.right])
+    weakest: dict[int, float] = {}
+    for group, value in zip(labels[pairs.left[inside]].tolist(), probability[inside].tolist()):
+        weakest[group] = min(value, weakest.get(group, 1.0))
+    groups = np.array(sorted(weakest), np.int64)
+    pure = np.array([np.unique(codes[labels == g]).size == 1 for g in groups.tolist()], bool)
+    return np.array([weakest[g] for g in groups.tolist()]), pure
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["heldout", "synthetic", "febrl4",
@@ -234,6 +247,15 @@ def main(argv=None) -> int:
             within = low - 0.05 <= observed <= high + 0.05
             print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
                   f"{'yes' if within else 'no'} | {observed - mean:+.4f} |")
+        print("\nGroup confidence (the probability of its weakest linked pair) against the "
+              "share of groups whose records are one entity:\n\n"
+              "| bin | groups | mean confidence | pure | within 0.05 of the bin |\n"
+              "|---|---|---|---|---|")
+        confidence, pure = group_confidence(fieldwise, codes)
+        for low, high, count, mean, observed in calibration(confidence, pure):
+            within = low - 0.05 <= observed <= high + 0.05
+            print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
+                  f"{'yes' if within else 'no'} |")
         weights = fieldwise["model"].weights
         print("\nMatch weights log2(m/u) per field and level (0 = best; non-increasing):\n\n"
               "| field | " + " | ".join(f"level {i}" for i in range(weights.shape[1]))
