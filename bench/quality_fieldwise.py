@@ -27,21 +27,26 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from linkage.candidates import CandidatePairs
 from linkage.engine import choose_floor, compare_new_records, decide
-from linkage.fellegi_sunter import fit_fellegi_sunter, levels_of
+from linkage.fellegi_sunter import (
+    LINK_PROBABILITY,
+    FieldwiseScores,
+    ReviewedPairs,
+    score_fieldwise,
+)
 from linkage.field_segments import (
     DEFAULT_SEGMENT_BITS,
+    blocking_pairs,
     encode_field_segments,
-    exact_segment_pairs,
-    field_similarities,
     layout_for,
-    segment_frequencies,
-    swapped_name_similarities,
+    union_pairs,
 )
 from linkage.grouping import greedy_groups
 from linkage.schema import LinkageSchema, load_schema
@@ -50,7 +55,6 @@ from .quality import (
     BLIP_SEED,
     PERSON_SCHEMA,
     SECRET,
-    _bins,
     _limits,
     _load,
     encode_ours,
@@ -60,103 +64,32 @@ from .quality import (
     true_links,
 )
 
-__all__ = ["run_fieldwise"]
+__all__ = ["fieldwise_candidates", "run_fieldwise"]
 
-_RANDOM_PAIRS = 200_000
-MATCH_PROBABILITY = 0.5
+#: The shipped per-field segment layout (the person schema's features, unhardened).
+SEGMENTS_SCHEMA = Path(str(resources.files("linkage").joinpath("schemas/person_segments.json")))
 
 
 #: Blocking keys: records whose segments of these fields are identical are candidates too.
 BLOCKING_KEYS = (("family_name",), ("given_name", "date_of_birth"), ("date_of_birth", "city"),
-                 ("phone",), ("address",))
+                 ("phone",), ("address",), ("city",), ("date_of_birth",),
+                 ("given_name", "family_name"))
 
 
-def _union(parts: list[CandidatePairs]) -> CandidatePairs:
-    left = np.concatenate([p.left for p in parts])
-    right = np.concatenate([p.right for p in parts])
-    score = np.concatenate([p.score for p in parts])
-    _, first = np.unique(left.astype(np.int64) * (1 << 32) + right, return_index=True)
-    return CandidatePairs(left[first], right[first], score[first])
-
-
-def _fieldwise_pairs(clks, layout, data, floor, blocking: bool = True):
+def fieldwise_candidates(clks, layout, data, floor, blocking: bool = True) -> CandidatePairs:
+    """The record-level kernel's pairs at the floor, plus exact-segment blocking."""
     parts = [compare_new_records(clks, np.ones(len(data), bool), floor)]
     if blocking:
-        parts += [exact_segment_pairs(clks, layout, key) for key in BLOCKING_KEYS
-                  if all(f in layout.fields for f in key)]
-    pairs = _union(parts)
+        parts.append(blocking_pairs(clks, layout, BLOCKING_KEYS))
+    pairs = union_pairs(parts)
     if data.one_to_one:
         keep = data.owners[pairs.left] != data.owners[pairs.right]
         pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
     return pairs
 
 
-def _similarities(clks, layout, pairs, fields):
-    sims = field_similarities(clks, layout, pairs)
-    if "given_name" in fields and "family_name" in fields:
-        g, f = fields.index("given_name"), fields.index("family_name")
-        crossed = swapped_name_similarities(clks, layout, pairs, "given_name", "family_name")
-        straight = np.nan_to_num(sims[:, [g, f]], nan=0.0).sum(axis=1)
-        across = np.nan_to_num(crossed, nan=0.0).sum(axis=1)
-        swap = across > straight + 0.2
-        sims[swap, g], sims[swap, f] = crossed[swap, 0], crossed[swap, 1]
-    return sims
-
-
-#: EM sessions: pairs blocked on these fields estimate the m of the other fields.
-TRAINING_KEYS = (("date_of_birth",), ("given_name", "family_name"))
-_TRAINING_PAIRS = 200_000
-
-
-def _random_pairs(rng, count: int, size: int, owners, one_to_one: bool) -> CandidatePairs:
-    first, second = rng.integers(0, count, size), rng.integers(0, count, size)
-    keep = first != second
-    if one_to_one:
-        keep &= owners[first] != owners[second]
-    low, high = np.minimum(first, second)[keep], np.maximum(first, second)[keep]
-    return CandidatePairs(low, high, np.zeros(low.size))
-
-
-def _sessions(clks, layout, fields, data, rng):
-    from linkage.fellegi_sunter import TrainingSession
-
-    sessions = []
-    for key in TRAINING_KEYS:
-        if not all(f in fields for f in key):
-            continue
-        pairs = exact_segment_pairs(clks, layout, key, max_block=1_000)
-        if data.one_to_one:
-            keep = data.owners[pairs.left] != data.owners[pairs.right]
-            pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
-        if len(pairs.left) > _TRAINING_PAIRS:
-            take = np.sort(rng.choice(len(pairs.left), _TRAINING_PAIRS, replace=False))
-            pairs = CandidatePairs(pairs.left[take], pairs.right[take], pairs.score[take])
-        sessions.append(TrainingSession(levels_of(_similarities(clks, layout, pairs, fields)),
-                                        tuple(fields.index(f) for f in key)))
-    return sessions
-
-
-#: Fields whose exact agreements are adjusted for the value's frequency.
-TF_FIELDS = ("given_name", "family_name", "city")
-
-
-def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
-                  term_frequencies: bool = True):
-    """The field-aware prototype on one data set: labels, model, pairs and their probabilities."""
-    fields = schema.feature_names
-    bits = [DEFAULT_SEGMENT_BITS.get(f.kind, 128) for f in schema.features]
-    layout = layout_for(fields, bits)
-    started = time.perf_counter()
-    clks = encode_field_segments(values, schema.text, SECRET, layout, blip_epsilon=blip_epsilon,
-                                 rng=np.random.default_rng(BLIP_SEED))
-    encoded = time.perf_counter()
-    floor = choose_floor(clks)
-    pairs = _fieldwise_pairs(clks, layout, data, floor)
-    levels = levels_of(_similarities(clks, layout, pairs, fields))
-    rng = np.random.default_rng(0)
-    random_pairs = _random_pairs(rng, len(data), _RANDOM_PAIRS, data.owners, data.one_to_one)
-    random_levels = levels_of(_similarities(clks, layout, random_pairs, fields))
-    # The match share among all pairs, from the record-level score model's expected matches.
+def _record_level_match_share(pairs, floor, data) -> float:
+    """P(match) of two random records from the record-level score model's expected matches."""
     above = pairs.score >= floor
     record_level = decide(CandidatePairs(pairs.left[above], pairs.right[above],
                                          pairs.score[above]),
@@ -169,26 +102,77 @@ def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | 
         all_pairs = float(sizes[0]) * float(sizes[1:].sum())
     else:
         all_pairs = len(data) * (len(data) - 1) / 2
-    fs = fit_fellegi_sunter(fields, _sessions(clks, layout, fields, data, rng), random_levels,
-                            expected / all_pairs)
-    value_share = None
-    if term_frequencies:
-        value_share = np.full(levels.shape, np.nan)
-        for field in TF_FIELDS:
-            if field in fields:
-                column = fields.index(field)
-                share = segment_frequencies(clks, layout, field)
-                identical = np.all(layout.segment(clks, field)[pairs.left]
-                                   == layout.segment(clks, field)[pairs.right], axis=1)
-                value_share[identical, column] = share[pairs.left[identical]]
-    probability = fs.match_probability(levels, value_share)
-    take = probability >= MATCH_PROBABILITY
-    kept = CandidatePairs(pairs.left[take], pairs.right[take], probability[take])
-    labels = greedy_groups(kept, len(data), data.owners,
-                           max_per_owner=_limits(data)["max_per_owner"]).labels
-    return {"labels": labels, "model": fs, "pairs": pairs, "probability": probability,
-            "floor": floor, "bits": layout.bits, "encode_s": encoded - started,
-            "link_s": time.perf_counter() - encoded}
+    return expected / all_pairs
+
+
+def encode_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
+                     layout=None):
+    """Per-field segments of ``values``: ``layout``, else ``DEFAULT_SEGMENT_BITS`` by kind."""
+    if layout is None:
+        layout = layout_for(schema.feature_names,
+                            [DEFAULT_SEGMENT_BITS.get(f.kind, 128) for f in schema.features])
+    clks = encode_field_segments(values, schema.text, SECRET, layout, blip_epsilon=blip_epsilon,
+                                 rng=np.random.default_rng(BLIP_SEED))
+    return layout, clks
+
+
+def link_fieldwise(scores: FieldwiseScores, pairs: CandidatePairs, data) -> np.ndarray:
+    """Group labels from the pairs at or above ``LINK_PROBABILITY``."""
+    take = scores.probability >= LINK_PROBABILITY
+    kept = CandidatePairs(pairs.left[take], pairs.right[take], scores.probability[take])
+    return greedy_groups(kept, len(data), data.owners,
+                         max_per_owner=_limits(data)["max_per_owner"]).labels
+
+
+def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | None = None,
+                  term_frequencies: bool = True, match_share: str = "blocks",
+                  reviewed: ReviewedPairs | None = None, encoded=None, layout=None):
+    """The field-aware path on one data set: labels, scores, pairs (``score_fieldwise``)."""
+    started = time.perf_counter()
+    layout, clks = encoded or encode_fieldwise(data, schema, values, blip_epsilon=blip_epsilon,
+                                               layout=layout)
+    encoded_at = time.perf_counter()
+    floor = choose_floor(clks)
+    pairs = fieldwise_candidates(clks, layout, data, floor)
+    share = _record_level_match_share(pairs, floor, data) if match_share == "record-level" \
+        else None
+    scores = score_fieldwise(clks, layout, pairs, owners=data.owners,
+                             cross_owner_only=data.one_to_one, one_to_one=data.one_to_one,
+                             reviewed=reviewed,
+                             match_share=share, term_frequencies=term_frequencies)
+    labels = link_fieldwise(scores, pairs, data)
+    return {"labels": labels, "model": scores.model, "scores": scores, "pairs": pairs,
+            "probability": scores.probability, "floor": floor, "bits": layout.bits,
+            "layout": layout, "clks": clks, "encode_s": encoded_at - started,
+            "link_s": time.perf_counter() - encoded_at}
+
+
+#: Probability bins of the calibration table.
+CALIBRATION_BINS = (0.0, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 1.0 + 1e-9)
+
+
+def calibration(probability: np.ndarray, outcome: np.ndarray) -> list[tuple]:
+    """Per bin: (low, high, pairs, mean predicted probability, observed share of matches)."""
+    rows = []
+    for low, high in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
+        inside = (probability >= low) & (probability < high)
+        if inside.any():
+            rows.append((low, min(high, 1.0), int(inside.sum()),
+                         float(probability[inside].mean()), float(outcome[inside].mean())))
+    return rows
+
+
+def group_confidence(fieldwise: dict, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of two or more records: its weakest linked pair's probability, and purity."""
+    labels, pairs = fieldwise["labels"], fieldwise["pairs"]
+    probability = fieldwise["probability"]
+    inside = (probability >= LINK_PROBABILITY) & (labels[pairs.left] == labels[pairs.right])
+    weakest: dict[int, float] = {}
+    for group, value in zip(labels[pairs.left[inside]].tolist(), probability[inside].tolist()):
+        weakest[group] = min(value, weakest.get(group, 1.0))
+    groups = np.array(sorted(weakest), np.int64)
+    pure = np.array([np.unique(codes[labels == g]).size == 1 for g in groups.tolist()], bool)
+    return np.array([weakest[g] for g in groups.tolist()]), pure
 
 
 def main(argv=None) -> int:
@@ -201,10 +185,20 @@ def main(argv=None) -> int:
     parser.add_argument("--blip", type=float, default=None,
                         help="BLIP epsilon on the segments (default: none)")
     parser.add_argument("--skip-splink", action="store_true")
+    parser.add_argument("--segments", metavar="SCHEMA.json",
+                        help="take the per-field segments from this schema's fieldSegments "
+                             "(default: linkage/schemas/person_segments.json)")
+    parser.add_argument("--match-share", choices=("blocks", "record-level"), default="blocks",
+                        help="P(match) of random records: estimated from the training blocks "
+                             "(the core's default) or from the record-level score model")
     parser.add_argument("--no-term-frequencies", action="store_true",
                         help="leave out the term-frequency adjustment of exact agreements")
     args = parser.parse_args(argv)
     schema = load_schema(PERSON_SCHEMA.read_text("utf-8"))
+    segments_path = Path(args.segments) if args.segments else SEGMENTS_SCHEMA
+    layout = load_schema(segments_path.read_text("utf-8")).segments
+    if layout is None:
+        parser.error(f"{segments_path} has no fieldSegments section")
     summary = ["| data set | ours record-level auto | ours field-wise FS | Splink 5 (plaintext) "
                "| candidate recall at floor |", "|---|---|---|---|---|"]
     for name in args.datasets:
@@ -217,7 +211,8 @@ def main(argv=None) -> int:
                                data.owners)["all"]
         values, _ = encode_ours(data, schema)
         fieldwise = run_fieldwise(data, schema, values, blip_epsilon=args.blip,
-                                  term_frequencies=not args.no_term_frequencies)
+                                  term_frequencies=not args.no_term_frequencies,
+                                  match_share=args.match_share, layout=layout)
         quality = measure(truth, links_from_labels(fieldwise["labels"]), data.owners)
         codes = pd.factorize(data.entities)[0]
         pairs = fieldwise["pairs"]
@@ -244,10 +239,23 @@ def main(argv=None) -> int:
         if splink is not None:
             print(f"| Splink 5 (plaintext) | {splink.precision:.4f} | {splink.recall:.4f} | "
                   f"{splink.f1:.4f} | - |")
-        print("\nPair match probability against truth (candidate pairs):\n\n"
-              "| bin | pairs | mean predicted | observed |\n|---|---|---|---|")
-        for low, high, count, mean, observed in _bins(fieldwise["probability"], is_true):
-            print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} |")
+        print("\nPair match probability against truth (candidate pairs; 'within the bin' = "
+              "the observed share of true matches lies within 0.05 of the bin's range):\n\n"
+              "| bin | pairs | mean predicted | observed | within 0.05 of the bin | "
+              "observed - predicted |\n|---|---|---|---|---|---|")
+        for low, high, count, mean, observed in calibration(fieldwise["probability"], is_true):
+            within = low - 0.05 <= observed <= high + 0.05
+            print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
+                  f"{'yes' if within else 'no'} | {observed - mean:+.4f} |")
+        print("\nGroup confidence (the probability of its weakest linked pair) against the "
+              "share of groups whose records are one entity:\n\n"
+              "| bin | groups | mean confidence | pure | within 0.05 of the bin |\n"
+              "|---|---|---|---|---|")
+        confidence, pure = group_confidence(fieldwise, codes)
+        for low, high, count, mean, observed in calibration(confidence, pure):
+            within = low - 0.05 <= observed <= high + 0.05
+            print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
+                  f"{'yes' if within else 'no'} |")
         weights = fieldwise["model"].weights
         print("\nMatch weights log2(m/u) per field and level (0 = best; non-increasing):\n\n"
               "| field | " + " | ".join(f"level {i}" for i in range(weights.shape[1]))

@@ -207,7 +207,7 @@ def encode_export(
         on_total(len(prepared.record_ids))
     clks = encode_values(prepared.values, schema, secret, on_progress=on_progress, rng=rng)
     batch = EncodedBatch(prepared.record_ids, clks, schema.clk_bits, schema.fingerprint,
-                         key_check_value(secret), prepared.attributes)
+                         key_check_value(secret), prepared.attributes, schema.segments)
     return EncodeOutcome(batch, prepared)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .render import member_text
 
-__all__ = ["MAX_NETWORK_NODES", "network_view", "render_html"]
+__all__ = ["MAX_NETWORK_NODES", "network_view", "render_html", "waterfall_svg"]
 
 MAX_NETWORK_NODES = 600
 _TOP_BROKERS = 60
@@ -165,6 +165,7 @@ def render_html(report: dict) -> str:
         "</section>",
         "<section><h2>Changes since the previous run</h2>", _changes(network), "</section>",
         "<section><h2>Groups</h2>", _groups(report), "</section>",
+        _waterfalls(report.get("waterfalls") or {}),
         f'<script type="application/json" id="report-data">{payload}</script>',
         f"<script>{_SCRIPT}</script></body></html>",
     ]
@@ -433,6 +434,71 @@ def _groups(report: dict, limit: int = 300) -> str:
     rows.append(f"</table><p class='note'>Groups across agencies, and groups within one agency "
                 f"that need review (possible duplicates); those with follow-ups first, then "
                 f"lowest confidence (up to {limit}).</p>")
+    return "".join(rows)
+
+
+def _waterfalls(waterfalls: dict, limit: int = 40) -> str:
+    """Per group, why it was linked: a waterfall of field weights (``linkage.explain``)."""
+    if not waterfalls:
+        return ""
+    parts = ["<section><h2>Why groups were linked</h2><p class='note'>Each group's weakest "
+             "link: the prior, then each field's agreement level and the bits it adds (green) "
+             "or takes away (red); grey fields are missing and count for nothing. Field names "
+             "and levels only, no values.</p>"]
+    for group, waterfall in list(waterfalls.items())[:limit]:
+        parts.append(waterfall_svg(str(group), waterfall))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def waterfall_svg(group: str, waterfall: dict) -> str:
+    """One group's waterfall as an SVG bar chart: a bar per step from the running total."""
+    steps = waterfall["steps"]
+    width, row, left, right = 760, 22, 230, 70
+    height = row * (len(steps) + 1) + 30
+    totals = [0.0] + [s["cumulative"] for s in steps]
+    ends = totals + [waterfall["match_weight"]]
+    low, high = min(ends), max(ends)
+    span = max(high - low, 1.0)
+
+    def x_of(value: float) -> float:
+        return left + (value - low) / span * (width - left - right)
+
+    rows = [f"<figure class='waterfall' data-group='{html.escape(group)}'>"
+            f"<figcaption>Group {html.escape(group)}: match weight "
+            f"{waterfall['match_weight']:+.1f} bits, probability "
+            f"{waterfall['probability']:.3f}</figcaption>"
+            f"<svg viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+            "role='img' aria-label='match weight waterfall'>",
+            f"<line x1='{x_of(0):.1f}' y1='0' x2='{x_of(0):.1f}' y2='{height - 20}' "
+            "stroke='#999' stroke-dasharray='3,3'/>"]
+    previous = 0.0
+    for index, step in enumerate(steps):
+        y = 6 + index * row
+        start, end = previous, step["cumulative"]
+        if step["field"] == "prior":
+            colour = "#7f7f7f"
+        elif step["level"] is not None and step["level"] < 0:
+            colour = "#cccccc"
+        else:
+            colour = "#2ca02c" if step["weight"] >= 0 else "#d62728"
+        x1, x2 = sorted((x_of(start), x_of(end)))
+        label = f"{step['field']}: {step['label']}"
+        rows.append(f"<text x='{left - 6}' y='{y + 14}' text-anchor='end' font-size='12'>"
+                    f"{html.escape(label)}</text>"
+                    f"<rect class='step' x='{x1:.1f}' y='{y}' width='{max(x2 - x1, 1.5):.1f}' "
+                    f"height='{row - 6}' fill='{colour}'><title>{html.escape(label)}: "
+                    f"{step['weight']:+.2f} bits</title></rect>"
+                    f"<text x='{width - right + 6}' y='{y + 14}' font-size='12'>"
+                    f"{step['weight']:+.1f}</text>")
+        previous = end
+    y = 6 + len(steps) * row
+    rows.append(f"<text x='{left - 6}' y='{y + 14}' text-anchor='end' font-size='12' "
+                f"font-weight='bold'>total</text><rect x='{min(x_of(0), x_of(previous)):.1f}' "
+                f"y='{y}' width='{max(abs(x_of(previous) - x_of(0)), 1.5):.1f}' "
+                f"height='{row - 6}' fill='#1f77b4'/><text x='{width - right + 6}' "
+                f"y='{y + 14}' font-size='12'>{waterfall['match_weight']:+.1f}</text></svg>"
+                "</figure>")
     return "".join(rows)
 
 

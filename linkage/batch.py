@@ -15,6 +15,11 @@ matches. Layout (all integers little-endian)::
     N times   entity type, case reference, stage: each 2-byte length + UTF-8
     32 bytes  SHA-256 of everything above (detects truncation and corruption)
 
+Version 3 adds ``"field_layout": {"fields": [...], "words": [...]}`` to the
+header when the CLKs are per-field segments (a schema's ``fieldSegments``):
+field names and each segment's length in 64-bit words, in order. A batch
+without segments is still written as version 2; versions 1 and 2 are read.
+
 Attributes are not identifying: an entity type ("person", "company", ...), a
 case reference already pseudonymised at the agency, and a crime-script stage.
 
@@ -36,6 +41,7 @@ import numpy as np
 
 from .clks import clks_from_base64, clks_from_bytes, clks_to_bytes
 from .errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
+from .field_segments import FieldLayout, layout_for
 
 __all__ = [
     "EncodedBatch",
@@ -50,7 +56,9 @@ __all__ = [
 MAGIC = b"LKBATCH\x01"
 FORMAT_NAME = "linkage-batch"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: The version of batches whose CLKs are per-field segments.
+SEGMENTS_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MAX_RECORD_ID_BYTES = 255
 #: Unicode categories a record id may not contain: controls (tab, newline, ...), format
 #: characters (bidirectional overrides, zero-width joiners), surrogates, line separators.
@@ -96,6 +104,7 @@ class EncodedBatch:
     schema_fingerprint: str | None
     key_check: str | None
     attributes: list[RecordAttributes] | None = None
+    field_layout: FieldLayout | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -118,6 +127,9 @@ class EncodedBatch:
         if self.attributes and len({a.entity_type for a in self.attributes}) > 1:
             raise BatchFormatError("A batch holds records of one entity type; encode each type "
                                    "with its own schema into its own batch.")
+        if self.field_layout is not None and self.field_layout.bits != self.clk_bits:
+            raise BatchFormatError(f"The batch's field segments hold {self.field_layout.bits} "
+                                   f"bits but its CLKs {self.clk_bits}.")
         if self.clks.shape[0] != len(self.record_ids):
             raise BatchFormatError(f"The batch has {len(self.record_ids)} record ids but "
                                    f"{self.clks.shape[0]} CLKs.")
@@ -178,7 +190,7 @@ def _hash_text(digest, text: str) -> None:
 def write_batch(batch: EncodedBatch) -> bytes:
     """Serialise a batch to the documented binary layout."""
     batch.validate()
-    header = json.dumps({
+    fields = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "schema_fingerprint": batch.schema_fingerprint,
@@ -186,7 +198,12 @@ def write_batch(batch: EncodedBatch) -> bytes:
         "clk_bits": batch.clk_bits,
         "record_count": len(batch),
         "attributes": batch.attributes is not None,
-    }, sort_keys=True).encode("utf-8")
+    }
+    if batch.field_layout is not None:
+        fields["version"] = SEGMENTS_VERSION
+        fields["field_layout"] = {"fields": list(batch.field_layout.fields),
+                                  "words": list(batch.field_layout.word_counts)}
+    header = json.dumps(fields, sort_keys=True).encode("utf-8")
     parts = [MAGIC, struct.pack("<I", len(header)), header]
     for record_id in batch.record_ids:
         encoded = record_id.encode("utf-8")
@@ -239,6 +256,7 @@ def _read_binary(data: bytes) -> EncodedBatch:
         raise BatchFormatError("The batch file header is unreadable.") from None
     if header.get("format") != FORMAT_NAME or header.get("version") not in READABLE_VERSIONS:
         raise BatchFormatError("Unsupported batch format version; upgrade linkage.")
+    field_layout = _field_layout(header.get("field_layout"))
     offset += header_length
     record_ids = []
     try:
@@ -272,7 +290,22 @@ def _read_binary(data: bytes) -> EncodedBatch:
             raise BatchFormatError("The batch file's attributes are unreadable.") from None
         if offset != len(body):
             raise BatchFormatError("The batch file's attribute section does not match its header.")
-    return EncodedBatch(record_ids, clks, clk_bits, fingerprint, key_check, attributes)
+    return EncodedBatch(record_ids, clks, clk_bits, fingerprint, key_check, attributes,
+                        field_layout)
+
+
+def _field_layout(raw) -> FieldLayout | None:
+    """The header's per-field segment layout, or None; unreadable -> BatchFormatError."""
+    if raw is None:
+        return None
+    try:
+        fields = [str(f) for f in raw["fields"]]
+        words = [int(w) for w in raw["words"]]
+    except (KeyError, TypeError, ValueError):
+        raise BatchFormatError("The batch file's field layout is unreadable.") from None
+    if not fields or len(fields) != len(words) or min(words) < 1 or len(set(fields)) < len(fields):
+        raise BatchFormatError("The batch file's field layout is unreadable.")
+    return layout_for(fields, [64 * w for w in words])
 
 
 def _read_clkhash_json(data: bytes) -> EncodedBatch:

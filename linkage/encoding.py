@@ -21,6 +21,7 @@ from clkhash.clk import generate_clks
 
 from .clks import clks_from_bytes
 from .errors import InputDataError, NormalisationError, SecretError
+from .field_segments import encode_field_segments
 from .hardening import apply_hardening, salt_groups, salt_key, salt_value
 from .mapping import AgencyMapping
 from .batch import RecordAttributes, record_id_problem
@@ -199,7 +200,8 @@ def encode_values(
     With salting, records are grouped by salt value and each group is encoded
     under its own key derived from the secret; the rows keep their input order.
     Diffusion, BLIP and balancing follow as the schema says, so the result is
-    ``schema.clk_bits`` wide.
+    ``schema.clk_bits`` wide. A schema with ``fieldSegments`` encodes each field
+    into its own segment instead (``linkage.field_segments``), BLIP per segment.
 
     Args:
         values: normalised values, one list per record in schema order
@@ -215,6 +217,13 @@ def encode_values(
     if len(secret) < MIN_SECRET_BYTES:
         raise SecretError("The secret is too short; make one with 'linkage keygen'.")
     spec = schema.hardening
+    if schema.segments is not None:
+        clks = encode_field_segments(values, schema.text, secret, schema.segments,
+                                     blip_epsilon=spec.blip.epsilon if spec.blip else None,
+                                     rng=rng)
+        if on_progress:
+            on_progress(len(values))
+        return clks
     groups = {None: np.arange(len(values))}
     if spec.salting is not None:
         column = schema.feature_names.index(spec.salting.feature)

@@ -37,8 +37,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FellegiSunterModel", "LEVEL_THRESHOLDS", "TrainingSession", "fit_fellegi_sunter",
-           "levels_of"]
+from .candidates import CandidatePairs
+from .field_segments import (
+    FieldLayout,
+    SHARED_KEY_FIELDS,
+    exact_segment_pairs,
+    pair_similarities,
+    segment_frequencies,
+)
+
+__all__ = ["FellegiSunterModel", "FieldwiseScores", "LEVEL_THRESHOLDS", "ReviewedPairs",
+           "TrainingSession", "fit_fellegi_sunter", "levels_of", "score_fieldwise"]
 
 #: Per-field Dice at or above which a pair is at level 0 (about exact), 1, 2, 3; below: last.
 LEVEL_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -214,3 +223,288 @@ def fit_fellegi_sunter(fields: Sequence[str], sessions: Sequence[TrainingSession
         estimated[free] += 1
     m = np.where(estimated[:, None] > 0, total / np.maximum(estimated, 1)[:, None], start)
     return FellegiSunterModel(tuple(fields), m, u, float(match_share), tuple(estimated.tolist()))
+
+
+# -- the core call: segments and candidate pairs in, levels, model and probabilities out ---------
+
+#: Training blocks: pairs identical on these fields estimate the m of the other fields.
+TRAINING_KEYS = (("date_of_birth",), ("given_name", "family_name"))
+#: Fields whose exact agreements are adjusted for the value's frequency (unhardened segments).
+TERM_FREQUENCY_FIELDS = ("given_name", "family_name", "city")
+#: Random pairs drawn for u; pairs kept per training block (a sample beyond that).
+RANDOM_PAIRS = 200_000
+TRAINING_PAIRS = 200_000
+#: Largest block of identical values a training session takes (a very common value is skipped).
+TRAINING_MAX_BLOCK = 1_000
+#: Match probability at or above which a pair is a link.
+LINK_PROBABILITY = 0.5
+
+
+@dataclass(frozen=True)
+class ReviewedPairs:
+    """Pairs a person decided: rows of the loaded records and whether they are one entity."""
+
+    left: np.ndarray
+    right: np.ndarray
+    is_match: np.ndarray
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.left).shape[0])
+
+
+@dataclass(frozen=True)
+class FieldwiseScores:
+    """What ``score_fieldwise`` returns; every per-pair array is parallel to the candidate pairs.
+
+    ``similarities`` are per-field Dice (NaN = missing), ``levels`` their
+    agreement levels (-1 = missing), ``swapped`` marks pairs compared with given
+    and family name crosswise, ``value_share`` the share of records holding
+    the value of an exact agreement (NaN where there is no term-frequency
+    evidence), ``weights`` each field's contribution in bits (term frequency
+    included; 0 where missing), ``match_weight`` the prior plus their sum and
+    ``probability`` the match probability.
+    """
+
+    fields: tuple[str, ...]
+    similarities: np.ndarray = field(repr=False)
+    levels: np.ndarray = field(repr=False)
+    swapped: np.ndarray = field(repr=False)
+    value_share: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    match_weight: np.ndarray = field(repr=False)
+    probability: np.ndarray = field(repr=False)
+    model: FellegiSunterModel
+    reviews_used: int = 0
+
+    def expected_quality(self, link_probability: float = LINK_PROBABILITY
+                         ) -> tuple[float, float]:
+        """The model's expected (precision, recall) of linking pairs at or above the probability.
+
+        Recall is relative to the matches among the candidate pairs (the model
+        sees no others).
+        """
+        linked = self.probability >= link_probability
+        true_links = float(self.probability[linked].sum())
+        precision = true_links / linked.sum() if linked.any() else 1.0
+        recall = true_links / max(float(self.probability.sum()), 1e-12)
+        return float(precision), float(recall)
+
+
+def _keep(pairs: CandidatePairs, keep: np.ndarray) -> CandidatePairs:
+    return CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.score[keep])
+
+
+def _allowed(pairs: CandidatePairs, owners: np.ndarray | None, cross_owner_only: bool
+             ) -> CandidatePairs:
+    if not cross_owner_only or owners is None:
+        return pairs
+    return _keep(pairs, owners[pairs.left] != owners[pairs.right])
+
+
+def _all_pair_count(count: int, owners: np.ndarray | None, cross_owner_only: bool) -> float:
+    if cross_owner_only and owners is not None:
+        sizes = np.bincount(np.unique(owners, return_inverse=True)[1]).astype(float)
+        return float((sizes.sum() ** 2 - (sizes ** 2).sum()) / 2)
+    return count * (count - 1) / 2
+
+
+def _random_pairs(rng, count: int, owners, cross_owner_only: bool) -> CandidatePairs:
+    first, second = rng.integers(0, count, RANDOM_PAIRS), rng.integers(0, count, RANDOM_PAIRS)
+    pairs = CandidatePairs(np.minimum(first, second), np.maximum(first, second),
+                           np.zeros(RANDOM_PAIRS))
+    return _allowed(_keep(pairs, first != second), owners, cross_owner_only)
+
+
+def _levels(clks, layout, pairs, names):
+    similarities, swapped = pair_similarities(clks, layout, pairs, names)
+    return similarities, levels_of(similarities), swapped
+
+
+def _training_sessions(clks, layout, names, owners, cross_owner_only, rng, keys):
+    """Blocked sessions, and per session the number of pairs its sample stands for."""
+    sessions, totals = [], []
+    for key in keys:
+        if not all(f in layout.fields for f in key):
+            continue
+        pairs = _allowed(exact_segment_pairs(clks, layout, key, max_block=TRAINING_MAX_BLOCK),
+                         owners, cross_owner_only)
+        totals.append(len(pairs))
+        if len(pairs) > TRAINING_PAIRS:
+            pairs = _keep(pairs, np.sort(rng.choice(len(pairs), TRAINING_PAIRS, replace=False)))
+        sessions.append(TrainingSession(_levels(clks, layout, pairs, names)[1],
+                                        tuple(layout.fields.index(f) for f in key)))
+    return sessions, totals
+
+
+def _session_match_share(session: TrainingSession, model: FellegiSunterModel) -> float:
+    """Share of matches among a session's pairs under the model, blocked fields left out."""
+    free = np.array([c for c in range(model.m.shape[0]) if c not in session.blocked], np.int64)
+    share = 0.5
+    for _ in range(200):
+        log_match = np.log(share) + _weights_of(session.levels, model.m, free)
+        log_other = np.log(1 - share) + _weights_of(session.levels, model.u, free)
+        posterior = 1.0 / (1.0 + np.exp(np.clip(log_other - log_match, -700, 700)))
+        new_share = float(np.clip(posterior.mean(), 1e-9, 1 - 1e-9))
+        if abs(new_share - share) < 1e-9:
+            break
+        share = new_share
+    return share
+
+
+def _estimated_matches(sessions, totals, model, random_levels) -> float | None:
+    """Matches among all pairs: each session's matches over P(a match lands in its block).
+
+    A match lands in the block of fields F when both records hold every field
+    of F (as often as among random pairs: missing values do not depend on the
+    match) and agree on them exactly (m at level 0). The sessions' estimates
+    are combined by their geometric mean.
+    """
+    estimates = []
+    for session, total in zip(sessions, totals):
+        if session.levels.shape[0] < 20:
+            continue
+        blocked = list(session.blocked)
+        present = float(np.all(random_levels[:, blocked] >= 0, axis=1).mean())
+        landing = present * float(np.prod(model.m[blocked, 0]))
+        if landing <= 0:
+            continue
+        estimates.append(_session_match_share(session, model) * total / landing)
+    if not estimates:
+        return None
+    return float(np.exp(np.mean(np.log(np.maximum(estimates, 1e-9)))))
+
+
+def _value_shares(clks, layout, pairs, levels, fields):
+    """Share of records holding the value where a pair's segments are identical (else NaN)."""
+    out = np.full(levels.shape, np.nan)
+    for name in fields:
+        if name not in layout.fields:
+            continue
+        column = layout.fields.index(name)
+        segment = layout.segment(clks, name)
+        identical = np.all(segment[pairs.left] == segment[pairs.right], axis=1) \
+            & (levels[:, column] == 0)
+        out[identical, column] = segment_frequencies(clks, layout, name)[pairs.left[identical]]
+    return out
+
+
+#: Largest P(a record has a match at another owner) the one-to-one adjustment assumes.
+MAX_MATCHED_SHARE = 0.99
+
+
+def one_to_one_probabilities(pairs: CandidatePairs, odds: np.ndarray, owners: np.ndarray
+                             ) -> np.ndarray:
+    """Match probabilities when a record matches at most one record of each other owner.
+
+    Why: with one record per owner per group (FEBRL4, deduplicated files), a
+    pair's odds depend on the record's other candidates at that owner: record
+    a matches b, another candidate, or nobody there. With pairwise odds
+    ``o`` (prior included) and ``pi`` the share of a's owner's records that
+    have a match at b's owner (expected matches over records, at most
+    ``MAX_MATCHED_SHARE``), P(a-b) = o_ab / ((1 - pi) + sum of o over a's
+    candidates at b's owner). Taken from both records' sides, the smaller.
+    """
+    owner_codes, owner_index = np.unique(owners, return_inverse=True)
+    count = owner_codes.size
+    sizes = np.bincount(owner_index, minlength=count).astype(float)
+    pairwise = odds / (1.0 + odds)
+    expected = np.zeros((count, count))
+    np.add.at(expected, (owner_index[pairs.left], owner_index[pairs.right]), pairwise)
+    expected = expected + expected.T
+    out = np.ones(len(pairs))
+    for this, other in ((pairs.left, pairs.right), (pairs.right, pairs.left)):
+        this_owner, other_owner = owner_index[this], owner_index[other]
+        matched = np.minimum(expected[this_owner, other_owner] / sizes[this_owner],
+                             MAX_MATCHED_SHARE)
+        slot = this.astype(np.int64) * count + other_owner
+        keys, inverse = np.unique(slot, return_inverse=True)
+        totals = np.bincount(inverse, weights=odds, minlength=keys.size)
+        out = np.minimum(out, odds / ((1.0 - matched) + totals[inverse]))
+    return out
+
+
+def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs, *,
+                    owners: np.ndarray | None = None, cross_owner_only: bool = False,
+                    one_to_one: bool = False,
+                    reviewed: ReviewedPairs | None = None, match_share: float | None = None,
+                    term_frequencies: bool = True,
+                    names: tuple[str, str] | None = SHARED_KEY_FIELDS,
+                    training_keys: tuple[tuple[str, ...], ...] = TRAINING_KEYS,
+                    seed: int = 0) -> FieldwiseScores:
+    """Train a Fellegi-Sunter model on the records' segments and score the candidate pairs.
+
+    Args:
+        clks: the loaded records' CLKs made of per-field segments (records × words).
+        layout: where each field's segment lies (``FieldLayout``).
+        pairs: candidate pairs (rows of ``clks``, ``left < right``), e.g. the
+            record-level kernel's at the floor plus ``blocking_pairs``.
+        owners: each record's owner (agency) code; with ``cross_owner_only``
+            only pairs of two owners are possible matches.
+        one_to_one: a record matches at most one record of each other owner
+            (deduplicated files): probabilities take the record's competing
+            candidates into account (``one_to_one_probabilities``); needs ``owners``.
+        reviewed: decided pairs; each enters training once with its class
+            given, so a handful of reviews moves the model by a handful of pairs
+            (the match share among all pairs is estimated from unlabelled pairs
+            only).
+        match_share: P(match) of two random records, if known; otherwise
+            estimated from the training blocks (``_estimated_matches``).
+        term_frequencies: adjust exact agreements on ``TERM_FREQUENCY_FIELDS``
+            by the value's frequency among the records (meaningful only on
+            unhardened segments, where identical segments are identical values).
+        names: the two name fields compared crosswise too (swapped names), or None.
+        training_keys: the fields each training block is identical on.
+        seed: for the random pairs and samples.
+    Returns:
+        ``FieldwiseScores``; ``probability >= LINK_PROBABILITY`` are the links.
+    Raises:
+        ValueError: ``clks`` narrower than the layout, or indices outside ``clks``.
+    """
+    if one_to_one and owners is None:
+        raise ValueError("one_to_one needs each record's owner")
+    if clks.ndim != 2 or clks.shape[1] < layout.words:
+        raise ValueError(f"CLKs of {clks.shape[-1] if clks.ndim else 0} words do not hold the "
+                         f"layout's {layout.words} words of per-field segments")
+    count = clks.shape[0]
+    for name, rows in (("pairs", (pairs.left, pairs.right)),
+                       ("reviewed", () if reviewed is None else (reviewed.left, reviewed.right))):
+        for side in rows:
+            side = np.asarray(side)
+            if side.size and (side.min() < 0 or side.max() >= count):
+                raise ValueError(f"{name} refer to records outside the {count} loaded")
+    rng = np.random.default_rng(seed)
+    fields = layout.fields
+    random_levels = _levels(clks, layout, _random_pairs(rng, count, owners, cross_owner_only),
+                            names)[1]
+    sessions, totals = _training_sessions(clks, layout, names, owners, cross_owner_only, rng,
+                                          training_keys)
+    known_matches = known_non_matches = None
+    if reviewed is not None and len(reviewed):
+        decided = CandidatePairs(np.asarray(reviewed.left, np.int64),
+                                 np.asarray(reviewed.right, np.int64), np.zeros(len(reviewed)))
+        decided_levels = _levels(clks, layout, decided, names)[1]
+        is_match = np.asarray(reviewed.is_match, bool)
+        known_matches, known_non_matches = decided_levels[is_match], decided_levels[~is_match]
+    share = 1e-6 if match_share is None else match_share
+    model = fit_fellegi_sunter(fields, sessions, random_levels, share,
+                               known_matches=known_matches, known_non_matches=known_non_matches)
+    if match_share is None:
+        matches = _estimated_matches(sessions, totals, model, random_levels)
+        if matches is None:
+            matches = count / 2  # no training block: about one match per two records
+        all_pairs = _all_pair_count(count, owners, cross_owner_only)
+        model = FellegiSunterModel(model.fields, model.m, model.u,
+                                   float(np.clip(matches / max(all_pairs, 1.0), 1e-12, 0.5)),
+                                   model.sessions)
+    similarities, levels, swapped = _levels(clks, layout, pairs, names)
+    value_share = (_value_shares(clks, layout, pairs, levels, TERM_FREQUENCY_FIELDS)
+                   if term_frequencies else np.full(levels.shape, np.nan))
+    weights = model.field_weights(levels) + model.term_frequency_weights(levels, value_share)
+    match_weight = model.prior_weight() + weights.sum(axis=1)
+    probability = 1.0 / (1.0 + np.exp2(-np.clip(match_weight, -60, 60)))
+    if one_to_one and owners is not None and len(pairs):
+        probability = one_to_one_probabilities(pairs, np.exp2(np.clip(match_weight, -60, 60)),
+                                               np.asarray(owners))
+    return FieldwiseScores(fields, similarities, levels, swapped, value_share, weights,
+                           match_weight, probability, model,
+                           0 if reviewed is None else len(reviewed))

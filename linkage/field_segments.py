@@ -29,12 +29,15 @@ from .candidates import CandidatePairs
 
 __all__ = [
     "FieldLayout",
+    "blocking_pairs",
     "encode_field_segments",
     "exact_segment_pairs",
     "field_similarities",
     "layout_for",
+    "pair_similarities",
     "segment_frequencies",
     "swapped_name_similarities",
+    "union_pairs",
 ]
 
 #: Bits per segment by normaliser kind when a schema gives none.
@@ -220,3 +223,47 @@ def segment_frequencies(clks: np.ndarray, layout: FieldLayout, field: str) -> np
     share = share.astype(float)
     share[~segment.any(axis=1)] = np.nan
     return share
+
+
+#: How much better (sum of both names' Dice) the crosswise comparison must be to count as a swap.
+SWAP_MARGIN = 0.2
+
+
+def pair_similarities(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs,
+                      names: tuple[str, str] | None = SHARED_KEY_FIELDS
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-field Dice (pairs × fields, NaN = missing) and which pairs had their names swapped.
+
+    Where both ``names`` are in the layout, a pair whose given and family names
+    agree clearly better crosswise (by ``SWAP_MARGIN``) is compared crosswise:
+    a name filed under the other column is still the same name, as in Splink's
+    forename-surname comparison.
+    """
+    similarities = field_similarities(clks, layout, pairs)
+    swapped = np.zeros(len(pairs), bool)
+    if names is None or not all(n in layout.fields for n in names):
+        return similarities, swapped
+    given, family = (layout.fields.index(n) for n in names)
+    crossed = swapped_name_similarities(clks, layout, pairs, *names)
+    straight = np.nan_to_num(similarities[:, [given, family]], nan=0.0).sum(axis=1)
+    across = np.nan_to_num(crossed, nan=0.0).sum(axis=1)
+    swapped = across > straight + SWAP_MARGIN
+    similarities[swapped, given] = crossed[swapped, 0]
+    similarities[swapped, family] = crossed[swapped, 1]
+    return similarities, swapped
+
+
+def union_pairs(parts: list[CandidatePairs]) -> CandidatePairs:
+    """The pairs of all ``parts`` (each with ``left < right``), each once, ordered."""
+    joined = CandidatePairs.concat(parts)
+    if not len(joined):
+        return joined
+    _, first = np.unique(joined.left * (1 << 32) + joined.right, return_index=True)
+    return CandidatePairs(joined.left[first], joined.right[first], joined.score[first])
+
+
+def blocking_pairs(clks: np.ndarray, layout: FieldLayout, keys: tuple[tuple[str, ...], ...], *,
+                   max_block: int = 100) -> CandidatePairs:
+    """Pairs identical on every field of at least one key (see ``exact_segment_pairs``)."""
+    return union_pairs([exact_segment_pairs(clks, layout, key, max_block=max_block)
+                        for key in keys if all(f in layout.fields for f in key)])

