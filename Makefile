@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Compile the numba kernels once into the package's __pycache__ (cache=True), so that
 	# no user's first run pays tens of seconds of compilation.
-	$(BIN)/python -c "from linkage.engine import warm_up; warm_up()"
+	$(BIN)/python -c "from linkage.matching.engine import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,7 +25,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow'
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. protos/linkage/v1/linkage.proto
+	$(BIN)/python protos/build.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.dice

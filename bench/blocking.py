@@ -25,9 +25,9 @@ import sys
 _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from linkage.blocking import lsh_candidates, plan_lsh
+from linkage.matching.blocking import lsh_candidates, plan_lsh
 from linkage.clks import popcounts
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 n, threshold, exhaustive = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
 rng = np.random.default_rng(0)
 def make(count):

@@ -1,4 +1,4 @@
-"""Dice candidate generation: ``linkage.kernel`` against anonlink 0.15 on the same CLKs.
+"""Dice candidate generation: ``linkage.matching.kernel`` against anonlink 0.15 on the same CLKs.
 
     python -m bench.dice                      # N = 30000, threshold 0.8, 5 runs each
     python -m bench.dice --n 5000 30000 --repeats 3 --skip-anonlink
@@ -33,7 +33,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".bench-venv"
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         left, right, planted = make_clks(n, args.seed, args.bits)
         thread_counts = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
         ours = time_ours(left, right, args.threshold, thread_counts, args.repeats)
-        results = {("linkage.kernel", threads): ours[threads] for threads in thread_counts}
+        results = {("linkage.matching.kernel", threads): ours[threads] for threads in thread_counts}
         if not args.skip_anonlink:
             with tempfile.TemporaryDirectory() as folder:
                 results[("anonlink 0.15.3", 1)] = time_anonlink(

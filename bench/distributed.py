@@ -122,16 +122,16 @@ def _same(a, b) -> bool:
 
 def _random_job(n: int, seed: int):
     from bench.match_speed import make_clks
-    from linkage.executor import plan_owner_tasks
+    from linkage.matching.executor import plan_owner_tasks
     left, right = make_clks(n, seed)
     clks = np.concatenate([left, right])
     return clks, plan_owner_tasks(np.repeat(np.arange(2), n), True)
 
 
 def _person_job(records: int):
-    from client import files
-    from linkage.synthetic import SyntheticConfig, generate
-    from linkage.schema import default_schema_text
+    from linkage_service.client import files
+    from linkage_service.client.synthetic import SyntheticConfig, generate
+    from linkage.encoding.schema import default_schema_text
     secret = b"s" * 32
     data = generate(SyntheticConfig(seed=5, records_per_agency=records))
     schema = default_schema_text()
@@ -147,9 +147,9 @@ def _person_job(records: int):
 def _serial_parts(clks: np.ndarray, tasks, pairs) -> dict[str, float]:
     """Seconds of the parts of a run that stay on the server: preparing the sides,
     joining the units' pairs, grouping."""
-    from linkage.candidates import CandidatePairs
-    from linkage.executor import PreparedSides
-    from linkage.grouping import greedy_groups
+    from linkage.matching.candidates import CandidatePairs
+    from linkage.matching.executor import PreparedSides
+    from linkage.matching.grouping import greedy_groups
     started = time.perf_counter()
     with PreparedSides(clks) as sides:
         for task in tasks:
@@ -182,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import numba
 
-    from linkage.blocking import plan_lsh
+    from linkage.matching.blocking import plan_lsh
     from linkage.clks import popcounts
-    from linkage.engine import link_records
-    from linkage.executor import IN_PROCESS, PreparedSides
-    from server.dask_executor import DaskExecutor
+    from linkage.matching.engine import link_records
+    from linkage.matching.executor import IN_PROCESS, PreparedSides
+    from linkage_service.server.dask_executor import DaskExecutor
 
     jobs = {}
     if args.exhaustive:

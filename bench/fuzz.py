@@ -21,8 +21,8 @@ import numpy as np
 from linkage.batch import EncodedBatch, read_batch, write_batch
 from linkage.clks import clks_to_base64
 from linkage.errors import LinkageError
-from linkage.mapping import parse_mapping
-from linkage.schema import default_schema_text, load_schema
+from linkage.encoding.mapping import parse_mapping
+from linkage.encoding.schema import default_schema_text, load_schema
 
 __all__ = [
     "TARGETS",
@@ -74,7 +74,7 @@ def fuzz_schema(data: bytes) -> bool:
 
 
 def fuzz_csv_export(data: bytes) -> bool:
-    from client.files import read_csv_export
+    from linkage_service.client.files import read_csv_export
     return _refusal_only(read_csv_export, data)
 
 

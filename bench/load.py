@@ -23,11 +23,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import EncodedBatch
-from linkage.encoding import key_check_value
-from linkage.schema import default_schema_text, load_schema
+from linkage.encoding.encoder import key_check_value
+from linkage.encoding.schema import default_schema_text, load_schema
 
 
 def _peak_rss_mib(pid: int) -> float:

@@ -90,7 +90,7 @@ def make_clks(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def bench_schema_text() -> str:
     """The shipped person schema without hardening: 1024-bit CLKs, like the random ones."""
-    from linkage.schema import default_schema_text
+    from linkage.encoding.schema import default_schema_text
     document = json.loads(default_schema_text())
     document.pop("hardening", None)
     return json.dumps(document)
@@ -98,8 +98,8 @@ def bench_schema_text() -> str:
 
 def write_batches(folder: Path, left: np.ndarray, right: np.ndarray) -> tuple[Path, Path]:
     from linkage.batch import EncodedBatch, write_batch
-    from linkage.encoding import key_check_value
-    from linkage.schema import load_schema
+    from linkage.encoding.encoder import key_check_value
+    from linkage.encoding.schema import load_schema
     schema = load_schema(bench_schema_text())
     assert schema.clk_bits == BITS
     paths = []
@@ -154,7 +154,7 @@ def time_server(server, left: Path, right: Path, threshold: str, project: str, f
 
     Returns (submit seconds, run seconds, linked pairs from both agencies' results).
     """
-    from client.api import LinkageClient
+    from linkage_service.client.api import LinkageClient
     from linkage.batch import read_batch
     with LinkageClient(server.address, server.coordinator_token, timeout=3600) as coordinator:
         tokens = coordinator.create_project(project, bench_schema_text(), ["left", "right"])
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         notes: dict[str, str] = {}
         server = None
         if not args.skip_server:
-            from client.demo import ServerProcess
+            from linkage_service.client.demo import ServerProcess
             # One random "secret" for every project: the server refuses that unless told.
             server = ServerProcess(folder / "server-data",
                                    extra_args=("--allow-secret-reuse",)).start()

@@ -6,8 +6,8 @@
 
 Why this exists: agencies have no ground truth, so the ``auto`` threshold and
 the group confidence must be right without one. This harness runs the whole
-pipeline (normalise, encode with clkhash through ``linkage.encoding``, match
-with ``linkage.engine.link_records``, group) on data whose truth is known
+pipeline (normalise, encode with clkhash through ``linkage.encoding.encoder``, match
+with ``linkage.matching.engine.link_records``, group) on data whose truth is known
 (FEBRL4, FEBRL3, the project's person generator and a company generator,
 ``bench.quality_data`` and ``bench.quality_company``) and
 prints pairwise precision / recall / F1 from ``recordlinkage``'s metrics,
@@ -56,20 +56,20 @@ import recordlinkage
 from clkhash import schema as clkhash_schema
 from clkhash.clk import generate_clks
 
-from linkage.candidates import CandidatePairs
+from linkage.matching.candidates import CandidatePairs
 from linkage.clks import clks_from_bytes
-from linkage.encoding import encode_values, prepare_records
-from linkage.engine import (
+from linkage.encoding.encoder import encode_values, prepare_records
+from linkage.matching.engine import (
     LinkageResult,
     compare_new_records,
     decide,
     link_records,
 )
-from linkage.evaluation import pairwise_quality
-from linkage.grouping import greedy_groups
-from linkage.mapping import parse_mapping
-from linkage.schema import LinkageSchema, load_schema
-from linkage.threshold import REVIEW_PROBABILITIES
+from linkage.analysis.evaluation import pairwise_quality
+from linkage.matching.grouping import greedy_groups
+from linkage.encoding.mapping import parse_mapping
+from linkage.encoding.schema import LinkageSchema, load_schema
+from linkage.matching.threshold import REVIEW_PROBABILITIES
 
 from .quality_company import load_companies
 from .quality_data import LabelledData, load_febrl3, load_febrl4, load_synthetic
@@ -90,8 +90,8 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-PERSON_SCHEMA = ROOT / "linkage" / "schemas" / "person.json"
-COMPANY_SCHEMA = ROOT / "linkage" / "schemas" / "company.json"
+PERSON_SCHEMA = ROOT / "linkage" / "encoding" / "schemas" / "person.json"
+COMPANY_SCHEMA = ROOT / "linkage" / "encoding" / "schemas" / "company.json"
 SECRET = hashlib.sha256(b"bench.quality shared secret").digest()
 BLIP_SEED = 20240
 #: Thresholds scanned for the hindsight-best ("oracle") figures.
@@ -174,7 +174,7 @@ def measure(truth: pd.MultiIndex, predicted: pd.MultiIndex, owners: np.ndarray
 
 
 def _cross_check(data: LabelledData, labels: np.ndarray, reported: Quality | None) -> None:
-    """linkage.evaluation.pairwise_quality must agree with the recordlinkage figures."""
+    """linkage.analysis.evaluation.pairwise_quality must agree with the recordlinkage figures."""
     keys = [(str(o), str(i)) for i, o in enumerate(data.owners.tolist())]
     predicted = {k: int(g) for k, g in zip(keys, labels.tolist()) if g >= 0}
     truth = dict(zip(keys, data.entities.tolist()))
@@ -296,7 +296,7 @@ def encode_plain(data: LabelledData) -> np.ndarray:
 def scan_floor(clks: np.ndarray, pairs_per_record: int = 100, seed: int = 0) -> float:
     """The lowest scanned threshold above which about ``pairs_per_record`` pairs per record lie.
 
-    Estimated from random pairs, like ``linkage.engine.choose_floor``: plain
+    Estimated from random pairs, like ``linkage.matching.engine.choose_floor``: plain
     clkhash CLKs of FEBRL score most non-matches above 0.6, and anonlink would
     return tens of millions of candidates from a lower start.
     """
@@ -492,7 +492,7 @@ def simulate_reviews(data: LabelledData, run: OursRun, reviews: int) -> LinkageR
     The flagged groups (confidence in ``REVIEW_PROBABILITIES``), most uncertain
     first, are accepted when all their records are one entity (the truth plays
     the coordinator) and rejected otherwise; their weakest-link scores go to
-    ``linkage.engine.decide`` as ``known_matches`` / ``known_non_matches``, as
+    ``linkage.matching.engine.decide`` as ``known_matches`` / ``known_non_matches``, as
     the server passes earlier reviews.
     """
     result = run.result

@@ -1,7 +1,7 @@
 """Synthetic company records for the quality harness: four agencies, one company schema.
 
 There is no public labelled company data set like FEBRL, so this generator
-writes one in the spirit of ``linkage.synthetic``: Belgian and Swedish
+writes one in the spirit of ``client.synthetic``: Belgian and Swedish
 companies (some Dutch and German) drawn with Faker, nobody real, each with a
 name and legal form, an enterprise / organisation number, a street address
 and a city. A share of companies appears at several agencies, some twice at

@@ -207,7 +207,7 @@ def load_synthetic(corruption: float = 0.2, seed: int = 7,
     rewritten as ISO (every clkhash deployment must agree on one date format;
     clkhash validates dates but does not convert them) and nothing else changed.
     """
-    from linkage.synthetic import FEATURES, SyntheticConfig, generate
+    from linkage_service.client.synthetic import FEATURES, SyntheticConfig, generate
 
     dataset = generate(SyntheticConfig(seed=seed, records_per_agency=records_per_agency,
                                        corruption=corruption))

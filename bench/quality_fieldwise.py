@@ -8,13 +8,13 @@ on the same data as ``bench.quality``, beside our record-level ``auto`` and
 plaintext Splink, in the same run:
 
 1. the normalised values we encode are hashed into one Bloom filter per field
-   (``linkage.field_segments``), concatenated;
+   (``linkage.encoding.field_segments``), concatenated;
 2. the record-level kernel finds candidate pairs on the concatenation at the
-   engine's floor (``linkage.engine.choose_floor``);
+   engine's floor (``linkage.matching.engine.choose_floor``);
 3. each candidate pair gets a per-field Dice and an agreement level per field;
    given and family names compared crosswise too, and taken crosswise when
    that agrees better (swapped names);
-4. ``linkage.fellegi_sunter``: u from random pairs, m and the match share by
+4. ``linkage.matching.fellegi_sunter``: u from random pairs, m and the match share by
    EM; pairs with match probability >= 0.5 are grouped with our greedy
    complete-linkage grouping (one record per owner for one-to-one data).
 
@@ -33,23 +33,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linkage.candidates import CandidatePairs
-from linkage.engine import choose_floor, compare_new_records, decide
-from linkage.fellegi_sunter import (
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.engine import choose_floor, compare_new_records, decide
+from linkage.matching.fellegi_sunter import (
     LINK_PROBABILITY,
     FieldwiseScores,
     ReviewedPairs,
     score_fieldwise,
 )
-from linkage.field_segments import (
+from linkage.encoding.field_segments import (
     DEFAULT_SEGMENT_BITS,
     blocking_pairs,
     encode_field_segments,
     layout_for,
     union_pairs,
 )
-from linkage.grouping import greedy_groups
-from linkage.schema import LinkageSchema, load_schema
+from linkage.matching.grouping import greedy_groups
+from linkage.encoding.schema import LinkageSchema, load_schema
 
 from .quality import (
     BLIP_SEED,
@@ -67,7 +67,7 @@ from .quality import (
 __all__ = ["fieldwise_candidates", "run_fieldwise"]
 
 #: The shipped per-field segment layout (the person schema's features, unhardened).
-SEGMENTS_SCHEMA = Path(str(resources.files("linkage").joinpath("schemas/person_segments.json")))
+SEGMENTS_SCHEMA = Path(str(resources.files("linkage.encoding").joinpath("schemas/person_segments.json")))
 
 
 #: Blocking keys: records whose segments of these fields are identical are candidates too.
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-splink", action="store_true")
     parser.add_argument("--segments", metavar="SCHEMA.json",
                         help="take the per-field segments from this schema's fieldSegments "
-                             "(default: linkage/schemas/person_segments.json)")
+                             "(default: linkage/encoding/schemas/person_segments.json)")
     parser.add_argument("--match-share", choices=("blocks", "record-level"), default="blocks",
                         help="P(match) of random records: estimated from the training blocks "
                              "(the core's default) or from the record-level score model")

@@ -45,7 +45,7 @@ CUSTOMS_SHARE = 0.15
 
 
 def _agencies():
-    from linkage.synthetic import _profile
+    from linkage_service.client.synthetic import _profile
 
     return (
         _profile("nl-kmar", "NL", ("nl_NL",), "REGISTRATIENR",
@@ -169,7 +169,7 @@ class _Customs:
 def load_heldout(corruption: float = 0.25, seed: int = 101,
                  records_per_agency: int = 1500) -> LabelledData:
     """The held-out multi-agency data set (see the module docstring)."""
-    from linkage.synthetic import SyntheticConfig, generate
+    from linkage_service.client.synthetic import SyntheticConfig, generate
 
     config = SyntheticConfig(seed=seed, records_per_agency=records_per_agency,
                              corruption=corruption, agencies=_agencies())

@@ -9,7 +9,7 @@ groups (record level) or pairs (field-wise) the model is least sure of, most
 uncertain first, the truth playing the reviewer, and reruns: estimated
 precision and recall before and after, links that changed, and the measured
 F1 after. The record-level model gets the reviews as the server passes them
-(``linkage.engine.decide``'s ``known_matches`` / ``known_non_matches``), the
+(``linkage.matching.engine.decide``'s ``known_matches`` / ``known_non_matches``), the
 field-wise one as ``ReviewedPairs``.
 """
 
@@ -20,8 +20,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from linkage.fellegi_sunter import ReviewedPairs
-from linkage.schema import load_schema
+from linkage.matching.fellegi_sunter import ReviewedPairs
+from linkage.encoding.schema import load_schema
 
 from .quality import (
     PERSON_SCHEMA,

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linkage.engine import choose_floor, compare_new_records, link_records
-from linkage.schema import load_schema
+from linkage.matching.engine import choose_floor, compare_new_records, link_records
+from linkage.encoding.schema import load_schema
 
 from .quality import (
     COMPANY_SCHEMA,

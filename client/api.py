@@ -19,9 +19,9 @@ from linkage.audit import AuditEntry
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
 from linkage.errors import InvalidRequestError, NotFoundError
-from linkage.run_summary import RunSummary
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.matching.run_summary import RunSummary
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
 __all__ = ["CHUNK_BYTES", "LinkageClient", "PemSource", "Receipt", "ServerUnreachable"]
 

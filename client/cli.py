@@ -184,7 +184,7 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, delimi
         linkage encode --schema schema.json --secret secret.key --mapping agency.toml records.csv -o batch.clk
     """
     from linkage.batch import write_batch
-    from linkage.schema import default_schema_text
+    from linkage.encoding.schema import default_schema_text
 
     from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
@@ -381,7 +381,7 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
 
         linkage project create --name antwerp-q4 --agencies be-police,be-customs,se-police --tokens-dir tokens
     """
-    from linkage.schema import default_schema_text
+    from linkage.encoding.schema import default_schema_text
 
     from . import files
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
@@ -892,8 +892,8 @@ def match(threshold, estimates, output, left, right) -> None:
         linkage match be-police.clk se-customs.clk --threshold auto -o matches.csv
     """
     from linkage.batch import read_batch
-    from linkage.matching import match_batches
-    from linkage.threshold import parse_threshold
+    from linkage.matching.offline import match_batches
+    from linkage.matching.threshold import parse_threshold
     requested = parse_threshold(threshold)
     left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
     bar = _progress(None, "comparing")

@@ -25,9 +25,9 @@ import numpy as np
 
 from linkage.audit import verify_chain
 from linkage.batch import write_batch
-from linkage.evaluation import pairwise_quality
-from linkage.schema import default_schema_text
-from linkage.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
+from linkage.analysis.evaluation import pairwise_quality
+from linkage.encoding.schema import default_schema_text
+from linkage_service.client.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
 
 from . import files, pki
 from .api import LinkageClient
@@ -98,7 +98,7 @@ class ServerProcess:
                         "--tls-key", str(self.tls_dir / "server.key"),
                         "--client-ca", str(self.tls_dir / "ca.pem"))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.main", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "linkage_service.server.main", "--data-dir", str(self.data_dir),
              "--listen", "127.0.0.1:0", *(("--store", self.store) if self.store else ()),
              *tls_args, *self._extra_args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)

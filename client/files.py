@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linkage.batch import EncodedBatch
-from linkage.encoding import (
+from linkage.encoding.encoder import (
     PreparedRecords,
     encode_values,
     generate_secret,
@@ -23,9 +23,9 @@ from linkage.encoding import (
     prepare_records,
 )
 from linkage.errors import InputDataError, SecretError
-from linkage.mapping import AgencyMapping, mapping_by_name, parse_mapping
-from linkage.normalise import normalise_text
-from linkage.schema import LinkageSchema, load_schema
+from linkage.encoding.mapping import AgencyMapping, mapping_by_name, parse_mapping
+from linkage.encoding.normalise import normalise_text
+from linkage.encoding.schema import LinkageSchema, load_schema
 
 __all__ = [
     "EncodeOutcome",

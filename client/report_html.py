@@ -438,7 +438,7 @@ def _groups(report: dict, limit: int = 300) -> str:
 
 
 def _waterfalls(waterfalls: dict, limit: int = 40) -> str:
-    """Per group, why it was linked: a waterfall of field weights (``linkage.explain``)."""
+    """Per group, why it was linked: a waterfall of field weights (``linkage.analysis.explain``)."""
     if not waterfalls:
         return ""
     parts = ["<section><h2>Why groups were linked</h2><p class='note'>Each group's weakest "

@@ -29,17 +29,17 @@ __all__ = [
 ]
 
 _HOMES = {
-    "CandidatePairs": "candidates",
+    "CandidatePairs": "matching.candidates",
     "EncodedBatch": "batch",
-    "Grouping": "grouping",
+    "Grouping": "matching.grouping",
     "LinkageError": "errors",
-    "LinkageResult": "engine",
-    "LinkageSchema": "schema",
-    "candidates_reference": "candidates",
-    "dice": "candidates",
-    "greedy_groups": "grouping",
-    "link_records": "engine",
-    "load_schema": "schema",
+    "LinkageResult": "matching.engine",
+    "LinkageSchema": "encoding.schema",
+    "candidates_reference": "matching.candidates",
+    "dice": "matching.candidates",
+    "greedy_groups": "matching.grouping",
+    "link_records": "matching.engine",
+    "load_schema": "encoding.schema",
     "read_batch": "batch",
     "write_batch": "batch",
 }

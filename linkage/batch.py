@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clks import clks_from_base64, clks_from_bytes, clks_to_bytes
-from .errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
-from .field_segments import FieldLayout, layout_for
+from linkage.clks import clks_from_base64, clks_from_bytes, clks_to_bytes
+from linkage.errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
+from linkage.encoding.field_segments import FieldLayout, layout_for
 
 __all__ = [
     "EncodedBatch",

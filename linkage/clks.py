@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ClkError
+from linkage.errors import ClkError
 
 __all__ = [
     "clks_from_base64",

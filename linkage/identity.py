@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .errors import AuthenticationError
+from linkage.errors import AuthenticationError
 
 __all__ = ["ROLES", "CertificateIdentity", "certificate_identity"]
 

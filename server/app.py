@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from linkage.errors import InvalidRequestError
-from protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
+from linkage_service.protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
 
 from . import failpoints
 from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token

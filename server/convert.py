@@ -6,8 +6,8 @@ import json
 import re
 
 from linkage.errors import InvalidRequestError, RunStateError
-from linkage.run_summary import RunSummary
-from protos.linkage.v1 import linkage_pb2 as pb
+from linkage.matching.run_summary import RunSummary
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 
 from .operations import BatchHeaderInfo, FollowUpView, ProjectReport, RecordHit
 

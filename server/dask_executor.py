@@ -1,4 +1,4 @@
-"""Comparisons on a Dask cluster: the client side of ``linkage.dask_tasks``.
+"""Comparisons on a Dask cluster: the client side of ``linkage.matching.dask_tasks``.
 
 ``linkage-server --executor dask://HOST:PORT`` (or ``linkage match --executor``)
 sends a run's comparison units to a running ``dask scheduler``; its workers need
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.blocking import LshPlan, distinct_pairs, table_positions
-from linkage.candidates import CandidatePairs
+from linkage.matching.blocking import LshPlan, distinct_pairs, table_positions
+from linkage.matching.candidates import CandidatePairs
 from linkage.errors import InvalidRequestError, RunStateError
-from linkage.executor import (
+from linkage.matching.executor import (
     ComparisonTask,
     PreparedSides,
     ProgressCallback,
@@ -123,7 +123,7 @@ class DaskExecutor:
     def scan(self, clks: np.ndarray, tasks: Sequence[ComparisonTask], floor: float, *,
              plan: LshPlan | None = None, on_progress: ProgressCallback | None = None,
              prepared: PreparedSides | None = None) -> CandidatePairs:
-        """As ``linkage.executor.Executor.scan``, on the cluster.
+        """As ``linkage.matching.executor.Executor.scan``, on the cluster.
 
         Raises:
             RunStateError: the scheduler cannot be reached, has no workers, or a unit
@@ -143,8 +143,7 @@ class DaskExecutor:
               plan: LshPlan | None, on_progress: ProgressCallback | None) -> CandidatePairs:
         from distributed import as_completed
 
-        from linkage import dask_tasks
-
+        from linkage.matching import dask_tasks
         report = on_progress or (lambda stage, done, total: None)
         started = time.perf_counter()
         client = self._connected()

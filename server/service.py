@@ -7,8 +7,8 @@ import threading
 import time
 
 from linkage.errors import BatchFormatError, ServerBusyError
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
 from . import operations
 from .auth import audit_note, current_identity

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from client import files
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.schema import default_schema_text
-from linkage.synthetic import SyntheticConfig, generate
+from linkage_service.client import files
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage.encoding.schema import default_schema_text
+from linkage_service.client.synthetic import SyntheticConfig, generate
 
 SMALL_RECORDS = 250
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from linkage_service.protos.build import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ["linkage_pb2.py", "linkage_pb2.pyi", "linkage_pb2_grpc.py"]
 
 
 def test_generated_code_is_up_to_date(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I.", f"--python_out={tmp_path}",
-         f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         "protos/linkage/v1/linkage.proto"],
-        cwd=ROOT, check=True)
+    generate(tmp_path)
     for name in GENERATED:
         fresh = (tmp_path / "protos/linkage/v1" / name).read_text()
         checked_in = (ROOT / "protos/linkage/v1" / name).read_text()

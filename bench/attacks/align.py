@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 
 __all__ = ["Alignment", "align", "dice_matrix", "fingerprints", "refine"]
 
@@ -55,7 +55,7 @@ class Alignment:
 def dice_matrix(clks: np.ndarray) -> np.ndarray:
     """Every pairwise Dice of one file, dense and symmetric, as the server can compute it.
 
-    Uses the service's own kernel (``linkage.kernel``) at threshold 0; the
+    Uses the service's own kernel (``linkage.matching.kernel``) at threshold 0; the
     diagonal is 0.
     """
     n = clks.shape[0]

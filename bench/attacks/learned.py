@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.encoding import encode_values
+from linkage.encoding.encoder import encode_values
 from linkage.mpc import Dealer, PartyMaterial, Plan, rational_threshold, run_locally, split_clks
 from linkage.mpc import threshold_party
 
@@ -134,7 +134,7 @@ def _bipartite(n: int, m: int, lefts: np.ndarray, rights: np.ndarray) -> np.ndar
 
 
 def _attacker_graph(world: LinkageWorld, threshold: float) -> np.ndarray:
-    from linkage.kernel import dice_candidates_native
+    from linkage.matching.kernel import dice_candidates_native
 
     pairs = dice_candidates_native(world.attacker_a, world.attacker_b, threshold)
     return _bipartite(len(world.attacker_a), len(world.attacker_b), pairs.left, pairs.right)

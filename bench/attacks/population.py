@@ -4,10 +4,10 @@ The attacker of every attack here is the curious server operator of our
 threat model with a population register: she holds the plaintext of the
 people in an agency's file (all of them, or half at "partial overlap"), knows
 the linkage schema including its hardening section (Kerckhoffs), and encodes
-her plaintext with our own encoder (``linkage.encoding.encode_values``) under
+her plaintext with our own encoder (``linkage.encoding.encoder.encode_values``) under
 a secret of her own. She never has the agency's secret.
 
-Records are synthetic people from ``linkage.synthetic`` with the three
+Records are synthetic people from ``client.synthetic`` with the three
 features the published attacks use (given name, family name, date of birth);
 the schema's other features are left missing, as in the issue's measurement.
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.encoding import encode_values
-from linkage.normalise import normalise_value
-from linkage.schema import LinkageSchema, default_schema_text, load_schema
-from linkage.synthetic import SyntheticConfig, generate
+from linkage.encoding.encoder import encode_values
+from linkage.encoding.normalise import normalise_value
+from linkage.encoding.schema import LinkageSchema, default_schema_text, load_schema
+from linkage_service.client.synthetic import SyntheticConfig, generate
 
 __all__ = ["ATTACK_FEATURES", "World", "make_world", "people", "schema_with", "tokens_of"]
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 from linkage.mpc import (Dealer, PartyMaterial, Plan, rational_threshold, run_locally,
                          split_clks, threshold_party)
 

@@ -1,4 +1,4 @@
-"""The attacks on per-field segments (``linkage.field_segments``), and one made for them.
+"""The attacks on per-field segments (``linkage.encoding.field_segments``), and one made for them.
 
     python -m bench.attacks.segments --records 1000 --runs 3
 
@@ -28,7 +28,7 @@ from collections import Counter
 
 import numpy as np
 
-from linkage.field_segments import encode_field_segments, layout_for
+from linkage.encoding.field_segments import encode_field_segments, layout_for
 
 from .align import dice_matrix
 from .frequency import frequency_attack

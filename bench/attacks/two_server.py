@@ -313,7 +313,7 @@ def _two_owners(dataset: str, records: int, hardening: str | None):
     """Encoded CLKs of two owners (agencies) and the data, with the shipped schema."""
     from bench.quality import encode_ours
     from bench.quality_data import load_febrl4, load_synthetic
-    from linkage.schema import default_schema_text, load_schema
+    from linkage.encoding.schema import default_schema_text, load_schema
 
     schema = load_schema(default_schema_text())
     if hardening is not None:
@@ -338,7 +338,7 @@ def _f1(data, keep, lefts_global, rights_global) -> float:
 
 
 def bench_main(args) -> int:
-    from linkage.kernel import dice_candidates_native
+    from linkage.matching.kernel import dice_candidates_native
 
     schema, data, clks, keep = _two_owners(args.dataset, args.records, args.hardening)
     a_rows = np.flatnonzero(data.owners == 0)

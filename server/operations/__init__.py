@@ -6,7 +6,7 @@ the caller's identity explicitly.
 
 * ``projects``: create, stages, tokens, delete, purge (the coordinator);
 * ``uploads``: header checks, resumable uploads, withdrawals (agencies);
-* ``runs``: the incremental run (the algorithm itself is ``linkage.run``);
+* ``runs``: the incremental run (the algorithm itself is ``linkage.matching.run``);
 * ``reports``: the coordinator's report and the agencies' hit/no-hit results;
 * ``reviews``: review decisions and follow-up requests.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from linkage.errors import InvalidRequestError, NotFoundError, RunStateError
-from linkage.schema import load_schema
+from linkage.encoding.schema import load_schema
 
 from ..auth import hash_token, new_token
 from ..store import EntitySchemaRow, Store

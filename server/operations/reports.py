@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.network import Membership, build_network
-from linkage.review import needs_review
-from linkage.run_summary import RunSummary
+from linkage.analysis.network import Membership, build_network
+from linkage.matching.review import needs_review
+from linkage.matching.run_summary import RunSummary
 
 from ..auth import Identity
 from ..store import ProjectRow, Store

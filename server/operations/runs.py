@@ -1,7 +1,7 @@
 """Running linkage: load from the store, call the core's run, persist what it returns.
 
 The algorithm (floor policy, entity types, deduplication, reviews, group keys)
-is ``linkage.run``; this module only translates between the store's rows and
+is ``linkage.matching.run``; this module only translates between the store's rows and
 the core's positions, once each way.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from linkage.candidates import CandidatePairs
+from linkage.matching.candidates import CandidatePairs
 from linkage.errors import RunStateError
-from linkage.run import (
+from linkage.matching.run import (
     RunRecords,
     RunReviews,
     RunSettings,
@@ -23,7 +23,7 @@ from linkage.run import (
     link_incrementally,
     plan_floor,
 )
-from linkage.run_summary import RunSummary
+from linkage.matching.run_summary import RunSummary
 
 from .. import failpoints
 from ..store import ProjectRow, StoredRecords, Store

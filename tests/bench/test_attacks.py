@@ -8,7 +8,7 @@ from bench.attacks.align import dice_matrix, refine
 from bench.attacks.frequency import frequency_attack, mine_patterns
 from bench.attacks.graph import graph_attack
 from bench.attacks.population import make_world, people, schema_with
-from linkage.candidates import dice
+from linkage.matching.candidates import dice
 
 RECORDS = 200
 
@@ -106,7 +106,7 @@ def test_a_share_gives_the_single_server_attacks_nothing(plain_world):
 
 def test_the_learned_graph_is_the_kernels_bipartite_hit_graph():
     from bench.attacks.learned import make_linkage_world, server_hit_graph
-    from linkage.kernel import dice_candidates_native
+    from linkage.matching.kernel import dice_candidates_native
 
     schema = schema_with({})
     world = make_linkage_world(schema, 60, run=0)
@@ -138,7 +138,7 @@ def test_seeded_attack_on_a_learned_graph_finds_the_seeds_partners_only():
 
 def test_two_server_processes_link_exactly_the_kernels_pairs():
     from bench.attacks.two_server import link_on_two_servers
-    from linkage.kernel import dice_candidates_native
+    from linkage.matching.kernel import dice_candidates_native
 
     rng = np.random.default_rng(7)
     left_bits = rng.random((90, 256)) < 0.3

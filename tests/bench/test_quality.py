@@ -14,9 +14,9 @@ from bench.quality import (
 )
 from bench.quality_data import load_febrl4, load_synthetic
 from bench.quality_heldout import load_heldout
-from linkage.engine import link_records
-from linkage.evaluation import pairwise_quality
-from linkage.schema import load_schema
+from linkage.matching.engine import link_records
+from linkage.analysis.evaluation import pairwise_quality
+from linkage.encoding.schema import load_schema
 
 
 @pytest.fixture(scope="module")

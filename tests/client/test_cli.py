@@ -11,10 +11,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from client.cli import main
+from linkage_service.client.cli import main
 from linkage.batch import read_batch
 from linkage.clks import clks_to_base64
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 PROJECT = "cli-project"
 
@@ -173,9 +173,9 @@ def _clkhash_output(dataset, agency: str, secret: bytes) -> list[str]:
     """What clkhash's own encoder makes of an agency's normalised export (no hardening)."""
     from clkhash.clk import generate_clks
 
-    from client import files
+    from linkage_service.client import files
     from linkage.clks import clks_from_bytes
-    from linkage.schema import default_schema_text, load_schema
+    from linkage.encoding.schema import default_schema_text, load_schema
     export = dataset.exports[agency]
     schema = load_schema(default_schema_text())
     prepared = files.encode_export(default_schema_text(), secret,

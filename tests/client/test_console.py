@@ -13,10 +13,10 @@ import io
 import pytest
 from click.testing import CliRunner
 
-from client.api import LinkageClient
-from client.cli import main
-from client.console import OneTimeToken, check_bind, create_app
-from client.console.views import HitFilter, NetworkIndex, hits_csv, review_queue, \
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.cli import main
+from linkage_service.client.console import OneTimeToken, check_bind, create_app
+from linkage_service.client.console.views import HitFilter, NetworkIndex, hits_csv, review_queue, \
     split_follow_ups
 from linkage.errors import InvalidRequestError
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from client.api import LinkageClient
-from client.demo import ServerProcess, end_process
-from client.report_html import network_view
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess, end_process
+from linkage_service.client.report_html import network_view
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -49,7 +49,7 @@ class ConsoleProcess:
     """``linkage console`` in a child process; ``url`` is the one-time link it printed."""
 
     def __init__(self, address: str, token_file: Path, log: Path):
-        self.command = [sys.executable, "-m", "client.cli", "console", "--server", address,
+        self.command = [sys.executable, "-m", "linkage_service.client.cli", "console", "--server", address,
                         "--token-file", str(token_file), "--project", PROJECT]
         self.log = log
         self.process: subprocess.Popen | None = None
@@ -198,7 +198,7 @@ def no_record_ids(text: str, batches, *, except_agency: str | None = None) -> No
 def cli_report(linked) -> dict:
     """The report through the real CLI, as a coordinator would read it."""
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "report", "--project", PROJECT, "--format", "json",
+        [sys.executable, "-m", "linkage_service.client.cli", "report", "--project", PROJECT, "--format", "json",
          "--server", linked["server"].address, "--token-file", str(linked["coordinator_file"])],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     return json.loads(result.stdout)

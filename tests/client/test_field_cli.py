@@ -13,9 +13,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from client.cli import main
+from linkage_service.client.cli import main
 from linkage.batch import write_batch
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 PROJECT = "field-project"
 HEADER = "ID,VOORNAAM,NAAM,GEBDAT,ADRES,GEMEENTE,TEL"
@@ -415,7 +415,7 @@ def test_an_address_that_never_answers_fails_within_the_connect_deadline(tmp_pat
 
 @pytest.mark.slow
 def test_the_demo_is_reproducible_with_the_same_seed(tmp_path, capsys):
-    from client.demo import run_demo
+    from linkage_service.client.demo import run_demo
 
     def threshold_line() -> str:
         out = capsys.readouterr().out

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from client.render import member_text, render_report
-from client.report_html import packed_layout, render_html
+from linkage_service.client.render import member_text, render_report
+from linkage_service.client.report_html import packed_layout, render_html
 
 import networkx as nx
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from client import pki
-from client.cli import main
+from linkage_service.client import pki
+from linkage_service.client.cli import main
 from linkage.errors import (
     AlreadyExistsError,
     AuthenticationError,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from client.api import LinkageClient
-from client.report_html import network_view, render_html
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.report_html import network_view, render_html
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

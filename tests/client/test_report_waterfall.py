@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from client.report_html import render_html
-from linkage.explain import LEVEL_NAMES, group_waterfalls
-from linkage.fellegi_sunter import LINK_PROBABILITY, score_fieldwise
-from linkage.grouping import greedy_groups
+from linkage_service.client.report_html import render_html
+from linkage.analysis.explain import LEVEL_NAMES, group_waterfalls
+from linkage.matching.fellegi_sunter import LINK_PROBABILITY, score_fieldwise
+from linkage.matching.grouping import greedy_groups
 from tests.client.test_field_render import _report
 from tests.linkage.test_fellegi_sunter import FAMILY, GIVEN, scenario  # noqa: F401 (fixture)
 

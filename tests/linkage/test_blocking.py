@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from linkage.blocking import lsh_candidates, plan_lsh
+from linkage.matching.blocking import lsh_candidates, plan_lsh
 from linkage.clks import popcounts
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 
 
 def test_lsh_finds_the_planted_pairs_and_nothing_false():

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from linkage.batch import EncodedBatch, read_batch, write_batch
-from linkage.candidates import CandidatePairs, dice
+from linkage.matching.candidates import CandidatePairs, dice
 from linkage.clks import clks_from_base64, clks_from_bytes, clks_to_base64, popcounts
-from linkage.encoding import key_check_value, parse_secret
+from linkage.encoding.encoder import key_check_value, parse_secret
 from linkage.errors import (
     BatchFormatError,
     ClkError,
@@ -24,11 +24,11 @@ from linkage.errors import (
     SchemaError,
     SecretError,
 )
-from linkage.evaluation import pairwise_quality
-from linkage.grouping import greedy_groups
-from linkage.mapping import parse_mapping
-from linkage.schema import default_schema_text, load_schema
-from linkage.threshold import choose_threshold, parse_threshold
+from linkage.analysis.evaluation import pairwise_quality
+from linkage.matching.grouping import greedy_groups
+from linkage.encoding.mapping import parse_mapping
+from linkage.encoding.schema import default_schema_text, load_schema
+from linkage.matching.threshold import choose_threshold, parse_threshold
 
 # -- schema -------------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ def test_pairwise_quality_counts():
 @settings(max_examples=80, deadline=None)
 def test_compiled_grouping_equals_the_reference(seed, records, pair_count, max_per_owner,
                                                 owner_kinds):
-    from linkage.grouping import greedy_groups_reference
+    from linkage.matching.grouping import greedy_groups_reference
 
     rng = np.random.default_rng(seed)
     left = rng.integers(0, records, pair_count)

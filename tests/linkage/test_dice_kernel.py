@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage.candidates import candidates_reference
-from linkage.kernel import dice_candidates_native, iter_dice_tiles
+from linkage.matching.candidates import candidates_reference
+from linkage.matching.kernel import dice_candidates_native, iter_dice_tiles
 
 
 def _clks(rng, count, words, density):

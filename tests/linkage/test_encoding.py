@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linkage.encoding import encode_values, key_check_value, prepare_records
-from linkage.engine import link_records
+from linkage.encoding.encoder import encode_values, key_check_value, prepare_records
+from linkage.matching.engine import link_records
 from linkage.errors import InputDataError, NormalisationError
-from linkage.mapping import AgencyMapping, FieldMapping, mapping_by_name
-from linkage.schema import default_schema_text, load_schema
+from linkage.encoding.mapping import AgencyMapping, FieldMapping, mapping_by_name
+from linkage.encoding.schema import default_schema_text, load_schema
 
 SCHEMA = load_schema(default_schema_text())
 SECRET = bytes(range(32))

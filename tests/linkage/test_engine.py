@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from linkage.candidates import CandidatePairs, candidates_reference
-from linkage.engine import (
+from linkage.matching.candidates import CandidatePairs, candidates_reference
+from linkage.matching.engine import (
     IN_PROCESS,
     ComparisonTask,
     compare_new_records,
@@ -18,7 +18,7 @@ from linkage.engine import (
     plan_new_record_tasks,
     plan_owner_tasks,
 )
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 
 
 def _random_clks(rng, count: int, words: int = 16) -> np.ndarray:
@@ -130,7 +130,7 @@ def test_progress_reaches_the_total_of_each_stage():
 
 
 def test_importing_the_package_loads_neither_scipy_stats_nor_numba():
-    code = ("import sys, linkage, linkage.errors, linkage.batch, linkage.threshold; "
+    code = ("import sys, linkage, linkage.errors, linkage.batch, linkage.matching.threshold; "
             "print(','.join(m for m in ('scipy.stats', 'scipy.optimize', 'numba', 'grpc', 'clkhash') "
             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linkage import dask_tasks
-from linkage.blocking import distinct_pairs, lsh_candidates, plan_lsh, table_positions
-from linkage.candidates import CandidatePairs, candidates_reference
-from linkage.engine import compare_new_records, link_records
+from linkage.matching import dask_tasks
+from linkage.matching.blocking import distinct_pairs, lsh_candidates, plan_lsh, table_positions
+from linkage.matching.candidates import CandidatePairs, candidates_reference
+from linkage.matching.engine import compare_new_records, link_records
 from linkage.errors import ClkError
-from linkage.executor import (
+from linkage.matching.executor import (
     IN_PROCESS,
     TILE_ROWS,
     ComparisonTask,
@@ -20,7 +20,7 @@ from linkage.executor import (
     plan_new_record_tasks,
     tile_ranges,
 )
-from linkage.kernel import iter_dice_tiles, prepare_side, scan_prepared
+from linkage.matching.kernel import iter_dice_tiles, prepare_side, scan_prepared
 
 
 def _random_clks(rng, count: int, words: int = 16) -> np.ndarray:

@@ -5,10 +5,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from linkage.candidates import CandidatePairs
-from linkage.fellegi_sunter import LINK_PROBABILITY, ReviewedPairs, score_fieldwise
-from linkage.field_segments import blocking_pairs, encode_field_segments, layout_for, union_pairs
-from linkage.schema import default_schema_text, load_schema
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.fellegi_sunter import LINK_PROBABILITY, ReviewedPairs, score_fieldwise
+from linkage.encoding.field_segments import blocking_pairs, encode_field_segments, layout_for, union_pairs
+from linkage.encoding.schema import default_schema_text, load_schema
 
 SECRET = hashlib.sha256(b"test fellegi sunter").digest()
 

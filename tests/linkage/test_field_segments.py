@@ -5,20 +5,20 @@ import hashlib
 import numpy as np
 import pytest
 
-from linkage.candidates import CandidatePairs, dice
-from linkage.fellegi_sunter import (
+from linkage.matching.candidates import CandidatePairs, dice
+from linkage.matching.fellegi_sunter import (
     LEVEL_THRESHOLDS,
     TrainingSession,
     fit_fellegi_sunter,
     levels_of,
 )
-from linkage.field_segments import (
+from linkage.encoding.field_segments import (
     encode_field_segments,
     field_similarities,
     layout_for,
     swapped_name_similarities,
 )
-from linkage.schema import default_schema_text, load_schema
+from linkage.encoding.schema import default_schema_text, load_schema
 
 SECRET = hashlib.sha256(b"test field segments").digest()
 
@@ -123,7 +123,7 @@ def test_a_few_labelled_pairs_move_the_model_only_a_little():
 
 
 def test_exact_segment_blocking_pairs_records_that_share_a_field(encoded):
-    from linkage.field_segments import exact_segment_pairs
+    from linkage.encoding.field_segments import exact_segment_pairs
 
     layout, clks = encoded
     by_date = exact_segment_pairs(clks, layout, ("date_of_birth",))
@@ -138,7 +138,7 @@ def test_exact_segment_blocking_pairs_records_that_share_a_field(encoded):
 
 
 def test_term_frequencies_make_rare_exact_agreements_count_more(encoded):
-    from linkage.field_segments import segment_frequencies
+    from linkage.encoding.field_segments import segment_frequencies
 
     layout, clks = encoded
     share = segment_frequencies(clks, layout, "date_of_birth")
@@ -163,7 +163,7 @@ def _segments_schema_text(**changes) -> str:
     import json
     from importlib import resources
 
-    document = json.loads(resources.files("linkage").joinpath(
+    document = json.loads(resources.files("linkage.encoding").joinpath(
         "schemas/person_segments.json").read_text("utf-8"))
     document.update(changes)
     return json.dumps(document)
@@ -208,7 +208,7 @@ def test_encode_emits_segments_in_a_version_3_batch_and_old_batches_still_read()
     import json
     import struct
 
-    from client.files import encode_export
+    from linkage_service.client.files import encode_export
     from linkage.batch import EncodedBatch, read_batch, write_batch
 
     text = _segments_schema_text()
@@ -237,7 +237,7 @@ def test_encode_emits_segments_in_a_version_3_batch_and_old_batches_still_read()
 def test_linkage_encode_writes_the_segments_the_schema_names(tmp_path):
     from click.testing import CliRunner
 
-    from client.cli import main
+    from linkage_service.client.cli import main
     from linkage.batch import read_batch
 
     (tmp_path / "schema.json").write_text(_segments_schema_text())

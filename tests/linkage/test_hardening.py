@@ -11,10 +11,10 @@ from scipy import stats
 
 from linkage.batch import EncodedBatch, read_batch, write_batch
 from linkage.clks import popcounts
-from linkage.encoding import encode_values, key_check_value, prepare_records
-from linkage.engine import link_records
+from linkage.encoding.encoder import encode_values, key_check_value, prepare_records
+from linkage.matching.engine import link_records
 from linkage.errors import SchemaError
-from linkage.hardening import (
+from linkage.encoding.hardening import (
     BlipSpec,
     DiffusionSpec,
     HardeningSpec,
@@ -28,8 +28,8 @@ from linkage.hardening import (
     salt_key,
     salt_value,
 )
-from linkage.mapping import AgencyMapping, FieldMapping
-from linkage.schema import LinkageSchema, default_schema_text, load_schema
+from linkage.encoding.mapping import AgencyMapping, FieldMapping
+from linkage.encoding.schema import LinkageSchema, default_schema_text, load_schema
 
 SECRET = bytes(range(32))
 OTHER_SECRET = bytes(range(1, 33))

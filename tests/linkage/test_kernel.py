@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linkage import kernel
-from linkage.candidates import CandidatePairs, candidates_reference
+from linkage.matching import kernel
+from linkage.matching.candidates import CandidatePairs, candidates_reference
 from linkage.errors import ClkError
-from linkage.kernel import dice_candidates_native, iter_dice_tiles
+from linkage.matching.kernel import dice_candidates_native, iter_dice_tiles
 
 SIZES = [0, 1, 7, 63, 130]
 WORDS = [1, 2, 3, 4, 8, 16, 32]  # 64 .. 2048 bits

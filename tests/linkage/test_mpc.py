@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from linkage.candidates import candidates_reference
+from linkage.matching.candidates import candidates_reference
 from linkage.errors import ClkError, InvalidRequestError
-from linkage.kernel import dice_candidates_native
+from linkage.matching.kernel import dice_candidates_native
 from linkage.mpc import (AND_ROUNDS, Dealer, PartyMaterial, Plan, matmul_mod, rational_threshold,
                          reconstruct, run_locally, split_clks, threshold_party, unpack_bits)
 from linkage.mpc.prg import random_words

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from linkage import normalise
+from linkage.encoding import normalise
 from linkage.errors import LinkageError, NormalisationError
-from linkage.normalise import (
+from linkage.encoding.normalise import (
     NORMALISER_KINDS,
     infer_kind,
     normalise_address,

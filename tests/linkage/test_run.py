@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linkage.candidates import CandidatePairs
-from linkage.engine import link_records
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.engine import link_records
 from linkage.errors import InvalidRequestError
-from linkage.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES, needs_review
-from linkage.run import (
+from linkage.matching.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES, needs_review
+from linkage.matching.run import (
     AUTO,
     Blocking,
     RunRecords,
@@ -20,7 +20,7 @@ from linkage.run import (
     link_incrementally,
     plan_floor,
 )
-from linkage.run_summary import EntityTypeSummary, RunSummary
+from linkage.matching.run_summary import EntityTypeSummary, RunSummary
 
 SECRET = b"s" * 32
 NO_PAIRS = CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))

@@ -1,4 +1,4 @@
-"""The synthetic agency generator (``linkage.synthetic``) behind the demo, tests and benchmarks."""
+"""The synthetic agency generator (``client.synthetic``) behind the demo, tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage import synthetic
-from linkage.mapping import parse_mapping
-from linkage.normalise import normalise_phone
-from linkage.schema import default_schema_text, load_schema
-from linkage.synthetic import (
+from linkage_service.client import synthetic
+from linkage.encoding.mapping import parse_mapping
+from linkage.encoding.normalise import normalise_phone
+from linkage.encoding.schema import default_schema_text, load_schema
+from linkage_service.client.synthetic import (
     DEFAULT_AGENCIES,
     ERROR_RATES,
     FEATURES,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from linkage.candidates import CandidatePairs
-from linkage.grouping import greedy_groups
-from linkage.threshold import (
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.grouping import greedy_groups
+from linkage.matching.threshold import (
     SolverScores,
     choose_threshold,
     fit_score_model,

@@ -18,18 +18,18 @@ import pytest
 
 from bench.distributed import LocalCluster
 from bench.match_speed import bench_schema_text, make_clks, write_batches
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import read_batch
-from linkage.blocking import plan_lsh
-from linkage.engine import link_records
-from linkage.executor import IN_PROCESS, plan_new_record_tasks, plan_owner_tasks
+from linkage.matching.blocking import plan_lsh
+from linkage.matching.engine import link_records
+from linkage.matching.executor import IN_PROCESS, plan_new_record_tasks, plan_owner_tasks
 
 distributed = pytest.importorskip("distributed") if not os.environ.get("CI") else None
 if distributed is None:
     import distributed  # noqa: F811 - under CI a missing Dask is a failure, not a skip
 
-from server.dask_executor import DaskExecutor, parse_executor  # noqa: E402
+from linkage_service.server.dask_executor import DaskExecutor, parse_executor  # noqa: E402
 
 
 @pytest.fixture(scope="module")

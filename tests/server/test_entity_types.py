@@ -9,11 +9,11 @@ import grpc
 import pytest
 from faker import Faker
 
-from client import files
-from client.api import LinkageClient
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client import files
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
-COMPANY_SCHEMA = resources.files("linkage").joinpath("schemas/company.json").read_text("utf-8")
+COMPANY_SCHEMA = resources.files("linkage.encoding").joinpath("schemas/company.json").read_text("utf-8")
 COMPANY_MAPPING = """record_id = "ID"
 [fields.company_name]
 column = "NAME"
@@ -90,7 +90,7 @@ def test_a_batch_for_an_unknown_entity_type_is_refused(server, coordinator, secr
 def test_reviews_train_only_the_model_of_their_own_entity_type(server, coordinator, batches,
                                                               schema_text, secret):
     """A coordinator's decision on a company group must not move the persons' score model."""
-    from server.store import SqliteStore
+    from linkage_service.server.store import SqliteStore
 
     names = ["be-customs", "port-antwerp"]
     tokens = coordinator.create_project("typed-reviews", schema_text, names,

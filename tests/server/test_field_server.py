@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from grpc_reflection.v1alpha import reflection_pb2
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import EncodedBatch, RecordAttributes
-from protos.linkage.v1 import linkage_pb2 as pb
-from server.main import main as server_main
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.server.main import main as server_main
 
 
 def test_listen_without_a_host_says_host_port(tmp_path):
@@ -48,7 +48,7 @@ def test_a_refused_upload_is_not_left_in_progress(tmp_path, batches, schema_text
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "linkage project stages --project p --add port_extraction" in \
         refused.value.details()
-    checked = subprocess.run([sys.executable, "-m", "server.main", "--data-dir", str(data_dir),
+    checked = subprocess.run([sys.executable, "-m", "linkage_service.server.main", "--data-dir", str(data_dir),
                               "--check"], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "in progress" not in checked.stdout
@@ -62,7 +62,7 @@ def test_a_restored_backup_says_where_the_credentials_must_go(tmp_path):
     made = CliRunner().invoke(server_main, ["--data-dir", str(data_dir), "backup", "-o",
                                             str(backup)])
     assert made.exit_code == 0, made.output
-    process = subprocess.Popen([sys.executable, "-m", "server.main", "--data-dir", str(backup),
+    process = subprocess.Popen([sys.executable, "-m", "linkage_service.server.main", "--data-dir", str(backup),
                                 "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
     try:
@@ -111,7 +111,7 @@ def test_a_call_without_a_token_is_told_the_metadata(server):
 
 def test_a_batch_under_another_secret_says_how_to_withdraw_the_first(server, batches,
                                                                      schema_text):
-    from client import files
+    from linkage_service.client import files
 
     with LinkageClient(server.address, server.coordinator_token, timeout=60) as coordinator:
         tokens = coordinator.create_project("w", schema_text, ["be-police", "se-police"],
@@ -132,7 +132,7 @@ def test_a_batch_under_another_secret_says_how_to_withdraw_the_first(server, bat
 
 def test_a_second_server_on_a_port_in_use_refuses_to_start(server, tmp_path):
     """gRPC's SO_REUSEPORT is off: the second server says the address is in use and exits."""
-    done = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+    done = subprocess.run([sys.executable, "-m", "linkage_service.server.main", "--data-dir",
                            str(tmp_path / "second"), "--listen", server.address],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
@@ -140,7 +140,7 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(server, tmp_path):
 
 
 def test_a_second_server_on_the_same_data_directory_refuses_to_start(server):
-    done = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+    done = subprocess.run([sys.executable, "-m", "linkage_service.server.main", "--data-dir",
                            str(server.data_dir), "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0

@@ -10,10 +10,10 @@ import time
 import grpc
 import pytest
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.schema import default_schema_text
-from protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage.encoding.schema import default_schema_text
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 
 REPORT = "/linkage.v1.CoordinatorService/GetReport"
 RESULTS = "/linkage.v1.AgencyService/GetResults"

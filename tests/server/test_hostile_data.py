@@ -11,17 +11,17 @@ import threading
 import grpc
 import pytest
 
-from client import files
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client import files
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
 from linkage.errors import InputDataError
-from linkage.synthetic import DEFAULT_STAGES
-from linkage.group_keys import group_key, group_key_material, unique_group_keys
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
-from server.operations import MAX_FOLLOW_UPS_PER_GROUP_AGENCY, MAX_NOTE_CHARS
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage.matching.group_keys import group_key, group_key_material, unique_group_keys
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.server.operations import MAX_FOLLOW_UPS_PER_GROUP_AGENCY, MAX_NOTE_CHARS
 
 PROJECT = "hostile-data"
 AGENCIES = ["be-police", "be-customs", "se-police"]

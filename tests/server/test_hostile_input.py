@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.schema import default_schema_text, load_schema
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
-from server.main import main as server_main
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage.encoding.schema import default_schema_text, load_schema
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.server.main import main as server_main
 
 PROJECT = "hostile"
 SCHEMA = load_schema(default_schema_text())

@@ -11,12 +11,12 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from client.api import LinkageClient
-from client.cli import main as cli
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.cli import main as cli
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import write_batch
-from linkage.schema import default_schema_text
-from linkage.synthetic import DEFAULT_STAGES
+from linkage.encoding.schema import default_schema_text
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 MiB = 1024 * 1024
 
@@ -117,7 +117,7 @@ def test_operators_do_not_learn_hit_counts(server, coordinator, batches, schema_
 
 def test_a_deeply_nested_mapping_is_a_clear_error():
     from linkage.errors import MappingError
-    from linkage.mapping import parse_mapping
+    from linkage.encoding.mapping import parse_mapping
     with pytest.raises(MappingError, match="not valid TOML"):
         parse_mapping("record_id = " + "[" * 100_000 + "]" * 100_000)
 

@@ -12,14 +12,14 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
-from linkage.synthetic import DEFAULT_STAGES
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
-from server.main import main as server_main
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.server.main import main as server_main
 
 PROJECT = "resources"
 

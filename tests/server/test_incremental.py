@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 
 @pytest.fixture

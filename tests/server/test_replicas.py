@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
-from linkage.synthetic import DEFAULT_STAGES
-from server.main import main as server_main
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.server.main import main as server_main
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from client.demo import ServerProcess
-from linkage.threshold import REVIEW_PROBABILITIES
-from linkage.synthetic import DEFAULT_STAGES
+from linkage_service.client.demo import ServerProcess
+from linkage.matching.threshold import REVIEW_PROBABILITIES
+from linkage_service.client.synthetic import DEFAULT_STAGES
 
 pytestmark = pytest.mark.slow
 

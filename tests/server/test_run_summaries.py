@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from linkage.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES
-from linkage.synthetic import DEFAULT_STAGES
-from server.store import DATABASE_NAME
+from linkage.matching.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.server.store import DATABASE_NAME
 
 
 def _project(server, coordinator, batches, schema_text, name: str) -> None:

@@ -13,13 +13,13 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from client.api import LinkageClient
-from client.cli import main as cli
-from client.demo import ServerProcess
-from linkage.synthetic import DEFAULT_STAGES
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
-from server.auth import POLICY
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.cli import main as cli
+from linkage_service.client.demo import ServerProcess
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.server.auth import POLICY
 
 from ..conftest import write_token
 
@@ -239,7 +239,7 @@ def test_audit_verify_detects_edits_removals_and_reordering(tmp_path, batches, s
         # The operator's offline check sees an edit too.
         with sqlite3.connect(database) as db:
             db.execute("UPDATE audit_log SET outcome = 'NOT_FOUND' WHERE sequence = 1")
-        checked = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+        checked = subprocess.run([sys.executable, "-m", "linkage_service.server.main", "--data-dir",
                                   str(server.data_dir), "--check"], capture_output=True,
                                  text=True)
         assert checked.returncode != 0
@@ -333,6 +333,6 @@ def test_purge_deletes_clks_and_keeps_reports_results_and_audit(tmp_path, batche
             coordinator.run("closing")
         assert no_run.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         coordinator.close()
-    checked = subprocess.run([sys.executable, "-m", "server.main", "--data-dir",
+    checked = subprocess.run([sys.executable, "-m", "linkage_service.server.main", "--data-dir",
                               str(tmp_path / "data"), "--check"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr

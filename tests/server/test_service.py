@@ -11,14 +11,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client.api import LinkageClient
-from client.demo import ServerProcess
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.demo import ServerProcess
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.clks import clks_to_bytes
-from linkage.encoding import key_check_value
-from linkage.synthetic import DEFAULT_STAGES
-from protos.linkage.v1 import linkage_pb2 as pb
-from protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.encoding.encoder import key_check_value
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
 
 PROJECT = "test-project"
 
@@ -332,7 +332,7 @@ def test_server_store_holds_no_raw_identifiers_or_secret(server, coordinator, ba
 
 def test_offline_match_finds_the_same_pairs_as_the_server(server, coordinator, batches,
                                                           schema_text):
-    from linkage.matching import match_batches
+    from linkage.matching.offline import match_batches
     left, right = batches["port-antwerp"], batches["se-customs"]
     offline, _ = match_batches(left, right, 0.8)
     tokens = _create(coordinator, schema_text, ["port-antwerp", "se-customs"])

@@ -24,7 +24,7 @@ from linkage.errors import (
     RunStateError,
     ServerBusyError,
 )
-from server.storage import EntitySchemaRow, SqliteStore, open_store
+from linkage_service.server.storage import EntitySchemaRow, SqliteStore, open_store
 
 HEADER = json.dumps({"clk_bits": 16, "record_count": 4})
 
@@ -283,7 +283,7 @@ def test_backup_copies_sqlite_and_names_pg_dump_for_postgresql(store, project, s
 def test_the_store_option_takes_sqlite_or_a_url_without_password(tmp_path):
     from click.testing import CliRunner
 
-    from server.main import main as server_main
+    from linkage_service.server.main import main as server_main
 
     for value, message in (("mysql://x", "expected 'sqlite' or postgresql://"),
                            ("postgresql://u:secret@127.0.0.1:1/db", "PGPASSWORD")):

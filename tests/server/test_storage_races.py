@@ -9,10 +9,10 @@ import threading
 import grpc
 import pytest
 
-from client.api import LinkageClient
+from linkage_service.client.api import LinkageClient
 from linkage.batch import content_hash
-from linkage.synthetic import DEFAULT_STAGES
-from server.storage import SqliteStore, open_store
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.server.storage import SqliteStore, open_store
 
 
 @pytest.fixture

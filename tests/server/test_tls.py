@@ -10,16 +10,16 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from client import pki
-from client.api import LinkageClient
-from client.cli import main as linkage_cli
-from client.demo import ServerProcess
+from linkage_service.client import pki
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.cli import main as linkage_cli
+from linkage_service.client.demo import ServerProcess
 from linkage.errors import InvalidRequestError
-from linkage.synthetic import DEFAULT_STAGES
-from server.app import create_server
-from server.config import ServerConfig
-from server.main import main as server_cli
-from server.tls import peer_identity, server_credentials
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.server.app import create_server
+from linkage_service.server.config import ServerConfig
+from linkage_service.server.main import main as server_cli
+from linkage_service.server.tls import peer_identity, server_credentials
 
 PROJECT = "tls-project"
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.linkage.v1 import linkage_pb2 as protos_dot_linkage_dot_v1_dot_linkage__pb2
+from . import linkage_pb2 as protos_dot_linkage_dot_v1_dot_linkage__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

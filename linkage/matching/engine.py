@@ -16,7 +16,7 @@ at a low score (several times the work at 0.5 as at 0.8):
   sample points to.
 
 Comparisons are planned as ``ComparisonTask`` blocks and run by an
-``Executor`` (``linkage.executor``); the default, ``IN_PROCESS``, runs them
+``Executor`` (``linkage.matching.executor``); the default, ``IN_PROCESS``, runs them
 here on every core. Each side is prepared once per run, however many scans
 (sample, full, rescan) use it.
 """
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .blocking import LshPlan, lsh_candidates, plan_lsh
-from .candidates import CandidatePairs
-from .clks import popcounts
-from .executor import (
+from linkage.matching.blocking import LshPlan, lsh_candidates, plan_lsh
+from linkage.matching.candidates import CandidatePairs
+from linkage.clks import popcounts
+from linkage.matching.executor import (
     IN_PROCESS,
     ComparisonTask,
     Executor,
@@ -42,9 +42,9 @@ from .executor import (
     plan_new_record_tasks,
     plan_owner_tasks,
 )
-from .grouping import Grouping, greedy_groups
-from .kernel import iter_dice_tiles
-from .threshold import (
+from linkage.matching.grouping import Grouping, greedy_groups
+from linkage.matching.kernel import iter_dice_tiles
+from linkage.matching.threshold import (
     SCORE_FLOOR,
     SampledTail,
     ThresholdChoice,
@@ -399,5 +399,5 @@ def warm_up() -> None:
 
 
 def _numba_threads(threads: int):
-    from .kernel import _thread_count
+    from linkage.matching.kernel import _thread_count
     return _thread_count(threads)

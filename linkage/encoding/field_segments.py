@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import CandidatePairs
+from linkage.matching.candidates import CandidatePairs
 
 __all__ = [
     "FieldLayout",
@@ -109,12 +109,12 @@ def encode_field_segments(values: list[list[str]], schema_text: str, secret: byt
     ``values`` are normalised values in the schema's feature order; each
     feature's hashing settings come from the schema (``schema_text``), its
     segment length from ``layout``. ``blip_epsilon`` flips bits after encoding
-    (``linkage.hardening.blip``), segment by segment.
+    (``linkage.encoding.hardening.blip``), segment by segment.
     """
     from clkhash.clk import generate_clks
 
-    from .clks import clks_from_bytes
-    from .hardening import blip
+    from linkage.clks import clks_from_bytes
+    from linkage.encoding.hardening import blip
 
     document = json.loads(schema_text)
     identifiers = [f["identifier"] for f in document["features"]]

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import phonenumbers
 
-from .errors import NormalisationError
+from linkage.errors import NormalisationError
 
 __all__ = [
     "NORMALISER_KINDS",

@@ -4,17 +4,17 @@ A worker needs nothing but ``linkage`` (and numpy, numba) installed: no server,
 no store, no gRPC. Each function takes what the client scattered (prepared
 sides or CLK slices) and a unit's bounds, and returns the unit's pairs as rows
 of the task's two sides; the client maps them to the run's rows and joins the
-units in plan order (``linkage.executor``), so the result is the in-process one.
+units in plan order (``linkage.matching.executor``), so the result is the in-process one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .blocking import lsh_table_pairs
-from .candidates import CandidatePairs
-from .executor import TILE_ROWS
-from .kernel import PreparedSide, scan_prepared
+from linkage.matching.blocking import lsh_table_pairs
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.executor import TILE_ROWS
+from linkage.matching.kernel import PreparedSide, scan_prepared
 
 __all__ = ["scan_lsh_tables", "scan_tile_range"]
 

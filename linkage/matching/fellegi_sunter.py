@@ -5,7 +5,7 @@ field against the pair. Fellegi and Sunter weigh each field by how much more
 often its agreement level occurs among matches (m) than among non-matches (u);
 a missing value contributes nothing. That is what plaintext linkers such as
 Splink do; here it runs on the per-field Dice of encoded segments
-(``linkage.field_segments``).
+(``linkage.encoding.field_segments``).
 
 Training follows Splink's recipe, because the obvious one fails:
 
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .candidates import CandidatePairs
-from .field_segments import (
+from linkage.matching.candidates import CandidatePairs
+from linkage.encoding.field_segments import (
     FieldLayout,
     SHARED_KEY_FIELDS,
     exact_segment_pairs,

@@ -2,7 +2,7 @@
 
 ``candidates_reference`` is the readable definition (one pair at a time,
 straight from the formula); the fast path is the native kernel
-(``linkage.kernel``), tested against it.
+(``linkage.matching.kernel``), tested against it.
 
 Dice(a, b) = 2 |a AND b| / (|a| + |b|); two empty CLKs score 0.
 """

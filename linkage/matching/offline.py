@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batch import EncodedBatch
-from .engine import ProgressCallback, link_records
-from .errors import SchemaError, SecretError
-from .threshold import ThresholdChoice
+from linkage.batch import EncodedBatch
+from linkage.matching.engine import ProgressCallback, link_records
+from linkage.errors import SchemaError, SecretError
+from linkage.matching.threshold import ThresholdChoice
 
 __all__ = ["check_compatible", "match_batches"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fellegi_sunter import LEVEL_THRESHOLDS, FieldwiseScores
+from linkage.matching.fellegi_sunter import LEVEL_THRESHOLDS, FieldwiseScores
 
 __all__ = ["LEVEL_NAMES", "group_waterfalls", "pair_waterfall"]
 

@@ -25,9 +25,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .candidates import CandidatePairs
-from .clks import popcounts
-from .kernel import _KERNEL_LOCK, _next_ticket, _popcount64
+from linkage.matching.candidates import CandidatePairs
+from linkage.clks import popcounts
+from linkage.matching.kernel import _KERNEL_LOCK, _next_ticket, _popcount64
 
 __all__ = ["LshPlan", "distinct_pairs", "lsh_candidates", "lsh_table_pairs", "plan_lsh",
            "table_positions"]

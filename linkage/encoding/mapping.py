@@ -37,9 +37,9 @@ from dataclasses import dataclass, field, replace
 
 import phonenumbers
 
-from .errors import MappingError
-from .normalise import date_format_problem
-from .schema import LinkageSchema
+from linkage.errors import MappingError
+from linkage.encoding.normalise import date_format_problem
+from linkage.encoding.schema import LinkageSchema
 
 __all__ = ["AgencyMapping", "AttributeMapping", "FieldMapping", "mapping_by_name", "parse_mapping"]
 

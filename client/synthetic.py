@@ -48,7 +48,11 @@ from datetime import date, timedelta
 from itertools import combinations
 from types import MappingProxyType
 
-from faker import Faker
+try:
+    from faker import Faker
+except ImportError as error:  # an install without the demo extra
+    raise ImportError("The synthetic agencies need Faker: pip install 'linkage-service[demo]'"
+                      ) from error
 
 __all__ = [
     "AgencyExport",

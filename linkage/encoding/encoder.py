@@ -4,7 +4,7 @@ This runs only at the agency. The secret never leaves this module's callers;
 what travels is the CLK matrix, the schema fingerprint and a key check value
 (an HMAC of a fixed label under the secret) that lets the server tell two
 secrets apart without learning either. The schema's hardening (salting,
-diffusion, BLIP, balancing; ``linkage.hardening``) is applied here, so CLKs
+diffusion, BLIP, balancing; ``linkage.encoding.hardening``) is applied here, so CLKs
 leave the agency hardened.
 """
 
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from clkhash.clk import generate_clks
 
-from .clks import clks_from_bytes
-from .errors import InputDataError, NormalisationError, SecretError
-from .field_segments import encode_field_segments
-from .hardening import apply_hardening, salt_groups, salt_key, salt_value
-from .mapping import AgencyMapping
-from .batch import RecordAttributes, record_id_problem
-from .normalise import normalise_text, normalise_value
-from .schema import LinkageSchema
+from linkage.clks import clks_from_bytes
+from linkage.errors import InputDataError, NormalisationError, SecretError
+from linkage.encoding.field_segments import encode_field_segments
+from linkage.encoding.hardening import apply_hardening, salt_groups, salt_key, salt_value
+from linkage.encoding.mapping import AgencyMapping
+from linkage.batch import RecordAttributes, record_id_problem
+from linkage.encoding.normalise import normalise_text, normalise_value
+from linkage.encoding.schema import LinkageSchema
 
 __all__ = [
     "MIN_SECRET_BYTES",
@@ -201,7 +201,7 @@ def encode_values(
     under its own key derived from the secret; the rows keep their input order.
     Diffusion, BLIP and balancing follow as the schema says, so the result is
     ``schema.clk_bits`` wide. A schema with ``fieldSegments`` encodes each field
-    into its own segment instead (``linkage.field_segments``), BLIP per segment.
+    into its own segment instead (``linkage.encoding.field_segments``), BLIP per segment.
 
     Args:
         values: normalised values, one list per record in schema order

@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocking import LshPlan
-from .candidates import CandidatePairs
-from .clks import clks_from_bytes
-from .engine import HIGHEST_FLOOR, LinkageResult, choose_floor, decide, plan_blocking
-from .errors import InvalidRequestError
-from .executor import IN_PROCESS, ComparisonTask, plan_new_record_tasks
-from .group_keys import unique_group_keys
-from .review import needs_review
-from .run_summary import EntityTypeSummary, RunSummary
-from .threshold import parse_threshold, quality_curve, score_histogram
+from linkage.matching.blocking import LshPlan
+from linkage.matching.candidates import CandidatePairs
+from linkage.clks import clks_from_bytes
+from linkage.matching.engine import HIGHEST_FLOOR, LinkageResult, choose_floor, decide, plan_blocking
+from linkage.errors import InvalidRequestError
+from linkage.matching.executor import IN_PROCESS, ComparisonTask, plan_new_record_tasks
+from linkage.matching.group_keys import unique_group_keys
+from linkage.matching.review import needs_review
+from linkage.matching.run_summary import EntityTypeSummary, RunSummary
+from linkage.matching.threshold import parse_threshold, quality_curve, score_histogram
 
 __all__ = [
     "AUTO",

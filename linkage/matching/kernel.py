@@ -44,8 +44,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .candidates import CandidatePairs
-from .errors import ClkError
+from linkage.matching.candidates import CandidatePairs
+from linkage.errors import ClkError
 
 __all__ = ["PreparedSide", "dice_candidates_native", "iter_dice_tiles", "prepare_side",
            "scan_prepared"]

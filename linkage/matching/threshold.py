@@ -43,8 +43,8 @@ import importlib
 
 import numpy as np
 
-from .candidates import CandidatePairs
-from .errors import InvalidRequestError
+from linkage.matching.candidates import CandidatePairs
+from linkage.errors import InvalidRequestError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -218,7 +218,7 @@ def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray,
         group of a second round on the pairs the first did not keep. Exact for
         two owners; with more, groups of several owners count once each.
     """
-    from .grouping import greedy_groups  # numba: loaded by the runs that need the solver
+    from linkage.matching.grouping import greedy_groups  # numba: loaded by the runs that need the solver
     count = int(owners.shape[0])
     first = greedy_groups(pairs, count, owners, max_per_owner=1)
     labels = first.labels

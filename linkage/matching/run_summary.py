@@ -31,7 +31,7 @@ class EntityTypeSummary:
     reviews_used_accepted: int = 0
     reviews_used_rejected: int = 0
     #: The type's confidences are match probabilities (a score model was fitted); else
-    #: they are weakest Dice scores (see ``linkage.review``).
+    #: they are weakest Dice scores (see ``linkage.matching.review``).
     modelled: bool = False
     groups_to_review: int = 0
 

@@ -9,7 +9,7 @@ the tasks and their tiles were planned, so every executor returns the same
 
 * ``InProcessExecutor`` (the default, ``IN_PROCESS``) scans here on every core;
 * ``server.dask_executor.DaskExecutor`` sends the units to a Dask cluster, whose
-  workers run the functions of ``linkage.dask_tasks``.
+  workers run the functions of ``linkage.matching.dask_tasks``.
 
 Nothing here imports Dask: the core stays arrays in, arrays out.
 """
@@ -23,9 +23,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .blocking import LshPlan, lsh_candidates
-from .candidates import CandidatePairs
-from .kernel import PreparedSide, prepare_side, scan_prepared
+from linkage.matching.blocking import LshPlan, lsh_candidates
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.kernel import PreparedSide, prepare_side, scan_prepared
 
 __all__ = [
     "IN_PROCESS",

@@ -7,7 +7,7 @@ feature (``name``, ``date``, ``phone``, ``address``, ``text``, ``none``); it is
 part of the shared configuration, not of an agency's mapping, so that every
 agency normalises the same way. clkhash ignores unknown top-level keys.
 
-The optional top-level ``hardening`` object (see ``linkage.hardening`` and
+The optional top-level ``hardening`` object (see ``linkage.encoding.hardening`` and
 docs/hardening.md) says which hardening every agency applies after clkhash::
 
     "hardening": {"salting": {"feature": "date_of_birth", "prefixLength": 4},
@@ -20,8 +20,8 @@ the CLK length: ``clk_bits`` is the length of the CLKs that travel (diffusion's
 ``outputBits``, doubled by balancing), ``clkhash_bits`` the length clkhash makes.
 
 The optional top-level ``fieldSegments`` object makes the CLK a concatenation
-of one Bloom filter per field (``linkage.field_segments``), so that the server
-can score each field separately (``linkage.fellegi_sunter``)::
+of one Bloom filter per field (``linkage.encoding.field_segments``), so that the server
+can score each field separately (``linkage.matching.fellegi_sunter``)::
 
     "fieldSegments": {"segments": [{"feature": "given_name", "bits": 256},
                                    {"feature": "family_name", "bits": 256},
@@ -47,10 +47,10 @@ from typing import Any
 import jsonschema
 from clkhash import schema as clkhash_schema
 
-from .errors import SchemaError
-from .field_segments import SHARED_KEY_FIELDS, FieldLayout, layout_for
-from .hardening import HardeningSpec, parse_hardening
-from .normalise import NORMALISER_KINDS, infer_kind
+from linkage.errors import SchemaError
+from linkage.encoding.field_segments import SHARED_KEY_FIELDS, FieldLayout, layout_for
+from linkage.encoding.hardening import HardeningSpec, parse_hardening
+from linkage.encoding.normalise import NORMALISER_KINDS, infer_kind
 
 __all__ = ["FeatureSpec", "LinkageSchema", "default_schema_text", "load_schema"]
 
@@ -93,7 +93,7 @@ class LinkageSchema:
 
 def default_schema_text() -> str:
     """The shipped person schema (names, date of birth, address, city, phone)."""
-    return resources.files("linkage").joinpath("schemas/person.json").read_text("utf-8")
+    return resources.files("linkage.encoding").joinpath("schemas/person.json").read_text("utf-8")
 
 
 def schema_fingerprint(document: dict) -> str:

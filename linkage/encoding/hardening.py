@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SchemaError
+from linkage.errors import SchemaError
 
 __all__ = [
     "BlipSpec",

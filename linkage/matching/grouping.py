@@ -18,7 +18,7 @@ import numpy as np
 
 from numba import njit
 
-from .candidates import CandidatePairs
+from linkage.matching.candidates import CandidatePairs
 
 __all__ = ["Grouping", "greedy_groups", "greedy_groups_reference"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .threshold import REVIEW_PROBABILITIES
+from linkage.matching.threshold import REVIEW_PROBABILITIES
 
 __all__ = ["REVIEW_DICE_MARGIN", "REVIEW_PROBABILITIES", "needs_review"]
 

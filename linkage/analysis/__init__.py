@@ -1,0 +1,1 @@
+"""What coordinators read: the network of shared entities, quality against a truth, explanations."""

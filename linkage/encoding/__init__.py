@@ -1,0 +1,1 @@
+"""What runs at the agency: normalising, the schema, CLK encoding and hardening."""
