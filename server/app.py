@@ -51,13 +51,17 @@ def ensure_staff_credentials(store: Store, data_dir: Path) -> list[Path]:
             continue
         path = data_dir / f"{role}.token"
         token = new_token()
+        # The row is claimed first: of replicas starting together on one database, one
+        # creates each credential and writes its file; the others find it there.
+        if not store.add_staff(role, role, hash_token(token)):
+            store.set_setting(setting, b"1")
+            continue
         if os.path.lexists(path):
             path.unlink()  # a leftover of an interrupted first start, or a planted link
         # O_EXCL|O_NOFOLLOW: never write through a symlink or into a file someone else made
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(token + "\n")
-        store.add_staff(role, role, hash_token(token))
         store.set_setting(setting, b"1")
         written.append(path)
     return written

@@ -101,11 +101,14 @@ class SqlStore:
             db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
                        "DO UPDATE SET value = excluded.value", (key, value))
 
-    def add_staff(self, name: str, role: str, token_hash: str) -> None:
-        """Add a coordinator or operator credential (kept as a hash)."""
+    def add_staff(self, name: str, role: str, token_hash: str) -> bool:
+        """Add a coordinator or operator credential (kept as a hash); ``False`` if one of
+        that name exists already (another replica created it first)."""
         with self._transaction() as db:
-            db.execute("INSERT INTO coordinators (name, token_hash, created_at, role) "
-                       "VALUES (?, ?, ?, ?)", (name, token_hash, now(), role))
+            added = db.execute("INSERT INTO coordinators (name, token_hash, created_at, role) "
+                               "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                               (name, token_hash, now(), role)).rowcount
+        return added == 1
 
     def staff_by_token(self, token_hash: str) -> StaffRow | None:
         """(name, role, stored hash) of a coordinator or operator credential."""
