@@ -82,7 +82,6 @@ class _OnFirstUse:
 
 optimize = _OnFirstUse("scipy.optimize", "optimize")
 special = _OnFirstUse("scipy.special", "special")
-stats = _OnFirstUse("scipy.stats", "stats")
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
@@ -291,8 +290,23 @@ def _non_match_pdf(scores, params, floor):
     return density / max(_normal_sf(floor, params), 1e-300)
 
 
+def _beta_pdf(scores, params):
+    """Density of beta(a, b), as ``stats.beta(*params).pdf`` (scipy.stats alone takes most
+    of a second to import, on every auto run)."""
+    a, b = params
+    scores = np.asarray(scores, dtype=np.float64)
+    inside = (scores >= 0.0) & (scores <= 1.0)
+    x = np.clip(scores, 0.0, 1.0)
+    log_density = special.xlogy(a - 1, x) + special.xlog1py(b - 1, -x) - special.betaln(a, b)
+    return np.where(inside, np.exp(log_density), 0.0)
+
+
+def _standard_normal_pdf(z):
+    return np.exp(-np.square(z) / 2.0) / np.sqrt(2 * np.pi)
+
+
 def _match_pdf(scores, params, floor):
-    return stats.beta.pdf(scores, *params) / max(float(special.betaincc(*params, floor)), 1e-300)
+    return _beta_pdf(scores, params) / max(float(special.betaincc(*params, floor)), 1e-300)
 
 
 def _truncated_normal_cdf(scores, params):
@@ -370,9 +384,9 @@ def _review_pdf(scores, reviewed, floor):
     if not len(reviewed):
         return np.zeros(scores.shape)
     centres = np.asarray(reviewed, dtype=np.float64)
-    inside = (stats.norm.cdf((1 - centres) / REVIEW_WIDTH)
-              - stats.norm.cdf((floor - centres) / REVIEW_WIDTH))
-    density = stats.norm.pdf((scores[..., None] - centres) / REVIEW_WIDTH) / REVIEW_WIDTH
+    inside = (special.ndtr((1 - centres) / REVIEW_WIDTH)
+              - special.ndtr((floor - centres) / REVIEW_WIDTH))
+    density = _standard_normal_pdf((scores[..., None] - centres) / REVIEW_WIDTH) / REVIEW_WIDTH
     return (density / np.maximum(inside, 1e-300)).mean(axis=-1)
 
 
@@ -381,7 +395,7 @@ def _review_mass(edges, reviewed):
     if not len(reviewed):
         return np.zeros(edges.size - 1)
     centres = np.asarray(reviewed, dtype=np.float64)
-    cdf = stats.norm.cdf((edges[:, None] - centres) / REVIEW_WIDTH)
+    cdf = special.ndtr((edges[:, None] - centres) / REVIEW_WIDTH)
     return (np.diff(cdf, axis=0) / np.maximum(cdf[-1] - cdf[0], 1e-300)).mean(axis=1)
 
 
