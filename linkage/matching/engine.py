@@ -196,6 +196,7 @@ def decide(
     on_progress: ProgressCallback | None = None,
     fit_model: bool = True,
     tail: SampledTail | None = None,
+    start: ThresholdChoice | None = None,
 ) -> LinkageResult:
     """Choose the threshold from the pairs above the floor and group the records.
 
@@ -212,6 +213,8 @@ def decide(
         fit_model: with a numeric ``threshold``, ``False`` skips the score model (no
             estimates; confidences are the groups' weakest scores).
         tail: ``floor_pairs`` below ``tail.below`` are a sample (see ``SampledTail``).
+        start: the choice made on a sample of the same comparisons; the score model's
+            fits start from its optimum (see ``choose_threshold``).
     """
     report = on_progress or (lambda stage, done, total: None)
     if cross_owner_only:
@@ -230,7 +233,7 @@ def decide(
         solver = (one_to_one_scores(floor_pairs, owners, tail)
                   if _one_to_one(max_per_owner, owners) else None)
         choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled,
-                                  solver=solver, tail=tail)
+                                  solver=solver, tail=tail, start=start)
     report("choosing threshold", 1, 1)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
@@ -317,10 +320,10 @@ def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, t
     sampled_tasks, weight = _sample_tasks(tasks, share)
     sample = scan(sampled_tasks, floor)
     if threshold is not None:
-        level = threshold
+        level, start = threshold, None
     else:
         guess = decide(sample, floor, owners, **limits, tail=SampledTail(1.0 + 1e-9, weight))
-        level = max(floor, guess.choice.threshold - _SCAN_MARGIN)
+        level, start = max(floor, guess.choice.threshold - _SCAN_MARGIN), guess.choice
     while True:
         full = scan(tasks, level, on_progress)
         below = sample.score < level
@@ -328,7 +331,7 @@ def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, t
             CandidatePairs(sample.left[below], sample.right[below], sample.score[below]), full])
         tail = SampledTail(level, weight) if level > floor else None
         result = decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
-                        tail=tail, **limits)
+                        tail=tail, start=start, **limits)
         if tail is None or result.choice.threshold >= level:
             return result
         level = max(floor, result.choice.threshold - _SCAN_MARGIN)  # rare: the sample misled

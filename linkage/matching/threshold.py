@@ -82,7 +82,6 @@ class _OnFirstUse:
 
 optimize = _OnFirstUse("scipy.optimize", "optimize")
 special = _OnFirstUse("scipy.special", "special")
-stats = _OnFirstUse("scipy.stats", "stats")
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
@@ -161,6 +160,11 @@ class ThresholdChoice:
     model: ScoreModel | None
     estimated_precision: float | None = None
     estimated_recall: float | None = None
+    #: The two fits behind ``model``: to all candidate pairs, and to the links a one-to-one
+    #: solver makes (``None`` when not fitted); a fit to more of the same comparisons starts
+    #: from them (``choose_threshold``'s ``start``).
+    candidate_fit: ScoreModel | None = None
+    links_fit: ScoreModel | None = None
 
 
 @dataclass(frozen=True)
@@ -286,8 +290,23 @@ def _non_match_pdf(scores, params, floor):
     return density / max(_normal_sf(floor, params), 1e-300)
 
 
+def _beta_pdf(scores, params):
+    """Density of beta(a, b), as ``stats.beta(*params).pdf`` (scipy.stats alone takes most
+    of a second to import, on every auto run)."""
+    a, b = params
+    scores = np.asarray(scores, dtype=np.float64)
+    inside = (scores >= 0.0) & (scores <= 1.0)
+    x = np.clip(scores, 0.0, 1.0)
+    log_density = special.xlogy(a - 1, x) + special.xlog1py(b - 1, -x) - special.betaln(a, b)
+    return np.where(inside, np.exp(log_density), 0.0)
+
+
+def _standard_normal_pdf(z):
+    return np.exp(-np.square(z) / 2.0) / np.sqrt(2 * np.pi)
+
+
 def _match_pdf(scores, params, floor):
-    return stats.beta.pdf(scores, *params) / max(float(special.betaincc(*params, floor)), 1e-300)
+    return _beta_pdf(scores, params) / max(float(special.betaincc(*params, floor)), 1e-300)
 
 
 def _truncated_normal_cdf(scores, params):
@@ -316,15 +335,47 @@ def _bin_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, edges.size - 2)
 
 
-def _non_match_mass(edges, params):
-    """Probability of each bin under the truncated normal."""
-    return np.diff(_normal_cdf(edges, params)) / max(_normal_sf(float(edges[0]), params), 1e-300)
+@dataclass(frozen=True)
+class _UsedBins:
+    """The histogram bins a binned likelihood needs: those holding a count or a reviewed score.
 
+    An empty bin adds nothing to the log-likelihood (its count times the log of
+    its mass), so leaving it out changes no value, only the cost: between the
+    non-match tail and the matches most bins are empty, and every bin left out
+    is one CDF evaluation fewer at each of the optimiser's thousands of steps.
+    ``points`` holds the floor and the edges of the used bins; bin ``i`` of
+    ``used`` runs from ``points[lower[i]]`` to ``points[upper[i]]``.
+    """
 
-def _match_mass(edges, params):
-    """Probability of each bin under the truncated beta."""
-    return np.diff(_beta_cdf(edges, params)) / max(float(special.betaincc(*params, edges[0])),
-                                                   1e-300)
+    used: np.ndarray
+    points: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def of(cls, edges: np.ndarray, counts: np.ndarray, *bins: np.ndarray) -> _UsedBins:
+        used = np.unique(np.concatenate([np.flatnonzero(counts), *bins]).astype(np.int64))
+        points = np.unique(np.concatenate([edges[:1], edges[used], edges[used + 1]]))
+        return cls(used, points, np.searchsorted(points, edges[used]),
+                   np.searchsorted(points, edges[used + 1]))
+
+    def position(self, bins: np.ndarray) -> np.ndarray:
+        """Where each of ``bins`` (all among the used ones) sits in ``used``."""
+        return np.searchsorted(self.used, bins)
+
+    def masses(self, cdf: np.ndarray) -> np.ndarray:
+        """Mass of each used bin from a CDF evaluated at ``points``."""
+        return cdf[self.upper] - cdf[self.lower]
+
+    def non_match_mass(self, params) -> np.ndarray:
+        """Probability of each used bin under the normal truncated at the floor."""
+        return (self.masses(_normal_cdf(self.points, params))
+                / max(_normal_sf(float(self.points[0]), params), 1e-300))
+
+    def match_mass(self, params) -> np.ndarray:
+        """Probability of each used bin under the beta truncated at the floor."""
+        return (self.masses(_beta_cdf(self.points, params))
+                / max(float(special.betaincc(*params, self.points[0])), 1e-300))
 
 
 def _review_pdf(scores, reviewed, floor):
@@ -333,9 +384,9 @@ def _review_pdf(scores, reviewed, floor):
     if not len(reviewed):
         return np.zeros(scores.shape)
     centres = np.asarray(reviewed, dtype=np.float64)
-    inside = (stats.norm.cdf((1 - centres) / REVIEW_WIDTH)
-              - stats.norm.cdf((floor - centres) / REVIEW_WIDTH))
-    density = stats.norm.pdf((scores[..., None] - centres) / REVIEW_WIDTH) / REVIEW_WIDTH
+    inside = (special.ndtr((1 - centres) / REVIEW_WIDTH)
+              - special.ndtr((floor - centres) / REVIEW_WIDTH))
+    density = _standard_normal_pdf((scores[..., None] - centres) / REVIEW_WIDTH) / REVIEW_WIDTH
     return (density / np.maximum(inside, 1e-300)).mean(axis=-1)
 
 
@@ -344,8 +395,20 @@ def _review_mass(edges, reviewed):
     if not len(reviewed):
         return np.zeros(edges.size - 1)
     centres = np.asarray(reviewed, dtype=np.float64)
-    cdf = stats.norm.cdf((edges[:, None] - centres) / REVIEW_WIDTH)
+    cdf = special.ndtr((edges[:, None] - centres) / REVIEW_WIDTH)
     return (np.diff(cdf, axis=0) / np.maximum(cdf[-1] - cdf[0], 1e-300)).mean(axis=1)
+
+
+def _logit(share: float, limit: float = 12.0) -> float:
+    """The inverse of ``special.expit``, kept within +-``limit`` (shares of 0 or 1 included)."""
+    return float(special.logit(np.clip(share, special.expit(-limit), special.expit(limit))))
+
+
+def _plain_parameters(model: ScoreModel) -> list[float]:
+    """The plain fit's search coordinates of ``model`` (the inverse of its ``unpack``)."""
+    (mean, deviation), (a, b) = model.non_match, model.match
+    return [_logit(model.match_weight), mean, float(np.log(deviation)),
+            float(np.log(max(a - 1, 1e-12))), float(np.log(b))]
 
 
 def _labelled(scores, floor) -> np.ndarray:
@@ -372,7 +435,8 @@ def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
 def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
                     known_matches: np.ndarray | None = None,
                     known_non_matches: np.ndarray | None = None,
-                    tail: SampledTail | None = None) -> ScoreModel | None:
+                    tail: SampledTail | None = None,
+                    start: ScoreModel | None = None) -> ScoreModel | None:
     """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it.
 
     Args:
@@ -382,6 +446,8 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         known_non_matches: scores of pairs reviewed as non-matches (rejected).
             Reviewed scores below the floor are outside the model and ignored.
         tail: the scores below ``tail.below`` are a sample (see ``SampledTail``).
+        start: a model fitted at the same floor to a sample of the same comparisons:
+            the search starts from it alone instead of from several guesses.
     Returns:
         The fitted model, or ``None`` when there are too few scores or the fit
         finds no separate match component.
@@ -393,8 +459,11 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
     if scores.size < MIN_PAIRS_FOR_MODEL or float(scores.std()) < 1e-6:
         return None
     edges = _edges(floor)
-    counts, _ = np.histogram(scores, edges, weights=_weights(tail, scores))
+    all_counts, _ = np.histogram(scores, edges, weights=_weights(tail, scores))
     accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
+    bins = _UsedBins.of(edges, all_counts, accepted_bins, rejected_bins)
+    counts = all_counts[bins.used]
+    accepted_at, rejected_at = bins.position(accepted_bins), bins.position(rejected_bins)
 
     def unpack(params):
         weight = special.expit(params[0])
@@ -403,17 +472,22 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
 
     def negative_log_likelihood(params):
         weight, mean, deviation, a, b = unpack(params)
-        non = (1 - weight) * _non_match_mass(edges, (mean, deviation))
-        match = weight * _match_mass(edges, (a, b))
+        non = (1 - weight) * bins.non_match_mass((mean, deviation))
+        match = weight * bins.match_mass((a, b))
         mixture = np.maximum(non + match, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
-                + _review_penalty(non, match, accepted_bins, rejected_bins))
+                + _review_penalty(non, match, accepted_at, rejected_at))
 
+    if start is not None and start.floor == floor:
+        # The basin was chosen on a sample of the same comparisons: one descent from there.
+        starts = [_plain_parameters(start)]
+    else:
+        starts = [[-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
+                  for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0))]
     best = None
     with np.errstate(all="ignore"):
-        for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0)):
-            start = [-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
-            result = optimize.minimize(negative_log_likelihood, start, method="Nelder-Mead",
+        for first in starts:
+            result = optimize.minimize(negative_log_likelihood, first, method="Nelder-Mead",
                                        options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
             if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
                 best = result
@@ -424,24 +498,32 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         return None
     model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
     if accepted.size or rejected.size:
-        model = _fit_with_reviews(model, counts, edges, accepted, rejected, best.x)
+        model = _fit_with_reviews(model, all_counts, edges, accepted, rejected, best.x,
+                                  start if start is not None and start.floor == floor else None)
     top, bottom = model.match_probability(np.array([0.999, floor]))
     if top < 0.5 or bottom > 0.5:
         return None  # no separation between the two components
     return model
 
 
-def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, start) -> ScoreModel:
+def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, start,
+                      warm: ScoreModel | None = None) -> ScoreModel:
     """Refit with a bump of each class around its reviewed scores.
 
     A normal and a beta cannot put matches where the fit saw mostly
     non-matches (or the reverse) however many reviews say so. A bump around the
     reviewed scores, in the class the reviewers chose, can: the unlabelled
     scores decide how much mass it holds, the reviews which class it is.
+    ``warm``: a fit with reviews to a sample of the same comparisons, whose
+    bump shares are the one start instead of several.
     """
     floor = model.floor
     accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
-    near_accepted, near_rejected = _review_mass(edges, accepted), _review_mass(edges, rejected)
+    bins = _UsedBins.of(edges, counts, accepted_bins, rejected_bins)
+    counts = counts[bins.used]
+    near_accepted = _review_mass(edges, accepted)[bins.used]
+    near_rejected = _review_mass(edges, rejected)[bins.used]
+    accepted_bins, rejected_bins = bins.position(accepted_bins), bins.position(rejected_bins)
 
     def unpack(params):
         return (special.expit(params[0]), params[1], _exp(params[2]), 1 + _exp(params[3]),
@@ -450,17 +532,20 @@ def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, star
 
     def negative_log_likelihood(params):
         weight, mean, deviation, a, b, match_share, non_share = unpack(params)
-        non = (1 - weight) * ((1 - non_share) * _non_match_mass(edges, (mean, deviation))
+        non = (1 - weight) * ((1 - non_share) * bins.non_match_mass((mean, deviation))
                               + non_share * near_rejected)
-        match = weight * ((1 - match_share) * _match_mass(edges, (a, b))
+        match = weight * ((1 - match_share) * bins.match_mass((a, b))
                           + match_share * near_accepted)
         mixture = np.maximum(non + match, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
                 + _review_penalty(non, match, accepted_bins, rejected_bins))
 
+    share_starts = ((-6.0, -6.0), (-2.0, -2.0), (0.0, 0.0))
+    if warm is not None and (warm.accepted or warm.rejected):
+        share_starts = ((_logit(warm.match_reviewed), _logit(warm.non_match_reviewed)),)
     best = None
     with np.errstate(all="ignore"):
-        for shares in ((-6.0, -6.0), (-2.0, -2.0), (0.0, 0.0)):
+        for shares in share_starts:
             found = optimize.minimize(negative_log_likelihood, [*start, *shares],
                                       method="Nelder-Mead",
                                       options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
@@ -480,7 +565,8 @@ _KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.
 
 
 def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
-              rejected: np.ndarray, tail: SampledTail | None = None) -> ScoreModel | None:
+              rejected: np.ndarray, tail: SampledTail | None = None,
+              warm: ScoreModel | None = None) -> ScoreModel | None:
     """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
 
     Non-matches among kept pairs look like the decoys: a truncated normal is
@@ -488,10 +574,13 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     kept scores, starting from the all-candidates fit, with an even tail
     (``ScoreModel.match_tail``): the kept pairs are mostly matches, so they pin
     down the match component's long left tail, which the whole candidate set,
-    dominated by non-matches there, cannot.
+    dominated by non-matches there, cannot. ``warm``: this fit to a sample of the
+    same comparisons, the one start instead of several.
     """
     floor = model.floor
     edges = _edges(floor)
+    if warm is not None and warm.floor != floor:
+        warm = None
     decoys = np.asarray(solver.decoys, dtype=np.float64)
     decoys = decoys[decoys >= floor]
     kept = np.asarray(solver.kept, dtype=np.float64)
@@ -499,18 +588,25 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     if decoys.size < MIN_PAIRS_FOR_MODEL or kept.size == 0:
         return None
     decoy_counts, _ = np.histogram(decoys, edges, weights=_weights(tail, decoys))
+    decoy_bins = _UsedBins.of(edges, decoy_counts)
+    decoy_counts = decoy_counts[decoy_bins.used]
+    decoy_start = ([warm.non_match[0], np.log(warm.non_match[1])] if warm is not None else
+                   [float(decoys.mean()), np.log(max(float(decoys.std()), 1e-3))])
     with np.errstate(all="ignore"):
         found = optimize.minimize(
             lambda p: -float((decoy_counts * np.log(np.maximum(
-                _non_match_mass(edges, (p[0], _exp(p[1]))), 1e-300))).sum()),
-            [float(decoys.mean()), np.log(max(float(decoys.std()), 1e-3))],
-            method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
+                decoy_bins.non_match_mass((p[0], _exp(p[1]))), 1e-300))).sum()),
+            decoy_start, method="Nelder-Mead",
+            options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
     non_match = (float(found.x[0]), float(_exp(found.x[1])))
-    decoy_cdf = _truncated_normal_cdf(edges, non_match)
     counts, _ = np.histogram(kept, edges, weights=_weights(tail, kept))
     kept_count = float(counts.sum())
     accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
-    even = np.diff(((edges - floor) / (1 - floor)) ** 2)
+    bins = _UsedBins.of(edges, counts, accepted_bins, rejected_bins)
+    counts = counts[bins.used]
+    accepted_bins, rejected_bins = bins.position(accepted_bins), bins.position(rejected_bins)
+    decoy_cdf = _truncated_normal_cdf(bins.points, non_match)
+    even = bins.masses(((bins.points - floor) / (1 - floor)) ** 2)
 
     def unpack(params):
         return (special.expit(params[0]), 1 + _exp(params[1]), _exp(params[2]),
@@ -518,8 +614,8 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
 
     def negative_log_likelihood(params):
         weight, a, b, tail, power = unpack(params)
-        non_part = (1 - weight) * np.diff(decoy_cdf ** power)
-        match_part = weight * ((1 - tail) * _match_mass(edges, (a, b)) + tail * even)
+        non_part = (1 - weight) * bins.masses(decoy_cdf ** power)
+        match_part = weight * ((1 - tail) * bins.match_mass((a, b)) + tail * even)
         mixture = np.maximum(non_part + match_part, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
                 + _review_penalty(non_part, match_part, accepted_bins, rejected_bins)
@@ -527,12 +623,19 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
 
     a, b = model.match
     shape = [np.log(max(a - 1, 1e-3)), np.log(b)]
+    starts = [[weight_start, *shape, tail_start, power_start]
+              for weight_start, tail_start, power_start in ((2.0, -3.0, 3.0), (0.0, -0.5, 0.0),
+                                                            (4.0, -1.5, -2.0))]
+    if warm is not None:
+        # The multi-start search on the sample chose the basin: one descent from its optimum.
+        starts = [[_logit(warm.match_weight), np.log(max(warm.match[0] - 1, 1e-12)),
+                   np.log(warm.match[1]), _logit(warm.match_tail),
+                   _logit(warm.non_match_power)]]
     best = None
     with np.errstate(all="ignore"):
-        for weight_start, tail_start, power_start in ((2.0, -3.0, 3.0), (0.0, -0.5, 0.0),
-                                                      (4.0, -1.5, -2.0)):
-            start = np.clip([weight_start, *shape, tail_start, power_start],
-                            [low for low, _ in _KEPT_BOUNDS], [high for _, high in _KEPT_BOUNDS])
+        for first in starts:
+            start = np.clip(first, [low for low, _ in _KEPT_BOUNDS],
+                            [high for _, high in _KEPT_BOUNDS])
             found = optimize.minimize(negative_log_likelihood, start,
                                       method="Nelder-Mead", bounds=_KEPT_BOUNDS,
                                       options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
@@ -550,7 +653,8 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
                      known_matches: np.ndarray | None = None,
                      known_non_matches: np.ndarray | None = None,
                      solver: SolverScores | None = None,
-                     tail: SampledTail | None = None) -> ThresholdChoice:
+                     tail: SampledTail | None = None,
+                     start: ThresholdChoice | None = None) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
 
     Where several thresholds share the best expected F1 (an empty stretch of
@@ -569,14 +673,21 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
             expected precision and recall and the best threshold are theirs.
         tail: the scores below ``tail.below`` (and the solver's) are a sample of
             the comparisons (see ``SampledTail``).
+        start: the choice made on a sample of the same comparisons (same floor,
+            same reviews): each fit then descends once from the sample's optimum,
+            the basin the sample's search among several starts chose, instead of
+            searching again. A full scan changes the histogram little.
     """
     scores = np.asarray(scores, dtype=np.float64)
     model = fit_score_model(scores, floor, known_matches=known_matches,
-                            known_non_matches=known_non_matches, tail=tail)
+                            known_non_matches=known_non_matches, tail=tail,
+                            start=start.candidate_fit if start is not None else None)
+    candidate_fit, kept_model = model, None
     basis, described = scores, "candidate pairs"
     if model is not None and solver is not None:
         kept_model = _fit_kept(model, solver, _labelled(known_matches, floor),
-                               _labelled(known_non_matches, floor), tail)
+                               _labelled(known_non_matches, floor), tail,
+                               warm=start.links_fit if start is not None else None)
         if kept_model is not None:
             model = kept_model
             basis = np.asarray(solver.kept, dtype=np.float64)
@@ -587,7 +698,8 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
     if requested is not None:
         precision, recall = (_expected_quality(basis, model, requested, weights) if model
                              else (None, None))
-        return ThresholdChoice(requested, "set by the coordinator", model, precision, recall)
+        return ThresholdChoice(requested, "set by the coordinator", model, precision, recall,
+                               candidate_fit, kept_model)
     if model is None:
         return ThresholdChoice(
             DEFAULT_THRESHOLD,
@@ -623,7 +735,7 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
               f"{floor:.3f}{sampled}{reviews} (about {probability.sum():.0f} of the "
               f"{float(weights.sum()):.0f} "
               f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
-    return ThresholdChoice(best, reason, model, precision, recall)
+    return ThresholdChoice(best, reason, model, precision, recall, candidate_fit, kept_model)
 
 
 def quality_curve(scores: np.ndarray, model: ScoreModel | None, floor: float,

@@ -2,11 +2,15 @@
 
 import numpy as np
 import pytest
+from scipy import special
 
 from linkage.matching.candidates import CandidatePairs
 from linkage.matching.grouping import greedy_groups
 from linkage.matching.threshold import (
+    SampledTail,
     SolverScores,
+    _edges,
+    _UsedBins,
     choose_threshold,
     fit_score_model,
     one_to_one_scores,
@@ -145,3 +149,38 @@ def test_solver_evidence_copes_with_matches_piled_at_one():
     choice = choose_threshold(pairs.score, None, 0.55, solver=one_to_one_scores(pairs, owners))
     f1, precision = _one_to_one_f1(pairs, owners, choice.threshold, records=300, matched=200)
     assert f1 > 0.99 and precision > 0.99
+
+
+# -- the fit after a sample --------------------------------------------------------------------
+
+def test_a_fit_started_from_a_samples_optimum_finds_the_cold_fits_model():
+    pairs, owners = _two_files(seed=1)
+    cold = choose_threshold(pairs.score, None, 0.55, solver=one_to_one_scores(pairs, owners))
+    drawn = np.random.default_rng(2).random(owners.size) < 0.3
+    sampled = drawn[pairs.left]
+    sample = CandidatePairs(pairs.left[sampled], pairs.right[sampled], pairs.score[sampled])
+    tail = SampledTail(1.0 + 1e-9, 1 / 0.3)
+    guess = choose_threshold(sample.score, None, 0.55, tail=tail,
+                             solver=one_to_one_scores(sample, owners, tail))
+    assert guess.candidate_fit is not None and guess.links_fit is guess.model
+    warm = choose_threshold(pairs.score, None, 0.55, solver=one_to_one_scores(pairs, owners),
+                            start=guess)
+    assert warm.threshold == cold.threshold
+    grid = np.linspace(0.55, 1.0, 200)
+    assert np.abs(warm.model.match_probability(grid) - cold.model.match_probability(grid)).max() \
+        < 1e-3
+    assert warm.estimated_precision == pytest.approx(cold.estimated_precision, abs=1e-4)
+    assert warm.estimated_recall == pytest.approx(cold.estimated_recall, abs=1e-4)
+
+
+def test_leaving_empty_bins_out_keeps_every_used_bins_mass():
+    edges = _edges(0.55)
+    counts = np.zeros(edges.size - 1)
+    counts[[0, 3, 4, 150, edges.size - 2]] = [5, 1, 2, 7, 9]
+    bins = _UsedBins.of(edges, counts, np.array([40]))
+    assert bins.used.tolist() == [0, 3, 4, 40, 150, edges.size - 2]
+    normal, beta = (0.5, 0.05), (30.0, 3.0)
+    full_normal = np.diff(special.ndtr((edges - 0.5) / 0.05)) / special.ndtr(-(0.55 - 0.5) / 0.05)
+    full_beta = np.diff(special.betainc(*beta, edges)) / special.betaincc(*beta, 0.55)
+    np.testing.assert_allclose(bins.non_match_mass(normal), full_normal[bins.used], rtol=1e-12)
+    np.testing.assert_allclose(bins.match_mass(beta), full_beta[bins.used], rtol=1e-12)
