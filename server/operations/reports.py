@@ -206,4 +206,8 @@ def _network(store: Store, project: ProjectRow, run, run_summary: RunSummary,
         "stage_coverage": summary.stage_coverage,
         "changes": changes,
         "quality_curve": [list(point) for point in run_summary.quality_curve],
+        # Why each field-wise group was linked: field names, levels and weights only. It rides
+        # in the network's JSON, which the contract already pages, so the contract is unchanged.
+        "waterfalls": {key: run_summary.waterfalls[key] for key in sorted(run_summary.waterfalls)
+                       if key in {g.key for g in groups}},
     }
