@@ -196,9 +196,9 @@ class RunReviews:
 
     decisions: Mapping[str, str] = field(default_factory=dict)
     rejected_groups: Sequence[np.ndarray] = ()
-    accepted_groups: Sequence[np.ndarray] = ()
     accepted_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     rejected_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    accepted_groups: Sequence[np.ndarray] = ()
 
     @property
     def digest(self) -> str:
