@@ -446,9 +446,8 @@ def _waterfalls(waterfalls: dict, limit: int = 40) -> str:
              "link: the prior, then each field's agreement level and the bits it adds (green) "
              "or takes away (red); grey fields are missing and count for nothing. Field names "
              "and levels only, no values.</p>"]
-    # The least certain groups first: those are the ones a reviewer asks "why?" about.
-    ordered = sorted(waterfalls.items(), key=lambda item: item[1].get("probability", 1.0))
-    for group, waterfall in ordered[:limit]:
+    # In the order given (the server sends the least certain groups first).
+    for group, waterfall in list(waterfalls.items())[:limit]:
         parts.append(waterfall_svg(str(group), waterfall))
     parts.append("</section>")
     return "".join(parts)

@@ -208,6 +208,7 @@ def _network(store: Store, project: ProjectRow, run, run_summary: RunSummary,
         "quality_curve": [list(point) for point in run_summary.quality_curve],
         # Why each field-wise group was linked: field names, levels and weights only. It rides
         # in the network's JSON, which the contract already pages, so the contract is unchanged.
-        "waterfalls": {key: run_summary.waterfalls[key] for key in sorted(run_summary.waterfalls)
-                       if key in {g.key for g in groups}},
+        # The least certain groups first: those are the ones a reviewer asks "why?" about.
+        "waterfalls": dict(sorted(run_summary.waterfalls.items(),
+                                  key=lambda item: (item[1]["probability"], item[0]))),
     }

@@ -66,6 +66,8 @@ def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinato
     waterfalls = report["network"]["waterfalls"]
     linked = [g for g in report["groups"] if g["size"] > 1]
     assert linked and set(waterfalls) == {g["id"] for g in linked}
+    probabilities = [w["probability"] for w in waterfalls.values()]
+    assert probabilities == sorted(probabilities)  # the least certain first
     for group in linked:  # the confidence is the weakest link's probability, which it explains
         assert group["confidence"] >= 0.5
         assert waterfalls[group["id"]]["probability"] == pytest.approx(group["confidence"],
