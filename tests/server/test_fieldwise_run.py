@@ -91,3 +91,21 @@ def test_a_numeric_threshold_on_a_segmented_type_is_a_probability(server, coordi
     assert "field-wise match probability >= 0.99 (set by the coordinator)" in \
         summary["threshold_reason"]
     assert all(g["confidence"] >= 0.99 for g in report["groups"] if g["size"] > 1)
+
+
+def test_reviews_of_a_segmented_type_train_its_model(server, coordinator, dataset, secret):
+    segments_text = SEGMENTS_SCHEMA.read_text("utf-8")
+    batches = _encode(dataset, secret, segments_text)
+    _, report, _ = _link(server, coordinator, "reviewed", segments_text, batches)
+    pairs = sorted((g for g in report["groups"] if g["size"] == 2),
+                   key=lambda g: g["confidence"])
+    coordinator.review("reviewed", pairs[0]["id"], "rejected")
+    coordinator.review("reviewed", pairs[-1]["id"], "accepted")
+    again = coordinator.run("reviewed", "auto")
+    assert not again["reused"]
+    assert "2 reviewed pairs" in again["threshold_reason"]
+    assert again["reviews_used"] == {"accepted": 1, "rejected": 1}
+    after = coordinator.report("reviewed")
+    # The rejected pair is not formed again; the accepted one stands.
+    assert pairs[0]["id"] not in {g["id"] for g in after["groups"]}
+    assert pairs[-1]["id"] in {g["id"] for g in after["groups"]}
