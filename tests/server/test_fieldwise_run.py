@@ -14,6 +14,7 @@ from linkage.analysis.evaluation import pairwise_quality
 from linkage_service.client import files
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.demo import ServerProcess
+from linkage_service.client.render import render_report
 from linkage_service.client.report_html import render_html
 from linkage_service.client.synthetic import DEFAULT_STAGES
 
@@ -78,6 +79,7 @@ def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinato
     for person in list(dataset.people.values())[:50]:
         assert person.family_name not in text
     assert "<h2>Why groups were linked</h2>" in render_html(report)
+    assert "linked field-wise at match probability >= 0.5" in render_report(report)
     # The record-level project is as before: no waterfalls.
     assert record_level[1]["network"]["waterfalls"] == {}
     assert "field-wise" not in record_level[0]["threshold_reason"]
