@@ -47,12 +47,17 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
                 cells.append(f"{report['agency_pairs'].get(key, 0):>{width}}")
         lines.append(f"{first:<{width}}" + "".join(cells))
     histogram = report["histogram"]
+    field_wise = bool((report.get("network") or {}).get("waterfalls"))
     if histogram:
         peak = max(b["count"] for b in histogram) or 1
-        lines += ["", "Candidate scores (| marks the threshold)"]
+        # A field-wise threshold is a match probability, not a point on this Dice axis.
+        lines += ["", "Candidate scores (record-level Dice; groups linked field-wise at match "
+                      f"probability >= {report['threshold']:g}; --format html explains each)"
+                  if field_wise else "Candidate scores (| marks the threshold)"]
         for bin_ in histogram:
             bar = "#" * max(1 if bin_["count"] else 0, round(_BAR_WIDTH * bin_["count"] / peak))
-            marker = "|" if bin_["low"] <= report["threshold"] < bin_["high"] else " "
+            marker = ("|" if not field_wise and bin_["low"] <= report["threshold"] < bin_["high"]
+                      else " ")
             lines.append(f"  {bin_['low']:.3f}-{bin_['high']:.3f} {marker} {bar} {bin_['count']}")
     brokers = [b for b in (report.get("network") or {}).get("brokers", [])
                if len(b["agencies"]) > 1][:10]

@@ -165,7 +165,8 @@ def render_html(report: dict) -> str:
         "</section>",
         "<section><h2>Changes since the previous run</h2>", _changes(network), "</section>",
         "<section><h2>Groups</h2>", _groups(report), "</section>",
-        _waterfalls(report.get("waterfalls") or {}),
+        # The server sends the waterfalls inside the network's JSON.
+        _waterfalls(report.get("waterfalls") or (network or {}).get("waterfalls") or {}),
         f'<script type="application/json" id="report-data">{payload}</script>',
         f"<script>{_SCRIPT}</script></body></html>",
     ]
@@ -445,6 +446,7 @@ def _waterfalls(waterfalls: dict, limit: int = 40) -> str:
              "link: the prior, then each field's agreement level and the bits it adds (green) "
              "or takes away (red); grey fields are missing and count for nothing. Field names "
              "and levels only, no values.</p>"]
+    # In the order given (the server sends the least certain groups first).
     for group, waterfall in list(waterfalls.items())[:limit]:
         parts.append(waterfall_svg(str(group), waterfall))
     parts.append("</section>")

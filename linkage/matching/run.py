@@ -19,6 +19,15 @@ Two calls make a run:
 What is compared follows the project's deduplication: two records of one agency
 that declared its batches deduplicated can never share a group, so they are
 never compared.
+
+An entity type whose schema has per-field segments (``fieldSegments``) is
+decided field-wise: the record-level kernel still finds the candidates at the
+floor, then a Fellegi-Sunter model scores each candidate field by field
+(``score_fieldwise``) and the records are grouped on match probabilities. Its
+threshold is a probability: ``auto`` links at ``LINK_PROBABILITY``, a numeric
+threshold links at that probability (not at a Dice score). Each group's
+confidence is its weakest link's probability, and its waterfall (field names,
+levels, weights; no values) explains that link.
 """
 
 from __future__ import annotations
@@ -34,13 +43,22 @@ import numpy as np
 from linkage.matching.blocking import LshPlan
 from linkage.matching.candidates import CandidatePairs
 from linkage.clks import clks_from_bytes
+from linkage.encoding.field_segments import FieldLayout
+from linkage.analysis.explain import group_waterfalls
 from linkage.matching.engine import HIGHEST_FLOOR, LinkageResult, choose_floor, decide, plan_blocking
+from linkage.matching.fellegi_sunter import LINK_PROBABILITY, ReviewedPairs, score_fieldwise
+from linkage.matching.grouping import greedy_groups
 from linkage.errors import InvalidRequestError
 from linkage.matching.executor import IN_PROCESS, ComparisonTask, plan_new_record_tasks
 from linkage.matching.group_keys import unique_group_keys
 from linkage.matching.review import needs_review
 from linkage.matching.run_summary import EntityTypeSummary, RunSummary
-from linkage.matching.threshold import parse_threshold, quality_curve, score_histogram
+from linkage.matching.threshold import (
+    ThresholdChoice,
+    parse_threshold,
+    quality_curve,
+    score_histogram,
+)
 
 __all__ = [
     "AUTO",
@@ -129,6 +147,8 @@ class RunRecords:
 
     ``clks[t]`` holds the packed CLKs of entity type t's records, in position
     order (``rows_of(t)`` gives their positions); types have their own lengths.
+    ``layouts[t]`` is the per-field segment layout of a type whose schema has
+    one (such a type is decided field-wise).
     """
 
     agency: np.ndarray
@@ -136,17 +156,19 @@ class RunRecords:
     entity_type: np.ndarray
     is_new: np.ndarray
     clks: Mapping[str, np.ndarray]
+    layouts: Mapping[str, FieldLayout] = field(default_factory=dict)
 
     @classmethod
     def from_bytes(cls, agency: np.ndarray, record_ids: Sequence[str],
                    entity_types: Sequence[str], clks: Sequence[bytes], is_new: np.ndarray,
-                   clk_bits: Mapping[str, int]) -> RunRecords:
+                   clk_bits: Mapping[str, int],
+                   layouts: Mapping[str, FieldLayout] | None = None) -> RunRecords:
         """Records from stored CLK bytes; ``clk_bits`` gives each type's CLK length."""
         types = np.asarray(entity_types, dtype=object)
         matrices = {t: clks_from_bytes([clks[i] for i in np.flatnonzero(types == t)], clk_bits[t])
                     for t in sorted(set(entity_types))}
         return cls(np.asarray(agency, np.int64), record_ids, types,
-                   np.asarray(is_new, bool), matrices)
+                   np.asarray(is_new, bool), matrices, dict(layouts or {}))
 
     def __len__(self) -> int:
         return int(self.agency.shape[0])
@@ -167,13 +189,16 @@ class RunReviews:
     ``rejected_groups`` holds the positions of each rejected group's records
     (groups whose records are all still stored); ``accepted_scores[t]`` and
     ``rejected_scores[t]`` the weakest-pair scores of type t's reviewed groups,
-    which its score model learns from.
+    which its score model learns from. ``accepted_groups`` holds the accepted
+    groups' positions: a field-wise type learns from their pairs (and from
+    rejected groups of two).
     """
 
     decisions: Mapping[str, str] = field(default_factory=dict)
     rejected_groups: Sequence[np.ndarray] = ()
     accepted_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     rejected_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    accepted_groups: Sequence[np.ndarray] = ()
 
     @property
     def digest(self) -> str:
@@ -209,6 +234,8 @@ class RunGroup:
     membership: list[tuple[int, str]]
     entity_type: str
     needs_review: bool
+    #: Why a field-wise group was linked (``group_waterfalls``); ``None`` for record-level.
+    waterfall: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -416,16 +443,28 @@ def link_incrementally(
         pairs = CandidatePairs(position[every.left[mine]], position[every.right[mine]],
                                every.score[mine])
         accepted, rejected = reviews.scores(entity_type)
-        fit_model = requested is None or settings.estimates or bool(accepted.size
-                                                                    or rejected.size)
-        result = decide(pairs, floor, records.agency[rows], threshold=requested,
-                        max_per_owner=one_per_group or None, on_progress=report,
-                        known_matches=accepted, known_non_matches=rejected, fit_model=fit_model)
-        modelled = result.choice.model is not None
+        layout = records.layouts.get(entity_type)
+        waterfalls: Mapping[int, dict] = {}
+        if layout is not None:
+            reviewed = _reviewed_pairs(reviews, position)
+            result, waterfalls = _decide_fieldwise(
+                records.clks[entity_type], layout, pairs, floor, records.agency[rows],
+                requested, one_per_group, reviewed, report)
+            accepted = reviewed.left[reviewed.is_match]
+            rejected = reviewed.left[~reviewed.is_match]
+            fit_model, modelled = True, True
+        else:
+            fit_model = requested is None or settings.estimates or bool(accepted.size
+                                                                        or rejected.size)
+            result = decide(pairs, floor, records.agency[rows], threshold=requested,
+                            max_per_owner=one_per_group or None, on_progress=report,
+                            known_matches=accepted, known_non_matches=rejected,
+                            fit_model=fit_model)
+            modelled = result.choice.model is not None
         flags = needs_review(result.confidence, modelled=modelled,
                              threshold=result.choice.threshold)
         groups.extend(_named_groups(result, records, rows, entity_type, flags,
-                                    group_key_secret))
+                                    group_key_secret, waterfalls))
         results[entity_type] = result
         types[entity_type] = EntityTypeSummary(
             records=int(rows.size), threshold=float(result.choice.threshold),
@@ -438,8 +477,63 @@ def link_incrementally(
     return RunOutcome(floor, new_pairs, groups, results, summary)
 
 
+def _one_to_one(max_per_owner: Mapping[int, int], owners: np.ndarray) -> bool:
+    """Every agency present is deduplicated: a record matches at most one of each other."""
+    present = np.unique(owners).tolist()
+    return bool(present) and all(max_per_owner.get(owner) == 1 for owner in present)
+
+
+def _reviewed_pairs(reviews: RunReviews, position: np.ndarray) -> ReviewedPairs:
+    """The decided pairs of one type (rows of the type): every pair of an accepted group is
+    a match; a rejected group of two is a non-match (in a larger rejected group no single
+    pair is known to be wrong)."""
+    left, right, is_match = [], [], []
+    for members, decision in ([(m, True) for m in reviews.accepted_groups]
+                              + [(m, False) for m in reviews.rejected_groups if len(m) == 2]):
+        rows = position[np.asarray(members, np.int64)]
+        rows = np.sort(rows[rows >= 0])
+        for i in range(rows.size):
+            for j in range(i + 1, rows.size):
+                left.append(rows[i]), right.append(rows[j]), is_match.append(decision)
+    return ReviewedPairs(np.asarray(left, np.int64), np.asarray(right, np.int64),
+                         np.asarray(is_match, bool))
+
+
+def _decide_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs,
+                      floor: float, owners: np.ndarray, requested: float | None,
+                      one_per_group: Mapping[int, int], reviewed: ReviewedPairs,
+                      report: ProgressCallback) -> tuple[LinkageResult, dict[int, dict]]:
+    """Score the type's candidates field-wise and group on match probabilities.
+
+    Returns the result (its ``pairs`` scored by probability, ``floor_scores`` still the
+    Dice scores for the histogram) and each group label's waterfall.
+    """
+    report("scoring fields", 0, len(pairs))
+    scores = score_fieldwise(clks, layout, pairs, owners=owners,
+                             one_to_one=_one_to_one(one_per_group, owners),
+                             reviewed=reviewed if len(reviewed) else None)
+    report("scoring fields", len(pairs), len(pairs))
+    cutoff = LINK_PROBABILITY if requested is None else requested
+    keep = scores.probability >= cutoff
+    linked = CandidatePairs(pairs.left[keep], pairs.right[keep], scores.probability[keep])
+    report("grouping", 0, len(linked))
+    grouping = greedy_groups(linked, owners.shape[0], owners,
+                             max_per_owner=one_per_group or None)
+    report("grouping", len(linked), len(linked))
+    precision, recall = scores.expected_quality(cutoff)
+    reason = (f"field-wise match probability >= {cutoff:g}"
+              + (" (auto)" if requested is None else " (set by the coordinator)")
+              + (f", {scores.reviews_used} reviewed pairs" if scores.reviews_used else ""))
+    choice = ThresholdChoice(float(cutoff), reason, None, precision, recall)
+    waterfalls = group_waterfalls(scores, grouping.labels, pairs.left, pairs.right, keep)
+    result = LinkageResult(choice, floor, linked, pairs.score, grouping,
+                           grouping.weakest_score.copy())
+    return result, waterfalls
+
+
 def _named_groups(result: LinkageResult, records: RunRecords, rows: np.ndarray,
-                  entity_type: str, flags: np.ndarray, secret: bytes) -> list[RunGroup]:
+                  entity_type: str, flags: np.ndarray, secret: bytes,
+                  waterfalls: Mapping[int, dict] | None = None) -> list[RunGroup]:
     """The type's groups with their keys: keyed hashes of the (agency, record id) members."""
     members = [rows[local] for local in result.grouping.members()]
     agency, record_ids = records.agency.tolist(), records.record_ids
@@ -449,8 +543,9 @@ def _named_groups(result: LinkageResult, records: RunRecords, rows: np.ndarray,
     confidence = result.confidence.tolist()
     weakest = result.grouping.weakest_score.tolist()
     flagged = flags.tolist()
+    waterfalls = waterfalls or {}
     return [RunGroup(key, confidence[label], weakest[label], members[label], memberships[label],
-                     entity_type, flagged[label])
+                     entity_type, flagged[label], waterfalls.get(label))
             for label, key in enumerate(keys)]
 
 
@@ -495,4 +590,5 @@ def _summary(records: RunRecords, settings: RunSettings, reviews: RunReviews, fl
                         for i in range(len(counts))),
         quality_curve=tuple(tuple(point) for point in
                             quality_curve(primary.floor_scores, choice.model, floor)),
+        waterfalls={g.key: g.waterfall for g in groups if g.waterfall is not None},
     )

@@ -89,6 +89,8 @@ class RunSummary:
     histogram: tuple[tuple[float, float, int], ...] = ()
     #: (threshold, expected precision, expected recall) of the primary type's model.
     quality_curve: tuple[tuple[float, float, float], ...] = ()
+    #: Per group key of a field-wise type, why it was linked (``linkage.analysis.explain``).
+    waterfalls: Mapping[str, dict] = field(default_factory=dict)
 
     #: The fields the contract's RunSummary message carries (same names there).
     CONTRACT_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -130,6 +132,7 @@ class RunSummary:
             "deduplicated_agencies": [str(a) for a in self.deduplicated_agencies],
             "histogram": [list(b) for b in self.histogram],
             "quality_curve": [list(p) for p in self.quality_curve],
+            "waterfalls": dict(self.waterfalls),
         }
 
     @classmethod
@@ -175,6 +178,7 @@ class RunSummary:
                             for low, high, count in document.get("histogram") or ()),
             quality_curve=tuple((float(t), float(p), float(r))
                                 for t, p, r in document.get("quality_curve") or ()),
+            waterfalls=dict(document.get("waterfalls") or {}),
         )
 
     # -- the contract's message ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from linkage.encoding.schema import load_schema
 from linkage.matching.candidates import CandidatePairs
 from linkage.errors import RunStateError
 from linkage.matching.run import (
@@ -66,8 +67,11 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
                             "'linkage submit' first.")
     latest = store.latest_run(project.id)
     latest_summary = RunSummary.from_json(latest.summary) if latest is not None else None
-    bits = {e.entity_type: e.clk_bits for e in store.entity_schemas(project.id)}
-    records = _run_records(stored, bits)
+    schemas = store.entity_schemas(project.id)
+    bits = {e.entity_type: e.clk_bits for e in schemas}
+    layouts = {e.entity_type: layout for e in schemas
+               if (layout := load_schema(e.schema_json).segments) is not None}
+    records = _run_records(stored, bits, layouts)
     reviews = _run_reviews(store, project, stored, records)
     if can_reuse(latest_summary, settings, records, reviews):
         return latest_summary.replace(run=latest.number, new_records=0, reused=True)
@@ -79,14 +83,14 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         now_latest = store.latest_run(project.id)
         if (now_latest.number if now_latest else 0) != (latest.number if latest else 0):
             stored = store.load_records(project.id)  # a run finished meanwhile: use its state
-            records = _run_records(stored, bits)
+            records = _run_records(stored, bits, layouts)
             reviews = _run_reviews(store, project, stored, records)
         failpoints.reached("run-started")
         floor_plan = plan_floor(records, settings, store.pair_floor(project.id))
         if floor_plan.reset_kept_pairs:
             store.reset_pairs(project.id)
             stored = store.load_records(project.id)
-            records = _run_records(stored, bits)
+            records = _run_records(stored, bits, layouts)
             reviews = _run_reviews(store, project, stored, records)
         outcome = link_incrementally(
             records, _kept_pairs(store, project, stored), settings, reviews,
@@ -110,9 +114,9 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     return summary.replace(run=store.latest_run(project.id).number, reused=False)
 
 
-def _run_records(stored: StoredRecords, clk_bits: dict[str, int]) -> RunRecords:
+def _run_records(stored: StoredRecords, clk_bits: dict[str, int], layouts) -> RunRecords:
     return RunRecords.from_bytes(stored.agency_ids, stored.record_ids, stored.entity_types,
-                                 stored.clks, stored.is_new, clk_bits)
+                                 stored.clks, stored.is_new, clk_bits, layouts)
 
 
 def _kept_pairs(store: Store, project: ProjectRow, stored: StoredRecords) -> CandidatePairs:
@@ -127,21 +131,21 @@ def _run_reviews(store: Store, project: ProjectRow, stored: StoredRecords,
     """The decisions, the rejected groups' members as positions, and each type's reviewed
     scores."""
     decisions = {key: decision for key, (decision, _) in store.reviews(project.id).items()}
-    rejected_keys = [key for key, decision in decisions.items() if decision == "rejected"]
-    rejected_groups = []
-    if rejected_keys:
+    rejected_groups, accepted_groups = [], []
+    if decisions:
         position_of = {(int(a), r): i for i, (a, r) in enumerate(zip(stored.agency_ids,
                                                                      stored.record_ids))}
-        for members in store.group_members(project.id, rejected_keys).values():
+        for key, members in store.group_members(project.id, list(decisions)).items():
             positions = [position_of.get((int(a), r)) for a, r in members]
             if None not in positions:  # a group with a withdrawn or purged record is gone
-                rejected_groups.append(np.asarray(positions, np.int64))
+                chosen = rejected_groups if decisions[key] == "rejected" else accepted_groups
+                chosen.append(np.asarray(positions, np.int64))
     accepted, rejected = {}, {}
     if decisions:
         for entity_type in records.types:
             accepted[entity_type], rejected[entity_type] = store.reviewed_scores(project.id,
                                                                                 entity_type)
-    return RunReviews(decisions, rejected_groups, accepted, rejected)
+    return RunReviews(decisions, rejected_groups, accepted, rejected, accepted_groups)
 
 
 def _batches_by_agency(store: Store, project_id: int) -> dict[int, int]:
