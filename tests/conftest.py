@@ -4,8 +4,8 @@ real PostgreSQL server (started once per session) for the tests that run on both
 Which tests run on both stores: every test that starts a real server (the ``server``
 fixture, ServerProcess, linkage-server's command line) in tests/server and tests/client,
 and the storage contract suites. On PostgreSQL their servers keep their state in a fresh
-database per test (via LINKAGE_STORE, which ``linkage-server`` reads); servers shared by a
-module get a database per module. The few tests in ``SQLITE_ONLY`` say why they cannot.
+database per test (a clone of one migrated once; via LINKAGE_STORE, which
+``linkage-server`` reads); servers shared by a module get a database per module. The few tests in ``SQLITE_ONLY`` say why they cannot.
 LINKAGE_TEST_STORES=sqlite (or =postgresql) runs one store only, for a quick local run.
 """
 
@@ -116,7 +116,7 @@ def module_store_spec(store_kind, request):
             patch.delenv("LINKAGE_STORE", raising=False)
             yield "sqlite"
             return
-        url = request.getfixturevalue("postgres").create_database()
+        url = request.getfixturevalue("postgres").create_migrated_database()
         patch.setenv("LINKAGE_STORE", url)
         yield url
 
@@ -128,7 +128,7 @@ def store_spec(store_kind, request, monkeypatch) -> str:
     if store_kind == "sqlite":
         monkeypatch.delenv("LINKAGE_STORE", raising=False)
         return "sqlite"
-    url = request.getfixturevalue("postgres").create_database()
+    url = request.getfixturevalue("postgres").create_migrated_database()
     monkeypatch.setenv("LINKAGE_STORE", url)
     return url
 

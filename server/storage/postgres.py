@@ -163,7 +163,10 @@ class PostgresStore(SqlStore):
         self._read_only = read_only
         # The data directory holds this replica's credentials: one process per directory,
         # as on SQLite (replicas share the database, each with a directory of its own).
-        self._dir_owner = _claim_data_dir(data_dir) if data_dir is not None else None
+        self._dir_owner: int | None = None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._dir_owner = _claim_data_dir(data_dir)
         self._pool = ConnectionPool(url, min_size=1, max_size=2 if read_only else pool_size,
                                     kwargs={"autocommit": True}, open=False,
                                     name="linkage-store")
