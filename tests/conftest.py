@@ -109,8 +109,9 @@ def postgres():
 
 @pytest.fixture(scope="module", autouse=True)
 def module_store_spec(store_kind, request):
-    """Like ``store_spec``, for the servers a module shares (scope="module" fixtures):
-    set before them, one PostgreSQL database per module and store."""
+    """Like ``store_spec``, for the servers a module shares: a scope="module" fixture that
+    starts one names this fixture, so that it starts once per store (one PostgreSQL
+    database per module and store)."""
     with pytest.MonkeyPatch.context() as patch:
         if store_kind == "sqlite":
             patch.delenv("LINKAGE_STORE", raising=False)

@@ -21,7 +21,7 @@ SCHEMA = load_schema(default_schema_text())
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory):
+def hostile_server(tmp_path_factory, module_store_spec):
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
     with ServerProcess(data_dir) as server:
         with LinkageClient(server.address, server.coordinator_token) as coordinator:
