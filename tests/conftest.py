@@ -1,15 +1,19 @@
 """Shared fixtures: synthetic agency data, encoded once, real servers on loopback, and a
 real PostgreSQL server (started once per session) for the tests that run on both stores.
 
-Which tests run on both stores: the storage contract suite (``store`` fixture) and every
-test of the modules in ``BOTH_STORES``, whose servers then keep their state in a fresh
-PostgreSQL database per test (via LINKAGE_STORE, which ``linkage-server`` reads). With
-LINKAGE_TEST_STORES=all every server test runs on both (about twice the suite's time).
+Which tests run on both stores: every test that starts a real server (the ``server``
+fixture, ServerProcess, linkage-server's command line) in tests/server and tests/client,
+and the storage contract suites. On PostgreSQL their servers keep their state in a fresh
+database per test (a clone of one migrated once; via LINKAGE_STORE, which
+``linkage-server`` reads); servers shared by a module get a database per module. The few tests in ``SQLITE_ONLY`` say why they cannot.
+LINKAGE_TEST_STORES=sqlite (or =postgresql) runs one store only, for a quick local run.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -22,34 +26,65 @@ from linkage_service.client.synthetic import SyntheticConfig, generate
 
 SMALL_RECORDS = 250
 
-#: Server test modules run on SQLite and on PostgreSQL (the rest on SQLite only): the
-#: service end to end, incremental runs, crashes, hostile data and the contract suites.
-BOTH_STORES = {"test_service", "test_incremental", "test_crash", "test_hostile_data",
-               "test_storage", "test_storage_races"}
-#: Tests that stay on SQLite: a backup of SQLite's files, and a crash test whose reference
-#: server needs a store of its own (on PostgreSQL, test_replicas kills a run's owner and
-#: compares with a reference project in the same database).
-SQLITE_ONLY = {"test_sigterm_stops_cleanly_and_backup_is_usable",
-               "test_killed_during_a_run_marks_it_failed_and_a_rerun_completes"}
+#: Storage suites that use the store directly (no server) and run on both stores.
+STORAGE_SUITES = {"test_storage", "test_storage_races"}
+#: Tests that stay on SQLite, and why: each looks at what only the embedded store has.
+SQLITE_ONLY = {
+    "test_sigterm_stops_cleanly_and_backup_is_usable":
+        "checks `backup`, which copies SQLite's files (PostgreSQL: pg_dump)",
+    "test_a_restored_backup_says_where_the_credentials_must_go":
+        "restores a `backup` of SQLite's files (PostgreSQL: pg_dump)",
+    "test_files_are_private_to_the_servers_user":
+        "checks the modes of SQLite's database, WAL and backup files",
+    "test_killed_during_a_run_marks_it_failed_and_a_rerun_completes":
+        "its reference server needs a store of its own; on PostgreSQL test_replicas kills "
+        "a run's owner and compares with a reference project in the same database",
+    "test_summaries_stored_by_an_earlier_version_still_serve":
+        "writes an old version's summary into the SQLite file",
+    "test_audit_verify_detects_edits_removals_and_reordering":
+        "edits SQLite's audit database behind the server's back",
+    "test_purge_deletes_clks_and_keeps_reports_results_and_audit":
+        "reads SQLite's file bytes for erased CLKs (PostgreSQL: docs/postgresql.md)",
+    "test_the_demo_is_reproducible_with_the_same_seed":
+        "the demo runs on the embedded store, twice in one test",
+    "test_a_server_run_on_dask_equals_the_in_process_run_even_when_a_worker_dies":
+        "compares two servers, each with a store of its own; the executor is what is tested",
+}
+_STARTS_A_SERVER = re.compile(r"ServerProcess|server_main|linkage_service\.server\.main|"
+                              r"create_server")
 
 
-def _store_kinds(module: str, test: str) -> list[str]:
-    if test in SQLITE_ONLY:
+@lru_cache(maxsize=None)
+def _module_starts_servers(path: str) -> bool:
+    return bool(_STARTS_A_SERVER.search(Path(path).read_text(encoding="utf-8")))
+
+
+def _store_kinds(metafunc) -> list[str]:
+    path = Path(metafunc.module.__file__)
+    module = path.stem
+    if metafunc.function.__name__ in SQLITE_ONLY or path.parent.parent.name != "tests" \
+            or path.parent.name not in ("server", "client"):
         return ["sqlite"]
-    if os.environ.get("LINKAGE_TEST_STORES") == "all" or module in BOTH_STORES:
-        return ["sqlite", "postgresql"]
-    return ["sqlite"]
+    if not (module in STORAGE_SUITES or "server" in metafunc.fixturenames
+            or _module_starts_servers(str(path))):
+        return ["sqlite"]
+    chosen = os.environ.get("LINKAGE_TEST_STORES", "both")
+    if chosen == "sqlite":
+        return ["sqlite"]
+    if chosen == "postgresql":
+        return ["postgresql"]
+    return ["sqlite", "postgresql"]
 
 
 def pytest_generate_tests(metafunc):
     if "store_kind" in metafunc.fixturenames:
-        kinds = _store_kinds(metafunc.module.__name__.rsplit(".", 1)[-1],
-                             metafunc.function.__name__)
-        if len(kinds) > 1:
-            metafunc.parametrize("store_kind", kinds)
+        kinds = _store_kinds(metafunc)
+        if kinds != ["sqlite"]:
+            # module scope: a module's shared servers start once per store
+            metafunc.parametrize("store_kind", kinds, scope="module")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def store_kind() -> str:
     return "sqlite"
 
@@ -72,6 +107,21 @@ def postgres():
     server.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_store_spec(store_kind, request):
+    """Like ``store_spec``, for the servers a module shares: a scope="module" fixture that
+    starts one names this fixture, so that it starts once per store (one PostgreSQL
+    database per module and store)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if store_kind == "sqlite":
+            patch.delenv("LINKAGE_STORE", raising=False)
+            yield "sqlite"
+            return
+        url = request.getfixturevalue("postgres").create_migrated_database()
+        patch.setenv("LINKAGE_STORE", url)
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def store_spec(store_kind, request, monkeypatch) -> str:
     """'sqlite', or the URL of a fresh PostgreSQL database that every linkage-server this
@@ -79,7 +129,7 @@ def store_spec(store_kind, request, monkeypatch) -> str:
     if store_kind == "sqlite":
         monkeypatch.delenv("LINKAGE_STORE", raising=False)
         return "sqlite"
-    url = request.getfixturevalue("postgres").create_database()
+    url = request.getfixturevalue("postgres").create_migrated_database()
     monkeypatch.setenv("LINKAGE_STORE", url)
     return url
 

@@ -58,6 +58,7 @@ class PostgresServer:
         self.base: Path | None = None
         self._as_postgres: list[str] = []
         self._counter = 0
+        self._template: str | None = None
 
     @property
     def data(self) -> Path:
@@ -113,6 +114,24 @@ class PostgresServer:
         name = f"{prefix}_{os.getpid()}_{self._counter}"
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def create_migrated_database(self, prefix: str = "linkage") -> str:
+        """A fresh database with the store's migrations applied: a clone (CREATE DATABASE
+        ... TEMPLATE) of one migrated once per session, about half the cost of migrating.
+        Tests of migrating an empty database use ``create_database``."""
+        import psycopg
+
+        from linkage_service.server.storage.postgres import PostgresStore
+
+        if self._template is None:
+            url = self.create_database("linkage_template")
+            PostgresStore(url).close()
+            self._template = url.rsplit("/", 1)[1]
+        self._counter += 1
+        name = f"{prefix}_{os.getpid()}_{self._counter}"
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
         return self.url(name)
 
     def stop(self) -> None:

@@ -93,4 +93,5 @@ def open_store(spec: str, data_dir: Path, *, read_only: bool = False) -> Store:
     if spec == "sqlite":
         return SqliteStore(data_dir, read_only=read_only)
     from .postgres import PostgresStore  # psycopg is needed only here
-    return PostgresStore(spec, read_only=read_only)
+    return PostgresStore(spec, read_only=read_only,
+                         data_dir=None if read_only else data_dir)

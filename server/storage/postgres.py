@@ -18,6 +18,7 @@ database is shared. Coordination between replicas is PostgreSQL's:
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from linkage.errors import InvalidRequestError, RunStateError
 
 from .audit import AUDIT_COLUMNS, AuditWriter, as_row, chain_after, filtered_entries
 from .sql import SqlStore, now
+from .sqlite import _claim_data_dir
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -151,13 +153,20 @@ class PostgresStore(SqlStore):
     _integrity_errors = (psycopg.errors.IntegrityError,)
     _for_update = " FOR UPDATE"
 
-    def __init__(self, url: str, *, read_only: bool = False, pool_size: int = 24):
+    def __init__(self, url: str, *, read_only: bool = False, pool_size: int = 24,
+                 data_dir: Path | None = None):
         if re.search(r"://[^:@/]*:[^@/]*@", url):
             raise RuntimeError("Put the database password in PGPASSWORD or ~/.pgpass, not in "
                                "the --store URL (arguments are visible to every local user).")
         self.url = url
         self.location = _redacted(url)
         self._read_only = read_only
+        # The data directory holds this replica's credentials: one process per directory,
+        # as on SQLite (replicas share the database, each with a directory of its own).
+        self._dir_owner: int | None = None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._dir_owner = _claim_data_dir(data_dir)
         self._pool = ConnectionPool(url, min_size=1, max_size=2 if read_only else pool_size,
                                     kwargs={"autocommit": True}, open=False,
                                     name="linkage-store")
@@ -166,6 +175,7 @@ class PostgresStore(SqlStore):
             self._pool.wait(timeout=15.0)
         except PoolTimeout:
             self._pool.close()
+            self._release_data_dir()
             raise RuntimeError(f"Cannot connect to the PostgreSQL store {self.location}: is the "
                                "server running, and may this user connect to that database?"
                                ) from None
@@ -242,6 +252,12 @@ class PostgresStore(SqlStore):
                 owner.close()  # the session ends: its run locks are released
             self._owners.clear()
         self._pool.close()
+        self._release_data_dir()
+
+    def _release_data_dir(self) -> None:
+        if self._dir_owner is not None:
+            os.close(self._dir_owner)  # closing the descriptor releases the data directory
+            self._dir_owner = None
 
     # -- run ownership across replicas --------------------------------------------------------
 

@@ -633,7 +633,10 @@ class SqlStore:
         return self._query(
             "SELECT m.group_key, m.agency_id, r.entity_type, r.case_ref, r.stage "
             "FROM group_members m JOIN records r ON r.agency_id = m.agency_id AND "
-            "r.record_id = m.record_id WHERE m.run_id = ?", (run_id,))
+            "r.record_id = m.record_id WHERE m.run_id = ? "
+            # an order of its own: PostgreSQL's join order changes as tables grow, and the
+            # network drawn from these rows must not change with it
+            "ORDER BY m.group_key, m.agency_id, m.record_id", (run_id,))
 
     def group_members(self, project_id, group_keys) -> dict[str, list[tuple[int, str]]]:
         """(agency, record id) members of groups by key, from whichever run formed them."""

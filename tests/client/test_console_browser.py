@@ -106,7 +106,7 @@ def http(url: str, *, method: str = "GET", headers: dict | None = None,
 
 
 @pytest.fixture(scope="module")
-def linked(tmp_path_factory, batches, schema_text):
+def linked(tmp_path_factory, batches, schema_text, module_store_spec):
     """A real server holding a project of five agencies with one finished run."""
     workdir = tmp_path_factory.mktemp("console")
     with ServerProcess(workdir / "server-data") as server:

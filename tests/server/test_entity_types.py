@@ -88,9 +88,9 @@ def test_a_batch_for_an_unknown_entity_type_is_refused(server, coordinator, secr
 
 
 def test_reviews_train_only_the_model_of_their_own_entity_type(server, coordinator, batches,
-                                                              schema_text, secret):
+                                                              schema_text, secret, store_spec):
     """A coordinator's decision on a company group must not move the persons' score model."""
-    from linkage_service.server.store import SqliteStore
+    from linkage_service.server.storage import open_store
 
     names = ["be-customs", "port-antwerp"]
     tokens = coordinator.create_project("typed-reviews", schema_text, names,
@@ -112,7 +112,7 @@ def test_reviews_train_only_the_model_of_their_own_entity_type(server, coordinat
     summary = coordinator.run("typed-reviews", "0.8")
     assert summary["reviews_used"] == {"accepted": 1, "rejected": 1}
     server.stop()  # one process owns a data directory; read the server's file after it
-    store = SqliteStore(server.data_dir)
+    store = open_store(store_spec, server.data_dir)
     try:
         project_id = next(p.id for p in store.projects() if p.name == "typed-reviews")
         persons = store.reviewed_scores(project_id, "person")

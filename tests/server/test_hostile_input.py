@@ -21,7 +21,7 @@ SCHEMA = load_schema(default_schema_text())
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory):
+def hostile_server(tmp_path_factory, module_store_spec):
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
     with ServerProcess(data_dir) as server:
         with LinkageClient(server.address, server.coordinator_token) as coordinator:
@@ -67,7 +67,8 @@ def test_any_upload_stream_gets_a_clear_answer(hostile_server, sequence):
         channel.close()
 
 
-def test_store_is_consistent_after_the_onslaught(hostile_server):
+def test_store_is_consistent_after_the_onslaught(hostile_server, module_store_spec):
     server, _ = hostile_server
-    result = CliRunner().invoke(server_main, ["--data-dir", str(server.data_dir), "--check"])
+    result = CliRunner().invoke(server_main, ["--data-dir", str(server.data_dir), "--store",
+                                              module_store_spec, "--check"])
     assert result.exit_code == 0, result.output

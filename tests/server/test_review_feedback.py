@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reuse_server(tmp_path_factory):
+def reuse_server(tmp_path_factory, module_store_spec):
     """Several projects link the same encodings here, hence --allow-secret-reuse."""
     base = tmp_path_factory.mktemp("feedback")
     with ServerProcess(base / "data", extra_args=("--allow-secret-reuse",)) as process:

@@ -28,7 +28,7 @@ DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
+def tls_server(tmp_path_factory, module_store_spec):
     base = tmp_path_factory.mktemp("security")
     with ServerProcess(base / "data", tls_dir=base / "pki",
                        extra_args=("--allow-secret-reuse",)) as process:

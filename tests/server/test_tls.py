@@ -25,7 +25,7 @@ PROJECT = "tls-project"
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
+def tls_server(tmp_path_factory, module_store_spec):
     """One mutual-TLS server for the module, with a project for two agencies."""
     base = tmp_path_factory.mktemp("tls")
     with ServerProcess(base / "data", tls_dir=base / "pki") as process:
