@@ -49,12 +49,17 @@ def _link(server, coordinator, project, schema_text, batches, threshold="auto"):
 
 @pytest.mark.slow
 def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinator, dataset,
-                                                              secret, schema_text, tmp_path):
+                                                              secret, schema_text, tmp_path,
+                                                              store_kind, request):
     segments_text = SEGMENTS_SCHEMA.read_text("utf-8")
     record_level = _link(server, coordinator, "record-level", schema_text,
                          _encode(dataset, secret, schema_text))
     # The same secret on a second server (one server refuses a secret two projects share).
-    with ServerProcess(tmp_path / "second-server") as second:
+    # A store of its own: on PostgreSQL a fresh database (sharing the first server's would
+    # make it a replica, with the first server's credentials).
+    store = (request.getfixturevalue("postgres").create_migrated_database()
+             if store_kind == "postgresql" else "sqlite")
+    with ServerProcess(tmp_path / "second-server", store=store) as second:
         with LinkageClient(second.address, second.coordinator_token, timeout=120) as other:
             field_wise = _link(second, other, "field-wise", segments_text,
                                _encode(dataset, secret, segments_text))
