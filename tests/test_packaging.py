@@ -36,3 +36,15 @@ def test_the_wheel_holds_only_the_two_namespaces_and_every_source_module(tmp_pat
             assert f"linkage_service/{relative}" in names, f"{relative} is not packaged"
     assert "linkage_service/protos/linkage/v1/linkage.proto" in names
     assert any(name.startswith("linkage_service/client/console/templates/") for name in names)
+
+
+def test_the_commands_point_at_modules_the_wheel_holds(tmp_path):
+    names = _wheel_files(tmp_path)
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(next(tmp_path.glob("*.whl"))) as archive:
+        text = archive.read(entry_points).decode("utf-8")
+    commands = dict(line.split(" = ") for line in text.splitlines() if " = " in line)
+    assert set(commands) >= {"linkage", "linkage-server"}
+    for target in commands.values():
+        module = target.split(":")[0]
+        assert f"{module.replace('.', '/')}.py" in names, f"{target} is not in the wheel"
