@@ -43,7 +43,7 @@ from linkage.errors import (
 )
 
 from .errors import status_for
-from .store import Store
+from .storage import Store
 from .tls import peer_identity
 
 __all__ = [

@@ -20,7 +20,7 @@ from .convert import (
     report_to_proto,
     summary_to_proto,
 )
-from .store import Store
+from .storage import Store
 
 __all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from linkage.errors import InvalidRequestError, PermissionDeniedError, RunStateError
 
 from ..auth import Identity
-from ..store import ProjectRow, Store
+from ..storage import ProjectRow, Store
 
 __all__ = ["FollowUpView", "MAX_AGENCIES", "MAX_ENTITY_TYPES", "MAX_FOLLOW_UPS_IN_REPORT",
            "MAX_FOLLOW_UPS_PER_GROUP_AGENCY", "MAX_NOTE_CHARS", "MAX_STAGES", "RESERVED_NAMES",

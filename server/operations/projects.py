@@ -6,7 +6,7 @@ from linkage.errors import InvalidRequestError, NotFoundError, RunStateError
 from linkage.encoding.schema import load_schema
 
 from ..auth import hash_token, new_token
-from ..store import EntitySchemaRow, Store
+from ..storage import EntitySchemaRow, Store
 from .common import (
     _ATTRIBUTE,
     MAX_AGENCIES,

@@ -13,7 +13,7 @@ from linkage.matching.review import needs_review
 from linkage.matching.run_summary import RunSummary
 
 from ..auth import Identity
-from ..store import ProjectRow, Store
+from ..storage import ProjectRow, Store
 from .common import (
     MAX_FOLLOW_UPS_IN_REPORT,
     FollowUpView,

@@ -7,7 +7,7 @@ import re
 from linkage.errors import InvalidRequestError, NotFoundError
 
 from ..auth import Identity
-from ..store import Store
+from ..storage import Store
 from .common import (
     MAX_FOLLOW_UPS_PER_GROUP_AGENCY,
     FollowUpView,

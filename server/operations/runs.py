@@ -27,7 +27,7 @@ from linkage.matching.run import (
 from linkage.matching.run_summary import RunSummary
 
 from .. import failpoints
-from ..store import ProjectRow, StoredRecords, Store
+from ..storage import ProjectRow, StoredRecords, Store
 from .common import _check_not_purged
 
 __all__ = ["GROUP_KEY_SETTING", "run_linkage"]

@@ -28,7 +28,7 @@ from linkage.errors import (
 
 from .. import failpoints
 from ..auth import Identity
-from ..store import ProjectRow, Store
+from ..storage import ProjectRow, Store
 from .common import _check_not_purged, _owned, _project_for
 
 __all__ = ["BatchHeaderInfo", "MAX_RECORDS_PER_BATCH", "SubmitOutcome", "UploadProgress",

@@ -8,7 +8,7 @@ import sqlite3
 
 from linkage.matching.review import REVIEW_DICE_MARGIN, REVIEW_PROBABILITIES
 from linkage_service.client.synthetic import DEFAULT_STAGES
-from linkage_service.server.store import DATABASE_NAME
+from linkage_service.server.storage import DATABASE_NAME
 
 
 def _project(server, coordinator, batches, schema_text, name: str) -> None:
