@@ -19,7 +19,9 @@ gRPC server and the CLI) can translate them in one place each::
     ├── PermissionDeniedError  the caller may not do this (wrong role, other agency's data)
     ├── ServerBusyError        too much work in flight; retry shortly
     ├── AuthenticationError    no credential, or one the server does not know
-    └── RunStateError          the operation needs a run that has not happened yet
+    ├── RunStateError          the operation needs a run that has not happened yet
+    │   └── ShareModeError     a CLK call on a two-server project, or a share call on a normal one
+    └── PeerError              the other matching server or the dealer failed or was refused
 
 Messages say what is wrong and how to fix it; they never contain raw
 identifiers or secrets.
@@ -40,11 +42,13 @@ __all__ = [
     "MappingError",
     "NormalisationError",
     "NotFoundError",
+    "PeerError",
     "PermissionDeniedError",
     "RunStateError",
     "SchemaError",
     "SecretError",
     "ServerBusyError",
+    "ShareModeError",
 ]
 
 
@@ -133,3 +137,13 @@ class AuthenticationError(LinkageError):
 
 class RunStateError(LinkageError):
     """The operation needs a finished linkage run (or new data) first."""
+
+
+class ShareModeError(RunStateError):
+    """The project is in the other mode: CLKs sent to a two-server project, or shares to a
+    normal one, or a two-server call to the wrong server."""
+
+
+class PeerError(LinkageError):
+    """The other matching server or the dealer failed, was unreachable, or was refused: a
+    two-server run cannot go on (nothing of it is stored)."""

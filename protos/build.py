@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOS = ["protos/linkage/v1/linkage.proto"]
+PROTOS = ["protos/linkage/v1/linkage.proto", "protos/linkage/v1/shares.proto"]
 
 
 def generate(out_dir: Path = ROOT) -> None:
@@ -21,10 +21,11 @@ def generate(out_dir: Path = ROOT) -> None:
                     f"--grpc_python_out={out_dir}", f"--pyi_out={out_dir}", *PROTOS],
                    cwd=ROOT, check=True)
     for proto in PROTOS:
-        stub = Path(out_dir) / proto.replace(".proto", "_pb2_grpc.py")
-        text = stub.read_text()
-        stub.write_text(re.sub(r"^from protos(?:\.\w+)* import ", "from . import ", text,
-                               flags=re.M))
+        for suffix in ("_pb2_grpc.py", "_pb2.py", "_pb2.pyi"):  # shares imports linkage
+            module = Path(out_dir) / proto.replace(".proto", suffix)
+            text = module.read_text()
+            module.write_text(re.sub(r"^from protos(?:\.\w+)* import ", "from . import ",
+                                     text, flags=re.M))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ __all__ = ["STATUS_FOR_ERROR", "status_for"]
 # Most specific first: the first matching class wins.
 STATUS_FOR_ERROR: tuple[tuple[type[errors.LinkageError], grpc.StatusCode], ...] = (
     (errors.SchemaError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ShareModeError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.PeerError, grpc.StatusCode.UNAVAILABLE),
     (errors.SecretError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.RunStateError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ClkError, grpc.StatusCode.INVALID_ARGUMENT),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from linkage_service.protos.build import generate
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = ["linkage_pb2.py", "linkage_pb2.pyi", "linkage_pb2_grpc.py"]
+GENERATED = ["linkage_pb2.py", "linkage_pb2.pyi", "linkage_pb2_grpc.py", "shares_pb2.py",
+             "shares_pb2.pyi", "shares_pb2_grpc.py"]
 
 
 def test_generated_code_is_up_to_date(tmp_path):
@@ -18,8 +21,9 @@ def test_generated_code_is_up_to_date(tmp_path):
         assert fresh == checked_in, f"{name} is stale: run 'make proto'"
 
 
-def test_every_rpc_message_and_field_is_commented():
-    lines = (ROOT / "protos/linkage/v1/linkage.proto").read_text().splitlines()
+@pytest.mark.parametrize("proto", ["linkage.proto", "shares.proto"])
+def test_every_rpc_message_and_field_is_commented(proto):
+    lines = (ROOT / "protos/linkage/v1" / proto).read_text().splitlines()
     for index, line in enumerate(lines):
         stripped = line.strip()
         declares = (stripped.startswith(("rpc ", "message ", "service "))
