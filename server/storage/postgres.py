@@ -35,6 +35,7 @@ from linkage.audit import AuditEntry
 from linkage.errors import InvalidRequestError, RunStateError
 
 from .audit import AUDIT_COLUMNS, AuditWriter, as_row, chain_after, filtered_entries
+from .shares import share_migration
 from .sql import SqlStore, now
 from .sqlite import _claim_data_dir
 
@@ -111,6 +112,7 @@ MIGRATIONS: list[tuple[str, Sequence[str]]] = [
         "TEXT NOT NULL, counts_json TEXT NOT NULL, previous_hash TEXT NOT NULL, entry_hash "
         "TEXT NOT NULL)",
     ))),
+    share_migration("BYTEA", "BIGINT"),
 ]
 
 _RECORD_COLUMNS = ("batch_id", "agency_id", "record_id", "clk", "entity_type", "case_ref",

@@ -15,6 +15,7 @@ import numpy as np
 
 from linkage.audit import AuditEntry
 
+from .shares import ShareStore
 from .rows import (
     AgencyRow,
     BatchRow,
@@ -160,5 +161,5 @@ class MaintenanceStore(Protocol):
 
 
 class Store(ProjectStore, UploadStore, RecordStore, RunStore, ReviewStore, AuditStore,
-            MaintenanceStore, Protocol):
+            MaintenanceStore, ShareStore, Protocol):
     """Everything the server needs from persistent storage."""

@@ -27,6 +27,7 @@ from linkage.errors import (
 )
 
 from .. import failpoints
+from .shares import ShareSql
 from .rows import (
     AgencyRow,
     BatchRow,
@@ -52,7 +53,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class SqlStore:
+class SqlStore(ShareSql):
     """Shared queries; subclasses provide the connection plumbing (see module docstring)."""
 
     #: Exceptions the driver raises for a violated constraint.
@@ -218,6 +219,9 @@ class SqlStore:
                 "(SELECT id FROM batches WHERE project_id = ?)", (b"", project_id)).rowcount
             blocks = db.execute("DELETE FROM pair_blocks WHERE project_id = ?",
                                 (project_id,)).rowcount
+            records += db.execute("DELETE FROM share_records WHERE batch_id IN "
+                                  "(SELECT id FROM batches WHERE project_id = ?)",
+                                  (project_id,)).rowcount
             db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
                        "(SELECT batch_id FROM uploads WHERE project_id = ?)", (project_id,))
             db.execute("DELETE FROM uploads WHERE project_id = ?", (project_id,))
@@ -235,6 +239,9 @@ class SqlStore:
                 "WHERE project_id = ?", (project_id,)).fetchall()
             db.execute("DELETE FROM records WHERE batch_id IN "
                        "(SELECT id FROM batches WHERE project_id = ?)", (project_id,))
+            db.execute("DELETE FROM share_records WHERE batch_id IN "
+                       "(SELECT id FROM batches WHERE project_id = ?)", (project_id,))
+            db.execute("DELETE FROM share_projects WHERE project_id = ?", (project_id,))
             db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
                        "(SELECT batch_id FROM uploads WHERE project_id = ?)", (project_id,))
             for table in ("uploads", "batches", "pair_blocks", "follow_ups", "reviews",
@@ -317,6 +324,8 @@ class SqlStore:
                     "of further linkage, the coordinator purges the project ('linkage project "
                     "purge') and the agencies submit their corrected batches to a new project.")
             deleted = db.execute("DELETE FROM records WHERE batch_id = ?", (batch_id,)).rowcount
+            deleted += db.execute("DELETE FROM share_records WHERE batch_id = ?",
+                                  (batch_id,)).rowcount
             db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
         return deleted, False
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from linkage.audit import AuditEntry
 
 from .audit import AUDIT_COLUMNS, AuditWriter, as_row, chain_after, filtered_entries
+from .shares import share_migration
 from .sql import SqlStore, now
 
 __all__ = ["AUDIT_DATABASE_NAME", "DATABASE_NAME", "LOCK_NAME", "MIGRATIONS", "SqliteStore"]
@@ -107,6 +108,7 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE groups ADD COLUMN weakest_score REAL",
         "ALTER TABLE batches ADD COLUMN deduplicated INTEGER NOT NULL DEFAULT 0",
     )),
+    share_migration("BLOB", "INTEGER"),
 ]
 
 #: The audit file's schema history. The first one is IF NOT EXISTS: files written before

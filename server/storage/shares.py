@@ -1,0 +1,118 @@
+"""Two-server mode in the store: which projects hold shares, and the share batches.
+
+A two-server project's batches are rows of ``batches`` as usual (ids, counts, hashes, so
+listings, withdrawal checks and reports work unchanged), but their records live in
+``share_records``: this server's additive share of each CLK, never the CLK. ``records``
+holds nothing for such a project. The SQL is the dialect both backends share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from linkage.errors import AlreadyExistsError, ShareModeError
+
+__all__ = ["SHARE_MIGRATION_NAME", "ShareRecords", "ShareSql", "ShareStore",
+           "share_migration"]
+
+SHARE_MIGRATION_NAME = "0009_two_server_shares"
+
+
+def share_migration(blob: str, key: str) -> tuple[str, tuple[str, ...]]:
+    """The named migration, in a backend's types (``blob``: BLOB or BYTEA; ``key``: the
+    integer type of ids)."""
+    return (SHARE_MIGRATION_NAME, (
+        f"CREATE TABLE share_projects (project_id {key} PRIMARY KEY REFERENCES projects(id), "
+        "role INTEGER NOT NULL)",
+        f"CREATE TABLE share_records (batch_id TEXT NOT NULL REFERENCES batches(id), "
+        f"agency_id {key} NOT NULL REFERENCES agencies(id), position INTEGER NOT NULL, "
+        f"record_id TEXT NOT NULL, share {blob} NOT NULL, UNIQUE (agency_id, record_id))",
+    ))
+
+
+@dataclass(frozen=True)
+class ShareRecords:
+    """A project's share records in (agency, record id) order: the order both servers use."""
+
+    agency_ids: list[int]
+    record_ids: list[str]
+    shares: list[bytes]
+    batch_ids: list[str]
+
+
+class ShareStore(Protocol):
+    """What two-server mode needs from the store."""
+
+    def set_share_role(self, project_id: int, role: int) -> None: ...
+    def share_role(self, project_id: int) -> int | None: ...
+    def add_share_batch(self, project_id: int, agency_id: int, batch_id: str,
+                        content_hash: str, key_check: str, deduplicated: bool,
+                        record_ids: Sequence[str], shares: Sequence[bytes]) -> None: ...
+    def load_shares(self, project_id: int) -> ShareRecords: ...
+
+
+class ShareSql:
+    """The shared SQL of ``ShareStore``; mixed into ``SqlStore``."""
+
+    def set_share_role(self, project_id: int, role: int) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO share_projects (project_id, role) VALUES (?, ?)",
+                       (project_id, int(role)))
+
+    def share_role(self, project_id: int) -> int | None:
+        rows = self._query("SELECT role FROM share_projects WHERE project_id = ?", (project_id,))
+        return int(rows[0][0]) if rows else None
+
+    def add_share_batch(self, project_id, agency_id, batch_id, content_hash, key_check,
+                        deduplicated, record_ids, shares) -> None:
+        """Store a complete share batch in one transaction (the project's key check is set by
+        the first batch, as for CLK batches)."""
+        try:
+            with self._transaction() as db:
+                current = db.execute("SELECT key_check FROM projects WHERE id = ?",
+                                     (project_id,)).fetchone()[0]
+                if current is None:
+                    db.execute("UPDATE projects SET key_check = ? WHERE id = ?",
+                               (key_check, project_id))
+                db.execute("INSERT INTO batches (id, project_id, agency_id, record_count, "
+                           "content_hash, created_at, deduplicated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (batch_id, project_id, agency_id, len(record_ids), content_hash,
+                            _now(), int(bool(deduplicated))))
+                db.executemany("INSERT INTO share_records (batch_id, agency_id, position, "
+                               "record_id, share) VALUES (?, ?, ?, ?, ?)",
+                               [(batch_id, agency_id, i, r, s)
+                                for i, (r, s) in enumerate(zip(record_ids, shares))])
+        except self._integrity_errors:
+            raise AlreadyExistsError("This batch, or some of its record ids, is already stored "
+                                     "for this agency; record ids must be unique.") from None
+
+    def load_shares(self, project_id: int) -> ShareRecords:
+        rows = self._query("SELECT s.agency_id, s.record_id, s.share, s.batch_id FROM "
+                           "share_records s JOIN batches b ON b.id = s.batch_id WHERE "
+                           "b.project_id = ?", (project_id,))
+        rows.sort(key=lambda row: (int(row[0]), row[1]))  # in Python: no collation differs
+        return ShareRecords([int(r[0]) for r in rows], [r[1] for r in rows],
+                            [bytes(r[2]) for r in rows], [r[3] for r in rows])
+
+
+def require_share_role(store: ShareStore, project_id: int, name: str, role: int | None
+                       ) -> int:
+    """The project's role on this server; refuses a normal project or the wrong server.
+
+    Raises:
+        ShareModeError: the project is not in two-server mode, or ``role`` is given and differs.
+    """
+    held = store.share_role(project_id)
+    if held is None:
+        raise ShareModeError(f"Project {name!r} is a normal (single-server) project: submit "
+                             "CLKs with 'linkage submit' without --server-1.")
+    if role is not None and held != role:
+        raise ShareModeError(f"This is server {held} of project {name!r}, not server {role}.")
+    return held
+
+
+def _now() -> str:
+    from .sql import now
+    return now()
