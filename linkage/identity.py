@@ -15,7 +15,8 @@ from linkage.errors import AuthenticationError
 
 __all__ = ["ROLES", "CertificateIdentity", "certificate_identity"]
 
-ROLES = ("agency", "coordinator", "operator")
+#: "server" is a matching server of two-server mode calling its peer (no token).
+ROLES = ("agency", "coordinator", "operator", "server")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from linkage.errors import InvalidRequestError
-from linkage_service.protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc
+from linkage_service.protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc, shares_pb2_grpc
 
 from . import failpoints
 from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
 from .dask_executor import make_executor
+from .peer import PeerLink, Sessions, peer_name
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
+from .shares_service import PeerServicer, ShareServicer
 from .storage import SqliteStore, Store
 from .tls import server_credentials
 
@@ -107,6 +109,7 @@ def create_server(config: ServerConfig, store: Store | None = None
         InvalidRequestError: the TLS files are incomplete, unreadable or do not fit together.
     """
     credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
+    check_two_server(config, credentials is not None)
     if credentials is None:
         log.warning("NO TLS: serving plaintext gRPC on %s; tokens and CLKs cross the wire "
                     "unencrypted. Use this on loopback only; pass --tls-cert, --tls-key and "
@@ -138,8 +141,12 @@ def create_server(config: ServerConfig, store: Store | None = None
                         calls_per_caller=config.calls_per_caller,
                         longest_deadline_seconds=config.longest_deadline_seconds)
     limiter = RateLimiter(config.calls_per_second, config.call_burst)
+    role = config.two_server_role
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers),
-                         interceptors=[GuardInterceptor(store, limiter, limits)], options=options,
+                         interceptors=[GuardInterceptor(
+                             store, limiter, limits,
+                             peer_name=None if role is None else peer_name(1 - role))],
+                         options=options,
                          maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     linkage_pb2_grpc.add_AgencyServiceServicer_to_server(
         AgencyServicer(store, config.max_concurrent_uploads,
@@ -152,6 +159,12 @@ def create_server(config: ServerConfig, store: Store | None = None
                                                   config.max_message_bytes // 2),
                             executor=make_executor(config.executor)), server)
     linkage_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(store), server)
+    sessions = Sessions()
+    link = (PeerLink(config.peer, config.client_ca, config.peer_cert, config.peer_key)
+            if role == 0 else None)
+    shares_pb2_grpc.add_ShareServiceServicer_to_server(
+        ShareServicer(store, role, sessions, link), server)
+    shares_pb2_grpc.add_PeerServiceServicer_to_server(PeerServicer(store, role, sessions), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *_SERVICES):
@@ -171,6 +184,35 @@ def create_server(config: ServerConfig, store: Store | None = None
         store.close()
         raise RuntimeError(f"Cannot listen on {config.listen}: the address is in use or invalid.")
     return server, port, store
+
+
+def check_two_server(config: ServerConfig, tls: bool) -> None:
+    """Two-server mode needs mutual TLS, the peer's address and, on server 0, this server's
+    peer certificate.
+
+    Raises:
+        InvalidRequestError: a piece is missing or the role is not 0 or 1.
+    """
+    role = config.two_server_role
+    if role is None:
+        if config.peer or config.peer_cert or config.peer_key:
+            raise InvalidRequestError("--peer, --peer-cert and --peer-key need "
+                                      "--two-server-role 0|1.")
+        return
+    if role not in (0, 1):
+        raise InvalidRequestError(f"--two-server-role is 0 or 1, not {role!r}.")
+    if not tls:
+        raise InvalidRequestError("Two-server mode needs mutual TLS between the servers: pass "
+                                  "--tls-cert, --tls-key and --client-ca (linkage pki init).")
+    if not config.peer:
+        raise InvalidRequestError("Two-server mode needs --peer HOST:PORT (the other server).")
+    if role == 0 and (config.peer_cert is None or config.peer_key is None):
+        raise InvalidRequestError(
+            "Server 0 dials server 1 with its own client certificate: pass --peer-cert and "
+            "--peer-key (linkage pki issue --name server-0 --role server).")
+    for path in (config.peer_cert, config.peer_key):
+        if path is not None and not Path(path).is_file():
+            raise InvalidRequestError(f"Cannot read the peer certificate file {path}.")
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"

@@ -64,9 +64,13 @@ log = logging.getLogger("linkage.server")
 _AGENCY = "/linkage.v1.AgencyService/"
 _COORDINATOR = "/linkage.v1.CoordinatorService/"
 _OPERATOR = "/linkage.v1.OperatorService/"
+_SHARES = "/linkage.v1.ShareService/"
+_PEER = "/linkage.v1.PeerService/"
 _GUARDED_PREFIX = "/linkage."
 
 AGENCY, COORDINATOR, OPERATOR = "agency", "coordinator", "operator"
+#: The other matching server of two-server mode: known by its certificate only, no token.
+SERVER = "server"
 ROLES = (AGENCY, COORDINATOR, OPERATOR)
 
 #: The roles allowed on each RPC. Project scope is enforced in ``operations``: an
@@ -98,6 +102,17 @@ POLICY.update({
     _COORDINATOR + "DeleteProject": frozenset({COORDINATOR}),
     _COORDINATOR + "ReissueAgencyToken": frozenset({COORDINATOR}),
     _COORDINATOR + "ListFollowUps": frozenset({COORDINATOR}),
+})
+
+# Two-server mode (server/two_server.py).
+POLICY.update({
+    _SHARES + "CreateShareProject": frozenset({COORDINATOR}),
+    _SHARES + "SubmitShares": frozenset({AGENCY}),
+    _SHARES + "PlanShareRun": frozenset({COORDINATOR}),
+    _SHARES + "DeliverMaterial": frozenset({COORDINATOR}),
+    _SHARES + "RunShares": frozenset({COORDINATOR}),
+    _PEER + "AgreePlan": frozenset({SERVER}),
+    _PEER + "Compare": frozenset({SERVER}),
 })
 
 _identity: contextvars.ContextVar["Identity"] = contextvars.ContextVar("linkage_identity")
@@ -326,7 +341,7 @@ class _Slots:
 
 #: Streams whose message count the audit entry leaves out: GetResults sends one message per
 #: hit, and operators, who read the audit log, must not learn an agency's hit count.
-_UNCOUNTED_STREAMS = frozenset({"GetResults"})
+_UNCOUNTED_STREAMS = frozenset({"GetResults", "Compare"})
 
 #: Open (unguarded) methods that hold a thread for as long as the caller likes.
 _REFUSED_OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Watch"})
@@ -345,8 +360,9 @@ class GuardInterceptor(grpc.ServerInterceptor):
     """
 
     def __init__(self, store: Store, limiter: RateLimiter | None = None,
-                 limits: CallLimits | None = None):
+                 limits: CallLimits | None = None, *, peer_name: str | None = None):
         self._store = store
+        self._peer_name = peer_name  # the CN PeerService callers' certificates must carry
         self._limiter = limiter or RateLimiter(50.0, 200)
         self._limits = limits or CallLimits()
         self._watchdog = Watchdog()
@@ -496,6 +512,8 @@ class _Call:
         """Everything decided from the metadata alone, before any message is read."""
         remaining = context.time_remaining()
         longest = self._guard._limits.longest_deadline_seconds
+        if self._method.startswith(_PEER):
+            return self._admit_peer(context, remaining, longest)
         try:
             identity = resolve_identity(self._store, _bearer_token(self._metadata))
         except AuthenticationError:
@@ -530,6 +548,28 @@ class _Call:
         self._guard._caller_slots.take(key, f"{identity.role} {identity.name!r}")
         self._slot = key
         return identity
+
+    def _admit_peer(self, context, remaining, longest) -> Identity:
+        """The other matching server: its client certificate (mutual TLS, from the project's
+        CA, checked by gRPC) must name the expected peer server; no token is involved."""
+        certificate = peer_identity(context)
+        expected = self._guard._peer_name
+        if certificate is None:
+            raise AuthenticationError("PeerService is served over mutual TLS only.")
+        self._identity = Identity(certificate.role, certificate.name)
+        self._limiter.admit((certificate.role, certificate.name))
+        if expected is None:
+            raise PermissionDeniedError("This server is not in two-server mode; it has no peer.")
+        if (certificate.role, certificate.name) != (SERVER, expected):
+            raise PermissionDeniedError(
+                f"PeerService takes only the peer server's certificate ({SERVER} {expected!r}); "
+                f"this one is for {certificate.role} {certificate.name!r}.")
+        if remaining is None or remaining > longest:
+            raise InvalidRequestError(f"{self._name} needs a deadline of at most {longest:g} s.")
+        key = (SERVER, certificate.name)
+        self._guard._caller_slots.take(key, f"server {certificate.name!r}")
+        self._slot = key
+        return self._identity
 
     def _argument(self, requests, context, request_streaming: bool):
         paced = _PacedRequests(requests, context, self._guard, self)

@@ -26,7 +26,9 @@ class ServerConfig:
     a client certificate issued by ``client_ca``. A batch encoded under a
     secret that another project uses is refused unless ``allow_secret_reuse``.
     ``executor`` is where runs compare CLKs: "in-process", or ``dask://HOST:PORT``
-    for a Dask scheduler (``server.dask_executor``).
+    for a Dask scheduler (``server.dask_executor``). ``two_server_role`` and ``peer`` make
+    this one of the two share-holding servers of two-server mode; they talk over mutual TLS
+    (``client_ca`` checks the peer, ``peer_cert``/``peer_key`` identify this server to it).
     """
 
     data_dir: Path
@@ -53,3 +55,9 @@ class ServerConfig:
     upload_expiry_hours: float = 7 * 24.0
     report_page_bytes: int = MiB  # groups per GetReport reply, by serialised size
     executor: str = "in-process"
+    # Two-server mode (server/two_server.py): this server's role (0 or 1, None: normal), the
+    # other server's HOST:PORT, and the client certificate this server presents to it.
+    two_server_role: int | None = None
+    peer: str | None = None
+    peer_cert: Path | None = None
+    peer_key: Path | None = None

@@ -83,6 +83,18 @@ def _is_loopback(listen: str) -> bool:
 @click.option("--executor", default="in-process", show_default=True, envvar="LINKAGE_EXECUTOR",
               help="Where runs compare CLKs: in-process, or dask://HOST:PORT to send the "
                    "comparisons to a running 'dask scheduler' (docs/scaling.md).")
+@click.option("--two-server-role", type=click.IntRange(0, 1), envvar="LINKAGE_TWO_SERVER_ROLE",
+              help="Be server 0 or 1 of two-server mode: hold one share of each CLK, never a "
+                   "CLK (docs/privacy.md; needs mutual TLS) (env LINKAGE_TWO_SERVER_ROLE).")
+@click.option("--peer", envvar="LINKAGE_PEER",
+              help="HOST:PORT of the other server of two-server mode (env LINKAGE_PEER).")
+@click.option("--peer-cert", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LINKAGE_PEER_CERT",
+              help="Server 0: its client certificate for the peer, from 'linkage pki issue "
+                   "--name server-0 --role server' (env LINKAGE_PEER_CERT).")
+@click.option("--peer-key", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LINKAGE_PEER_KEY",
+              help="The peer certificate's private key (env LINKAGE_PEER_KEY).")
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the store (the database's integrity and the service's invariants) "
                    "and exit.")
@@ -96,8 +108,9 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
          message_gap_seconds: float, calls_per_caller: int, uploads_per_agency: int,
          max_streams_per_connection: int, longest_deadline_seconds: float,
          unfinished_uploads_per_agency: int, upload_expiry_hours: float,
-         report_page_bytes: int, store_spec: str, executor: str, check_only: bool, verbose: bool,
-         pause_at: str) -> None:
+         report_page_bytes: int, store_spec: str, executor: str, two_server_role: int | None,
+         peer: str | None, peer_cert: Path | None, peer_key: Path | None, check_only: bool,
+         verbose: bool, pause_at: str) -> None:
     """Run the linkage matching server.
 
     It stores only CLKs and record ids, never raw identifiers. On first start
@@ -114,6 +127,8 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         linkage-server --data-dir /srv/linkage-a --store postgresql://linkage@db.internal:5432/linkage
 
         linkage-server --data-dir /srv/linkage --executor dask://10.0.0.5:8786
+
+        linkage-server --data-dir /srv/s0 --listen 0.0.0.0:50051 --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem --two-server-role 0 --peer s1.internal:50052 --peer-cert pki/peers/server-0.pem --peer-key pki/peers/server-0.key
     """
     os.umask(0o077)  # every file the server (or a backup) creates: its owner only
     from .storage import parse_store_option
@@ -159,7 +174,9 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
                           longest_deadline_seconds=longest_deadline_seconds,
                           report_page_bytes=report_page_bytes,
                           unfinished_uploads_per_agency=unfinished_uploads_per_agency,
-                          upload_expiry_hours=upload_expiry_hours, executor=executor)
+                          upload_expiry_hours=upload_expiry_hours, executor=executor,
+                          two_server_role=two_server_role, peer=peer, peer_cert=peer_cert,
+                          peer_key=peer_key)
     from .app import COORDINATOR_TOKEN_FILE, create_server, secure_data_dir, serve  # not for --help
     from .storage import open_store
     from .tls import server_credentials

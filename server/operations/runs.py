@@ -15,7 +15,7 @@ import numpy as np
 
 from linkage.encoding.schema import load_schema
 from linkage.matching.candidates import CandidatePairs
-from linkage.errors import RunStateError
+from linkage.errors import RunStateError, ShareModeError
 from linkage.matching.run import (
     RunRecords,
     RunReviews,
@@ -61,6 +61,10 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
     settings = RunSettings.parse(threshold_text, blocking, estimates)
     project = store.project(project_name)
     _check_not_purged(project)
+    if store.share_role(project.id) is not None:
+        raise ShareModeError(f"Project {project_name!r} is in two-server mode: run it with "
+                             "'linkage run --server-1 HOST:PORT' against server 0, which "
+                             "compares on shares with server 1.")
     stored = store.load_records(project.id)
     if not stored.record_ids:
         raise RunStateError(f"Project {project_name!r} has no batches yet; agencies submit with "

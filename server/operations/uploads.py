@@ -24,6 +24,7 @@ from linkage.errors import (
     LinkageError,
     SchemaError,
     SecretError,
+    ShareModeError,
 )
 
 from .. import failpoints
@@ -163,6 +164,10 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     another project uses is refused unless ``allow_secret_reuse``.
     """
     project = check_header(store, identity, header, allow_secret_reuse=allow_secret_reuse)
+    if store.share_role(project.id) is not None:
+        raise ShareModeError(f"Project {project.name!r} is in two-server mode: its servers take "
+                             "shares of CLKs, never CLKs. Submit with 'linkage submit "
+                             "--server-1 HOST:PORT', which splits the CLKs at your agency.")
     if not _BATCH_ID.match(header.batch_id):
         raise InvalidRequestError("The batch id must be 'b-' and 16 lowercase hex digits.")
     if not _HEX64.match(header.content_hash):

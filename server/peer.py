@@ -1,0 +1,260 @@
+"""The channel between the two matching servers of two-server mode, and the runs they hold.
+
+Server 0 dials server 1 over mutual TLS with its own client certificate (CN ``server-0``, OU
+``server``, from the project's CA; ``linkage pki issue --role server``) and checks server 1's
+server certificate against the same CA; server 1's guard refuses any other caller of
+``PeerService`` (``server.auth``). On that channel the generators of
+``linkage.mpc.threshold_party`` exchange their messages in lock-step: server 0 sends its
+opening, server 1 answers with its own. An opening larger than one gRPC message is sent in
+parts. Every failure of the peer becomes a ``PeerError`` here, the one place that reads
+``grpc.RpcError`` of the peer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from linkage.errors import InvalidRequestError, PeerError, RunStateError
+from linkage.mpc import Correction, PartyMaterial, Plan, rational_threshold, threshold_party
+from linkage.mpc.dealer import AND_ROUNDS
+from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
+
+__all__ = ["PART_BYTES", "PeerLink", "ShareSession", "Sessions", "correction_bytes",
+           "opening_parts", "peer_name", "plan_hash", "read_opening"]
+
+PART_BYTES = 1024 * 1024  # one Opening's data, well under the 4 MiB message limit
+_MOST_SESSIONS = 8
+_SESSION_SECONDS = 3600.0
+_PLAN_TIMEOUT = 120.0
+_RUN_TIMEOUT = 23 * 3600.0
+
+
+def peer_name(role: int) -> str:
+    """The certificate CN of the server in ``role``."""
+    return f"server-{role}"
+
+
+def plan_hash(plan: spb.ShareRunPlan) -> str:
+    return hashlib.sha256(plan.SerializeToString(deterministic=True)).hexdigest()
+
+
+def correction_bytes(plan: Plan) -> int:
+    """What server 1's corrections for one plan weigh (48 bytes per pair)."""
+    return plan.pairs * (4 + 4 + 8 * AND_ROUNDS)
+
+
+def mpc_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
+    pair = plan.pairs[index]
+    return Plan(int(pair.left_rows), int(pair.right_rows), int(plan.clk_bits),
+                int(pair.block_rows))
+
+
+def _corrections(plan: Plan, data: bytes) -> Iterator[Correction]:
+    """Server 1's corrections for ``plan`` from the dealer's bytes, block by block."""
+    view, offset = memoryview(data), 0
+
+    def take(dtype, shape):
+        nonlocal offset
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        array = np.frombuffer(view[offset:offset + size], dtype=np.dtype(dtype).newbyteorder("<"))
+        offset += size
+        return array.astype(dtype).reshape(shape)
+
+    for lo, hi in plan.blocks():
+        shape = (hi - lo, plan.right_rows)
+        yield Correction(take(np.uint32, shape), take(np.uint32, shape),
+                         take(np.uint64, (AND_ROUNDS, *shape)))
+
+
+@dataclass
+class ShareSession:
+    """A planned two-server run held in memory until it runs: the plan, this server's shares
+    of each agency, and the dealer's material as it arrives."""
+
+    role: int
+    plan: spb.ShareRunPlan
+    shares: dict[str, np.ndarray]          # agency name -> records x clk_bits uint32
+    positions: dict[str, np.ndarray]       # agency name -> positions in the loaded records
+    created: float = field(default_factory=time.monotonic)
+    seeds: dict[int, bytes] = field(default_factory=dict)
+    corrections: dict[int, bytearray] = field(default_factory=dict)
+    material_complete: bool = False
+    #: Server 0 only: every loaded record's agency id and record id, by position.
+    record_agency: np.ndarray | None = None
+    record_ids: list[str] = field(default_factory=list)
+
+    def check_material(self) -> None:
+        """Raises RunStateError unless the dealer delivered all of this server's material."""
+        if not self.material_complete:
+            raise RunStateError(f"Server {self.role} has no complete dealer material for run "
+                                f"{self.plan.run}: deliver it again (linkage run does this).")
+
+    def material(self, index: int) -> PartyMaterial:
+        plan = mpc_plan(self.plan, index)
+        corrections = (_corrections(plan, bytes(self.corrections[index]))
+                       if self.role == 1 else None)
+        return PartyMaterial(self.role, plan, self.seeds[index], corrections)
+
+    def protocols(self):
+        """``(index, generator)`` of each agency pair's protocol, in plan order."""
+        rational = rational_threshold(float(self.plan.threshold), int(self.plan.clk_bits))
+        for index, pair in enumerate(self.plan.pairs):
+            yield index, threshold_party(self.role, self.shares[pair.left_agency],
+                                         self.shares[pair.right_agency], rational,
+                                         self.material(index))
+
+
+class Sessions:
+    """The planned runs a server holds (a few, for an hour at most)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held: dict[str, ShareSession] = {}
+
+    def add(self, session: ShareSession) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for run in [r for r, s in self._held.items() if now - s.created > _SESSION_SECONDS]:
+                del self._held[run]
+            if len(self._held) >= _MOST_SESSIONS:
+                oldest = min(self._held, key=lambda r: self._held[r].created)
+                del self._held[oldest]
+            self._held[session.plan.run] = session
+
+    def get(self, run: str) -> ShareSession:
+        with self._lock:
+            session = self._held.get(run)
+        if session is None:
+            raise RunStateError(f"No planned two-server run {run!r} on this server (it ran, "
+                                "expired, or the server restarted): run 'linkage run' again.")
+        return session
+
+    def take(self, run: str) -> ShareSession:
+        session = self.get(run)
+        with self._lock:
+            self._held.pop(run, None)
+        return session
+
+
+def opening_parts(message: np.ndarray) -> Iterator[spb.PeerMessage]:
+    """One protocol message as PeerMessages of at most ``PART_BYTES``."""
+    data = np.ascontiguousarray(message).astype(message.dtype.newbyteorder("<")).tobytes()
+    for start in range(0, max(len(data), 1), PART_BYTES):
+        yield spb.PeerMessage(opening=spb.Opening(data=data[start:start + PART_BYTES],
+                                                  last=start + PART_BYTES >= len(data)))
+
+
+def read_opening(messages: Iterator[spb.PeerMessage], like: np.ndarray) -> np.ndarray:
+    """The other server's message answering ``like`` (same dtype and shape).
+
+    Raises:
+        PeerError: the stream ended, broke or sent the wrong size.
+    """
+    parts = []
+    while True:
+        try:
+            message = next(messages)
+        except StopIteration:
+            raise PeerError("The other server ended the comparison early.") from None
+        if message.WhichOneof("part") != "opening":
+            raise PeerError("The other server sent something other than an opening.")
+        parts.append(message.opening.data)
+        if message.opening.last:
+            break
+    data = b"".join(parts)
+    if len(data) != like.nbytes:
+        raise PeerError(f"The other server's opening has {len(data)} bytes, not {like.nbytes}: "
+                        "the two servers do not run the same plan.")
+    return np.frombuffer(data, like.dtype.newbyteorder("<")).astype(like.dtype).reshape(
+        like.shape)
+
+
+class PeerLink:
+    """Server 0's client of server 1's ``PeerService`` (mutual TLS)."""
+
+    def __init__(self, address: str, ca: Path, cert: Path, key: Path):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca).read_bytes(), private_key=Path(key).read_bytes(),
+            certificate_chain=Path(cert).read_bytes())
+        self.address = address
+        self._channel = grpc.secure_channel(address, credentials, options=[
+            ("grpc.max_receive_message_length", 4 * PART_BYTES),
+            ("grpc.max_send_message_length", 4 * PART_BYTES)])
+        self._stub = spb_grpc.PeerServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _failed(self, error: grpc.RpcError, doing: str) -> PeerError:
+        return PeerError(f"Server 1 ({self.address}) failed while {doing}: "
+                         f"{error.code().name}: {error.details()}. Nothing of this run was "
+                         "stored; check that server is running with this server's peer "
+                         "certificate trusted, then run again.")
+
+    def agree(self, plan: spb.ShareRunPlan) -> None:
+        """Have server 1 check the plan against its own shares and hold it.
+
+        Raises:
+            PeerError: server 1 refused the plan or cannot be reached.
+        """
+        try:
+            self._stub.AgreePlan(plan, timeout=_PLAN_TIMEOUT)
+        except grpc.RpcError as error:
+            raise self._failed(error, "agreeing the run plan") from None
+
+    def compare(self, session: ShareSession,
+                on_progress: Callable[[str, int, int], None]) -> list:
+        """Run every agency pair's protocol with server 1; returns each pair's HitPairs.
+
+        Raises:
+            PeerError: server 1 failed, was killed or refused mid-run.
+        """
+        outgoing: queue.Queue = queue.Queue()
+
+        def requests():
+            while (item := outgoing.get()) is not None:
+                yield item
+
+        responses = self._stub.Compare(requests(), timeout=_RUN_TIMEOUT)
+        outgoing.put(spb.PeerMessage(handshake=spb.PeerHandshake(
+            project=session.plan.project, run=session.plan.run,
+            plan_hash=plan_hash(session.plan))))
+        hits = []
+        total = len(session.plan.pairs)
+        try:
+            for index, protocol in session.protocols():
+                on_progress("comparing on shares", index, total)
+                message = next(protocol)
+                while True:
+                    for part in opening_parts(message):
+                        outgoing.put(part)
+                    theirs = read_opening(responses, message)
+                    try:
+                        message = protocol.send(theirs)
+                    except StopIteration as stop:
+                        hits.append(stop.value)
+                        break
+            outgoing.put(None)
+            for _ in responses:  # server 1 ends its side once ours has ended
+                raise PeerError("Server 1 sent more than the protocol has.")
+            on_progress("comparing on shares", total, total)
+        except grpc.RpcError as error:
+            outgoing.put(None)
+            raise self._failed(error, "comparing") from None
+        except BaseException as error:
+            outgoing.put(None)
+            responses.cancel()
+            if isinstance(error, InvalidRequestError):
+                raise PeerError(f"The two servers' material does not fit: {error}") from None
+            raise
+        return hits

@@ -1,0 +1,396 @@
+"""Two-server mode on one server: share projects and uploads, planning, dealer material, runs.
+
+Who does what (docs/privacy.md, "Two-server mode"):
+
+* agencies split every CLK (``linkage.mpc.split_clks``) and send share s to server s;
+* the coordinator's client asks server 0 to plan a run (``plan_share_run``): every
+  cross-agency pair of agencies, the records each covers; server 0 agrees the plan with
+  server 1 (``agree_plan``) over the peer channel;
+* the coordinator's client deals: a fresh ``linkage.mpc.Dealer`` per agency pair, seeds to
+  both servers and server 1's corrections to server 1 only (``receive_material``). It is
+  neither server, and what it makes is independent of the data;
+* server 0 runs the comparison with server 1 (``run_shares`` / ``compare_as_second``), groups
+  the hit pairs (``linkage.mpc.linking``) and stores the run as a normal run, so results and
+  reports work unchanged. Server 1 stores nothing of a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from linkage.batch import record_id_problem, update_content_hash
+from linkage.errors import (
+    BatchFormatError,
+    ClkError,
+    DuplicateRecordError,
+    InvalidRequestError,
+    PeerError,
+    RunStateError,
+    ShareModeError,
+)
+from linkage.matching.run import RunSettings
+from linkage.mpc import Plan, rational_threshold
+from linkage.mpc.linking import group_hits
+from linkage.mpc.prg import SEED_BYTES
+from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+
+from .auth import Identity
+from .operations.common import _check_not_purged, _owned
+from .operations.projects import create_project
+from .operations.runs import _batches_by_agency, _group_key_secret
+from .operations.uploads import MAX_RECORDS_PER_BATCH, BatchHeaderInfo, check_header
+from .peer import (
+    PeerLink,
+    ShareSession,
+    Sessions,
+    correction_bytes,
+    mpc_plan,
+    opening_parts,
+    plan_hash,
+    read_opening,
+)
+from .storage import Store
+from .storage.shares import require_share_role
+
+__all__ = ["agree_plan", "compare_as_second", "create_share_project", "plan_share_run",
+           "receive_material", "run_shares", "submit_shares"]
+
+_BATCH_ID = re.compile(r"^b-[0-9a-f]{16}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _this_role(role: int | None, needed: int | None = None) -> int:
+    if role is None:
+        raise ShareModeError("This server is not in two-server mode: start it with "
+                             "--two-server-role 0|1 --peer HOST:PORT.")
+    if needed is not None and role != needed:
+        raise ShareModeError(f"This is server {role}; this call is for server {needed}.")
+    return role
+
+
+def create_share_project(store: Store, role: int | None, name: str, schema_json: str,
+                         agencies: list[str], stages: list[str],
+                         token_hashes: dict[str, str], requested_role: int):
+    """Create a two-server project; returns (project, {agency: token}) (no tokens on server 1,
+    where the agencies' token hashes from server 0 are stored instead).
+
+    Raises:
+        ShareModeError: the server is not in two-server mode or has the other role.
+        InvalidRequestError: server 1 without a hash for every agency (or with one on server 0).
+    """
+    _this_role(role, requested_role)
+    if role == 1 and sorted(token_hashes) != sorted(agencies):
+        raise InvalidRequestError("Server 1 needs server 0's token hash of every agency, and "
+                                  "only those ('linkage project create --server-1' sends them).")
+    if role == 0 and token_hashes:
+        raise InvalidRequestError("Server 0 issues the agency tokens; send no hashes to it.")
+    for token_hash in token_hashes.values():
+        if not _HEX64.match(token_hash):
+            raise InvalidRequestError("A token hash is 64 lowercase hex digits (SHA-256).")
+    project, tokens = create_project(store, name, schema_json, agencies, stages)
+    store.set_share_role(project.id, role)
+    if role == 1:
+        for agency in store.agencies(project.id):
+            store.set_agency_token(agency.id, token_hashes[agency.name])
+        tokens = {}
+    return project, tokens
+
+
+def submit_shares(store: Store, identity: Identity, role: int | None,
+                  header: BatchHeaderInfo, share: int,
+                  chunks: Iterable[tuple[int, list[str], list[bytes]]]) -> tuple[str, int, bool]:
+    """Receive one agency's share batch and store it atomically; returns (batch id, records,
+    already stored).
+
+    Raises:
+        ShareModeError: not a two-server project, or share 1 sent to server 0 (or the reverse).
+        SchemaError, SecretError, BatchFormatError, ClkError, DuplicateRecordError: as for
+            CLK uploads.
+    """
+    _this_role(role)
+    if share != role:
+        raise ShareModeError(f"This is server {role}; it takes share {role}, not share {share}.")
+    project = check_header(store, identity, header)
+    require_share_role(store, project.id, project.name, role)
+    _check_not_purged(project)
+    if not _BATCH_ID.match(header.batch_id) or not _HEX64.match(header.content_hash):
+        raise InvalidRequestError("The batch id must be 'b-' and 16 hex digits, the content hash "
+                                  "64 hex digits.")
+    if header.record_count > MAX_RECORDS_PER_BATCH:
+        raise BatchFormatError(f"One batch holds at most {MAX_RECORDS_PER_BATCH} records.")
+    held = store.batch(header.batch_id)
+    if held is not None:
+        if _owned(held.agency_id, identity):
+            return held.id, held.record_count, True
+        raise InvalidRequestError("Another agency submitted a batch with this id; encode your "
+                                  "own export again.")
+    share_bytes = 4 * header.clk_bits
+    record_ids: list[str] = []
+    shares: list[bytes] = []
+    digest = hashlib.sha256()
+    for first, ids, values in chunks:
+        if first != len(record_ids):
+            raise BatchFormatError(f"A share chunk starts at record {first}, expected "
+                                   f"{len(record_ids)}; send the batch again from the start.")
+        if len(ids) != len(values):
+            raise BatchFormatError(f"A chunk has {len(ids)} record ids but {len(values)} shares.")
+        for offset, (record_id, value) in enumerate(zip(ids, values)):
+            if len(value) != share_bytes:
+                raise ClkError(f"Share #{first + offset} is {len(value)} bytes; a share of a "
+                               f"{header.clk_bits}-bit CLK is {share_bytes} bytes.")
+            if (problem := record_id_problem(record_id)) is not None or not record_id:
+                raise BatchFormatError(f"Record #{first + offset}: its record id "
+                                       f"{problem or 'is empty'}.")
+        if len(record_ids) + len(ids) > header.record_count:
+            raise BatchFormatError("The upload sent more records than its header announced.")
+        update_content_hash(digest, ids, values)
+        record_ids.extend(ids)
+        shares.extend(values)
+    if len(record_ids) != header.record_count:
+        raise BatchFormatError(f"The upload is truncated: {len(record_ids)} of "
+                               f"{header.record_count} records arrived; nothing was stored. "
+                               "Submit again.")
+    if len(set(record_ids)) != len(record_ids):
+        raise DuplicateRecordError("A record id appears more than once in the batch.")
+    if digest.hexdigest() != header.content_hash:
+        raise BatchFormatError("What arrived does not match the batch's content hash; nothing "
+                               "was stored. Submit again.")
+    store.add_share_batch(project.id, identity.agency_id, header.batch_id, header.content_hash,
+                          header.key_check, header.deduplicated, record_ids, shares)
+    return header.batch_id, len(record_ids), False
+
+
+def _numeric_threshold(text: str) -> float:
+    settings = RunSettings.parse(text, "exhaustive")
+    if settings.requested is None:
+        raise InvalidRequestError(
+            "Two-server mode needs a numeric threshold (e.g. --threshold 0.8) until the "
+            "opened-histogram work lands: 'auto' chooses from the score distribution, and the "
+            "two servers never see a score.")
+    return settings.requested
+
+
+def _load(store: Store, project_id: int, clk_bits: int):
+    """This server's shares by agency name, their positions, and every record's agency/id."""
+    loaded = store.load_shares(project_id)
+    names = {a.id: a.name for a in store.agencies(project_id)}
+    order = [a.id for a in store.agencies(project_id)]
+    agency_ids = np.asarray(loaded.agency_ids, np.int64)
+    shares, positions, records = {}, {}, []
+    for agency_id in order:
+        rows = np.flatnonzero(agency_ids == agency_id)
+        if rows.size == 0:
+            continue
+        data = b"".join(loaded.shares[i] for i in rows)
+        shares[names[agency_id]] = np.frombuffer(data, "<u4").astype(np.uint32).reshape(
+            rows.size, clk_bits)
+        positions[names[agency_id]] = rows
+        ids_hash = hashlib.sha256("".join(loaded.record_ids[i] + "\x00" for i in rows)
+                                  .encode("utf-8")).hexdigest()
+        records.append(spb.AgencyRecords(agency=names[agency_id], records=int(rows.size),
+                                         record_ids_hash=ids_hash))
+    return shares, positions, records, loaded
+
+
+def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
+                   project_name: str, threshold_text: str) -> spb.ShareRunPlan:
+    """Server 0: plan a run over every cross-agency pair and agree it with server 1.
+
+    Raises:
+        ShareModeError: not server 0, or not a two-server project.
+        InvalidRequestError: 'auto' or a malformed threshold.
+        RunStateError: fewer than two agencies have submitted, or the project was purged.
+        PeerError: server 1 cannot be reached or holds other batches.
+    """
+    _this_role(role, 0)
+    threshold = _numeric_threshold(threshold_text)
+    project = store.project(project_name)
+    _check_not_purged(project)
+    require_share_role(store, project.id, project.name, 0)
+    clk_bits = next(e.clk_bits for e in store.entity_schemas(project.id)
+                    if e.entity_type == "person")
+    rational_threshold(threshold, clk_bits)  # refuses a threshold with no exact fraction
+    shares, positions, records, loaded = _load(store, project.id, clk_bits)
+    if len(shares) < 2:
+        raise RunStateError(f"Project {project_name!r} needs share batches of at least two "
+                            "agencies before a run ('linkage submit --server-1').")
+    names = list(shares)
+    pairs = []
+    for i, left in enumerate(names):
+        for right in names[i + 1:]:
+            plan = Plan(int(shares[left].shape[0]), int(shares[right].shape[0]), clk_bits)
+            pairs.append(spb.AgencyPairPlan(left_agency=left, right_agency=right,
+                                            left_rows=plan.left_rows,
+                                            right_rows=plan.right_rows,
+                                            block_rows=plan.block_rows))
+    plan = spb.ShareRunPlan(project=project.name, run=secrets.token_hex(16),
+                            threshold=threshold_text.strip(), clk_bits=clk_bits, pairs=pairs,
+                            agencies=records)
+    if link is None:
+        raise PeerError("Server 0 has no peer configured (--peer).")
+    link.agree(plan)
+    sessions.add(ShareSession(0, plan, shares, positions,
+                              record_agency=np.asarray(loaded.agency_ids, np.int64),
+                              record_ids=loaded.record_ids))
+    return plan
+
+
+def agree_plan(store: Store, sessions: Sessions, role: int | None,
+               plan: spb.ShareRunPlan) -> str:
+    """Server 1: check server 0's plan against this server's shares and hold it.
+
+    Raises:
+        RunStateError: this server holds other batches than the plan covers.
+    """
+    _this_role(role, 1)
+    project = store.project(plan.project)
+    _check_not_purged(project)
+    require_share_role(store, project.id, project.name, 1)
+    clk_bits = next(e.clk_bits for e in store.entity_schemas(project.id)
+                    if e.entity_type == "person")
+    if plan.clk_bits != clk_bits:
+        raise RunStateError("Server 0's plan has another CLK length than this server's project.")
+    _numeric_threshold(plan.threshold)
+    shares, positions, records, _ = _load(store, project.id, clk_bits)
+    mine = [(r.agency, r.records, r.record_ids_hash) for r in records]
+    theirs = [(r.agency, r.records, r.record_ids_hash) for r in plan.agencies]
+    if mine != theirs:
+        raise RunStateError(f"Server 1 holds other share batches of {plan.project!r} than "
+                            "server 0: every agency must submit each batch to both servers "
+                            "('linkage submit --server-1'), then run again.")
+    for index, pair in enumerate(plan.pairs):
+        expected = mpc_plan(plan, index)
+        if (pair.left_rows, pair.right_rows) != (shares[pair.left_agency].shape[0],
+                                                 shares[pair.right_agency].shape[0]) \
+                or expected.block_rows < 1:
+            raise RunStateError("Server 0's plan does not fit this server's shares.")
+    sessions.add(ShareSession(1, plan, shares, positions))
+    return plan.run
+
+
+def receive_material(sessions: Sessions, role: int | None,
+                     parts: Iterator[spb.MaterialPart]) -> tuple[str, int]:
+    """Take the dealer's material for one planned run; returns (run, bytes received).
+
+    Raises:
+        ShareModeError: material for the other server. BatchFormatError: material that does
+            not fit the plan (a wrong seed length, corrections of the wrong size).
+    """
+    _this_role(role)
+    first = next(parts, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise BatchFormatError("Dealer material starts with its header.")
+    if first.header.party != role:
+        raise ShareModeError(f"This is server {role}; the material is for server "
+                             f"{first.header.party}.")
+    session = sessions.get(first.header.run)
+    session.material_complete = False
+    session.seeds.clear()
+    session.corrections.clear()
+    received = 0
+    count = len(session.plan.pairs)
+    for part in parts:
+        if part.WhichOneof("part") != "chunk":
+            raise BatchFormatError("Only one material header is allowed.")
+        chunk = part.chunk
+        if chunk.pair >= count:
+            raise BatchFormatError(f"Material for agency pair {chunk.pair}; the plan has {count}.")
+        if chunk.seed:
+            if len(chunk.seed) != SEED_BYTES or chunk.pair in session.seeds:
+                raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
+            session.seeds[chunk.pair] = bytes(chunk.seed)
+        if chunk.corrections:
+            if role == 0:
+                raise BatchFormatError("Server 0 takes only seeds; corrections are server 1's.")
+            held = session.corrections.setdefault(chunk.pair, bytearray())
+            if len(held) + len(chunk.corrections) > correction_bytes(mpc_plan(session.plan,
+                                                                              chunk.pair)):
+                raise BatchFormatError("More corrections than the plan needs.")
+            held.extend(chunk.corrections)
+        received += len(chunk.seed) + len(chunk.corrections)
+    for index in range(count):
+        if index not in session.seeds:
+            raise BatchFormatError(f"No seed for agency pair {index}: the delivery is incomplete.")
+        if role == 1 and len(session.corrections.get(index, b"")) != correction_bytes(
+                mpc_plan(session.plan, index)):
+            raise BatchFormatError(f"The corrections of agency pair {index} are incomplete.")
+    session.material_complete = True
+    return session.plan.run, received
+
+
+def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
+               run: str, on_progress: Callable[[str, int, int], None] | None = None):
+    """Server 0: run the planned comparison with server 1 and store the run; returns its
+    summary. A failure of server 1 fails the run and stores nothing of it.
+
+    Raises:
+        RunStateError: no such planned run, or its material is incomplete.
+        PeerError: server 1 failed, refused or was killed.
+    """
+    _this_role(role, 0)
+    report = on_progress or (lambda stage, done, total: None)
+    session = sessions.take(run)
+    session.check_material()
+    if link is None:
+        raise PeerError("Server 0 has no peer configured (--peer).")
+    plan = session.plan
+    project = store.project(plan.project)
+    settings = RunSettings.parse(plan.threshold, "exhaustive")
+    run_id = store.start_run(project.id)
+    started = time.monotonic()
+    try:
+        hits = link.compare(session, report)
+        lefts, rights = [], []
+        for pair, found in zip(plan.pairs, hits):
+            lefts.append(session.positions[pair.left_agency][found.left])
+            rights.append(session.positions[pair.right_agency][found.right])
+        report("grouping", 0, 1)
+        outcome = group_hits(session.record_agency, session.record_ids,
+                             np.concatenate(lefts), np.concatenate(rights), settings,
+                             _group_key_secret(store),
+                             frozenset(store.deduplicated_agencies(project.id)))
+        report("grouping", 1, 1)
+        summary = outcome.summary.replace(
+            batches_by_agency=_batches_by_agency(store, project.id),
+            seconds=round(time.monotonic() - started, 3))
+        store.finish_run(run_id, summary.to_json(),
+                         [(group.key, group.confidence, group.weakest_score, group.membership)
+                          for group in outcome.groups])
+    except BaseException as error:
+        store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
+        raise
+    return summary.replace(run=store.latest_run(project.id).number, reused=False)
+
+
+def compare_as_second(sessions: Sessions, role: int | None,
+                      requests: Iterator[spb.PeerMessage]) -> Iterator[spb.PeerMessage]:
+    """Server 1's side of a run: answer server 0's openings with its own, pair by pair.
+
+    Raises:
+        RunStateError: no such planned run, or material missing. PeerError: server 0's
+            handshake names another plan, or it ended early.
+    """
+    _this_role(role, 1)
+    first = next(requests, None)
+    if first is None or first.WhichOneof("part") != "handshake":
+        raise PeerError("A comparison starts with its handshake.")
+    session = sessions.take(first.handshake.run)
+    if (first.handshake.project != session.plan.project
+            or first.handshake.plan_hash != plan_hash(session.plan)):
+        raise PeerError("Server 0's handshake names another plan than the one agreed.")
+    session.check_material()
+    for _, protocol in session.protocols():
+        message = next(protocol)
+        while True:
+            theirs = read_opening(requests, message)
+            yield from opening_parts(message)
+            try:
+                message = protocol.send(theirs)
+            except StopIteration:
+                break
