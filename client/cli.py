@@ -106,8 +106,51 @@ def server_options(function):
             raise click.ClickException(f"The token file {token_file} is empty.")
         from .api import LinkageClient
         with LinkageClient(server, token, ca=ca, cert=cert, key=key) as client:
+            client.tls_files = {"ca": ca, "cert": cert, "key": key}  # for --server-1
+            client.token = token
             return function(*args, client=client, **kwargs)
     return wrapper
+
+
+def second_server(*, own_token: bool):
+    """--server-1 (and, for the coordinator, --token-file-1): two-server mode's server 1.
+
+    The command gets ``second``: a client of server 1 (same TLS files as for server 0), or
+    None for a normal project. An agency's token is the same on both servers; the
+    coordinator has one credential per server.
+    """
+    def decorate(function):
+        @click.option("--server-1", "server_1", envvar="LINKAGE_SERVER_1",
+                      help="HOST:PORT of server 1 of a two-server project (docs/privacy.md); "
+                           "--server is then server 0 (env LINKAGE_SERVER_1).")
+        @functools.wraps(function)
+        def wrapper(*args, server_1: str | None, client, token_file_1: Path | None = None,
+                    **kwargs):
+            if not server_1:
+                if token_file_1 is not None:
+                    raise click.UsageError("--token-file-1 goes with --server-1.")
+                return function(*args, client=client, second=None, **kwargs)
+            token = client.token
+            if own_token:
+                if token_file_1 is None:
+                    raise click.UsageError("--server-1 needs --token-file-1: the coordinator "
+                                           "credential of server 1 (its data dir's "
+                                           "coordinator.token).")
+                try:
+                    token = token_file_1.read_text("utf-8").strip()
+                except OSError as error:
+                    raise click.ClickException(f"Cannot read {token_file_1}: "
+                                               f"{error.strerror}") from None
+            from .api import LinkageClient
+            with LinkageClient(server_1, token, **client.tls_files) as second:
+                return function(*args, client=client, second=second, **kwargs)
+        if own_token:
+            wrapper = click.option(
+                "--token-file-1", "token_file_1", envvar="LINKAGE_TOKEN_FILE_1",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Server 1's coordinator credential (env LINKAGE_TOKEN_FILE_1).")(wrapper)
+        return wrapper
+    return decorate
 
 
 @click.group(cls=LinkageGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -249,7 +292,8 @@ def _load_batch(path: str):
                    "together (1-to-1 with the other agencies).")
 @click.argument("batch_file")
 @server_options
-def submit(client: LinkageClient, project, deduplicated, batch_file) -> None:
+@second_server(own_token=False)
+def submit(client: LinkageClient, second, project, deduplicated, batch_file) -> None:
     """Stream an encoded batch to the server and print the receipt.
 
     Accepts batch files from 'linkage encode' (clkhash JSON is refused: its
@@ -258,8 +302,20 @@ def submit(client: LinkageClient, project, deduplicated, batch_file) -> None:
     Example:
 
         linkage submit --project antwerp-q4 --token-file be-police.token batch.clk
+
+        linkage submit --project antwerp-q4 --token-file be-police.token --server s0:50051 --server-1 s1:50052 batch.clk
     """
     batch = _load_batch(batch_file)
+    if second is not None:  # two-server mode: the CLKs are split here, only shares leave
+        from .shares import submit_shares
+        first_receipt, second_receipt = submit_shares(client, second, project, batch,
+                                                      deduplicated=deduplicated)
+        click.echo(json.dumps({"batch": first_receipt.batch_id, "agency": first_receipt.agency,
+                               "records_accepted": first_receipt.records_accepted,
+                               "already_stored": first_receipt.already_stored,
+                               "shares": [first_receipt.records_accepted,
+                                          second_receipt.records_accepted]}))
+        return
     with _progress(len(batch), "uploading") as bar:
         receipt = client.submit(project, batch, on_progress=bar.update,
                                 deduplicated=deduplicated)
@@ -371,7 +427,8 @@ def project() -> None:
               help="A schema for another entity type, e.g. company=company.json (repeatable); "
                    "--schema is the person schema.")
 @server_options
-def project_create(client: LinkageClient, name, schema_path, agencies, tokens_dir,
+@second_server(own_token=True)
+def project_create(client: LinkageClient, second, name, schema_path, agencies, tokens_dir,
                    stages, entity_schemas) -> None:
     """Create a project and write one token file per agency.
 
@@ -380,6 +437,8 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
     Example:
 
         linkage project create --name antwerp-q4 --agencies be-police,be-customs,se-police --tokens-dir tokens
+
+        linkage project create --name antwerp-q4 --agencies be-police,se-police --tokens-dir tokens --server s0:50051 --token-file s0/coordinator.token --server-1 s1:50052 --token-file-1 s1/coordinator.token
     """
     from linkage.encoding.schema import default_schema_text
 
@@ -399,7 +458,14 @@ def project_create(client: LinkageClient, name, schema_path, agencies, tokens_di
         raise click.ClickException(
             f"{', '.join(map(str, existing))} exist already (another project's tokens?); "
             "refusing to overwrite them. Use another --tokens-dir, e.g. tokens/" + name + ".")
-    tokens = client.create_project(name, schema_text, names, stage_list, extra)
+    if second is not None:
+        if extra:
+            raise click.UsageError("Two-server projects link one entity type (person) for now; "
+                                   "leave out --entity-schema.")
+        from .shares import create_share_project
+        tokens = create_share_project(client, second, name, schema_text, names, stage_list)
+    else:
+        tokens = client.create_project(name, schema_text, names, stage_list, extra)
     tokens_dir.mkdir(parents=True, exist_ok=True)
     for agency, token in tokens.items():
         files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
@@ -534,12 +600,15 @@ def project_purge(client: LinkageClient, name, yes) -> None:
                    "as confidences, estimated precision and recall in the report (auto "
                    "always does this).")
 @server_options
-def run(client: LinkageClient, project, threshold, blocking, estimates) -> None:
+@second_server(own_token=True)
+def run(client: LinkageClient, second, project, threshold, blocking, estimates) -> None:
     """Link every batch of a project; returns when done.
 
     Example:
 
         linkage run --project antwerp-q4 --token-file linkage-data/coordinator.token
+
+        linkage run --project antwerp-q4 --threshold 0.8 --server s0:50051 --token-file s0/coordinator.token --server-1 s1:50052 --token-file-1 s1/coordinator.token
     """
     bars: dict[str, tqdm] = {}
 
@@ -554,8 +623,12 @@ def run(client: LinkageClient, project, threshold, blocking, estimates) -> None:
         bar.refresh()
 
     try:
-        summary = client.run(project, threshold, on_progress=show, blocking=blocking,
-                             estimates=estimates)
+        if second is not None:  # two-server mode: this client deals, server 0 runs
+            from .shares import run_shares
+            summary = run_shares(client, second, project, threshold, on_progress=show)
+        else:
+            summary = client.run(project, threshold, on_progress=show, blocking=blocking,
+                                 estimates=estimates)
     finally:
         for bar in bars.values():
             bar.close()

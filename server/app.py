@@ -204,8 +204,9 @@ def check_two_server(config: ServerConfig, tls: bool) -> None:
     if not tls:
         raise InvalidRequestError("Two-server mode needs mutual TLS between the servers: pass "
                                   "--tls-cert, --tls-key and --client-ca (linkage pki init).")
-    if not config.peer:
-        raise InvalidRequestError("Two-server mode needs --peer HOST:PORT (the other server).")
+    if role == 0 and not config.peer:
+        raise InvalidRequestError("Server 0 needs --peer HOST:PORT: the address of server 1, "
+                                  "which it dials (server 1 only answers).")
     if role == 0 and (config.peer_cert is None or config.peer_key is None):
         raise InvalidRequestError(
             "Server 0 dials server 1 with its own client certificate: pass --peer-cert and "

@@ -1,0 +1,143 @@
+"""The client side of two-server mode: what an agency and the coordinator's client do.
+
+* an agency splits its CLKs locally (``linkage.mpc.split_clks``, fresh randomness from the
+  OS each time) and sends share 0 to server 0 and share 1 to server 1: neither gets a CLK;
+* the coordinator creates the project on both servers (server 0 issues the agency tokens,
+  server 1 stores their hashes), and ``run`` plans on server 0, then **deals**: a fresh
+  ``linkage.mpc.Dealer`` per agency pair, server 0's seed to server 0, server 1's seed and
+  corrections to server 1. The coordinator's client is the dealer because it is neither
+  server and already talks to both; what it makes is random and independent of the data
+  (docs/privacy.md says what that trusts it with).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from linkage.batch import EncodedBatch, content_hash, upload_batch_id
+from linkage.errors import PeerError
+from linkage.mpc import Dealer, Plan, split_clks
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
+from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
+
+from .api import CHUNK_BYTES, LinkageClient, Receipt, _summary_dict
+
+__all__ = ["create_share_project", "run_shares", "submit_shares"]
+
+
+def _stub(client: LinkageClient) -> spb_grpc.ShareServiceStub:
+    return spb_grpc.ShareServiceStub(client._channel)
+
+
+def create_share_project(first: LinkageClient, second: LinkageClient, name: str,
+                         schema_json: str, agencies: list[str],
+                         stages: list[str] | None = None) -> dict[str, str]:
+    """Create a two-server project on server 0 and then server 1; returns {agency: token}.
+
+    Server 1 gets only the SHA-256 of each token, so an agency uses one token for both.
+    """
+    project = pb.CreateProjectRequest(name=name, schema_json=schema_json, agencies=agencies,
+                                      stages=stages or [])
+    response = first._call(_stub(first).CreateShareProject,
+                           spb.CreateShareProjectRequest(project=project, role=0))
+    tokens = {t.agency: t.token for t in response.tokens}
+    hashes = [spb.AgencyTokenHash(agency=a, token_hash=hashlib.sha256(t.encode()).hexdigest())
+              for a, t in tokens.items()]
+    second._call(_stub(second).CreateShareProject, spb.CreateShareProjectRequest(
+        project=project, role=1, agency_token_hashes=hashes))
+    return tokens
+
+
+def _share_bytes(share: np.ndarray) -> list[bytes]:
+    rows = np.ascontiguousarray(share.astype("<u4"))
+    return [row.tobytes() for row in rows]
+
+
+def submit_shares(first: LinkageClient, second: LinkageClient, project: str,
+                  batch: EncodedBatch, *, deduplicated: bool = False,
+                  on_progress: Callable[[int], None] | None = None) -> tuple[Receipt, Receipt]:
+    """Split the batch's CLKs and upload one share to each server; returns both receipts.
+
+    Raises:
+        ClkError: an empty CLK (it encodes nothing; leave the record out).
+    """
+    shares = split_clks(batch.clks, batch.clk_bits)
+    batch_id = upload_batch_id(project, content_hash(batch.record_ids,
+                                                     _share_bytes(shares[0])))
+    receipts = []
+    for role, client in ((0, first), (1, second)):
+        values = _share_bytes(shares[role])
+        header = pb.BatchHeader(
+            project=project, schema_fingerprint=batch.schema_fingerprint or "",
+            key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
+            batch_id=batch_id, content_hash=content_hash(batch.record_ids, values),
+            deduplicated=deduplicated)
+        per_chunk = max(1, CHUNK_BYTES // (4 * batch.clk_bits + 64))
+
+        def messages(header=header, values=values, role=role):
+            yield spb.SubmitSharesRequest(header=spb.ShareHeader(batch=header, share=role))
+            for start in range(0, len(values), per_chunk):
+                yield spb.SubmitSharesRequest(chunk=spb.ShareChunk(
+                    first_record=start, record_ids=batch.record_ids[start:start + per_chunk],
+                    shares=values[start:start + per_chunk]))
+
+        response = client._call(_stub(client).SubmitShares, messages())
+        if on_progress:
+            on_progress(len(batch) if role == 1 else 0)
+        receipts.append(Receipt(response.batch_id, response.records_accepted, response.agency,
+                                response.already_stored))
+    return receipts[0], receipts[1]
+
+
+def _material(plan: spb.ShareRunPlan, party: int, dealers: list[Dealer]
+              ) -> Iterator[spb.MaterialPart]:
+    yield spb.MaterialPart(header=spb.MaterialHeader(run=plan.run, party=party))
+    for index, dealer in enumerate(dealers):
+        yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=index, seed=dealer.seeds[party]))
+        if party == 0:
+            continue
+        pending = bytearray()
+        for correction in dealer.corrections():
+            for part in (correction.product, correction.mask_bits, correction.and_product):
+                pending.extend(np.ascontiguousarray(part).astype(
+                    part.dtype.newbyteorder("<")).tobytes())
+                while len(pending) >= CHUNK_BYTES:
+                    yield spb.MaterialPart(chunk=spb.MaterialChunk(
+                        pair=index, corrections=bytes(pending[:CHUNK_BYTES])))
+                    del pending[:CHUNK_BYTES]
+        if pending:
+            yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=index,
+                                                           corrections=bytes(pending)))
+
+
+def run_shares(first: LinkageClient, second: LinkageClient, project: str, threshold: str,
+               on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Plan on server 0, deal to both servers, run on server 0; returns the run summary.
+
+    Raises:
+        grpc.RpcError: a server refused (e.g. an 'auto' threshold) or failed; a failure of
+            server 1 mid-run reaches here as UNAVAILABLE from server 0, with nothing stored.
+    """
+    report = on_progress or (lambda stage, done, total: None)
+    plan = first._call(_stub(first).PlanShareRun,
+                       spb.PlanShareRunRequest(project=project, threshold=threshold))
+    report("dealing", 0, len(plan.pairs))
+    dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
+               for p in plan.pairs]
+    for party, client in ((0, first), (1, second)):
+        client._call(_stub(client).DeliverMaterial, _material(plan, party, dealers))
+    report("dealing", len(plan.pairs), len(plan.pairs))
+    summary = None
+    for event in first._call(_stub(first).RunShares, spb.RunSharesRequest(run=plan.run)):
+        if event.HasField("summary"):
+            summary = event.summary
+        else:
+            report(event.stage, event.done, event.total)
+    if summary is None:
+        raise PeerError("Server 0 ended the two-server run without a summary.")
+    return _summary_dict(summary)
+

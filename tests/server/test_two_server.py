@@ -1,0 +1,328 @@
+"""Two-server mode through real processes on loopback: two linkage-server processes with mutual
+TLS between them, agencies submitting through the CLI, the coordinator's client dealing, and
+a run whose groups equal a single-server run's; no server stores a CLK."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from linkage.batch import write_batch
+from linkage.clks import clks_to_bytes
+from linkage.matching.candidates import CandidatePairs
+from linkage.matching.grouping import greedy_groups
+from linkage.matching.kernel import dice_candidates_native
+from linkage.mpc import unpack_bits
+from linkage_service.client import pki
+from linkage_service.client.api import LinkageClient
+from linkage_service.client.cli import main as linkage_cli
+from linkage_service.client.demo import ServerProcess
+from linkage_service.client.shares import run_shares
+from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
+
+PROJECT = "shared"
+THRESHOLD = "0.8"
+AGENCY_COUNT = 3
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pki")
+    pki.init_ca(directory)
+    pki.issue(directory, "server-0", "server", directory / "peers")
+    return directory
+
+
+def _start_pair(base: Path, pki_dir: Path, store: str | None):
+    second = ServerProcess(base / "s1" / "data", tls_dir=pki_dir, store="sqlite",
+                           extra_args=("--two-server-role", "1")).start()
+    first = ServerProcess(base / "s0" / "data", tls_dir=pki_dir, store=store, extra_args=(
+        "--two-server-role", "0", "--peer", second.address,
+        "--peer-cert", str(pki_dir / "peers" / "server-0.pem"),
+        "--peer-key", str(pki_dir / "peers" / "server-0.key"))).start()
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, pki_dir, module_store_spec):
+    """Server 0 (on the module's store) and server 1 (SQLite: a store of its own)."""
+    base = tmp_path_factory.mktemp("two")
+    first, second = _start_pair(base, pki_dir, None)
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def _tls_flags(server: ServerProcess, name: str, role: str) -> list[str]:
+    paths = server.client_tls(name, role)
+    return ["--ca", str(paths["ca"]), "--cert", str(paths["cert"]), "--key", str(paths["key"])]
+
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(linkage_cli, args, catch_exceptions=False)
+
+
+def _coordinator_flags(first, second, tmp: Path) -> list[str]:
+    (tmp / "c0.token").write_text(first.coordinator_token + "\n")
+    (tmp / "c1.token").write_text(second.coordinator_token + "\n")
+    return ["--server", first.address, "--token-file", str(tmp / "c0.token"),
+            "--server-1", second.address, "--token-file-1", str(tmp / "c1.token"),
+            *_tls_flags(first, "coordinator", "coordinator")]
+
+
+@pytest.fixture(scope="module")
+def linked(servers, batches, tmp_path_factory):
+    """The two-server project created, submitted to and run through the CLI."""
+    first, second = servers
+    tmp = tmp_path_factory.mktemp("cli")
+    agencies = sorted(batches)[:AGENCY_COUNT]
+    coordinator = _coordinator_flags(first, second, tmp)
+    created = _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
+                    "--tokens-dir", str(tmp / "tokens"), *coordinator])
+    assert created.exit_code == 0, created.output
+    for agency in agencies:
+        path = tmp / f"{agency}.clk"
+        path.write_bytes(write_batch(batches[agency]))
+        submitted = _cli(["submit", "--project", PROJECT, "--deduplicated",
+                          "--token-file", str(tmp / "tokens" / f"{agency}.token"),
+                          "--server", first.address, "--server-1", second.address,
+                          *_tls_flags(first, agency, "agency"), str(path)])
+        assert submitted.exit_code == 0, submitted.output
+        assert f'"records_accepted": {len(batches[agency])}' in submitted.output
+    ran = _cli(["run", "--project", PROJECT, "--threshold", THRESHOLD, *coordinator])
+    assert ran.exit_code == 0, ran.output
+    return {"agencies": agencies, "tmp": tmp, "coordinator": coordinator, "run": ran.output}
+
+
+def _groups(address: str, tokens: dict[str, str], tls: dict) -> set[frozenset]:
+    """Every group as the set of its (agency, record id) members, read as agencies read."""
+    members: dict[str, set] = {}
+    for agency, token in tokens.items():
+        with LinkageClient(address, token, timeout=120, **tls.get(agency, {})) as client:
+            for hit in client.results(PROJECT):
+                members.setdefault(hit["group"], set()).add((agency, hit["record"]))
+    return {frozenset(group) for group in members.values()}
+
+
+def _plaintext_groups(batches, agencies, *, tie: bool) -> set[frozenset]:
+    """Groups from the plaintext kernel's cross-agency pairs at the threshold, grouped as a
+    run groups deduplicated agencies: by score (a normal run) or all tied at the threshold
+    (what two-server mode knows)."""
+    members, owners, lefts, rights, scores = [], [], [], [], []
+    offsets = {}
+    for index, agency in enumerate(agencies):
+        offsets[agency] = len(members)
+        members += [(agency, r) for r in batches[agency].record_ids]
+        owners += [index] * len(batches[agency])
+    for i, left in enumerate(agencies):
+        for right in agencies[i + 1:]:
+            found = dice_candidates_native(batches[left].clks, batches[right].clks,
+                                           float(THRESHOLD))
+            lefts.append(found.left + offsets[left])
+            rights.append(found.right + offsets[right])
+            scores.append(np.full(len(found), float(THRESHOLD)) if tie else found.score)
+    owners = np.asarray(owners)
+    pairs = CandidatePairs(np.concatenate(lefts), np.concatenate(rights),
+                           np.concatenate(scores))
+    grouping = greedy_groups(pairs, len(members), owners,
+                             max_per_owner={a: 1 for a in range(len(agencies))})
+    return {frozenset(members[p] for p in group) for group in grouping.members()}
+
+
+def test_groups_equal_the_plaintext_kernels_and_a_single_server_run(servers, linked, batches,
+                                                                    tmp_path):
+    """Two-server groups are exactly the plaintext kernel's pairs grouped with ties; against
+    a normal run they differ only where a record has two hits in one deduplicated agency (the
+    normal run keeps the stronger, two-server mode cannot tell which is stronger)."""
+    first, _ = servers
+    agencies = linked["agencies"]
+    tokens = {a: (linked["tmp"] / "tokens" / f"{a}.token").read_text().strip()
+              for a in agencies}
+    tls = {a: first.client_tls(a, "agency") for a in agencies}
+    two_server = _groups(first.address, tokens, tls)
+    assert len(two_server) > 20  # the data link: an empty result would prove nothing
+    assert two_server == _plaintext_groups(batches, agencies, tie=True)
+    with ServerProcess(tmp_path / "ref" / "data", store="sqlite") as reference:
+        with LinkageClient(reference.address, reference.coordinator_token,
+                           timeout=120) as coordinator:
+            ref_tokens = coordinator.create_project(PROJECT, _schema(), agencies,
+                                                    list(DEFAULT_STAGES))
+            for agency in agencies:
+                with LinkageClient(reference.address, ref_tokens[agency],
+                                   timeout=120) as client:
+                    client.submit(PROJECT, batches[agency], deduplicated=True)
+            coordinator.run(PROJECT, THRESHOLD)
+        single = _groups(reference.address, ref_tokens, {})
+    assert single == _plaintext_groups(batches, agencies, tie=False)
+    # every differing group holds a record with two hits in one other agency
+    hits = _hit_counts(batches, agencies)
+    assert all(any(hits.get(record, 0) > 1 for record in group)
+               for group in two_server ^ single)
+    same = len(two_server & single)
+    assert same >= 0.95 * len(single), (same, len(single))
+    print(f"two-server groups: {len(two_server)}, single-server: {len(single)}, "
+          f"equal: {same}, differing (conflicts): {len(two_server - single)} vs "
+          f"{len(single - two_server)}")
+
+
+def _hit_counts(batches, agencies) -> dict:
+    """How many records of one other agency each record reaches the threshold with (most)."""
+    most: dict = {}
+    for i, left in enumerate(agencies):
+        for right in agencies:
+            if right == left:
+                continue
+            found = dice_candidates_native(batches[left].clks, batches[right].clks,
+                                           float(THRESHOLD))
+            counts = np.bincount(found.left, minlength=len(batches[left]))
+            for row in np.flatnonzero(counts > 1):
+                key = (left, batches[left].record_ids[row])
+                most[key] = max(most.get(key, 0), int(counts[row]))
+    return most
+
+
+def _schema() -> str:
+    from linkage.encoding.schema import default_schema_text
+    return default_schema_text()
+
+
+def _stored_bytes(server: ServerProcess) -> bytes:
+    """Everything the server's store holds, as bytes (SQLite files, or every row)."""
+    url = os.environ.get("LINKAGE_STORE") if server.store is None else server.store
+    if url and url.startswith("postgresql"):
+        import psycopg
+        out = bytearray()
+        with psycopg.connect(url) as connection:
+            tables = [r[0] for r in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                for row in connection.execute(f"SELECT * FROM {table}"):
+                    for value in row:
+                        out += bytes(value) if isinstance(value, (bytes, memoryview)) \
+                            else str(value).encode()
+        return bytes(out)
+    return b"".join(path.read_bytes() for path in server.data_dir.glob("linkage.sqlite3*"))
+
+
+def test_neither_server_stores_a_clk(servers, linked, batches):
+    for server in servers:
+        stored = _stored_bytes(server)
+        assert len(stored) > 100_000  # the shares are there
+        for agency in linked["agencies"]:
+            batch = batches[agency]
+            clks = clks_to_bytes(batch.clks)
+            bits = unpack_bits(batch.clks, batch.clk_bits).astype("<u4")
+            found = [i for i, clk in enumerate(clks[:60]) if clk in stored]
+            assert not found, f"{agency}'s CLKs {found} are stored on a server"
+            assert not any(row.tobytes() in stored for row in bits[:60])
+
+
+def test_the_stored_bytes_check_finds_clks_on_a_single_server(batches, tmp_path):
+    """The control of the test above: a normal project's store does hold the CLKs."""
+    agency = sorted(batches)[0]
+    with ServerProcess(tmp_path / "data", store="sqlite") as server:
+        with LinkageClient(server.address, server.coordinator_token, timeout=60) as coordinator:
+            tokens = coordinator.create_project("plain", _schema(), sorted(batches)[:2],
+                                                list(DEFAULT_STAGES))
+        with LinkageClient(server.address, tokens[agency], timeout=60) as client:
+            client.submit("plain", batches[agency])
+        time.sleep(0.2)
+        stored = _stored_bytes(server)
+    assert all(clk in stored for clk in clks_to_bytes(batches[agency].clks)[:20])
+
+
+def test_clk_uploads_and_runs_are_refused_on_a_two_server_project(servers, linked, batches):
+    first, _ = servers
+    agency = linked["agencies"][0]
+    token = (linked["tmp"] / "tokens" / f"{agency}.token").read_text().strip()
+    with LinkageClient(first.address, token, timeout=60,
+                       **first.client_tls(agency, "agency")) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.submit(PROJECT, batches[agency])
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "two-server mode" in refused.value.details()
+    with first.client(first.coordinator_token, timeout=60) as coordinator:
+        with pytest.raises(grpc.RpcError) as refused:
+            coordinator.run(PROJECT, THRESHOLD)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--server-1" in refused.value.details()
+    auto = _cli(["run", "--project", PROJECT, "--threshold", "auto", *linked["coordinator"]])
+    assert auto.exit_code == 1
+    assert "needs a numeric threshold" in auto.output
+
+
+def test_a_peer_with_the_wrong_certificate_is_refused(servers, pki_dir, tmp_path):
+    _, second = servers
+    # the same CA, but a coordinator's certificate, and a server certificate of another name
+    for name, role in (("coordinator", "coordinator"), ("server-1", "server")):
+        paths = second.client_tls(name, role)
+        channel = grpc.secure_channel(second.address, grpc.ssl_channel_credentials(
+            paths["ca"].read_bytes(), paths["key"].read_bytes(), paths["cert"].read_bytes()))
+        with channel:
+            stub = spb_grpc.PeerServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.AgreePlan(spb.ShareRunPlan(project=PROJECT, run="x"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "server-0" in refused.value.details()
+    # a certificate of another CA does not get through the handshake
+    foreign = tmp_path / "foreign"
+    pki.init_ca(foreign)
+    pki.issue(foreign, "server-0", "server", foreign)
+    channel = grpc.secure_channel(second.address, grpc.ssl_channel_credentials(
+        (pki_dir / "ca.pem").read_bytes(), (foreign / "server-0.key").read_bytes(),
+        (foreign / "server-0.pem").read_bytes()))
+    with channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            spb_grpc.PeerServiceStub(channel).AgreePlan(spb.ShareRunPlan(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_peer_killed_mid_run_fails_the_run_and_stores_nothing(pki_dir, batches, tmp_path):
+    first, second = _start_pair(tmp_path, pki_dir, "sqlite")
+    try:
+        agencies = sorted(batches)[:2]
+        coordinator = _coordinator_flags(first, second, tmp_path)
+        assert _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
+                     "--tokens-dir", str(tmp_path / "tokens"), *coordinator]).exit_code == 0
+        for agency in agencies:
+            path = tmp_path / f"{agency}.clk"
+            path.write_bytes(write_batch(batches[agency]))
+            assert _cli(["submit", "--project", PROJECT,
+                         "--token-file", str(tmp_path / "tokens" / f"{agency}.token"),
+                         "--server", first.address, "--server-1", second.address,
+                         *_tls_flags(first, agency, "agency"), str(path)]).exit_code == 0
+        client0 = first.client(first.coordinator_token, timeout=120)
+        client1 = second.client(second.coordinator_token, timeout=120)
+        stages: list[str] = []
+
+        def kill_when_comparing(stage, done, total):
+            stages.append(stage)
+            if stage == "comparing on shares" and second.process.poll() is None:
+                threading.Timer(0.05, os.kill, (second.process.pid, signal.SIGKILL)).start()
+
+        with client0, client1:
+            with pytest.raises(grpc.RpcError) as failed:
+                run_shares(client0, client1, PROJECT, THRESHOLD, on_progress=kill_when_comparing)
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value.details()
+            assert "Server 1" in failed.value.details()
+            assert "Nothing of this run was stored" in failed.value.details()
+            assert "comparing on shares" in stages
+            with pytest.raises(grpc.RpcError) as no_run:
+                client0.report(PROJECT)
+            assert no_run.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "no finished linkage run" in no_run.value.details()
+    finally:
+        first.stop()
+        second.kill()
+
+
