@@ -20,12 +20,12 @@ from linkage.clks import clks_to_bytes
 from linkage.matching.candidates import CandidatePairs
 from linkage.matching.grouping import greedy_groups
 from linkage.matching.kernel import dice_candidates_native
-from linkage.mpc import unpack_bits
+from linkage.mpc import Dealer, Plan, unpack_bits
 from linkage_service.client import pki
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.cli import main as linkage_cli
 from linkage_service.client.demo import ServerProcess
-from linkage_service.client.shares import run_shares
+from linkage_service.client.shares import _material, run_shares
 from linkage_service.client.synthetic import DEFAULT_STAGES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -326,3 +326,44 @@ def test_a_peer_killed_mid_run_fails_the_run_and_stores_nothing(pki_dir, batches
         second.kill()
 
 
+
+
+def test_a_dealer_killed_mid_delivery_fails_the_run_and_stores_nothing(servers, linked):
+    """The dealer (the coordinator's client) dies while streaming server 1's corrections:
+    server 1 holds incomplete material, and the run fails clearly with nothing stored."""
+    first, second = servers
+    with first.client(first.coordinator_token, timeout=120) as client0, \
+            second.client(second.coordinator_token, timeout=120) as client1:
+        before = client0.report(PROJECT)["run"]
+        stub0 = spb_grpc.ShareServiceStub(client0._channel)
+        stub1 = spb_grpc.ShareServiceStub(client1._channel)
+        plan = client0._call(stub0.PlanShareRun, spb.PlanShareRunRequest(
+            project=PROJECT, threshold=THRESHOLD))
+        dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
+                   for p in plan.pairs]
+        client0._call(stub0.DeliverMaterial, _material(plan, 0, dealers))
+
+        sent, gone = threading.Semaphore(0), threading.Event()
+
+        def dies_midway():
+            for count, part in enumerate(_material(plan, 1, dealers)):
+                if count == 4:
+                    sent.release()
+                    gone.wait(30)  # the dealer hangs here until its call is gone
+                    return
+                yield part
+
+        delivery = stub1.DeliverMaterial.future(dies_midway(), metadata=client1._metadata,
+                                                timeout=60)
+        assert sent.acquire(timeout=30)
+        delivery.cancel()  # what the server sees of a killed dealer: the stream is cut
+        gone.set()
+        with pytest.raises(grpc.FutureCancelledError):
+            delivery.result()
+        with pytest.raises(grpc.RpcError) as failed:
+            for _ in client0._call(stub0.RunShares, spb.RunSharesRequest(run=plan.run)):
+                pass
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no complete dealer material" in failed.value.details()
+        assert "Nothing of this run was stored" in failed.value.details()
+        assert client0.report(PROJECT)["run"] == before
