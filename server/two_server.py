@@ -113,10 +113,10 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
         SchemaError, SecretError, BatchFormatError, ClkError, DuplicateRecordError: as for
             CLK uploads.
     """
+    project = check_header(store, identity, header)  # the caller's project first
     _this_role(role)
     if share != role:
         raise ShareModeError(f"This is server {role}; it takes share {role}, not share {share}.")
-    project = check_header(store, identity, header)
     require_share_role(store, project.id, project.name, role)
     _check_not_purged(project)
     if not _BATCH_ID.match(header.batch_id) or not _HEX64.match(header.content_hash):

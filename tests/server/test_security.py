@@ -19,6 +19,8 @@ from linkage_service.client.demo import ServerProcess
 from linkage_service.client.synthetic import DEFAULT_STAGES
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import linkage_pb2_grpc as pb_grpc
+from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 from linkage_service.server.auth import POLICY
 
 from ..conftest import write_token
@@ -64,21 +66,29 @@ def _channel(server: ServerProcess, name: str, role: str) -> grpc.Channel:
 
 
 def _every_method():
-    """(full name, service, method) of every RPC in the contract."""
-    for service in pb.DESCRIPTOR.services_by_name.values():
-        for method in service.methods:
-            yield f"/{service.full_name}/{method.name}", service, method
+    """(full name, service, method) of every RPC in the contract (both of its files)."""
+    for module in (pb, spb):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                yield f"/{service.full_name}/{method.name}", service, method
 
 
 def _call(channel, service, method, token: str | None, project: str):
-    request_class = getattr(pb, method.input_type.name)
+    module = spb if service.file.name.endswith("shares.proto") else pb
+    request_class = getattr(module, method.input_type.name)
     request = request_class()
-    if "project" in request_class.DESCRIPTOR.fields_by_name:
+    project_field = request_class.DESCRIPTOR.fields_by_name.get("project")
+    if project_field is not None and project_field.type == project_field.TYPE_STRING:
         # Allowed callers must not purge the shared project; the role check comes first.
         request.project = "no-such-project" if method.name == "PurgeProject" else project
     if method.input_type.name == "SubmitBatchRequest":
         request = iter([pb.SubmitBatchRequest(header=pb.BatchHeader(project=project))])
-    stub = getattr(pb_grpc, f"{service.name}Stub")(channel)
+    elif method.input_type.name == "SubmitSharesRequest":
+        request = iter([spb.SubmitSharesRequest(header=spb.ShareHeader(
+            batch=pb.BatchHeader(project=project)))])
+    elif method.client_streaming:
+        request = iter([request])
+    stub = getattr(spb_grpc if module is spb else pb_grpc, f"{service.name}Stub")(channel)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     call = getattr(stub, method.name)
     try:
@@ -102,7 +112,9 @@ def test_every_rpc_is_allowed_exactly_where_the_policy_says(tls_server, setup, c
     try:
         for full_name, service, method in _every_method():
             code = _call(channel, service, method, token, P1)
-            if token is None:
+            if service.name == "PeerService":  # the peer server's certificate, never a token
+                assert code == grpc.StatusCode.PERMISSION_DENIED, (full_name, caller, code)
+            elif token is None:
                 assert code == grpc.StatusCode.UNAUTHENTICATED, full_name
             elif role in POLICY[full_name] and caller != "agency of another project":
                 assert code not in DENIED, (full_name, caller, code)
