@@ -196,10 +196,10 @@ def _schema() -> str:
     return default_schema_text()
 
 
-def _stored_bytes(server: ServerProcess) -> bytes:
+def _stored_bytes(server: ServerProcess, module_store: str = "sqlite") -> bytes:
     """Everything the server's store holds, as bytes (SQLite files, or every row)."""
-    url = os.environ.get("LINKAGE_STORE") if server.store is None else server.store
-    if url and url.startswith("postgresql"):
+    url = module_store if server.store is None else server.store
+    if url.startswith("postgresql"):
         import psycopg
         out = bytearray()
         with psycopg.connect(url) as connection:
@@ -214,9 +214,9 @@ def _stored_bytes(server: ServerProcess) -> bytes:
     return b"".join(path.read_bytes() for path in server.data_dir.glob("linkage.sqlite3*"))
 
 
-def test_neither_server_stores_a_clk(servers, linked, batches):
+def test_neither_server_stores_a_clk(servers, linked, batches, module_store_spec):
     for server in servers:
-        stored = _stored_bytes(server)
+        stored = _stored_bytes(server, module_store_spec)
         assert len(stored) > 100_000  # the shares are there
         for agency in linked["agencies"]:
             batch = batches[agency]
