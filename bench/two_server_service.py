@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(dataset.exports)[:args.agencies]
     batches = {name: files.encode_export(schema, secret,
                                          dataset.exports[name].to_csv().encode("utf-8"),
-                                         dataset.exports[name].mapping_toml()).batch
+                                         dataset.exports[name].mapping_toml(),
+                                         case_key=name.encode("utf-8").ljust(32, b"#")).batch
                for name in names}
     pki_dir = base / "pki"
     pki.init_ca(pki_dir)

@@ -73,7 +73,8 @@ def purge_project(store: Store, project_name: str) -> tuple[int, int]:
             data before anything was learnt from it) or a run is in progress.
     """
     project = store.project(project_name)
-    if store.latest_run(project.id) is None:
+    # server 1 of a two-server project stores no runs (server 0 does): its shares may go
+    if store.latest_run(project.id) is None and store.share_role(project.id) != 1:
         raise RunStateError(f"Project {project_name!r} has never been linked, so there is "
                             "nothing to purge after: run it with 'linkage run', or, if it is "
                             "misconfigured, delete it with 'linkage project delete --project "
