@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from linkage.errors import InvalidRequestError
 from linkage.matching.candidates import CandidatePairs
 from linkage.matching.engine import decide
 from linkage.matching.review import needs_review
@@ -46,11 +47,13 @@ def group_hits(agency: np.ndarray, record_ids: Sequence[str], left: np.ndarray,
     Returns:
         The outcome (no CLK matrix exists: ``records.clks`` is zero bits wide).
     Raises:
-        ValueError: an ``auto`` threshold (two-server mode has no scores to choose from).
+        InvalidRequestError: an ``auto`` threshold (two-server mode has no scores to choose
+            from).
     """
     threshold = settings.requested
     if threshold is None:
-        raise ValueError("two-server grouping needs a numeric threshold")
+        raise InvalidRequestError("Two-server mode needs a numeric threshold: the servers see "
+                                  "no score to choose one from.")
     count = len(record_ids)
     agency = np.asarray(agency, np.int64)
     records = RunRecords(agency, list(record_ids), np.full(count, "person", dtype=object),

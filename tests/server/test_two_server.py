@@ -25,7 +25,7 @@ from linkage_service.client import pki
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.cli import main as linkage_cli
 from linkage_service.client.demo import ServerProcess
-from linkage_service.client.shares import _material, run_shares
+from linkage_service.client.shares import _material, run_shares, submit_shares
 from linkage_service.client.synthetic import DEFAULT_STAGES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -367,3 +367,18 @@ def test_a_dealer_killed_mid_delivery_fails_the_run_and_stores_nothing(servers, 
         assert "no complete dealer material" in failed.value.details()
         assert "Nothing of this run was stored" in failed.value.details()
         assert client0.report(PROJECT)["run"] == before
+
+
+def test_share_uploads_are_refused_on_a_normal_project(servers, batches):
+    first, second = servers
+    agencies = sorted(batches)[:2]
+    with first.client(first.coordinator_token, timeout=60) as coordinator:
+        tokens = coordinator.create_project("plain-here", _schema(), agencies,
+                                            list(DEFAULT_STAGES))
+    agency = agencies[0]
+    with first.client(tokens[agency], agency, "agency", timeout=60) as client0, \
+            second.client(tokens[agency], agency, "agency", timeout=60) as client1:
+        with pytest.raises(grpc.RpcError) as refused:
+            submit_shares(client0, client1, "plain-here", batches[agency])
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "normal (single-server) project" in refused.value.details()
