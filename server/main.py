@@ -188,6 +188,9 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         raise click.ClickException(str(error)) from None
     host = listen.rsplit(":", 1)[0]
     transport = "mutual TLS" if tls else "plaintext, loopback only"
+    if two_server_role is not None:
+        transport += f"; two-server mode, server {two_server_role}" + (
+            f", peer {peer}" if two_server_role == 0 else "")
     credential = data_dir / COORDINATOR_TOKEN_FILE
     where = (f"coordinator credential {credential}" if credential.exists() else
              f"no coordinator credential in {data_dir} (a restored backup: put the kept "
