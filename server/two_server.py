@@ -41,7 +41,7 @@ from linkage.mpc.prg import SEED_BYTES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 
 from .auth import Identity
-from .operations.common import _check_not_purged, _owned
+from .operations.common import _check_not_purged, _owned, _project_for
 from .operations.projects import create_project
 from .operations.runs import _batches_by_agency, _group_key_secret
 from .operations.uploads import MAX_RECORDS_PER_BATCH, BatchHeaderInfo, check_header
@@ -113,11 +113,12 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
         SchemaError, SecretError, BatchFormatError, ClkError, DuplicateRecordError: as for
             CLK uploads.
     """
-    project = check_header(store, identity, header)  # the caller's project first
+    project = _project_for(store, identity, header.project)  # the caller's project first
     _this_role(role)
     if share != role:
         raise ShareModeError(f"This is server {role}; it takes share {role}, not share {share}.")
     require_share_role(store, project.id, project.name, role)
+    check_header(store, identity, header)
     _check_not_purged(project)
     if not _BATCH_ID.match(header.batch_id) or not _HEX64.match(header.content_hash):
         raise InvalidRequestError("The batch id must be 'b-' and 16 hex digits, the content hash "
