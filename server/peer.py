@@ -92,6 +92,7 @@ class ShareSession:
     #: Server 0 only: every loaded record's agency id and record id, by position.
     record_agency: np.ndarray | None = None
     record_ids: list[str] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)
 
     def check_material(self) -> None:
         """Raises RunStateError unless the dealer delivered all of this server's material."""

@@ -238,7 +238,7 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
     link.agree(plan)
     sessions.add(ShareSession(0, plan, shares, positions,
                               record_agency=np.asarray(loaded.agency_ids, np.int64),
-                              record_ids=loaded.record_ids))
+                              record_ids=loaded.record_ids, batch_ids=loaded.batch_ids))
     return plan
 
 
@@ -366,6 +366,7 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
         raise
+    store.mark_compared(session.batch_ids)  # its groups name them: no withdrawing now
     return summary.replace(run=store.latest_run(project.id).number, reused=False)
 
 

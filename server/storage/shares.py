@@ -51,6 +51,7 @@ class ShareStore(Protocol):
                         content_hash: str, key_check: str, deduplicated: bool,
                         record_ids: Sequence[str], shares: Sequence[bytes]) -> None: ...
     def load_shares(self, project_id: int) -> ShareRecords: ...
+    def mark_compared(self, batch_ids: Sequence[str]) -> None: ...
 
 
 class ShareSql:
@@ -87,6 +88,12 @@ class ShareSql:
         except self._integrity_errors:
             raise AlreadyExistsError("This batch, or some of its record ids, is already stored "
                                      "for this agency; record ids must be unique.") from None
+
+    def mark_compared(self, batch_ids: Sequence[str]) -> None:
+        """A run used these batches: they can no longer be withdrawn (its groups name them)."""
+        with self._transaction() as db:
+            db.executemany("UPDATE batches SET compared = 1 WHERE id = ?",
+                           [(batch,) for batch in sorted(set(batch_ids))])
 
     def load_shares(self, project_id: int) -> ShareRecords:
         rows = self._query("SELECT s.agency_id, s.record_id, s.share, s.batch_id FROM "

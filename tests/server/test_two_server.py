@@ -4,6 +4,7 @@ a run whose groups equal a single-server run's; no server stores a CLK."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -87,6 +88,7 @@ def linked(servers, batches, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     agencies = sorted(batches)[:AGENCY_COUNT]
     coordinator = _coordinator_flags(first, second, tmp)
+    batch_ids: dict[str, str] = {}
     created = _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
                     "--tokens-dir", str(tmp / "tokens"), *coordinator])
     assert created.exit_code == 0, created.output
@@ -99,9 +101,11 @@ def linked(servers, batches, tmp_path_factory):
                           *_tls_flags(first, agency, "agency"), str(path)])
         assert submitted.exit_code == 0, submitted.output
         assert f'"records_accepted": {len(batches[agency])}' in submitted.output
+        batch_ids[agency] = json.loads(submitted.output.strip().splitlines()[-1])["batch"]
     ran = _cli(["run", "--project", PROJECT, "--threshold", THRESHOLD, *coordinator])
     assert ran.exit_code == 0, ran.output
-    return {"agencies": agencies, "tmp": tmp, "coordinator": coordinator, "run": ran.output}
+    return {"agencies": agencies, "tmp": tmp, "coordinator": coordinator, "run": ran.output,
+            "batches": batch_ids}
 
 
 def _groups(address: str, tokens: dict[str, str], tls: dict) -> set[frozenset]:
@@ -254,8 +258,12 @@ def test_clk_uploads_and_runs_are_refused_on_a_two_server_project(servers, linke
     with first.client(first.coordinator_token, timeout=60) as coordinator:
         with pytest.raises(grpc.RpcError) as refused:
             coordinator.run(PROJECT, THRESHOLD)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "--server-1" in refused.value.details()
+        with pytest.raises(grpc.RpcError) as refused:  # a run used it: its groups name it
+            coordinator.withdraw_batch(PROJECT, linked["batches"][agency], role="coordinator")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "--server-1" in refused.value.details()
+    assert "was compared in a linkage run" in refused.value.details()
     auto = _cli(["run", "--project", PROJECT, "--threshold", "auto", *linked["coordinator"]])
     assert auto.exit_code == 1
     assert "needs a numeric threshold" in auto.output
