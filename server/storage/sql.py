@@ -741,6 +741,18 @@ class SqlStore(ShareSql):
 
     # -- the service's invariants, for --check ------------------------------------------------
 
+    def _check_share_batch(self, batch_id, expected, stored_hash, purged) -> list[str]:
+        """A two-server batch: its shares match its count and hash (none remain if purged)."""
+        rows = self._query("SELECT record_id, share FROM share_records WHERE batch_id = ? "
+                           "ORDER BY position", (batch_id,))
+        if purged:
+            return [f"batch {batch_id}: its project was purged but shares remain"] if rows else []
+        if len(rows) != expected:
+            return [f"batch {batch_id}: {len(rows)} shares stored, {expected} committed"]
+        if content_hash([r[0] for r in rows], [bytes(r[1]) for r in rows]) != stored_hash:
+            return [f"batch {batch_id}: shares do not match the batch's hash"]
+        return []
+
     def _check_invariants(self, audit: Iterator[AuditEntry] | None
                           ) -> tuple[list[str], list[str]]:
         """What ``check`` verifies on every backend: batches match their content hash (or
@@ -748,9 +760,13 @@ class SqlStore(ShareSql):
         have their members, the audit chain is unbroken. Returns (problems, notes)."""
         problems: list[str] = []
         notes: list[str] = []
-        for batch_id, expected, stored_hash, with_attributes, purged in self._query(
-                "SELECT b.id, b.record_count, b.content_hash, b.has_attributes, p.purged_at "
+        for batch_id, expected, stored_hash, with_attributes, purged, share_role in self._query(
+                "SELECT b.id, b.record_count, b.content_hash, b.has_attributes, p.purged_at, "
+                "(SELECT s.role FROM share_projects s WHERE s.project_id = p.id) "
                 "FROM batches b JOIN projects p ON p.id = b.project_id ORDER BY b.id"):
+            if share_role is not None:
+                problems.extend(self._check_share_batch(batch_id, expected, stored_hash, purged))
+                continue
             rows = self._query("SELECT record_id, clk, entity_type, case_ref, stage FROM records "
                                "WHERE batch_id = ? ORDER BY id", (batch_id,))
             attributes = [RecordAttributes(*r[2:]) for r in rows] if with_attributes else None

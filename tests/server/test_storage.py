@@ -298,3 +298,30 @@ def test_the_storage_package_exports_a_sorted_public_surface():
 
     assert storage.__all__ == sorted(storage.__all__)
     assert all(hasattr(storage, name) for name in storage.__all__)
+
+
+def test_share_batches_of_a_two_server_project(store):
+    """Two-server mode: shares in their own table, in (agency, record id) order, checked
+    against the batch hash, removed by a purge."""
+    project = store.create_project("shared", "{}", "f" * 64, 64, [("a", "1" * 64),
+                                                                  ("b", "2" * 64)])
+    assert store.share_role(project.id) is None
+    store.set_share_role(project.id, 1)
+    assert store.share_role(project.id) == 1
+    a, b = store.agencies(project.id)
+    ids, shares = ["r2", "r1"], [b"\x01" * 256, b"\x02" * 256]
+    store.add_share_batch(project.id, a.id, "b-00000000000000a1", content_hash(ids, shares),
+                          "k", True, ids, shares)
+    other = [b"\x03" * 256]
+    store.add_share_batch(project.id, b.id, "b-00000000000000b1", content_hash(["q"], other),
+                          "k", False, ["q"], other)
+    loaded = store.load_shares(project.id)
+    assert loaded.record_ids == ["r1", "r2", "q"] and loaded.shares[0] == b"\x02" * 256
+    assert store.deduplicated_agencies(project.id) == {a.id}
+    assert store.check()[0] == []
+    with pytest.raises(AlreadyExistsError):
+        store.add_share_batch(project.id, a.id, "b-00000000000000a2", "0" * 64, "k", False,
+                              ["r1"], [b"\x04" * 256])
+    store.purge_project(project.id)
+    assert store.load_shares(project.id).record_ids == []
+    assert store.check()[0] == []
