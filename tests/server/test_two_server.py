@@ -123,15 +123,17 @@ def _plaintext_groups(batches, agencies, *, tie: bool) -> set[frozenset]:
     run groups deduplicated agencies: by score (a normal run) or all tied at the threshold
     (what two-server mode knows)."""
     members, owners, lefts, rights, scores = [], [], [], [], []
-    offsets = {}
+    offsets, clks = {}, {}
     for index, agency in enumerate(agencies):
+        # the servers' positions: agencies in project order, records by record id
+        order = sorted(range(len(batches[agency])), key=batches[agency].record_ids.__getitem__)
         offsets[agency] = len(members)
-        members += [(agency, r) for r in batches[agency].record_ids]
-        owners += [index] * len(batches[agency])
+        members += [(agency, batches[agency].record_ids[i]) for i in order]
+        owners += [index] * len(order)
+        clks[agency] = batches[agency].clks[order]
     for i, left in enumerate(agencies):
         for right in agencies[i + 1:]:
-            found = dice_candidates_native(batches[left].clks, batches[right].clks,
-                                           float(THRESHOLD))
+            found = dice_candidates_native(clks[left], clks[right], float(THRESHOLD))
             lefts.append(found.left + offsets[left])
             rights.append(found.right + offsets[right])
             scores.append(np.full(len(found), float(THRESHOLD)) if tie else found.score)
