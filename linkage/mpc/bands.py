@@ -1,0 +1,171 @@
+"""K thresholds on shares: an opened histogram of Dice bands, and a band for linked pairs only.
+
+For thresholds ``t_1 < ... < t_K`` each server computes, per pair, its share of
+``|A n B|`` once (as ``protocol``) and K comparison values ``z_k = 2 q_k c - p_k s``; the
+masked comparison runs on all K at once (stacked arrays, the same 7 rounds), giving XOR
+shares of ``b_k = [Dice >= t_k]``. Nothing per pair is opened there. Then:
+
+1. **Histogram** (opened): each ``b_k`` becomes an additive share with a daBit ``d``
+   (XOR and additive shares of one uniform bit): ``e = b xor d`` is opened (uniform, since
+   ``d`` is), and ``b = e + (1 - 2e) d`` is linear in the additive shares of ``d``. Each
+   server sums its shares over all pairs and only the K sums are opened: the number of pairs
+   at or above each threshold, hence the count per band, and nothing about any one pair.
+2. **The linking threshold** is chosen from the histogram by a public rule both servers
+   run (``choose``, e.g. the ``auto`` score model): an index ``L``.
+3. **Hits**: ``b_L`` is opened for every pair (the hit graph, as ``protocol``).
+4. **Bands of hits only**: ``b_k`` for ``k > L`` is opened for the hit pairs alone, so a
+   linked pair's band (``t_band <= Dice < t_band+1``) is known and non-linked pairs
+   reveal nothing beyond the count in step 1.
+
+The decisions are the kernel's float tests (each ``t_k`` a ``RationalThreshold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidRequestError
+from .band_dealer import BandMaterial
+from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
+from .ring import RightOperand
+
+__all__ = ["BandHits", "BandThresholds", "band_thresholds", "bands_party"]
+
+BandProtocol = Generator[np.ndarray, np.ndarray, "BandHits"]
+
+
+@dataclass(frozen=True)
+class BandThresholds:
+    """Strictly increasing thresholds, each decided exactly as the kernel's float test."""
+
+    thresholds: tuple[RationalThreshold, ...]
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The thresholds as floats (the lower edge of each band)."""
+        return np.array([t.threshold for t in self.thresholds], np.float64)
+
+    def __len__(self) -> int:
+        return len(self.thresholds)
+
+
+def band_thresholds(thresholds: Sequence[float], clk_bits: int) -> BandThresholds:
+    """Check and convert band edges (see ``rational_threshold`` for each).
+
+    Raises:
+        InvalidRequestError: fewer than one or more than 64 thresholds, not strictly
+            increasing, or one that ``rational_threshold`` refuses.
+    """
+    values = list(thresholds)
+    if not 1 <= len(values) <= 64:
+        raise InvalidRequestError(f"bands need 1 to 64 thresholds, not {len(values)}")
+    rationals = tuple(rational_threshold(value, clk_bits) for value in values)
+    if any(b.threshold <= a.threshold for a, b in zip(rationals, rationals[1:])):
+        raise InvalidRequestError(f"band thresholds must be strictly increasing: {values}")
+    return BandThresholds(rationals)
+
+
+@dataclass(frozen=True)
+class BandHits:
+    """The opened results of one band run.
+
+    ``at_least[k]``: pairs with Dice >= ``edges[k]`` (the histogram, cumulative);
+    ``link``: the index of the linking threshold chosen; ``left``/``right``: the pairs at or
+    above it (left row, then right row); ``band``: each hit's band index (>= ``link``).
+    """
+
+    edges: np.ndarray
+    pairs: int
+    at_least: np.ndarray
+    link: int
+    left: np.ndarray
+    right: np.ndarray
+    band: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pairs per band: ``[edges[k], edges[k+1])``, the last band up to 1 inclusive."""
+        return self.at_least - np.append(self.at_least[1:], 0)
+
+    @property
+    def score(self) -> np.ndarray:
+        """Each hit's band's lower edge: a coarse score (for ordering, 1-to-1, confidence)."""
+        return self.edges[self.band]
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+
+def bands_party(party: int, left: np.ndarray, right: np.ndarray, bands: BandThresholds,
+                material: BandMaterial, choose: Callable[[np.ndarray], int]) -> BandProtocol:
+    """One server's side of the band protocol (see the module docstring), as a generator.
+
+    Args:
+        party: 0 or 1, matching ``material``.
+        left, right: this server's shares of the CLK bits (``uint32``, records x bits).
+        bands: from ``band_thresholds`` (both servers the same).
+        material: this server's ``BandMaterial`` for the plan and ``len(bands)``.
+        choose: the public rule from the opened cumulative counts (``at_least``) to the index
+            of the linking threshold; both servers must use the same.
+    Returns (as the generator's value):
+        ``BandHits``.
+    Raises:
+        InvalidRequestError: shares, material or thresholds do not fit, or ``choose``
+            returns no valid index.
+    """
+    plan = material.plan
+    k = len(bands)
+    if party != material.party:
+        raise InvalidRequestError(f"party {party} was given server {material.party}'s material")
+    if material.thresholds != k:
+        raise InvalidRequestError(f"material is for {material.thresholds} thresholds, the "
+                                  f"bands have {k}")
+    if plan.pairs >= 1 << 32:
+        raise InvalidRequestError("more than 2^32 pairs in one plan: split it")
+    _check_shares("left", left, plan.left_rows, plan.clk_bits)
+    _check_shares("right", right, plan.right_rows, plan.clk_bits)
+    mask_left, mask_right = material.masks()
+    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
+    opened = mine + (yield mine)
+    open_left = opened[:left.size].reshape(left.shape)
+    open_right = opened[left.size:].reshape(right.shape)
+    right_term = RightOperand(np.hstack([mask_right + open_right if party == 0 else mask_right,
+                                         open_right]))
+    pop_left = left.sum(axis=1, dtype=np.uint32)
+    pop_right = right.sum(axis=1, dtype=np.uint32)
+    twice_q = np.array([2 * t.denominator for t in bands.thresholds], np.uint32)[:, None, None]
+    p = np.array([t.numerator for t in bands.thresholds], np.uint32)[:, None, None]
+    sums = np.zeros(k, np.uint32)
+    bit_shares = []  # per block: K x pairs uint8, kept for steps 3 and 4
+    for index, (lo, hi) in enumerate(plan.blocks()):
+        block = material.block(index)
+        common = block.comparison.product + right_term.times(
+            np.hstack([open_left[lo:hi], mask_left[lo:hi]]))
+        value = twice_q * common[None] - p * (pop_left[lo:hi, None] + pop_right[None, :])[None]
+        at_least = yield from _non_negative(party, value, block.comparison)
+        mine_e = np.packbits(at_least ^ block.dabit_bits, axis=None)
+        e = np.unpackbits(mine_e ^ (yield mine_e), count=at_least.size).reshape(at_least.shape)
+        e = e.astype(np.uint32)
+        arithmetic = (np.uint32(1) - np.uint32(2) * e) * block.dabit
+        if party == 0:
+            arithmetic = arithmetic + e
+        sums += arithmetic.reshape(k, -1).sum(axis=1, dtype=np.uint32)
+        bit_shares.append(at_least.reshape(k, -1))
+    at_least_counts = (sums + (yield sums)).astype(np.int64)
+    link = choose(at_least_counts.copy())
+    if not isinstance(link, (int, np.integer)) or not 0 <= int(link) < k:
+        raise InvalidRequestError(f"the threshold rule chose {link!r}, not an index below {k}")
+    link = int(link)
+    shares = np.concatenate(bit_shares, axis=1)  # K x all pairs, in (left, right) order
+    mine_hits = np.packbits(shares[link])
+    hits = np.flatnonzero(np.unpackbits(mine_hits ^ (yield mine_hits), count=plan.pairs))
+    above = shares[link + 1:, hits]
+    mine_above = np.packbits(above, axis=None)
+    opened_above = np.unpackbits(mine_above ^ (yield mine_above), count=above.size)
+    band = link + opened_above.reshape(above.shape).sum(axis=0, dtype=np.int64)
+    return BandHits(bands.edges, plan.pairs, at_least_counts, link,
+                    (hits // plan.right_rows).astype(np.int64),
+                    (hits % plan.right_rows).astype(np.int64), band.astype(np.int64))
