@@ -13,8 +13,9 @@ Pure functions and generators, arrays in and arrays out; the transport is at the
 See docs/privacy.md ("Two-server mode") for the trust assumptions and the measurements.
 """
 
-from .band_dealer import BandCorrection, BandDealer, BandMaterial, band_plan
-from .bands import BandHits, BandThresholds, band_thresholds, bands_party
+from .band_dealer import (BandCorrection, BandDealer, BandMaterial, HitCorrection, HitDealer,
+                          band_plan, hit_material)
+from .bands import BandHits, BandThresholds, band_thresholds, bands_party, hits_party
 from .dealer import AND_ROUNDS, BlockMaterial, Correction, Dealer, PartyMaterial, Plan
 from .protocol import HitPairs, RationalThreshold, rational_threshold, run_locally, threshold_party
 from .ring import RING_BITS, RightOperand, matmul_mod, reconstruct, split_clks, unpack_bits
@@ -29,6 +30,8 @@ __all__ = [
     "BlockMaterial",
     "Correction",
     "Dealer",
+    "HitCorrection",
+    "HitDealer",
     "HitPairs",
     "PartyMaterial",
     "Plan",
@@ -38,6 +41,8 @@ __all__ = [
     "band_plan",
     "band_thresholds",
     "bands_party",
+    "hit_material",
+    "hits_party",
     "matmul_mod",
     "rational_threshold",
     "reconstruct",

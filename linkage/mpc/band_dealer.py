@@ -23,7 +23,8 @@ from .dealer import AND_ROUNDS, BlockMaterial, Plan, _masks
 from .prg import new_seed, random_words
 from .ring import RightOperand
 
-__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "band_plan"]
+__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "HitCorrection",
+           "HitDealer", "band_plan", "hit_material"]
 
 _WORDS_PER_BLOCK = 1 << 18  # pairs x thresholds per block: bounds the material in memory
 
@@ -143,3 +144,70 @@ class BandMaterial:
                           and_product=correction.and_product, dabit=correction.dabit)
         dabit_bits, dabit = seeded.pop("dabit_bits"), seeded.pop("dabit")
         return BandBlock(BlockMaterial(**seeded), dabit_bits, dabit)
+
+
+@dataclass(frozen=True)
+class HitCorrection:
+    """Server 1's corrections for comparisons on ``count`` hit pairs at K thresholds."""
+
+    mask_bits: np.ndarray    # K x count, uint32
+    and_product: np.ndarray  # AND_ROUNDS x K x count, uint64
+
+    @property
+    def nbytes(self) -> int:
+        return self.mask_bits.nbytes + self.and_product.nbytes
+
+
+def _hit_seeded(seed: bytes, count: int, thresholds: int, *, full: bool) -> dict:
+    shape = (thresholds, count)
+    rounds = (AND_ROUNDS, *shape)
+    out = {"mask": random_words(seed, "hit r", shape, np.uint32),
+           "and_a": random_words(seed, "hit and a", rounds, np.uint64),
+           "and_b": random_words(seed, "hit and b", rounds, np.uint64)}
+    if full:
+        out["mask_bits"] = random_words(seed, "hit r bits", shape, np.uint32)
+        out["and_product"] = random_words(seed, "hit and c", rounds, np.uint64)
+    return out
+
+
+class HitDealer:
+    """Comparison material for the hit pairs alone, made once their number is known.
+
+    After the hit graph at the linking threshold is open, both servers know how many hits
+    there are (nothing more than the graph); the dealer then makes K comparisons for each,
+    with fresh seeds, so only hits pay for their bands.
+    """
+
+    def __init__(self, count: int, thresholds: int, seeds: tuple[bytes, bytes] | None = None):
+        if not isinstance(count, int) or count < 0 or not isinstance(thresholds, int) \
+                or thresholds < 0:
+            raise InvalidRequestError("hit dealer: count and thresholds must be integers >= 0")
+        self.count, self.thresholds = count, thresholds
+        self.seeds = seeds or (new_seed(), new_seed())
+
+    def correction(self) -> HitCorrection:
+        """Server 1's correction (one message)."""
+        first = _hit_seeded(self.seeds[0], self.count, self.thresholds, full=True)
+        second = _hit_seeded(self.seeds[1], self.count, self.thresholds, full=False)
+        anded = (first["and_a"] ^ second["and_a"]) & (first["and_b"] ^ second["and_b"])
+        return HitCorrection((first["mask"] + second["mask"]) ^ first["mask_bits"],
+                             anded ^ first["and_product"])
+
+
+def hit_material(party: int, count: int, thresholds: int, seed: bytes,
+                 correction: HitCorrection | None = None) -> BlockMaterial:
+    """One server's comparison material for ``count`` hits x ``thresholds`` (no product).
+
+    Raises:
+        InvalidRequestError: a correction for server 0, none for server 1, or of the wrong
+            shape.
+    """
+    if (party == 1) != (correction is not None):
+        raise InvalidRequestError("server 1, and only server 1, needs the dealer's corrections")
+    seeded = _hit_seeded(seed, count, thresholds, full=party == 0)
+    if party == 1:
+        if correction.mask_bits.shape != (thresholds, count):
+            raise InvalidRequestError(f"hit correction has shape {correction.mask_bits.shape}, "
+                                      f"expected {(thresholds, count)}")
+        seeded.update(mask_bits=correction.mask_bits, and_product=correction.and_product)
+    return BlockMaterial(product=np.zeros(0, np.uint32), **seeded)

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from linkage.errors import InvalidRequestError
 from linkage.matching.candidates import candidates_reference
 from linkage.matching.kernel import dice_candidates_native
-from linkage.mpc import (AND_ROUNDS, BandDealer, BandMaterial, band_plan, band_thresholds,
-                         bands_party, run_locally, split_clks)
+from linkage.mpc import (AND_ROUNDS, BandDealer, BandMaterial, Dealer, HitDealer, PartyMaterial,
+                         Plan, band_plan, band_thresholds, bands_party, hit_material, hits_party,
+                         run_locally, split_clks)
 
 EDGES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 
@@ -197,3 +198,68 @@ def test_bands_equal_the_reference_on_any_small_input(n, m, seed, block_rows, li
     expected = {pair: int(np.searchsorted(edges, s, side="right") - 1)
                 for pair, s in score.items() if s >= edges[link]}
     assert dict(zip(zip(out.left.tolist(), out.right.tolist()), out.band.tolist())) == expected
+
+
+def _run_hits(left, right, edges, link, *, block_rows=0):
+    """The sampled design's second half: the hit graph at ``edges[link]``, bands of hits."""
+    bits = left.shape[1] * 64
+    bands = band_thresholds(edges, bits)
+    plan = Plan(left.shape[0], right.shape[0], bits, block_rows=block_rows)
+    dealer = Dealer(plan)
+    l0, l1 = split_clks(left, bits)
+    r0, r1 = split_clks(right, bits)
+    hit_dealers = []
+
+    def material_for(party):
+        def make(count):
+            if party == 0:
+                hit_dealers.append(HitDealer(count, len(edges) - link - 1))
+                return hit_material(0, count, len(edges) - link - 1, hit_dealers[0].seeds[0])
+            return hit_material(1, count, len(edges) - link - 1, hit_dealers[0].seeds[1],
+                                hit_dealers[0].correction())
+        return make
+
+    first = hits_party(0, l0, r0, bands, link, PartyMaterial(0, plan, dealer.seeds[0]),
+                       material_for(0))
+    second = hits_party(1, l1, r1, bands, link,
+                        PartyMaterial(1, plan, dealer.seeds[1], dealer.corrections()),
+                        material_for(1))
+    out0, out1, sent = run_locally(first, second)
+    for name in ("at_least", "left", "right", "band"):
+        assert np.array_equal(getattr(out0, name), getattr(out1, name))
+    return out0, sent
+
+
+@pytest.mark.parametrize("link", [0, 2, 5])
+def test_hit_bands_on_hits_alone_equal_the_kernels(link):
+    rng = np.random.default_rng(20 + link)
+    left, right = _related(rng, 50, 45, 1024, noise=rng.uniform(0, 0.35, 45))
+    out, sent = _run_hits(left, right, EDGES, link, block_rows=9)
+    at_least, ref_left, ref_right, ref_band = _reference(left, right, EDGES, link)
+    assert np.array_equal(out.left, ref_left) and np.array_equal(out.right, ref_right)
+    assert np.array_equal(out.band, ref_band)
+    assert np.array_equal(out.at_least[link:], at_least[link:])
+    assert (out.at_least[:link] == -1).all()
+    assert np.unique(out.band).size >= min(3, len(EDGES) - link)
+    # Only the hits pay for the upper bands: per hit 4 + 5 x 16 B per threshold above.
+    pairs, higher = 50 * 45, len(EDGES) - link - 1
+    hit_bits = sum(-(-rows * 45 // 8) for rows in (9, 9, 9, 9, 9, 5))  # per block
+    assert sent == (95 * 4 * 1024 + pairs * (4 + AND_ROUNDS * 16) + hit_bits
+                    + len(out) * higher * (4 + AND_ROUNDS * 16) + -(-len(out) * higher // 8))
+
+
+def test_hit_bands_at_every_edge_and_a_wrong_link_is_refused():
+    rng = np.random.default_rng(8)
+    left, right = _related(rng, 12, 10, 64, noise=rng.uniform(0, 0.3, 10))
+    out, _ = _run_hits(left, right, (0.3, 0.5, 0.6, 0.75), 1, block_rows=5)
+    reference = candidates_reference(left, right, 0.5)
+    assert sorted(zip(out.left.tolist(), out.right.tolist())) == \
+        sorted(zip(reference.left.tolist(), reference.right.tolist()))
+    bands = band_thresholds(EDGES, 64)
+    plan = Plan(3, 3, 64)
+    material = PartyMaterial(0, plan, Dealer(plan).seeds[0])
+    with pytest.raises(InvalidRequestError, match="link 6"):
+        next(hits_party(0, np.zeros((3, 64), np.uint32), np.zeros((3, 64), np.uint32), bands, 6,
+                        material, None))
+    with pytest.raises(InvalidRequestError, match="only server 1"):
+        hit_material(1, 3, 2, bytes(32))
