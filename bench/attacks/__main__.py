@@ -8,6 +8,7 @@
     python -m bench.attacks table --only none "shipped: balancing+blip(eps=4)" --sizes 2000
     python -m bench.attacks shared --records 1000 2000   # secret-shared Dice, cost
     python -m bench.attacks learned --records 2000       # attacks on a two-server server's view
+    python -m bench.attacks banded --dataset febrl4      # auto and 1-to-1 on Dice bands
     python -m bench.attacks table --render a.json b.json --quality-cache q.json
 """
 
@@ -90,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--records", type=int, nargs="+", default=[1000, 2000])
     sub.add_argument("--bits", type=int, default=1024)
     sub.add_argument("--runs", type=int, default=3)
+    sub = commands.add_parser("banded", help="auto and 1-to-1 in two-server mode: Dice bands "
+                              "on shares, cost and quality")
+    from .banded import add_arguments
+    add_arguments(sub)
     args = parser.parse_args(argv)
+    if args.command == "banded":
+        from . import banded
+        return banded.main(args)
     if args.command == "shared":
         from . import secret_shared
         return secret_shared.main(args)
