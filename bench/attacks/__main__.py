@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--seeds", type=int, nargs="+", default=[0, 50])
     sub.add_argument("--hardening", default="{}", help="the schema's hardening section, JSON")
     sub.add_argument("--skip-baseline", action="store_true")
+    sub.add_argument("--bands", type=float, default=0.0, metavar="SAMPLE",
+                     help="also attack the banded graph auto opens (histogram on this share)")
+    sub.add_argument("--bands-only", action="store_true", help="only the banded graph attacks")
     sub.add_argument("--json", help="also write every figure to this file")
     sub = commands.add_parser("shared", help="cost of two-server mode (the whole protocol, "
                               "one process)")

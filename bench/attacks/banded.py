@@ -34,7 +34,7 @@ from linkage.mpc import (BandDealer, BandHits, BandMaterial, Dealer, HitDealer, 
                          Plan, band_plan, band_thresholds, bands_party, hit_material, hits_party,
                          rational_threshold, run_locally, split_clks, threshold_party)
 
-__all__ = ["DEFAULT_EDGES", "BandedRun", "banded_link", "banded_reference", "main",
+__all__ = ["DEFAULT_EDGES", "BandedRun", "banded_link", "banded_reference", "hit_edges", "main",
            "one_to_one"]
 
 #: Band edges: coarse in the non-match tail, fine where FEBRL4's and the generator's best
@@ -86,10 +86,23 @@ def _histogram(l0, l1, r0, r1, bits, bands, rows):
         sum(c.nbytes for c in corrections)
 
 
+def hit_edges(edges, link: int, step: float) -> np.ndarray:
+    """The histogram's edges up to the link, then a grid of ``step`` above it (hits only)."""
+    edges = np.asarray(edges, np.float64)
+    if not step:
+        return edges
+    grid = np.round(np.arange(edges[link], 1.0 - 1e-9, step), 4)
+    return np.unique(np.concatenate([edges, grid]))
+
+
 def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
                 edges=DEFAULT_EDGES, *, sample: float = 0.05, sample_seed: int = 0,
-                full: bool = False) -> BandedRun:
-    """Link two agencies' CLKs on shares with ``auto`` on bands (see the module docstring)."""
+                full: bool = False, hit_step: float = 0.0) -> BandedRun:
+    """Link two agencies' CLKs on shares with ``auto`` on bands (see the module docstring).
+
+    ``hit_step``: in the sampled design, the hits' bands are also split every ``hit_step``
+    above the link (they cost per hit, not per pair); 0 keeps the histogram's edges.
+    """
     bands = band_thresholds(edges, clk_bits)
     l0, l1 = split_clks(left, clk_bits)
     r0, r1 = split_clks(right, clk_bits)
@@ -120,6 +133,9 @@ def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
     histogram, online_h, dealer_h, sent_h, dealer_bytes_h = _histogram(l0, l1, r0, r1, clk_bits,
                                                                        bands, rows)
     link, reason = _link_index(bands.edges, histogram.at_least)
+    threshold = float(bands.edges[link])
+    bands = band_thresholds(hit_edges(bands.edges, link, hit_step), clk_bits)
+    link = int(np.flatnonzero(bands.edges == threshold)[0])
     plan = Plan(left.shape[0], right.shape[0], clk_bits)
     started = time.perf_counter()
     dealer = Dealer(plan)
@@ -152,13 +168,17 @@ def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
                      dealer_s, sent + sent_h, dealer_bytes)
 
 
-def banded_reference(left: np.ndarray, right: np.ndarray, edges, sample_rows: np.ndarray
-                     ) -> tuple[np.ndarray, int, CandidatePairs, np.ndarray]:
-    """The same opened values from the plaintext kernel: sample histogram, link, hits, bands."""
+def banded_reference(left: np.ndarray, right: np.ndarray, edges, sample_rows: np.ndarray,
+                     hit_step: float = 0.0) -> tuple[np.ndarray, int, CandidatePairs, np.ndarray]:
+    """The same opened values from the plaintext kernel: sample histogram, link, hits, bands
+    (``link`` and ``band`` index the hit edges, see ``hit_edges``)."""
     edges = np.asarray(edges, np.float64)
     sampled = dice_candidates_native(left[sample_rows], right, float(edges[0]))
     at_least = np.array([(sampled.score >= edge).sum() for edge in edges])
     link, _ = _link_index(edges, at_least)
+    threshold = edges[link]
+    edges = hit_edges(edges, link, hit_step)
+    link = int(np.flatnonzero(edges == threshold)[0])
     pairs = dice_candidates_native(left, right, float(edges[link]))
     order = np.lexsort((pairs.right, pairs.left))
     pairs = CandidatePairs(pairs.left[order], pairs.right[order], pairs.score[order])
@@ -194,8 +214,9 @@ def _single(left, right, bits, threshold):
     return hits, (time.perf_counter() - started) / 2, sent, sum(c.nbytes for c in corrections)
 
 
-def _check(run: BandedRun, left, right, edges) -> None:
-    at_least, link, pairs, band = banded_reference(left, right, edges, run.sample_rows)
+def _check(run: BandedRun, left, right, edges, hit_step) -> None:
+    at_least, link, pairs, band = banded_reference(left, right, edges, run.sample_rows,
+                                                   hit_step)
     hits = run.hits
     if not (np.array_equal(run.sample_at_least, at_least) and hits.link == link
             and np.array_equal(hits.left, pairs.left) and np.array_equal(hits.right, pairs.right)
@@ -221,22 +242,26 @@ def main(args) -> int:
     rows = []
     for run in range(args.runs):
         banded = banded_link(left, right, bits, args.edges, sample=args.sample,
-                             sample_seed=run, full=args.full)
-        _check(banded, left, right, args.edges)
+                             sample_seed=run, full=args.full, hit_step=args.hit_step)
+        _check(banded, left, right, args.edges, 0.0 if args.full else args.hit_step)
         pairs = left.shape[0] * right.shape[0]
         hits = banded.hits
         at_threshold = _quality(data, keep, a_rows, b_rows, hits.left, hits.right)
         kept = one_to_one(hits.left, hits.right, hits.score, left.shape[0], right.shape[0])
         linked = _quality(data, keep, a_rows, b_rows, *kept)
-        single_hits, single_s, single_sent, single_dealer = _single(left, right, bits,
-                                                                    banded.threshold)
-        if not (np.array_equal(single_hits.left, hits.left)
-                and np.array_equal(single_hits.right, hits.right)):
-            raise AssertionError("the single-threshold run found other pairs")
+        if args.skip_single:
+            single_s, single_sent, single_dealer = float("nan"), 0, 0
+        else:
+            single_hits, single_s, single_sent, single_dealer = _single(left, right, bits,
+                                                                        banded.threshold)
+            if not (np.array_equal(single_hits.left, hits.left)
+                    and np.array_equal(single_hits.right, hits.right)):
+                raise AssertionError("the single-threshold run found other pairs")
         started = time.perf_counter()
         dice_candidates_native(left, right, banded.threshold)
         kernel_s = time.perf_counter() - started
         row = {"run": run, "design": "full" if args.full else f"sampled {args.sample}",
+               "hit_step": 0.0 if args.full else args.hit_step,
                "pairs": pairs, "thresholds": len(args.edges), "auto_threshold": banded.threshold,
                "hits": len(hits), "equal_to_kernel": True,
                "f1_at_threshold": at_threshold.f1, "f1_one_to_one": linked.f1,
@@ -275,6 +300,10 @@ def add_arguments(sub) -> None:
     sub.add_argument("--sample", type=float, default=0.05,
                      help="share of left records the histogram is computed on")
     sub.add_argument("--full", action="store_true", help="the histogram on every pair")
+    sub.add_argument("--hit-step", type=float, default=0.0,
+                     help="also split the hits' bands every STEP above the link (sampled)")
     sub.add_argument("--edges", type=float, nargs="+", default=list(DEFAULT_EDGES))
     sub.add_argument("--hardening", help="replace the shipped schema's hardening (JSON)")
+    sub.add_argument("--skip-single", action="store_true",
+                     help="do not also run the single-threshold mode (its cost figures: nan)")
     sub.add_argument("--json", help="also write every figure to this file")
