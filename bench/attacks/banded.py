@@ -169,9 +169,10 @@ def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
 
 
 def banded_reference(left: np.ndarray, right: np.ndarray, edges, sample_rows: np.ndarray,
-                     hit_step: float = 0.0) -> tuple[np.ndarray, int, CandidatePairs, np.ndarray]:
-    """The same opened values from the plaintext kernel: sample histogram, link, hits, bands
-    (``link`` and ``band`` index the hit edges, see ``hit_edges``)."""
+                     hit_step: float = 0.0
+                     ) -> tuple[np.ndarray, int, CandidatePairs, np.ndarray, np.ndarray]:
+    """The same opened values from the plaintext kernel: sample histogram, link, hits, bands,
+    and the hit edges ``link`` and ``band`` index (see ``hit_edges``)."""
     edges = np.asarray(edges, np.float64)
     sampled = dice_candidates_native(left[sample_rows], right, float(edges[0]))
     at_least = np.array([(sampled.score >= edge).sum() for edge in edges])
@@ -183,7 +184,7 @@ def banded_reference(left: np.ndarray, right: np.ndarray, edges, sample_rows: np
     order = np.lexsort((pairs.right, pairs.left))
     pairs = CandidatePairs(pairs.left[order], pairs.right[order], pairs.score[order])
     band = np.searchsorted(edges, pairs.score, side="right") - 1
-    return at_least, link, pairs, band
+    return at_least, link, pairs, band, edges
 
 
 def one_to_one(left: np.ndarray, right: np.ndarray, score: np.ndarray, left_rows: int,
@@ -215,8 +216,8 @@ def _single(left, right, bits, threshold):
 
 
 def _check(run: BandedRun, left, right, edges, hit_step) -> None:
-    at_least, link, pairs, band = banded_reference(left, right, edges, run.sample_rows,
-                                                   hit_step)
+    at_least, link, pairs, band, _ = banded_reference(left, right, edges, run.sample_rows,
+                                                      hit_step)
     hits = run.hits
     if not (np.array_equal(run.sample_at_least, at_least) and hits.link == link
             and np.array_equal(hits.left, pairs.left) and np.array_equal(hits.right, pairs.right)
@@ -239,6 +240,8 @@ def main(args) -> int:
     left, right = clks[a_rows], clks[b_rows]
     bits = schema.clk_bits
     dice_candidates_native(left[:64], right[:64], 0.5)  # compiled before timing
+    if args.reference_sweep:
+        return _reference_sweep(args, data, keep, a_rows, b_rows, left, right)
     rows = []
     for run in range(args.runs):
         banded = banded_link(left, right, bits, args.edges, sample=args.sample,
@@ -292,6 +295,26 @@ def main(args) -> int:
     return 0
 
 
+def _reference_sweep(args, data, keep, a_rows, b_rows, left, right) -> int:
+    """F1 of the values the protocol opens, computed by the plaintext kernel (tested equal)."""
+    print("| sample | hit step | run | auto threshold | hits | F1 at threshold "
+          "| 1-to-1 precision | 1-to-1 recall | 1-to-1 F1 |\n|---|---|---|---|---|---|---|---|---|")
+    for sample in args.reference_sweep:
+        for step in (0.0, 0.01):
+            for run in range(args.runs):
+                rows = _sample_rows(left.shape[0], sample, run)
+                _, link, pairs, band, edges = banded_reference(left, right, args.edges, rows,
+                                                               step)
+                at = _quality(data, keep, a_rows, b_rows, pairs.left, pairs.right)
+                kept = one_to_one(pairs.left, pairs.right, edges[band], left.shape[0],
+                                  right.shape[0])
+                one = _quality(data, keep, a_rows, b_rows, *kept)
+                print(f"| {sample} | {step} | {run} | {edges[link]:.3f} | {len(pairs)} "
+                      f"| {at.f1:.4f} | {one.precision:.4f} | {one.recall:.4f} "
+                      f"| {one.f1:.4f} |", flush=True)
+    return 0
+
+
 def add_arguments(sub) -> None:
     """The ``banded`` command's options (``python -m bench.attacks banded``)."""
     sub.add_argument("--dataset", choices=("synthetic", "febrl4"), default="synthetic")
@@ -306,4 +329,6 @@ def add_arguments(sub) -> None:
     sub.add_argument("--hardening", help="replace the shipped schema's hardening (JSON)")
     sub.add_argument("--skip-single", action="store_true",
                      help="do not also run the single-threshold mode (its cost figures: nan)")
+    sub.add_argument("--reference-sweep", type=float, nargs="+", metavar="SAMPLE",
+                     help="only the plaintext equivalent of the opened values, at these samples")
     sub.add_argument("--json", help="also write every figure to this file")

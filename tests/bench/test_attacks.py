@@ -177,7 +177,7 @@ def test_the_banded_graph_is_the_kernels_hits_with_their_bands():
     world = make_linkage_world(schema, 60, run=0)
     run = banded_link(world.a_clks, world.b_clks, schema.clk_bits, DEFAULT_EDGES, sample=0.5,
                       sample_seed=1, hit_step=0.01)
-    at_least, link, pairs, band = banded_reference(world.a_clks, world.b_clks, DEFAULT_EDGES,
+    at_least, link, pairs, band, _ = banded_reference(world.a_clks, world.b_clks, DEFAULT_EDGES,
                                                    run.sample_rows, 0.01)
     assert run.sample_rows.size == 30 and np.array_equal(run.sample_at_least, at_least)
     assert run.hits.link == link and run.threshold in DEFAULT_EDGES
