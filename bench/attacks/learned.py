@@ -141,7 +141,7 @@ def _bipartite(n: int, m: int, lefts: np.ndarray, rights: np.ndarray,
 
 
 def server_band_graph(left: np.ndarray, right: np.ndarray, clk_bits: int, *, sample: float,
-                      run: int) -> tuple[np.ndarray, dict]:
+                      run: int, edges=None) -> tuple[np.ndarray, dict]:
     """What a server learns with ``auto`` in two-server mode, from the real band protocol.
 
     The hit graph at the threshold ``auto`` chose, each edge weighted by its band's lower
@@ -150,7 +150,8 @@ def server_band_graph(left: np.ndarray, right: np.ndarray, clk_bits: int, *, sam
     """
     from .banded import DEFAULT_EDGES, banded_link
 
-    banded = banded_link(left, right, clk_bits, DEFAULT_EDGES, sample=sample, sample_seed=run)
+    banded = banded_link(left, right, clk_bits, edges or DEFAULT_EDGES, sample=sample,
+                         sample_seed=run)
     hits = banded.hits
     graph = _bipartite(left.shape[0], right.shape[0], hits.left, hits.right, hits.score)
     return graph, {"auto_threshold": banded.threshold, "auto_reason": banded.reason,
@@ -160,13 +161,13 @@ def server_band_graph(left: np.ndarray, right: np.ndarray, clk_bits: int, *, sam
                    "band_bytes_per_pair": banded.sent_bytes / hits.pairs}
 
 
-def _attacker_band_graph(world: LinkageWorld, threshold: float) -> np.ndarray:
+def _attacker_band_graph(world: LinkageWorld, threshold: float, edges=None) -> np.ndarray:
     """The attacker's own hit graph at the same threshold, weighted by the same bands."""
     from linkage.matching.kernel import dice_candidates_native
 
     from .banded import DEFAULT_EDGES
 
-    edges = np.asarray(DEFAULT_EDGES)
+    edges = np.asarray(edges or DEFAULT_EDGES)
     pairs = dice_candidates_native(world.attacker_a, world.attacker_b, threshold)
     band = edges[np.searchsorted(edges, pairs.score, side="right") - 1]
     return _bipartite(len(world.attacker_a), len(world.attacker_b), pairs.left, pairs.right,
@@ -224,7 +225,8 @@ def share_world(world: World, party: int = 1) -> World:
 
 
 def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
-            *, baseline: bool = True, bands: float = 0.0, bands_only: bool = False) -> dict:
+            *, baseline: bool = True, bands: float = 0.0, bands_only: bool = False,
+            band_edges=None) -> dict:
     """Every attack of this module on one fresh world; figures as shares of records.
 
     ``bands``: also attack what a server learns with ``auto`` (the band protocol, its
@@ -236,10 +238,10 @@ def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
     truth = np.concatenate([world.a_truth, world.b_truth])
     if bands:
         graph, opened = server_band_graph(world.a_clks, world.b_clks, schema.clk_bits,
-                                          sample=bands, run=run)
+                                          sample=bands, run=run, edges=band_edges)
         out.update({key: value for key, value in opened.items() if key != "histogram"})
         out["band_edges"] = int((graph > 0).sum() // 2)
-        theirs = _attacker_band_graph(world, opened["auto_threshold"])
+        theirs = _attacker_band_graph(world, opened["auto_threshold"], band_edges)
         for k in seeds:
             result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
             out[f"banded k={k}"] = result.success
@@ -277,7 +279,7 @@ def main(args) -> int:
     for run in range(args.first_run, args.first_run + args.runs):
         row = one_run(schema, args.records, run, args.threshold, args.seeds,
                       baseline=not args.skip_baseline, bands=args.bands,
-                      bands_only=args.bands_only)
+                      bands_only=args.bands_only, band_edges=args.band_edges)
         print(json.dumps(row), flush=True)
         rows.append(row)
     keys = [k for k in rows[0] if k not in ("run", "records")
