@@ -54,6 +54,7 @@ __all__ = [
     "ScoreModel",
     "SolverScores",
     "ThresholdChoice",
+    "band_match_shares",
     "choose_banded_threshold",
     "choose_threshold",
     "fit_banded_score_model",
@@ -799,6 +800,22 @@ def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel 
     return model
 
 
+def band_match_shares(model: ScoreModel, edges: np.ndarray) -> np.ndarray:
+    """P(match | Dice in band k) under a plain ``model`` fitted at ``edges[0]``.
+
+    A linked pair's band is all two-server mode opens about it, so this is its (and its
+    group's weakest link's) confidence there.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    cdf_points = np.append(edges, 1.0)
+    non_cdf = _truncated_normal_cdf(cdf_points, model.non_match)
+    match_cdf = ((_beta_cdf(cdf_points, model.match) - _beta_cdf(cdf_points[:1], model.match))
+                 / max(float(special.betaincc(*model.match, edges[0])), 1e-300))
+    non = (1 - model.match_weight) * np.diff(non_cdf)
+    match = model.match_weight * np.diff(match_cdf)
+    return np.where(non + match > 0, match / np.maximum(non + match, 1e-300), 1.0)
+
+
 def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
                             requested: float | None = None) -> ThresholdChoice:
     """``auto`` on a banded histogram: the band edge with the model's best expected F1.
@@ -819,14 +836,7 @@ def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
                   f"does not separate into matches and non-matches, so the default "
                   f"{DEFAULT_THRESHOLD} was used")
         return ThresholdChoice(threshold, reason, None)
-    cdf_points = np.append(edges, 1.0)
-    non_cdf = _truncated_normal_cdf(cdf_points, model.non_match)
-    match_cdf = ((_beta_cdf(cdf_points, model.match) - _beta_cdf(cdf_points[:1], model.match))
-                 / max(float(special.betaincc(*model.match, edges[0])), 1e-300))
-    non = (1 - model.match_weight) * np.diff(non_cdf)
-    match = model.match_weight * np.diff(match_cdf)
-    share = np.where(non + match > 0, match / np.maximum(non + match, 1e-300), 1.0)
-    expected = counts * share
+    expected = counts * band_match_shares(model, edges)
     total = float(expected.sum())
     true_positive = np.cumsum(expected[::-1])[::-1]
     linked = np.cumsum(counts[::-1])[::-1]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from linkage.errors import InvalidRequestError
-from linkage.matching.threshold import choose_banded_threshold, choose_threshold, \
-    fit_banded_score_model
+from linkage.matching.threshold import band_match_shares, choose_banded_threshold, \
+    choose_threshold, fit_banded_score_model
 
 EDGES = np.array([0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.85, 0.9, 0.95])
 
@@ -62,3 +62,15 @@ def test_too_few_or_unseparated_bands_fall_back_to_the_default():
 def test_malformed_bands_are_refused(edges, counts):
     with pytest.raises(InvalidRequestError, match="band"):
         fit_banded_score_model(edges, counts)
+
+
+def test_band_match_shares_rise_with_the_band_and_match_the_truth():
+    """A linked pair's confidence in two-server mode is its band's share of matches."""
+    rng = np.random.default_rng(6)
+    scores, matches = _scores(rng)
+    model = fit_banded_score_model(EDGES, _banded(scores))
+    shares = band_match_shares(model, EDGES)
+    assert np.all(np.diff(shares) >= -1e-9) and shares[0] < 0.01 and shares[-1] > 0.99
+    truth = _banded(matches) / np.maximum(_banded(scores), 1)
+    busy = _banded(scores) >= 200
+    assert np.abs(shares[busy] - truth[busy]).max() < 0.1
