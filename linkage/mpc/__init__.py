@@ -15,7 +15,8 @@ See docs/privacy.md ("Two-server mode") for the trust assumptions and the measur
 
 from .band_dealer import (BandCorrection, BandDealer, BandMaterial, HitCorrection, HitDealer,
                           band_plan, hit_material)
-from .bands import BandHits, BandThresholds, band_thresholds, bands_party, hits_party
+from .bands import (BandHits, BandThresholds, band_thresholds, bands_party, hits_party,
+                    sampled_auto_party)
 from .dealer import AND_ROUNDS, BlockMaterial, Correction, Dealer, PartyMaterial, Plan
 from .protocol import HitPairs, RationalThreshold, rational_threshold, run_locally, threshold_party
 from .ring import RING_BITS, RightOperand, matmul_mod, reconstruct, split_clks, unpack_bits
@@ -47,6 +48,7 @@ __all__ = [
     "rational_threshold",
     "reconstruct",
     "run_locally",
+    "sampled_auto_party",
     "split_clks",
     "threshold_party",
     "unpack_bits",

@@ -41,7 +41,8 @@ from .dealer import BlockMaterial, PartyMaterial
 from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
 from .ring import RightOperand
 
-__all__ = ["BandHits", "BandThresholds", "band_thresholds", "bands_party", "hits_party"]
+__all__ = ["BandHits", "BandThresholds", "band_thresholds", "bands_party", "hits_party",
+           "sampled_auto_party"]
 
 BandProtocol = Generator[np.ndarray, np.ndarray, "BandHits"]
 
@@ -272,3 +273,34 @@ def hits_party(party: int, left: np.ndarray, right: np.ndarray, bands: BandThres
     at_least = np.full(k, -1, np.int64)
     at_least[link:] = [(band >= j).sum() for j in range(link, k)]
     return BandHits(bands.edges, plan.pairs, at_least, link, hit_left, hit_right, band)
+
+
+def sampled_auto_party(party: int, left: np.ndarray, right: np.ndarray, bands: BandThresholds,
+                       sample_rows: np.ndarray, sample_material: BandMaterial,
+                       material: PartyMaterial, choose: Callable[[np.ndarray], int],
+                       hit_material: Callable[[int, int], BlockMaterial]
+                       ) -> Generator[np.ndarray, np.ndarray, tuple[np.ndarray, BandHits]]:
+    """The sampled design end to end, as one generator per server.
+
+    ``bands_party`` on the left rows ``sample_rows`` (public, data-independent; its plan's
+    left rows are that many) opens the sample's histogram, ``choose`` (public) maps it to
+    the link index, and ``hits_party`` links every pair there and opens the hits' bands.
+    ``hit_material(count, thresholds)`` gives this server's material for the hits.
+
+    Returns (as the generator's value):
+        ``(sample_at_least, hits)``.
+    Raises:
+        InvalidRequestError: as ``bands_party`` and ``hits_party``; sample rows that are not
+            distinct, sorted left rows.
+    """
+    sample_rows = np.asarray(sample_rows)
+    if sample_rows.ndim != 1 or sample_rows.dtype.kind not in "iu" or not sample_rows.size \
+            or (np.diff(sample_rows) <= 0).any() or sample_rows[0] < 0 \
+            or sample_rows[-1] >= left.shape[0]:
+        raise InvalidRequestError("sample rows must be distinct left rows in increasing order")
+    histogram = yield from bands_party(party, left[sample_rows], right, bands, sample_material,
+                                       None)
+    link = choose(histogram.at_least.copy())
+    hits = yield from hits_party(party, left, right, bands, link, material,
+                                 lambda count: hit_material(count, len(bands) - link - 1))
+    return histogram.at_least, hits

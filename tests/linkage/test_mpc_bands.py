@@ -263,3 +263,51 @@ def test_hit_bands_at_every_edge_and_a_wrong_link_is_refused():
                         material, None))
     with pytest.raises(InvalidRequestError, match="only server 1"):
         hit_material(1, 3, 2, bytes(32))
+
+
+def test_the_sampled_design_end_to_end_equals_the_kernel():
+    """Histogram on sampled left rows, a public rule on it, hits and bands for every pair."""
+    from linkage.mpc import sampled_auto_party
+
+    rng = np.random.default_rng(31)
+    left, right = _related(rng, 40, 30, 64, noise=rng.uniform(0, 0.35, 30))
+    bits, rows = 64, np.array([1, 5, 8, 13, 20, 33])
+    bands = band_thresholds(EDGES, bits)
+    sample_plan = band_plan(rows.size, 30, bits, len(bands))
+    band_dealer = BandDealer(sample_plan, len(bands))
+    plan = Plan(40, 30, bits, block_rows=7)
+    dealer = Dealer(plan)
+    l0, l1 = split_clks(left, bits)
+    r0, r1 = split_clks(right, bits)
+    seen, hit_dealers = [], {}
+
+    def choose(at_least):
+        seen.append(at_least)
+        return int(np.argmax(at_least < at_least[0]))  # the first edge that loses pairs
+
+    def hit_material_for(party):
+        def make(count, thresholds):
+            hit = hit_dealers.setdefault((count, thresholds), HitDealer(count, thresholds))
+            return hit_material(party, count, thresholds, hit.seeds[party],
+                                hit.correction() if party else None)
+        return make
+
+    first = sampled_auto_party(0, l0, r0, bands, rows,
+                               BandMaterial(0, sample_plan, len(bands), band_dealer.seeds[0]),
+                               PartyMaterial(0, plan, dealer.seeds[0]), choose,
+                               hit_material_for(0))
+    second = sampled_auto_party(1, l1, r1, bands, rows,
+                                BandMaterial(1, sample_plan, len(bands), band_dealer.seeds[1],
+                                             band_dealer.corrections()),
+                                PartyMaterial(1, plan, dealer.seeds[1], dealer.corrections()),
+                                choose, hit_material_for(1))
+    (sample0, hits0), (sample1, hits1), _ = run_locally(first, second)
+    sampled, *_ = _reference(left[rows], right, EDGES, 0)
+    assert np.array_equal(sample0, sampled) and np.array_equal(sample1, sampled)
+    link = choose(sampled)
+    _, ref_left, ref_right, ref_band = _reference(left, right, EDGES, link)
+    for hits in (hits0, hits1):
+        assert hits.link == link and np.array_equal(hits.left, ref_left)
+        assert np.array_equal(hits.right, ref_right) and np.array_equal(hits.band, ref_band)
+    with pytest.raises(InvalidRequestError, match="sample rows"):
+        next(sampled_auto_party(0, l0, r0, bands, np.array([5, 1]), None, None, choose, None))
