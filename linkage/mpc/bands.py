@@ -25,7 +25,7 @@ so there is a cheaper design with the same outputs on less: ``bands_party`` with
 the threshold is chosen from it, and ``hits_party`` makes one comparison per pair at that
 threshold, opens the hit graph, and compares only the hits' kept shares with the thresholds
 above (material made once their number is known): about ``1 + sample x K`` comparisons per
-pair instead of K.
+pair instead of K. ``sampled_auto_party`` is that design as one generator per server.
 """
 
 from __future__ import annotations
