@@ -8,6 +8,7 @@
     python -m bench.attacks table --only none "shipped: balancing+blip(eps=4)" --sizes 2000
     python -m bench.attacks shared --records 1000 2000   # secret-shared Dice, cost
     python -m bench.attacks learned --records 2000       # attacks on a two-server server's view
+    python -m bench.attacks banded --dataset febrl4      # auto and 1-to-1 on Dice bands
     python -m bench.attacks table --render a.json b.json --quality-cache q.json
 """
 
@@ -84,13 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--seeds", type=int, nargs="+", default=[0, 50])
     sub.add_argument("--hardening", default="{}", help="the schema's hardening section, JSON")
     sub.add_argument("--skip-baseline", action="store_true")
+    sub.add_argument("--bands", type=float, default=0.0, metavar="SAMPLE",
+                     help="also attack the banded graph auto opens (histogram on this share)")
+    sub.add_argument("--bands-only", action="store_true", help="only the banded graph attacks")
+    sub.add_argument("--band-edges", type=float, nargs="+",
+                     help="the band edges (default: bench.attacks.banded.DEFAULT_EDGES)")
     sub.add_argument("--json", help="also write every figure to this file")
     sub = commands.add_parser("shared", help="cost of two-server mode (the whole protocol, "
                               "one process)")
     sub.add_argument("--records", type=int, nargs="+", default=[1000, 2000])
     sub.add_argument("--bits", type=int, default=1024)
     sub.add_argument("--runs", type=int, default=3)
+    sub = commands.add_parser("banded", help="auto and 1-to-1 in two-server mode: Dice bands "
+                              "on shares, cost and quality")
+    from .banded import add_arguments
+    add_arguments(sub)
     args = parser.parse_args(argv)
+    if args.command == "banded":
+        from . import banded
+        return banded.main(args)
     if args.command == "shared":
         from . import secret_shared
         return secret_shared.main(args)

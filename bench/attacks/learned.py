@@ -20,6 +20,12 @@ file and no score on any edge. This runs our attacks on that and nothing else:
 * **graph and frequency attacks on a share**: the server's share of an agency's file,
   read as a CLK (each share's lowest bit, the only bit correlated with anything: it is
   the CLK bit XOR a uniform bit), given to the single-server attacks of the main table.
+* **graph attack on the banded graph** (``--bands S``): what a server learns with
+  ``auto`` (``bench.attacks.banded``, the real band protocol): the hit graph at the
+  threshold ``auto`` chose from the opened histogram (computed on a sample ``S`` of the
+  records), each edge weighted by its opened band; the attacker's graph at the same
+  threshold, weighted by the same bands. The histogram itself is a count per band over all
+  sampled pairs, nothing per record, so it adds nothing to align on.
 * **baseline**: the graph attack on the same agency's plain CLKs (what a single server
   holds today), in the same run, to show the attack works on this world.
 
@@ -48,7 +54,7 @@ from .graph import graph_attack
 from .population import World, _secret, make_world, people, schema_with
 
 __all__ = ["LinkageWorld", "learned_graph_attack", "main", "make_linkage_world",
-           "server_hit_graph", "share_world"]
+           "server_band_graph", "server_hit_graph", "share_world"]
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -126,11 +132,46 @@ def server_hit_graph(left: np.ndarray, right: np.ndarray, threshold: float,
     return _bipartite(left.shape[0], right.shape[0], hits.left, hits.right), sent
 
 
-def _bipartite(n: int, m: int, lefts: np.ndarray, rights: np.ndarray) -> np.ndarray:
+def _bipartite(n: int, m: int, lefts: np.ndarray, rights: np.ndarray,
+               weights: np.ndarray | float = 1.0) -> np.ndarray:
     graph = np.zeros((n + m, n + m), dtype=np.float32)
-    graph[lefts, n + rights] = 1.0
-    graph[n + rights, lefts] = 1.0
+    graph[lefts, n + rights] = weights
+    graph[n + rights, lefts] = weights
     return graph
+
+
+def server_band_graph(left: np.ndarray, right: np.ndarray, clk_bits: int, *, sample: float,
+                      run: int, edges=None) -> tuple[np.ndarray, dict]:
+    """What a server learns with ``auto`` in two-server mode, from the real band protocol.
+
+    The hit graph at the threshold ``auto`` chose, each edge weighted by its band's lower
+    edge (the coarse score it opened), and the opened histogram of the sample
+    (``bench.attacks.banded``). Returns the graph and the run's opened figures.
+    """
+    from .banded import DEFAULT_EDGES, banded_link
+
+    banded = banded_link(left, right, clk_bits, edges or DEFAULT_EDGES, sample=sample,
+                         sample_seed=run)
+    hits = banded.hits
+    graph = _bipartite(left.shape[0], right.shape[0], hits.left, hits.right, hits.score)
+    return graph, {"auto_threshold": banded.threshold, "auto_reason": banded.reason,
+                   "hits": len(hits),
+                   "histogram": banded.sample_at_least.tolist(),
+                   "band_online_s_per_server": banded.online_s,
+                   "band_bytes_per_pair": banded.sent_bytes / hits.pairs}
+
+
+def _attacker_band_graph(world: LinkageWorld, threshold: float, edges=None) -> np.ndarray:
+    """The attacker's own hit graph at the same threshold, weighted by the same bands."""
+    from linkage.matching.kernel import dice_candidates_native
+
+    from .banded import DEFAULT_EDGES
+
+    edges = np.asarray(edges or DEFAULT_EDGES)
+    pairs = dice_candidates_native(world.attacker_a, world.attacker_b, threshold)
+    band = edges[np.searchsorted(edges, pairs.score, side="right") - 1]
+    return _bipartite(len(world.attacker_a), len(world.attacker_b), pairs.left, pairs.right,
+                      band)
 
 
 def _attacker_graph(world: LinkageWorld, threshold: float) -> np.ndarray:
@@ -184,17 +225,40 @@ def share_world(world: World, party: int = 1) -> World:
 
 
 def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
-            *, baseline: bool = True) -> dict:
-    """Every attack of this module on one fresh world; figures as shares of records."""
+            *, baseline: bool = True, bands: float = 0.0, bands_only: bool = False,
+            band_edges=None) -> dict:
+    """Every attack of this module on one fresh world; figures as shares of records.
+
+    ``bands``: also attack what a server learns with ``auto`` (the band protocol, its
+    histogram on this share of the records); ``bands_only``: only that.
+    """
     out: dict = {"run": run, "records": records}
     started = time.perf_counter()
     world = make_linkage_world(schema, records, run)
+    truth = np.concatenate([world.a_truth, world.b_truth])
+    if bands:
+        graph, opened = server_band_graph(world.a_clks, world.b_clks, schema.clk_bits,
+                                          sample=bands, run=run, edges=band_edges)
+        out.update({key: value for key, value in opened.items() if key != "histogram"})
+        out["band_edges"] = int((graph > 0).sum() // 2)
+        theirs = _attacker_band_graph(world, opened["auto_threshold"], band_edges)
+        for k in seeds:
+            result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
+            out[f"banded k={k}"] = result.success
+            out[f"banded partners k={k}"] = result.partner_share
+            # The same hit graph without its band labels: what the labels add.
+            plain = learned_graph_attack((graph > 0).astype(np.float32),
+                                         (theirs > 0).astype(np.float32), truth, seeds=k,
+                                         seed_rng=run)
+            out[f"banded unlabelled k={k}"] = plain.success
+        if bands_only:
+            out["seconds"] = time.perf_counter() - started
+            return out
     graph, sent = server_hit_graph(world.a_clks, world.b_clks, threshold, schema.clk_bits)
     out["mpc_seconds_both_servers"] = time.perf_counter() - started
     out["edges"] = int(graph.sum() // 2)
     out["bytes_per_pair_per_server"] = sent / (records * records)
     theirs = _attacker_graph(world, threshold)
-    truth = np.concatenate([world.a_truth, world.b_truth])
     for k in seeds:
         result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
         out[f"learned k={k}"] = result.success
@@ -214,17 +278,20 @@ def main(args) -> int:
     rows = []
     for run in range(args.first_run, args.first_run + args.runs):
         row = one_run(schema, args.records, run, args.threshold, args.seeds,
-                      baseline=not args.skip_baseline)
+                      baseline=not args.skip_baseline, bands=args.bands,
+                      bands_only=args.bands_only, band_edges=args.band_edges)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    keys = [k for k in rows[0] if k not in ("run", "records")]
+    keys = [k for k in rows[0] if k not in ("run", "records")
+            and isinstance(rows[0][k], (int, float))]
     print(f"| figure ({args.records} records per agency, median of {len(rows)}) | value |")
     print("|---|---|")
     for key in keys:
         values = [r[key] for r in rows]
         median = statistics.median(values)
         shown = f"{100 * median:.2f}%" if key.startswith(("learned", "partners", "share",
-                                                            "baseline")) else f"{median:.3g}"
+                                                            "baseline", "banded")) \
+            else f"{median:.3g}"
         print(f"| {key} | {shown} (runs: {', '.join(f'{v:.4g}' for v in values)}) |")
     if args.json:
         with open(args.json, "w") as handle:

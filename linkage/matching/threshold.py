@@ -54,7 +54,10 @@ __all__ = [
     "ScoreModel",
     "SolverScores",
     "ThresholdChoice",
+    "band_match_shares",
+    "choose_banded_threshold",
     "choose_threshold",
+    "fit_banded_score_model",
     "fit_score_model",
     "one_to_one_scores",
     "parse_threshold",
@@ -432,6 +435,40 @@ def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
                   + np.log(np.maximum(non[rejected_bins], 1e-300) / mixture[rejected_bins]).sum())
 
 
+def _unpack_plain(params):
+    """The plain fit's search coordinates as (weight, mean, deviation, a, b)."""
+    weight = special.expit(params[0])
+    # a >= 1: the match density never rises towards the floor.
+    return weight, params[1], _exp(params[2]), 1 + _exp(params[3]), _exp(params[4])
+
+
+def _plain_starts(floor: float) -> list[list[float]]:
+    """The plain fit's two starting guesses (a fast- and a slow-falling non-match tail)."""
+    return [[-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
+            for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0))]
+
+
+def _descend_plain(bins: _UsedBins, counts, accepted_at, rejected_at, starts):
+    """The best Nelder-Mead result of the binned mixture likelihood from ``starts``, or None."""
+
+    def negative_log_likelihood(params):
+        weight, mean, deviation, a, b = _unpack_plain(params)
+        non = (1 - weight) * bins.non_match_mass((mean, deviation))
+        match = weight * bins.match_mass((a, b))
+        mixture = np.maximum(non + match, 1e-300)
+        return (-float((counts * np.log(mixture)).sum())
+                + _review_penalty(non, match, accepted_at, rejected_at))
+
+    best = None
+    with np.errstate(all="ignore"):
+        for first in starts:
+            result = optimize.minimize(negative_log_likelihood, first, method="Nelder-Mead",
+                                       options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+                best = result
+    return best
+
+
 def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
                     known_matches: np.ndarray | None = None,
                     known_non_matches: np.ndarray | None = None,
@@ -465,35 +502,15 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
     counts = all_counts[bins.used]
     accepted_at, rejected_at = bins.position(accepted_bins), bins.position(rejected_bins)
 
-    def unpack(params):
-        weight = special.expit(params[0])
-        # a >= 1: the match density never rises towards the floor.
-        return weight, params[1], _exp(params[2]), 1 + _exp(params[3]), _exp(params[4])
-
-    def negative_log_likelihood(params):
-        weight, mean, deviation, a, b = unpack(params)
-        non = (1 - weight) * bins.non_match_mass((mean, deviation))
-        match = weight * bins.match_mass((a, b))
-        mixture = np.maximum(non + match, 1e-300)
-        return (-float((counts * np.log(mixture)).sum())
-                + _review_penalty(non, match, accepted_at, rejected_at))
-
     if start is not None and start.floor == floor:
         # The basin was chosen on a sample of the same comparisons: one descent from there.
         starts = [_plain_parameters(start)]
     else:
-        starts = [[-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
-                  for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0))]
-    best = None
-    with np.errstate(all="ignore"):
-        for first in starts:
-            result = optimize.minimize(negative_log_likelihood, first, method="Nelder-Mead",
-                                       options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
-            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-                best = result
+        starts = _plain_starts(floor)
+    best = _descend_plain(bins, counts, accepted_at, rejected_at, starts)
     if best is None:
         return None
-    weight, mean, deviation, a, b = unpack(best.x)
+    weight, mean, deviation, a, b = _unpack_plain(best.x)
     if not 1e-6 < weight < 1 - 1e-6:
         return None
     model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
@@ -736,6 +753,107 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
               f"{float(weights.sum()):.0f} "
               f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
     return ThresholdChoice(best, reason, model, precision, recall, candidate_fit, kept_model)
+
+
+def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel | None:
+    """Fit the plain mixture to a coarse histogram: ``counts[k]`` pairs in band ``k``.
+
+    For the two-server mode, where only the count of pairs per Dice band is opened
+    (``linkage.mpc.bands``): band ``k`` runs from ``edges[k]`` to ``edges[k+1]`` and the last
+    to 1; the floor is ``edges[0]``. The likelihood is the one ``fit_score_model`` maximises
+    on its fine bins, here on the bands.
+
+    Returns:
+        The model, or ``None`` when the bands hold too few pairs, fewer than three are
+        non-empty, or the fit finds no separate match component.
+    Raises:
+        InvalidRequestError: edges not strictly increasing in [0, 1), or counts that are not
+            one non-negative integer per band.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    counts = np.asarray(counts)
+    if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all() \
+            or edges[0] < 0 or edges[-1] >= 1:
+        raise InvalidRequestError("band edges must be at least two strictly increasing numbers "
+                                  "in [0, 1)")
+    if counts.shape != edges.shape or (counts < 0).any() \
+            or not np.array_equal(counts, np.round(counts)):
+        raise InvalidRequestError(f"band counts must be {edges.size} non-negative integers, "
+                                  "one per band")
+    counts = counts.astype(np.float64)
+    floor = float(edges[0])
+    if counts.sum() < MIN_PAIRS_FOR_MODEL or np.count_nonzero(counts) < 3:
+        return None
+    all_edges = np.append(edges, 1.0)
+    empty = np.zeros(0, np.int64)
+    bins = _UsedBins.of(all_edges, counts, empty)
+    best = _descend_plain(bins, counts[bins.used], empty, empty, _plain_starts(floor))
+    if best is None:
+        return None
+    weight, mean, deviation, a, b = _unpack_plain(best.x)
+    if not 1e-6 < weight < 1 - 1e-6:
+        return None
+    model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
+    top, bottom = model.match_probability(np.array([0.999, floor]))
+    if top < 0.5 or bottom > 0.5:
+        return None
+    return model
+
+
+def band_match_shares(model: ScoreModel, edges: np.ndarray) -> np.ndarray:
+    """P(match | Dice in band k) under a plain ``model`` fitted at ``edges[0]``.
+
+    A linked pair's band is all two-server mode opens about it, so this is its (and its
+    group's weakest link's) confidence there.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    cdf_points = np.append(edges, 1.0)
+    non_cdf = _truncated_normal_cdf(cdf_points, model.non_match)
+    match_cdf = ((_beta_cdf(cdf_points, model.match) - _beta_cdf(cdf_points[:1], model.match))
+                 / max(float(special.betaincc(*model.match, edges[0])), 1e-300))
+    non = (1 - model.match_weight) * np.diff(non_cdf)
+    match = model.match_weight * np.diff(match_cdf)
+    return np.where(non + match > 0, match / np.maximum(non + match, 1e-300), 1.0)
+
+
+def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
+                            requested: float | None = None) -> ThresholdChoice:
+    """``auto`` on a banded histogram: the band edge with the model's best expected F1.
+
+    Each band's expected matches are its count times the model's share of matches in it
+    (match mass over mixture mass), so the expected F1 of linking at ``edges[j]`` needs no
+    score of any pair. ``requested`` (a coordinator's threshold) is returned as it is, with
+    the model's estimates at the band edge at or below it.
+    """
+    model = fit_banded_score_model(edges, counts)
+    edges = np.asarray(edges, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    pair_count = int(counts.sum())
+    if model is None:
+        threshold = DEFAULT_THRESHOLD if requested is None else requested
+        reason = ("set by the coordinator" if requested is not None else
+                  f"auto: the banded histogram ({pair_count} pairs at or above {edges[0]:.3f}) "
+                  f"does not separate into matches and non-matches, so the default "
+                  f"{DEFAULT_THRESHOLD} was used")
+        return ThresholdChoice(threshold, reason, None)
+    expected = counts * band_match_shares(model, edges)
+    total = float(expected.sum())
+    true_positive = np.cumsum(expected[::-1])[::-1]
+    linked = np.cumsum(counts[::-1])[::-1]
+    f1s = 2 * true_positive / np.maximum(linked + total, 1e-12)
+    if requested is not None:
+        pick = max(int(np.searchsorted(edges, requested, side="right")) - 1, 0)
+    else:
+        pick = int(np.argmax(f1s))
+    precision = float(true_positive[pick] / linked[pick]) if linked[pick] else 1.0
+    recall = float(true_positive[pick] / max(total, 1e-12))
+    if requested is not None:
+        return ThresholdChoice(requested, "set by the coordinator", model, precision, recall,
+                               model)
+    reason = (f"auto: a score model fitted to the banded histogram of {pair_count} pairs at or "
+              f"above {edges[0]:.3f} ({edges.size} bands; about {total:.0f} matches) gives "
+              f"the best expected F1 ({f1s[pick]:.3f}) at the band edge {edges[pick]:.3f}")
+    return ThresholdChoice(float(edges[pick]), reason, model, precision, recall, model)
 
 
 def quality_curve(scores: np.ndarray, model: ScoreModel | None, floor: float,

@@ -166,3 +166,33 @@ def test_a_frame_of_the_wrong_size_is_refused():
         recv_array(second, np.uint32, (6,))
     first.close()
     second.close()
+
+
+def test_the_banded_graph_is_the_kernels_hits_with_their_bands():
+    """``auto`` in two-server mode: the sampled histogram, the chosen edge, the hits' bands."""
+    from bench.attacks.banded import DEFAULT_EDGES, banded_link, banded_reference
+    from bench.attacks.learned import make_linkage_world, server_band_graph
+
+    schema = schema_with({})
+    world = make_linkage_world(schema, 60, run=0)
+    run = banded_link(world.a_clks, world.b_clks, schema.clk_bits, DEFAULT_EDGES, sample=0.5,
+                      sample_seed=1, hit_step=0.01)
+    at_least, link, pairs, band, _ = banded_reference(world.a_clks, world.b_clks, DEFAULT_EDGES,
+                                                   run.sample_rows, 0.01)
+    assert run.sample_rows.size == 30 and np.array_equal(run.sample_at_least, at_least)
+    assert run.hits.link == link and run.threshold in DEFAULT_EDGES
+    assert np.array_equal(run.hits.left, pairs.left) and np.array_equal(run.hits.band, band)
+    assert np.all(run.hits.score <= pairs.score) and np.all(pairs.score - run.hits.score <= 0.01 + 1e-9)
+    graph, opened = server_band_graph(world.a_clks, world.b_clks, schema.clk_bits, sample=0.5,
+                                      run=1)
+    assert not graph[:60, :60].any() and np.array_equal(graph, graph.T)
+    assert opened["hits"] == int((graph[:60, 60:] > 0).sum())
+    assert set(np.unique(graph[graph > 0])) <= set(np.float32(DEFAULT_EDGES))
+
+
+def test_one_to_one_by_band_keeps_the_better_band():
+    from bench.attacks.banded import one_to_one
+
+    left, right = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2])
+    kept = one_to_one(left, right, np.array([0.9, 0.8, 0.85, 0.7]), 3, 3)
+    assert sorted(zip(kept[0].tolist(), kept[1].tolist())) == [(0, 0), (1, 1), (2, 2)]
