@@ -1,8 +1,11 @@
 """Comparisons on a Dask cluster: the client side of ``linkage.matching.dask_tasks``.
 
-``linkage-server --executor dask://HOST:PORT`` (or ``linkage match --executor``)
-sends a run's comparison units to a running ``dask scheduler``; its workers need
-only the core package. What crosses to the cluster is the prepared sides of the
+``linkage-server --executor dask://HOST:PORT`` and ``linkage match --executor``
+both build their executor here (``make_executor``) and send a run's comparison
+units to a running ``dask scheduler``; its workers need only the core package.
+It lives in the core, beside the Executor protocol it implements, so that both
+edges share it without the client importing the server; ``distributed`` is
+imported only when a scan first needs the cluster. What crosses to the cluster is the prepared sides of the
 run's tasks (CLKs only, in the kernel's layout; never identifiers or the secret),
 scattered once per run to every worker (``broadcast``), and what comes back is
 the pairs at or above the floor. Grouping, the score model and persistence stay
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 import uuid
@@ -52,6 +56,7 @@ class ScanStats:
 
     units: int = 0
     resubmitted: int = 0
+    rescattered: int = 0  # sides scattered again: their last copy went with a worker
     scattered_bytes: int = 0
     result_bytes: int = 0
     workers: int = 0
@@ -103,7 +108,8 @@ class DaskExecutor:
 
     def _connected(self):
         if self._client is None:
-            from distributed import Client  # only servers that use a cluster pay for it
+            self._check_reachable()
+            from distributed import Client  # only runs that use a cluster pay for it
             try:
                 self._client = Client(self.address, timeout=self.connect_seconds,
                                       set_as_default=False)
@@ -112,6 +118,18 @@ class DaskExecutor:
                                     f"{error}. Start it ('dask scheduler') or run without "
                                     "--executor.") from None
         return self._client
+
+    def _check_reachable(self) -> None:
+        """Fail at once, and clearly, when nothing listens at the address (Dask's own
+        client would retry for ``connect_seconds`` and then raise a bare timeout)."""
+        host, _, port = self.address.removeprefix("tcp://").rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)),
+                                     timeout=min(5.0, self.connect_seconds)).close()
+        except OSError as error:
+            raise RunStateError(f"Cannot reach the Dask scheduler at {self.address}: "
+                                f"{error.strerror or error}. Start it ('dask scheduler "
+                                f"--port {port}') or run without --executor.") from None
 
     def _workers(self, client) -> int:
         workers = len(client.scheduler_info().get("workers", {}))
@@ -207,6 +225,7 @@ class DaskExecutor:
                 if sides.handles[key].status != "finished":  # its data went with a worker
                     del sides.handles[key]
                     self._side(client, sides, key[0], self._rows[key])
+                    stats.rescattered += 1
             stats.resubmitted += 1
             again = submit(number)
             pending[again] = number
