@@ -5,17 +5,20 @@ both build their executor here (``make_executor``) and send a run's comparison
 units to a running ``dask scheduler``; its workers need only the core package.
 It lives in the core, beside the Executor protocol it implements, so that both
 edges share it without the client importing the server; ``distributed`` is
-imported only when a scan first needs the cluster. What crosses to the cluster is the prepared sides of the
-run's tasks (CLKs only, in the kernel's layout; never identifiers or the secret),
-scattered once per run to every worker (``broadcast``), and what comes back is
-the pairs at or above the floor. Grouping, the score model and persistence stay
-on the server.
+imported only when a scan first needs the cluster.
+
+What crosses to the cluster is the prepared sides of the run's tasks (CLKs
+only, in the kernel's layout; never identifiers or the secret), scattered once
+per run to every worker (``broadcast``), and what comes back is the pairs at or
+above the floor. Grouping, the score model and persistence stay with the caller.
 
 Failures: a unit whose worker dies is rerun elsewhere by the scheduler, and
-``retries`` reruns units that raised; if a side's data is lost with its last
-worker, the side is scattered again and the units that needed it resubmitted,
-up to ``resubmits`` times each. Pairs are joined in plan order, so the result is
-element for element the in-process one.
+``retries`` reruns units that raised. If a side's last copy is lost with its
+worker (a worker that joined after the scatter holds none), the scheduler
+forgets it and cancels the units that need it: the side is scattered again
+(asked of the scheduler, ``_lost``) and those units resubmitted under new keys,
+up to ``resubmits`` times each. Pairs are joined in plan order, so the result
+is element for element the in-process one.
 """
 
 from __future__ import annotations
@@ -193,14 +196,18 @@ class DaskExecutor:
         stats.units = len(units)
         report("comparing", 0, total)
 
+        attempts = [0] * len(units)
+
         def submit(number: int):
             _, function, keys, arguments, _ = units[number]
             data = [sides.handles[key] for key in keys]
-            return client.submit(function, *data, *arguments, key=f"linkage-{run}-{number}",
+            # A new key per attempt: given a key it already holds a future of (here a
+            # cancelled one), the client hands back that future instead of submitting.
+            return client.submit(function, *data, *arguments,
+                                 key=f"linkage-{run}-{number}-{attempts[number]}",
                                  retries=self.retries, pure=False)
 
         pending = {submit(number): number for number in range(len(units))}
-        attempts = [0] * len(units)
         results: dict[int, CandidatePairs] = {}
         done = 0.0
         finished = as_completed(list(pending), loop=client.loop)
@@ -221,11 +228,10 @@ class DaskExecutor:
                                     f"the Dask cluster ({reason}); nothing was stored. Check "
                                     "the workers and run again.")
             log.warning("Comparison unit %d failed (%s): resubmitting", number, reason)
-            for key in units[number][2]:
-                if sides.handles[key].status != "finished":  # its data went with a worker
-                    del sides.handles[key]
-                    self._side(client, sides, key[0], self._rows[key])
-                    stats.rescattered += 1
+            for key in self._lost(client, sides, units[number][2]):
+                del sides.handles[key]
+                self._side(client, sides, key[0], self._rows[key])
+                stats.rescattered += 1
             stats.resubmitted += 1
             again = submit(number)
             pending[again] = number
@@ -251,6 +257,22 @@ class DaskExecutor:
             size = data.nbytes
             self.stats.scattered_bytes += size * max(1, self.stats.workers)
         return key
+
+    @staticmethod
+    def _lost(client, sides: PreparedSides, keys) -> list[tuple]:
+        """The sides among ``keys`` whose every copy is gone.
+
+        Asked of the scheduler: when the last worker holding scattered data dies,
+        the scheduler forgets the data, but the client's future of it can still
+        read "finished", and every unit submitted with it is cancelled again.
+        """
+        handles = {key: sides.handles[key] for key in dict.fromkeys(keys)}
+        finished = [handle for handle in handles.values() if handle.status == "finished"]
+        try:
+            holders = client.who_has(finished) if finished else {}
+        except Exception:  # cancelled while we asked: lost too
+            holders = {}
+        return [key for key, handle in handles.items() if not holders.get(handle.key)]
 
     @staticmethod
     def _failure(future) -> str:
