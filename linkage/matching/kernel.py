@@ -394,6 +394,8 @@ _CUT_SAMPLES = 96
 #: lanes can still pass on average: the block is then nearly always dropped there.
 _CUT_ALIVE_SHARE = 0.15
 _CUT_SEED = 0x6375_7473
+#: Cuts of recent scans (a few milliseconds each to choose), by what they depend on.
+_CUT_CACHE: dict[tuple, np.ndarray] = {}
 
 
 def _fixed_cuts(words: int) -> np.ndarray:
@@ -403,8 +405,8 @@ def _fixed_cuts(words: int) -> np.ndarray:
     return np.asarray([0, *inner, words], np.int64)
 
 
-def _cuts(left: "PreparedSide", right: "PreparedSide", need_floor: np.ndarray,
-          left_lo: np.ndarray, left_hi: np.ndarray) -> np.ndarray:
+def _cuts(left: "PreparedSide", right: "PreparedSide", threshold: float, same: bool,
+          need_floor: np.ndarray, left_lo: np.ndarray, left_hi: np.ndarray) -> np.ndarray:
     """Word offsets where the kernel checks whether a block can still pass, for this scan.
 
     Where a block of right rows dies depends on the threshold and the data: on
@@ -421,6 +423,10 @@ def _cuts(left: "PreparedSide", right: "PreparedSide", need_floor: np.ndarray,
     rows = np.flatnonzero(left_hi > left_lo)
     if words < 4 or rows.size == 0:
         return _fixed_cuts(words)
+    key = (left.digest, right.digest, threshold, same)
+    cached = _CUT_CACHE.get(key)
+    if cached is not None:  # the same scan again, e.g. the next unit of a run on a worker
+        return cached
     rng = np.random.default_rng(_CUT_SEED)
     picked = rows[rng.integers(0, rows.size, _CUT_SAMPLES)]
     first_block = left_lo[picked] // _LANES
@@ -438,8 +444,12 @@ def _cuts(left: "PreparedSide", right: "PreparedSide", need_floor: np.ndarray,
     alive = (bound >= need_low[:, None, None]).mean(axis=(0, 2))
     inner = np.flatnonzero(alive[2:words - 1] <= _CUT_ALIVE_SHARE)
     first = int(inner[0]) + 2 if inner.size else words - 2
-    return np.asarray(sorted({0, first, *([first + 2] if first + 2 < words else []), words}),
+    cuts = np.asarray(sorted({0, first, *([first + 2] if first + 2 < words else []), words}),
                       np.int64)
+    if len(_CUT_CACHE) >= 64:
+        _CUT_CACHE.clear()
+    _CUT_CACHE[key] = cuts
+    return cuts
 
 
 def _blocked(sorted_rows: np.ndarray, sorted_suffix: np.ndarray):
@@ -542,7 +552,7 @@ def _row_ranges(left: PreparedSide, right: PreparedSide, threshold: float, same:
         left_lo = np.maximum(left_lo, np.arange(left.size) + 1)
     left_lo = left_lo.astype(np.int64)
     left_hi = np.maximum(left_hi, left_lo).astype(np.int64)
-    cuts = _cuts(left, right, need_floor, left_lo, left_hi)
+    cuts = _cuts(left, right, threshold, same, need_floor, left_lo, left_hi)
     return cuts, need, need_floor, left_lo, left_hi
 
 
