@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from linkage.clks import popcounts
     from linkage.matching.engine import link_records
     from linkage.matching.executor import IN_PROCESS, PreparedSides
-    from linkage_service.server.dask_executor import DaskExecutor
+    from linkage.matching.dask_executor import DaskExecutor
 
     jobs = {}
     if args.exhaustive:

@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,9 @@ from pathlib import Path
 import numpy as np
 
 BITS = 1024
+#: CPU seconds of each ``time_match`` process, in call order: on a shared machine a steadier
+#: measure of the work than wall time, which counts the waits for a core.
+CPU_SECONDS: list[float] = []
 
 # Runs inside .bench-venv: argv = left.npy right.npy threshold out.npz
 _ANONLINK_CHILD = r"""
@@ -116,15 +120,23 @@ def _index_pairs(rows) -> set[tuple[int, int]]:
     return {(int(a[1:]), int(b[1:])) for a, b in rows}
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_match(left: Path, right: Path, threshold: str, folder: Path
                ) -> tuple[float, set[tuple[int, int]], str]:
-    """Wall time of one ``linkage match`` process, its pairs and its last line."""
+    """Wall time of one ``linkage match`` process, its pairs and its last line (its CPU
+    seconds, user + system over all threads, go to ``CPU_SECONDS``)."""
     output = folder / "matches.csv"
     command = [str(Path(sys.executable).parent / "linkage"), "match", str(left), str(right),
                "--threshold", threshold, "-o", str(output)]
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
+    CPU_SECONDS.append(_children_cpu() - cpu)
     if done.returncode:
         raise SystemExit(f"linkage match failed:\n{done.stderr}")
     with open(output, newline="", encoding="utf-8") as handle:
@@ -203,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         timings: dict[str, list[float]] = {}
         found: dict[str, set] = {}
         notes: dict[str, str] = {}
+        cpu: dict[str, list[float]] = {}
         server = None
         if not args.skip_server:
             from linkage_service.client.demo import ServerProcess
@@ -213,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeats):
                 seconds, pairs, line = time_match(left_path, right_path, threshold, folder)
                 timings.setdefault(f"linkage match --threshold {threshold}", []).append(seconds)
+                cpu.setdefault(f"linkage match --threshold {threshold}", []).append(
+                    CPU_SECONDS[-1])
                 found[f"linkage match --threshold {threshold}"] = pairs
                 if not args.skip_auto:
                     seconds, pairs, line = time_match(left_path, right_path, "auto", folder)
                     timings.setdefault("linkage match --threshold auto", []).append(seconds)
+                    cpu.setdefault("linkage match --threshold auto", []).append(CPU_SECONDS[-1])
                     found["linkage match --threshold auto"] = pairs
                     notes["linkage match --threshold auto"] = line
                 if server is not None:
@@ -260,6 +276,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {median:.2f} | {', '.join(f'{v:.2f}' for v in values)} | "
               f"{len(pairs) if pairs is not None else '-'} | {same} | "
               f"{median / match_median:.2f}x | {speed_up} |")
+    if cpu:
+        print("\nCPU seconds of the `linkage match` processes (user + system, all threads; "
+              "steadier than wall time when other jobs share the machine):\n")
+        print("| path | median CPU s | runs CPU s | vs linkage match |")
+        print("|---|---|---|---|")
+        cpu_reference = statistics.median(cpu[reference_name])
+        for label, values in cpu.items():
+            median = statistics.median(values)
+            print(f"| {label} | {median:.2f} | {', '.join(f'{v:.2f}' for v in values)} | "
+                  f"{median / cpu_reference:.2f}x |")
     for label, line in notes.items():
         print(f"\n{label}: {line}")
     if failures:

@@ -951,9 +951,13 @@ def _head_problem(sequence: int):
                    "match probabilities and the estimated precision and recall are printed "
                    "(auto always does this).")
 @click.option("-o", "--output", default="-", help="CSV file to write ('-' for stdout).")
+@click.option("--executor", default="in-process", show_default=True, envvar="LINKAGE_EXECUTOR",
+              help="Where the comparisons run: 'in-process', or dask://HOST:PORT to send them "
+                   "to a running 'dask scheduler' (as linkage-server --executor; env "
+                   "LINKAGE_EXECUTOR). Only CLKs go to the cluster; the output is the same.")
 @click.argument("left")
 @click.argument("right")
-def match(threshold, estimates, output, left, right) -> None:
+def match(threshold, estimates, output, executor, left, right) -> None:
     """Link two encoded files without a server (1-to-1), using the server's engine.
 
     Writes CSV: left_record,right_record,confidence. The confidence is the
@@ -963,19 +967,27 @@ def match(threshold, estimates, output, left, right) -> None:
     Example:
 
         linkage match be-police.clk se-customs.clk --threshold auto -o matches.csv
+        linkage match a.clk b.clk --threshold 0.8 --executor dask://10.0.0.5:8786 -o m.csv
     """
     from linkage.batch import read_batch
+    from linkage.matching.dask_executor import make_executor
     from linkage.matching.offline import match_batches
     from linkage.matching.threshold import parse_threshold
     requested = parse_threshold(threshold)
+    try:
+        comparisons = make_executor(executor)
+    except LinkageError as error:
+        raise click.BadParameter(str(error), param_hint="--executor") from None
     left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
     bar = _progress(None, "comparing")
     try:
         matches, choice = match_batches(
-            left_batch, right_batch, requested, estimates=estimates,
+            left_batch, right_batch, requested, estimates=estimates, executor=comparisons,
             on_progress=lambda stage, done, total: _show_stage(bar, stage, done, total))
     finally:
         bar.close()
+        if comparisons is not None:
+            comparisons.close()
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(["left_record", "right_record", "confidence"])

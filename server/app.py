@@ -16,12 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from linkage.errors import InvalidRequestError
+from linkage.matching.dask_executor import make_executor
 from linkage_service.protos.linkage.v1 import linkage_pb2, linkage_pb2_grpc, shares_pb2_grpc
 
 from . import failpoints
 from .auth import CallLimits, GuardInterceptor, RateLimiter, hash_token, new_token
 from .config import ServerConfig
-from .dask_executor import make_executor
 from .peer import PeerLink, Sessions, peer_name
 from .service import AgencyServicer, CoordinatorServicer, OperatorServicer
 from .shares_service import PeerServicer, ShareServicer

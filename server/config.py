@@ -26,7 +26,7 @@ class ServerConfig:
     a client certificate issued by ``client_ca``. A batch encoded under a
     secret that another project uses is refused unless ``allow_secret_reuse``.
     ``executor`` is where runs compare CLKs: "in-process", or ``dask://HOST:PORT``
-    for a Dask scheduler (``server.dask_executor``). ``two_server_role`` and ``peer`` make
+    for a Dask scheduler (``linkage.matching.dask_executor``). ``two_server_role`` and ``peer`` make
     this one of the two share-holding servers of two-server mode; they talk over mutual TLS
     (``client_ca`` checks the peer, ``peer_cert``/``peer_key`` identify this server to it).
     """

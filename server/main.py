@@ -149,7 +149,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
         hint = f" (e.g. 127.0.0.1:{port_part})" if port_part.isdigit() else ""
         raise click.BadParameter(f"{listen!r}: expected HOST:PORT{hint}",
                                  param_hint="--listen")
-    from .dask_executor import parse_executor  # numpy only, no dask until a run needs it
+    from linkage.matching.dask_executor import parse_executor  # no dask until a run needs it
     try:
         parse_executor(executor)
     except LinkageError as error:

@@ -8,10 +8,11 @@ the tasks and their tiles were planned, so every executor returns the same
 ``CandidatePairs``, element for element:
 
 * ``InProcessExecutor`` (the default, ``IN_PROCESS``) scans here on every core;
-* ``server.dask_executor.DaskExecutor`` sends the units to a Dask cluster, whose
-  workers run the functions of ``linkage.matching.dask_tasks``.
+* ``linkage.matching.dask_executor.DaskExecutor`` sends the units to a Dask
+  cluster, whose workers run the functions of ``linkage.matching.dask_tasks``.
 
-Nothing here imports Dask: the core stays arrays in, arrays out.
+Nothing here imports Dask (the Dask executor imports it only when it first
+connects): the core stays arrays in, arrays out.
 """
 
 from __future__ import annotations

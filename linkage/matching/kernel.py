@@ -13,8 +13,9 @@ the host CPU, which buys three things numpy cannot:
 * work is skipped exactly, never approximately: both sides are sorted by
   popcount so each left row only meets the right rows whose popcount can still
   reach the threshold (Dice <= 2 min(|a|,|b|) / (|a|+|b|)), and a block of right
-  rows is abandoned part-way (at 3/8, 1/2 and 3/4 of the words) as soon as no
-  row in it can reach the threshold even if every remaining bit matched;
+  rows is abandoned part-way (at two checks placed per scan, where sampled
+  blocks of this data at this threshold die: ``_cuts``) as soon as no row in
+  it can reach the threshold even if every remaining bit matched;
 * the left rows are split into small tiles that run on all cores (``prange``,
   ``nogil``), each tile sweeping a block of right rows that stays in L1 while
   all of the tile's rows pass over it; each thread fills its own result buffer,
@@ -242,25 +243,23 @@ def _feasible_counts(need: np.ndarray, max_bits: int):
 
 
 @njit(cache=True, nogil=True)
-def _popcount_profile(matrix, cuts):
-    """Each row's popcount, and its popcount from every inner cut to the end.
+def _popcount_profile(matrix):
+    """Each row's popcount, and its popcount from every word to the end.
 
-    Returns ``(counts, rest)`` with ``rest[i, k]`` the set bits of row ``i`` in
-    words ``cuts[k + 1]:`` (one column of zeros if there are no inner cuts).
+    Returns ``(counts, suffix)`` with ``suffix[i, w]`` the set bits of row ``i``
+    in words ``w:`` (``suffix[i, words] == 0``), as ``int16`` (a CLK has fewer
+    than 32768 bits): whatever cuts a scan chooses, its bounds read from here.
     """
-    rows = matrix.shape[0]
-    n_segments = cuts.shape[0] - 1
+    rows, words = matrix.shape
     counts = np.empty(rows, np.int64)
-    rest = np.zeros((rows, max(n_segments - 1, 1)), np.int64)
+    suffix = np.zeros((rows, words + 1), np.int16)
     for i in range(rows):
         total = 0
-        for segment in range(n_segments - 1, -1, -1):
-            for w in range(cuts[segment], cuts[segment + 1]):
-                total += _popcount64(matrix[i, w])
-            if segment > 0:
-                rest[i, segment - 1] = total
+        for w in range(words - 1, -1, -1):
+            total += _popcount64(matrix[i, w])
+            suffix[i, w] = total
         counts[i] = total
-    return counts, rest
+    return counts, suffix
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -335,10 +334,11 @@ def _scan(
                         _and_popcount_block(acc, blocks, block, left, p, cuts[cut], cuts[cut + 1])
                         if cut + 1 < n_cuts:
                             # Even if every remaining bit matched, can any lane pass?
-                            rest = left_rest[p, cut]
+                            at = cuts[cut + 1]
+                            rest = np.int64(left_rest[p, at])
                             hit = 0
                             for lane in range(_LANES):
-                                bound = acc[lane] + min(rest, right_rest[block, cut, lane])
+                                bound = acc[lane] + min(rest, np.int64(right_rest[block, at, lane]))
                                 hit |= bound >= need_low
                             if hit == 0:
                                 alive = False
@@ -388,28 +388,80 @@ def _checked(matrix: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(matrix)
 
 
-def _cuts(words: int) -> np.ndarray:
-    """Word offsets where the kernel checks whether a block can still pass.
+#: Sampled (left row, right block) visits from which ``_cuts`` places the checks.
+_CUT_SAMPLES = 96
+#: The first check goes where, in a sampled visit, no more than this share of the block's
+#: lanes can still pass on average: the block is then nearly always dropped there.
+_CUT_ALIVE_SHARE = 0.15
+_CUT_SEED = 0x6375_7473
+#: Cuts of recent scans (a few milliseconds each to choose), by what they depend on.
+_CUT_CACHE: dict[tuple, np.ndarray] = {}
 
-    Checks at 3/8, 1/2 and 3/4 of the words: for random CLKs 30-50% full at
-    threshold 0.8, most blocks are dropped at 3/8 and practically all the rest
-    at 1/2, so a typical non-matching pair costs a little over 6 of 16 words. A
-    check costs about as much as a word; on that data these three were ~18%
-    faster than checks at 1/2 and 3/4 only, and adding one at 5/16 was slower.
-    """
+
+def _fixed_cuts(words: int) -> np.ndarray:
+    """Checks at 3/8, 1/2 and 3/4 of the words: the placement before it was chosen per scan
+    (kept for scans too small to sample)."""
     inner = sorted({c for c in ((3 * words) // 8, words // 2, (3 * words) // 4) if 0 < c < words})
     return np.asarray([0, *inner, words], np.int64)
 
 
-def _blocked(sorted_rows: np.ndarray, sorted_rest: np.ndarray):
-    """Word-major blocks of ``_LANES`` rows: ``blocks[b, w, lane]``, zero padded."""
+def _cuts(left: "PreparedSide", right: "PreparedSide", threshold: float, same: bool,
+          need_floor: np.ndarray, left_lo: np.ndarray, left_hi: np.ndarray) -> np.ndarray:
+    """Word offsets where the kernel checks whether a block can still pass, for this scan.
+
+    Where a block of right rows dies depends on the threshold and the data: on
+    random CLKs 30-50% full, nearly every block is dropped after 6 of 16 words
+    at 0.8 but only after 8-9 at 0.72, so fixed checks are early (wasted) or
+    late (wasted words) for one of them. A check costs more than a word, and
+    measured there two checks beat three or four. So a few sampled visits
+    (left rows against blocks in their ranges, the kernel's own bound) give
+    the share of lanes still able to pass after each word; the first check is
+    where that share falls to ``_CUT_ALIVE_SHARE``, the second two words later.
+    Only speed depends on this: every placement gives the same pairs.
+    """
+    words = left.words
+    rows = np.flatnonzero(left_hi > left_lo)
+    if words < 4 or rows.size == 0:
+        return _fixed_cuts(words)
+    key = (left.digest, right.digest, threshold, same)
+    cached = _CUT_CACHE.get(key)
+    if cached is not None:  # the same scan again, e.g. the next unit of a run on a worker
+        return cached
+    rng = np.random.default_rng(_CUT_SEED)
+    picked = rows[rng.integers(0, rows.size, _CUT_SAMPLES)]
+    first_block = left_lo[picked] // _LANES
+    last_block = (left_hi[picked] - 1) // _LANES
+    blocks = first_block + (rng.random(_CUT_SAMPLES) * (last_block - first_block + 1)
+                            ).astype(np.int64)
+    # common[s, w, lane]: common bits of sampled visit s in word w; cum: in words :w.
+    common = np.bitwise_count(left.rows[picked][:, :, None] & right.blocks[blocks]).astype(
+        np.int16)
+    cum = np.zeros((_CUT_SAMPLES, words + 1, _LANES), np.int64)
+    np.cumsum(common, axis=1, out=cum[:, 1:])
+    bound = cum + np.minimum(left.rest[picked][:, :, None], right.blocked_rest[blocks])
+    block_min = right.counts[np.minimum(blocks * _LANES, right.size - 1)]
+    need_low = need_floor[left.counts[picked] + block_min]
+    alive = (bound >= need_low[:, None, None]).mean(axis=(0, 2))
+    inner = np.flatnonzero(alive[2:words - 1] <= _CUT_ALIVE_SHARE)
+    first = int(inner[0]) + 2 if inner.size else words - 2
+    cuts = np.asarray(sorted({0, first, *([first + 2] if first + 2 < words else []), words}),
+                      np.int64)
+    if len(_CUT_CACHE) >= 64:
+        _CUT_CACHE.clear()
+    _CUT_CACHE[key] = cuts
+    return cuts
+
+
+def _blocked(sorted_rows: np.ndarray, sorted_suffix: np.ndarray):
+    """Word-major blocks of ``_LANES`` rows: ``blocks[b, w, lane]``, zero padded; the same
+    for the suffix popcounts."""
     rows, words = sorted_rows.shape
     n_blocks = max((rows + _LANES - 1) // _LANES, 1)
     padded = np.zeros((n_blocks * _LANES, words), np.uint64)
     padded[:rows] = sorted_rows
     blocks = np.ascontiguousarray(padded.reshape(n_blocks, _LANES, words).transpose(0, 2, 1))
-    rest = np.zeros((n_blocks * _LANES, sorted_rest.shape[1]), np.int64)
-    rest[:rows] = sorted_rest
+    rest = np.zeros((n_blocks * _LANES, sorted_suffix.shape[1]), np.int16)
+    rest[:rows] = sorted_suffix
     rest = np.ascontiguousarray(rest.reshape(n_blocks, _LANES, -1).transpose(0, 2, 1))
     return blocks, rest
 
@@ -419,7 +471,9 @@ class PreparedSide:
     """One side of a comparison in the kernel's layout, built once and scanned many times.
 
     Rows sorted by popcount (``order[k]`` is the input row at sorted position k),
-    their popcount profile, and the word-major blocks of ``_LANES`` rows. None of
+    their popcount profile (``rest[k, w]``: set bits in words ``w:``; for the
+    blocks ``blocked_rest[b, w, lane]``), and the word-major blocks of
+    ``_LANES`` rows. None of
     it depends on the threshold, so a run that scans the same rows at several
     floors (a sample, then everything) or in many tiles (on other machines)
     prepares each side once. ``digest`` names the rows' contents, so that two
@@ -457,8 +511,7 @@ def prepare_side(matrix: np.ndarray, name: str = "CLK") -> PreparedSide:
     matrix = _checked(matrix, name)
     if matrix.shape[0] and matrix.shape[1] == 0:
         raise ClkError("CLKs must be at least 64 bits long")
-    cuts = _cuts(max(matrix.shape[1], 1))
-    counts, rest = _popcount_profile(matrix, cuts)
+    counts, rest = _popcount_profile(matrix)
     order = np.argsort(counts, kind="stable").astype(np.int64)
     rows = matrix[order]
     sorted_rest = rest[order]
@@ -486,7 +539,6 @@ def _row_ranges(left: PreparedSide, right: PreparedSide, threshold: float, same:
     """Per sorted left row, the sorted right rows ``[lo, hi)`` whose popcount can pass,
     and the tables the scan needs."""
     bits = left.words * 64
-    cuts = _cuts(left.words)
     need = _need_table(threshold, 2 * bits)
     need_floor = np.minimum.accumulate(need[::-1])[::-1].copy()
     low, high = _feasible_counts(need, bits)
@@ -500,6 +552,7 @@ def _row_ranges(left: PreparedSide, right: PreparedSide, threshold: float, same:
         left_lo = np.maximum(left_lo, np.arange(left.size) + 1)
     left_lo = left_lo.astype(np.int64)
     left_hi = np.maximum(left_hi, left_lo).astype(np.int64)
+    cuts = _cuts(left, right, threshold, same, need_floor, left_lo, left_hi)
     return cuts, need, need_floor, left_lo, left_hi
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from linkage.batch import EncodedBatch
-from linkage.matching.engine import ProgressCallback, link_records
+from linkage.matching.engine import Executor, ProgressCallback, link_records
 from linkage.errors import SchemaError, SecretError
 from linkage.matching.threshold import ThresholdChoice
 
@@ -30,19 +30,22 @@ def check_compatible(left: EncodedBatch, right: EncodedBatch) -> None:
 
 
 def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | None, *,
-                  estimates: bool = False, on_progress: ProgressCallback | None = None
+                  estimates: bool = False, on_progress: ProgressCallback | None = None,
+                  executor: Executor | None = None
                   ) -> tuple[list[tuple[str, str, float]], ThresholdChoice]:
     """Link two batches 1-to-1; returns (left id, right id, confidence) rows and the threshold.
 
     With a numeric ``threshold`` and no ``estimates`` no score model is fitted
     and a row's confidence is its Dice score; otherwise it is the model's match
-    probability.
+    probability. ``executor`` says where the comparisons run (``None``: in this
+    process; e.g. a ``DaskExecutor``): every executor gives the same rows.
     """
     check_compatible(left, right)
     clks = np.concatenate([left.clks, right.clks])
     owners = np.concatenate([np.zeros(len(left), np.int64), np.ones(len(right), np.int64)])
     result = link_records(clks, owners, threshold=threshold, max_per_owner=1,
-                          cross_owner_only=True, estimates=estimates, on_progress=on_progress)
+                          cross_owner_only=True, estimates=estimates, on_progress=on_progress,
+                          executor=executor)
     rows = []
     for label, members in enumerate(result.grouping.members()):
         first, second = sorted(members.tolist())

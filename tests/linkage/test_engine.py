@@ -143,3 +143,16 @@ def linkage_names_resolve() -> bool:
     import linkage
     return all(getattr(linkage, name) is not None for name in linkage.__all__) and \
         linkage.__all__ == sorted(linkage.__all__)
+
+
+def test_building_an_executor_loads_no_dask_until_a_scan_needs_the_cluster():
+    """``linkage match`` and ``linkage-server`` build their executor in the core; Dask costs
+    seconds to import, so only a scan on a cluster may load it."""
+    code = ("import sys; from linkage.matching.dask_executor import make_executor; "
+            "assert make_executor('in-process') is None; "
+            "executor = make_executor('dask://10.0.0.5:8786'); "
+            "assert executor.address == 'tcp://10.0.0.5:8786'; "
+            "print('distributed' in sys.modules, 'dask' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False False"

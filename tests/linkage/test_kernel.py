@@ -165,6 +165,38 @@ def test_single_thread_and_tiny_buffers_agree(problem):
     _assert_same(native, candidates_reference(left, right, threshold, same=same))
 
 
+
+@settings(FAST, max_examples=25)
+@given(problems(), st.data())
+def test_every_placement_of_the_checks_gives_the_same_pairs(problem, data):
+    """Where a scan checks whether a block can still pass is chosen per scan from sampled
+    data (``kernel._cuts``): only speed may depend on it, so any placement must agree."""
+    left, right, threshold, same = problem
+    words = left.shape[1]
+    inner = data.draw(st.lists(st.integers(1, max(words - 1, 1)), max_size=5, unique=True))
+    cuts = np.asarray(sorted({0, words, *[c for c in inner if 0 < c < words]}), np.int64)
+    saved = kernel._cuts
+    kernel._cuts = lambda *args: cuts
+    try:
+        native = dice_candidates_native(left, right, threshold, same=same)
+    finally:
+        kernel._cuts = saved
+    _assert_same(native, candidates_reference(left, right, threshold, same=same))
+
+
+def test_the_checks_move_with_the_threshold():
+    """On random CLKs 30-50% full, blocks die later at a lower threshold: so do the checks."""
+    rng = np.random.default_rng(5)
+    density = rng.uniform(0.3, 0.5, 4000)[:, None]
+    clks = np.packbits(rng.random((4000, 1024)) < density, axis=1).view("<u8").copy()
+    left, right = kernel.prepare_side(clks[:2000]), kernel.prepare_side(clks[2000:])
+    first = {}
+    for threshold in (0.8, 0.7, 0.6):
+        cuts = kernel._row_ranges(left, right, threshold, False)[0]
+        assert cuts[0] == 0 and cuts[-1] == 16 and np.all(np.diff(cuts) > 0)
+        first[threshold] = int(cuts[1])
+    assert first[0.8] < first[0.7] < first[0.6]
+
 @settings(FAST, max_examples=15)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(WORDS), st.sampled_from(KINDS))
 def test_dice_properties(seed, words, kind):

@@ -1,6 +1,7 @@
 """Comparisons on a real Dask cluster: a ``dask scheduler`` and two ``dask worker`` processes
 on free loopback ports, the same pairs, scores and groups as in this process, and a worker
-SIGKILLed in the middle of a run that still completes with the same result.
+SIGKILLed in the middle of a run that still completes with the same result; the same for
+``linkage-server --executor`` and ``linkage match --executor``.
 
 Without Dask installed (or if the cluster does not come up) these skip, except under CI,
 where they fail.
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.distributed import LocalCluster
+from bench.distributed import LocalCluster, _free_port
 from bench.match_speed import bench_schema_text, make_clks, write_batches
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.demo import ServerProcess
@@ -29,7 +32,7 @@ distributed = pytest.importorskip("distributed") if not os.environ.get("CI") els
 if distributed is None:
     import distributed  # noqa: F811 - under CI a missing Dask is a failure, not a skip
 
-from linkage_service.server.dask_executor import DaskExecutor, parse_executor  # noqa: E402
+from linkage.matching.dask_executor import DaskExecutor, parse_executor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +141,36 @@ def test_a_worker_killed_mid_scan_costs_only_its_units(two_workers):
     assert _same(here, there)
 
 
+
+@pytest.mark.slow
+def test_the_only_copy_of_a_side_lost_with_its_worker_is_scattered_again(two_workers):
+    """One worker holds the only copy of both sides; it is SIGKILLed after the first unit and a
+    fresh worker joins: the sides are scattered again and the lost units rerun."""
+    two_workers.kill_one()
+    two_workers.wait(1)
+    left, right = make_clks(12000, seed=7)
+    clks = np.concatenate([left, right])
+    tasks = plan_owner_tasks(np.repeat(np.arange(2), 12000), True)
+    here = IN_PROCESS.scan(clks, tasks, 0.5)
+    executor = DaskExecutor(two_workers.address, units_per_worker=8)
+    replaced = []
+
+    def replace_the_worker(stage, done, total):
+        if 0 < done < total and not replaced:
+            two_workers.kill_one()
+            two_workers.add_worker()
+            replaced.append(done / total)
+
+    try:
+        there = executor.scan(clks, tasks, 0.5, on_progress=replace_the_worker)
+    finally:
+        executor.close()
+    assert replaced and replaced[0] < 0.5, "the worker was replaced early in the scan"
+    assert executor.stats.workers == 1
+    assert executor.stats.rescattered == 2, "both sides went with the worker and came back"
+    assert executor.stats.resubmitted >= 1
+    assert _same(here, there)
+
 def _server_run(server: ServerProcess, paths, threshold: str, on_progress=None):
     """Submit both files to a new project and run it; (summary, {members: confidence})."""
     with LinkageClient(server.address, server.coordinator_token, timeout=600) as coordinator:
@@ -180,3 +213,44 @@ def test_a_server_run_on_dask_equals_the_in_process_run_even_when_a_worker_dies(
         assert here[key] == there[key], key
     assert here["groups"] > 1500
     assert here_groups == there_groups
+
+
+def _match(left: Path, right: Path, output: Path, *options: str, env=None):
+    """``linkage match`` as a real process."""
+    command = [str(Path(sys.executable).parent / "linkage"), "match", str(left), str(right),
+               "-o", str(output), *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **(env or {})), check=False)
+
+
+@pytest.mark.slow
+def test_linkage_match_on_dask_writes_the_in_process_file(two_workers, tmp_path):
+    left, right = make_clks(5000, seed=5)
+    paths = write_batches(tmp_path, left, right)
+    address = f"dask://127.0.0.1:{two_workers.port}"
+    for threshold, how in (("0.8", {"options": ("--executor", address)}),
+                           ("auto", {"env": {"LINKAGE_EXECUTOR": address}})):
+        here = _match(*paths, tmp_path / "here.csv", "--threshold", threshold,
+                      env={"LINKAGE_EXECUTOR": "in-process"})
+        assert here.returncode == 0, here.stderr
+        there = _match(*paths, tmp_path / "there.csv", "--threshold", threshold,
+                       *how.get("options", ()), env=how.get("env"))
+        assert there.returncode == 0, there.stderr
+        written = (tmp_path / "here.csv").read_bytes()
+        assert written.count(b"\n") > 2000, threshold
+        assert (tmp_path / "there.csv").read_bytes() == written, threshold
+        assert there.stderr.strip().splitlines()[-1] == here.stderr.strip().splitlines()[-1]
+
+
+def test_linkage_match_says_clearly_when_the_scheduler_is_unreachable(tmp_path):
+    left, right = make_clks(300, seed=6)
+    paths = write_batches(tmp_path, left, right)
+    started = time.monotonic()
+    done = _match(*paths, tmp_path / "m.csv", "--executor", f"dask://127.0.0.1:{_free_port()}")
+    assert done.returncode == 1
+    assert "Cannot reach the Dask scheduler at tcp://127.0.0.1:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30, "it failed at once, without Dask's long retries"
+    assert not (tmp_path / "m.csv").exists()
+    refused = _match(*paths, tmp_path / "m.csv", "--executor", "tcp://127.0.0.1:8786")
+    assert refused.returncode == 2 and "dask://HOST:PORT" in refused.stderr

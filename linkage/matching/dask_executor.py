@@ -1,24 +1,31 @@
 """Comparisons on a Dask cluster: the client side of ``linkage.matching.dask_tasks``.
 
-``linkage-server --executor dask://HOST:PORT`` (or ``linkage match --executor``)
-sends a run's comparison units to a running ``dask scheduler``; its workers need
-only the core package. What crosses to the cluster is the prepared sides of the
-run's tasks (CLKs only, in the kernel's layout; never identifiers or the secret),
-scattered once per run to every worker (``broadcast``), and what comes back is
-the pairs at or above the floor. Grouping, the score model and persistence stay
-on the server.
+``linkage-server --executor dask://HOST:PORT`` and ``linkage match --executor``
+both build their executor here (``make_executor``) and send a run's comparison
+units to a running ``dask scheduler``; its workers need only the core package.
+It lives in the core, beside the Executor protocol it implements, so that both
+edges share it without the client importing the server; ``distributed`` is
+imported only when a scan first needs the cluster.
+
+What crosses to the cluster is the prepared sides of the run's tasks (CLKs
+only, in the kernel's layout; never identifiers or the secret), scattered once
+per run to every worker (``broadcast``), and what comes back is the pairs at or
+above the floor. Grouping, the score model and persistence stay with the caller.
 
 Failures: a unit whose worker dies is rerun elsewhere by the scheduler, and
-``retries`` reruns units that raised; if a side's data is lost with its last
-worker, the side is scattered again and the units that needed it resubmitted,
-up to ``resubmits`` times each. Pairs are joined in plan order, so the result is
-element for element the in-process one.
+``retries`` reruns units that raised. If a side's last copy is lost with its
+worker (a worker that joined after the scatter holds none), the scheduler
+forgets it and cancels the units that need it: the side is scattered again
+(asked of the scheduler, ``_lost``) and those units resubmitted under new keys,
+up to ``resubmits`` times each. Pairs are joined in plan order, so the result
+is element for element the in-process one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 import uuid
@@ -52,6 +59,7 @@ class ScanStats:
 
     units: int = 0
     resubmitted: int = 0
+    rescattered: int = 0  # sides scattered again: their last copy went with a worker
     scattered_bytes: int = 0
     result_bytes: int = 0
     workers: int = 0
@@ -103,7 +111,8 @@ class DaskExecutor:
 
     def _connected(self):
         if self._client is None:
-            from distributed import Client  # only servers that use a cluster pay for it
+            self._check_reachable()
+            from distributed import Client  # only runs that use a cluster pay for it
             try:
                 self._client = Client(self.address, timeout=self.connect_seconds,
                                       set_as_default=False)
@@ -112,6 +121,18 @@ class DaskExecutor:
                                     f"{error}. Start it ('dask scheduler') or run without "
                                     "--executor.") from None
         return self._client
+
+    def _check_reachable(self) -> None:
+        """Fail at once, and clearly, when nothing listens at the address (Dask's own
+        client would retry for ``connect_seconds`` and then raise a bare timeout)."""
+        host, _, port = self.address.removeprefix("tcp://").rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)),
+                                     timeout=min(5.0, self.connect_seconds)).close()
+        except OSError as error:
+            raise RunStateError(f"Cannot reach the Dask scheduler at {self.address}: "
+                                f"{error.strerror or error}. Start it ('dask scheduler "
+                                f"--port {port}') or run without --executor.") from None
 
     def _workers(self, client) -> int:
         workers = len(client.scheduler_info().get("workers", {}))
@@ -175,14 +196,18 @@ class DaskExecutor:
         stats.units = len(units)
         report("comparing", 0, total)
 
+        attempts = [0] * len(units)
+
         def submit(number: int):
             _, function, keys, arguments, _ = units[number]
             data = [sides.handles[key] for key in keys]
-            return client.submit(function, *data, *arguments, key=f"linkage-{run}-{number}",
+            # A new key per attempt: given a key it already holds a future of (here a
+            # cancelled one), the client hands back that future instead of submitting.
+            return client.submit(function, *data, *arguments,
+                                 key=f"linkage-{run}-{number}-{attempts[number]}",
                                  retries=self.retries, pure=False)
 
         pending = {submit(number): number for number in range(len(units))}
-        attempts = [0] * len(units)
         results: dict[int, CandidatePairs] = {}
         done = 0.0
         finished = as_completed(list(pending), loop=client.loop)
@@ -203,10 +228,10 @@ class DaskExecutor:
                                     f"the Dask cluster ({reason}); nothing was stored. Check "
                                     "the workers and run again.")
             log.warning("Comparison unit %d failed (%s): resubmitting", number, reason)
-            for key in units[number][2]:
-                if sides.handles[key].status != "finished":  # its data went with a worker
-                    del sides.handles[key]
-                    self._side(client, sides, key[0], self._rows[key])
+            for key in self._lost(client, sides, units[number][2]):
+                del sides.handles[key]
+                self._side(client, sides, key[0], self._rows[key])
+                stats.rescattered += 1
             stats.resubmitted += 1
             again = submit(number)
             pending[again] = number
@@ -232,6 +257,22 @@ class DaskExecutor:
             size = data.nbytes
             self.stats.scattered_bytes += size * max(1, self.stats.workers)
         return key
+
+    @staticmethod
+    def _lost(client, sides: PreparedSides, keys) -> list[tuple]:
+        """The sides among ``keys`` whose every copy is gone.
+
+        Asked of the scheduler: when the last worker holding scattered data dies,
+        the scheduler forgets the data, but the client's future of it can still
+        read "finished", and every unit submitted with it is cancelled again.
+        """
+        handles = {key: sides.handles[key] for key in dict.fromkeys(keys)}
+        finished = [handle for handle in handles.values() if handle.status == "finished"]
+        try:
+            holders = client.who_has(finished) if finished else {}
+        except Exception:  # cancelled while we asked: lost too
+            holders = {}
+        return [key for key, handle in handles.items() if not holders.get(handle.key)]
 
     @staticmethod
     def _failure(future) -> str:
