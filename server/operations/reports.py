@@ -206,6 +206,8 @@ def _network(store: Store, project: ProjectRow, run, run_summary: RunSummary,
         "stage_coverage": summary.stage_coverage,
         "changes": changes,
         "quality_curve": [list(point) for point in run_summary.quality_curve],
+        # A field-wise primary type's expected quality by match-probability cut-off.
+        "probability_curve": [list(point) for point in run_summary.probability_curve],
         # Why each field-wise group was linked: field names, levels and weights only. It rides
         # in the network's JSON, which the contract already pages, so the contract is unchanged.
         # The least certain groups first: those are the ones a reviewer asks "why?" about.

@@ -68,14 +68,22 @@ def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinato
     assert field_f1 >= record_f1, (field_f1, record_f1)
 
     summary, report, _ = field_wise
-    assert "field-wise match probability >= 0.5 (auto)" in summary["threshold_reason"]
+    cutoff = summary["threshold"]
+    assert 0.0 < cutoff < 1.0
+    assert (f"field-wise match probability >= {cutoff:g} (auto: the best expected F1"
+            in summary["threshold_reason"])
+    # The expected quality by cut-off rides in the report, drawn in text and HTML.
+    curve = report["network"]["probability_curve"]
+    assert len(curve) > 20 and all(0 <= p <= 1 and 0 <= r <= 1 for _, p, r in curve)
+    assert "<svg id='probability-curve'" in render_html(report)
+    assert "Expected quality by match-probability cut-off" in render_report(report)
     waterfalls = report["network"]["waterfalls"]
     linked = [g for g in report["groups"] if g["size"] > 1]
     assert linked and set(waterfalls) == {g["id"] for g in linked}
     probabilities = [w["probability"] for w in waterfalls.values()]
     assert probabilities == sorted(probabilities)  # the least certain first
     for group in linked:  # the confidence is the weakest link's probability, which it explains
-        assert group["confidence"] >= 0.5
+        assert group["confidence"] >= cutoff - 1e-9
         assert waterfalls[group["id"]]["probability"] == pytest.approx(group["confidence"],
                                                                        abs=1e-4)
     # Field names, levels and weights only: no record id and no value of any record.
@@ -84,7 +92,7 @@ def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinato
     for person in list(dataset.people.values())[:50]:
         assert person.family_name not in text
     assert "<h2>Why groups were linked</h2>" in render_html(report)
-    assert "linked field-wise at match probability >= 0.5" in render_report(report)
+    assert f"linked field-wise at match probability >= {cutoff:g}" in render_report(report)
     # The record-level project is as before: no waterfalls.
     assert record_level[1]["network"]["waterfalls"] == {}
     assert "field-wise" not in record_level[0]["threshold_reason"]
