@@ -244,7 +244,8 @@ def main(argv=None) -> int:
         print(f"### {data.name}: {len(data)} records; field-wise CLKs of {fieldwise['bits']} "
               f"bits, floor {fieldwise['floor']:.2f}, {len(pairs.left)} candidate pairs, "
               f"EM sessions per field {fieldwise['model'].sessions}, match share among all pairs "
-              f"{fieldwise['model'].match_share:.2e}\n")
+              f"{fieldwise['model'].match_share:.2e}, auto cut-off (best expected F1) "
+              f"{fieldwise['cutoff']:g}\n")
         print("| method | P | R | F1 | within-owner F1 |\n|---|---|---|---|---|")
         for label, q in (("ours record-level auto", measure(
                 truth, links_from_labels(ours.result.grouping.labels), data.owners)),
