@@ -495,7 +495,8 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
         training_keys: the fields each training block is identical on.
         seed: for the random pairs and samples.
     Returns:
-        ``FieldwiseScores``; ``probability >= LINK_PROBABILITY`` are the links.
+        ``FieldwiseScores``; the links are the pairs at or above ``best_cutoff()`` (``auto``)
+            or a probability the coordinator set.
     Raises:
         ValueError: ``clks`` narrower than the layout, or indices outside ``clks``.
     """
