@@ -15,8 +15,10 @@ plaintext Splink, in the same run:
    given and family names compared crosswise too, and taken crosswise when
    that agrees better (swapped names);
 4. ``linkage.matching.fellegi_sunter``: u from random pairs, m and the match share by
-   EM; pairs with match probability >= 0.5 are grouped with our greedy
-   complete-linkage grouping (one record per owner for one-to-one data).
+   EM; pairs with match probability at or above the cut-off of the best
+   expected F1 (``FieldwiseScores.best_cutoff``, what the server's ``auto``
+   takes) are grouped with our greedy complete-linkage grouping (one record
+   per owner for one-to-one data).
 
 It prints pairwise P/R/F1 per method, candidate recall at the floor, and the
 calibration of the model's pair probabilities against truth.
@@ -116,9 +118,10 @@ def encode_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float
     return layout, clks
 
 
-def link_fieldwise(scores: FieldwiseScores, pairs: CandidatePairs, data) -> np.ndarray:
-    """Group labels from the pairs at or above ``LINK_PROBABILITY``."""
-    take = scores.probability >= LINK_PROBABILITY
+def link_fieldwise(scores: FieldwiseScores, pairs: CandidatePairs, data,
+                   cutoff: float = LINK_PROBABILITY) -> np.ndarray:
+    """Group labels from the pairs at or above the probability ``cutoff``."""
+    take = scores.probability >= cutoff
     kept = CandidatePairs(pairs.left[take], pairs.right[take], scores.probability[take])
     return greedy_groups(kept, len(data), data.owners,
                          max_per_owner=_limits(data)["max_per_owner"]).labels
@@ -140,8 +143,10 @@ def run_fieldwise(data, schema: LinkageSchema, values, *, blip_epsilon: float | 
                              cross_owner_only=data.one_to_one, one_to_one=data.one_to_one,
                              reviewed=reviewed,
                              match_share=share, term_frequencies=term_frequencies)
-    labels = link_fieldwise(scores, pairs, data)
-    return {"labels": labels, "model": scores.model, "scores": scores, "pairs": pairs,
+    cutoff = scores.best_cutoff()[0]
+    labels = link_fieldwise(scores, pairs, data, cutoff)
+    return {"labels": labels, "cutoff": cutoff, "model": scores.model, "scores": scores,
+            "pairs": pairs,
             "probability": scores.probability, "floor": floor, "bits": layout.bits,
             "layout": layout, "clks": clks, "encode_s": encoded_at - started,
             "link_s": time.perf_counter() - encoded_at}
@@ -162,11 +167,22 @@ def calibration(probability: np.ndarray, outcome: np.ndarray) -> list[tuple]:
     return rows
 
 
+def wilson_interval(share: float, count: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of an observed share of ``count`` trials: a bin of 15 pairs
+    says far less about calibration than one of 15,000, and this says how much less."""
+    if count <= 0:
+        return 0.0, 1.0
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * np.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (
+        1 + z * z / count)
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+
+
 def group_confidence(fieldwise: dict, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per group of two or more records: its weakest linked pair's probability, and purity."""
     labels, pairs = fieldwise["labels"], fieldwise["pairs"]
     probability = fieldwise["probability"]
-    inside = (probability >= LINK_PROBABILITY) & (labels[pairs.left] == labels[pairs.right])
+    inside = (probability >= fieldwise["cutoff"]) & (labels[pairs.left] == labels[pairs.right])
     weakest: dict[int, float] = {}
     for group, value in zip(labels[pairs.left[inside]].tolist(), probability[inside].tolist()):
         weakest[group] = min(value, weakest.get(group, 1.0))
@@ -228,7 +244,8 @@ def main(argv=None) -> int:
         print(f"### {data.name}: {len(data)} records; field-wise CLKs of {fieldwise['bits']} "
               f"bits, floor {fieldwise['floor']:.2f}, {len(pairs.left)} candidate pairs, "
               f"EM sessions per field {fieldwise['model'].sessions}, match share among all pairs "
-              f"{fieldwise['model'].match_share:.2e}\n")
+              f"{fieldwise['model'].match_share:.2e}, auto cut-off (best expected F1) "
+              f"{fieldwise['cutoff']:g}\n")
         print("| method | P | R | F1 | within-owner F1 |\n|---|---|---|---|---|")
         for label, q in (("ours record-level auto", measure(
                 truth, links_from_labels(ours.result.grouping.labels), data.owners)),
@@ -240,13 +257,16 @@ def main(argv=None) -> int:
             print(f"| Splink 5 (plaintext) | {splink.precision:.4f} | {splink.recall:.4f} | "
                   f"{splink.f1:.4f} | - |")
         print("\nPair match probability against truth (candidate pairs; 'within the bin' = "
-              "the observed share of true matches lies within 0.05 of the bin's range):\n\n"
-              "| bin | pairs | mean predicted | observed | within 0.05 of the bin | "
-              "observed - predicted |\n|---|---|---|---|---|---|")
+              "the observed share of true matches lies within 0.05 of the bin's range; "
+              "Wilson 95% interval of the observed share):\n\n"
+              "| bin | pairs | mean predicted | observed | Wilson 95% | within 0.05 of the bin | "
+              "observed - predicted |\n|---|---|---|---|---|---|---|")
         for low, high, count, mean, observed in calibration(fieldwise["probability"], is_true):
             within = low - 0.05 <= observed <= high + 0.05
+            lower, upper = wilson_interval(observed, count)
             print(f"| [{low:.3f}, {high:.3f}) | {count} | {mean:.4f} | {observed:.4f} | "
-                  f"{'yes' if within else 'no'} | {observed - mean:+.4f} |")
+                  f"[{lower:.3f}, {upper:.3f}] | {'yes' if within else 'no'} | "
+                  f"{observed - mean:+.4f} |")
         print("\nGroup confidence (the probability of its weakest linked pair) against the "
               "share of groups whose records are one entity:\n\n"
               "| bin | groups | mean confidence | pure | within 0.05 of the bin |\n"

@@ -63,17 +63,18 @@ def _fieldwise(data, schema, counts):
     codes = pd.factorize(data.entities)[0]
     plain = run_fieldwise(data, schema, values, encoded=encoded)
     scores, pairs = plain["scores"], plain["pairs"]
-    rows = [("field-wise", 0, *scores.expected_quality(), 0,
+    rows = [("field-wise", 0, *scores.expected_quality(plain["cutoff"]), 0,
              measure(truth, links_from_labels(plain["labels"]), data.owners)["all"].f1)]
-    linked = scores.probability >= 0.5
-    order = np.argsort(np.abs(scores.probability - 0.5), kind="stable")
+    linked = scores.probability >= plain["cutoff"]
+    order = np.argsort(np.abs(scores.probability - plain["cutoff"]), kind="stable")
     for count in counts:
         chosen = order[:count]
         reviewed = ReviewedPairs(pairs.left[chosen], pairs.right[chosen],
                                  codes[pairs.left[chosen]] == codes[pairs.right[chosen]])
         after = run_fieldwise(data, schema, values, encoded=encoded, reviewed=reviewed)
-        changed = int(((after["scores"].probability >= 0.5) != linked).sum())
-        rows.append(("field-wise", count, *after["scores"].expected_quality(), changed,
+        changed = int(((after["scores"].probability >= after["cutoff"]) != linked).sum())
+        rows.append(("field-wise", count, *after["scores"].expected_quality(after["cutoff"]),
+                     changed,
                      measure(truth, links_from_labels(after["labels"]), data.owners)["all"].f1))
     return rows
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .report_curve import curve_rows
+
 __all__ = ["member_text", "render_report"]
 
 _BAR_WIDTH = 40
@@ -59,6 +61,14 @@ def render_report(report: dict, *, max_groups: int = 15) -> str:
             marker = ("|" if not field_wise and bin_["low"] <= report["threshold"] < bin_["high"]
                       else " ")
             lines.append(f"  {bin_['low']:.3f}-{bin_['high']:.3f} {marker} {bar} {bin_['count']}")
+    curve = curve_rows((report.get("network") or {}).get("probability_curve") or [])
+    if curve:
+        lines += ["", "Expected quality by match-probability cut-off (field-wise model; "
+                      f"this run: {report['threshold']:g})",
+                  f"  {'cut-off':>8}{'precision':>11}{'recall':>9}{'F1':>8}"]
+        shown = [row for row in curve if round(row[0] * 100) % 10 == 0]
+        for cutoff, precision, recall, f1 in shown:
+            lines.append(f"  {cutoff:>8.2f}{precision:>11.4f}{recall:>9.4f}{f1:>8.4f}")
     brokers = [b for b in (report.get("network") or {}).get("brokers", [])
                if len(b["agencies"]) > 1][:10]
     if brokers:

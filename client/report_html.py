@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 
 from .render import member_text
+from .report_curve import probability_curve_svg
 
 __all__ = ["MAX_NETWORK_NODES", "network_view", "render_html", "waterfall_svg"]
 
@@ -157,7 +158,9 @@ def render_html(report: dict) -> str:
         _summary(report),
         "<section><h2>Who shares entities with whom</h2>", _overlap(report, agencies, colours),
         "</section>",
-        "<section><h2>Scores and threshold</h2>", _histogram(report, network), "</section>",
+        "<section><h2>Scores and threshold</h2>", _histogram(report, network),
+        probability_curve_svg(network.get("probability_curve") or [], report["threshold"]),
+        "</section>",
         _network_section(data),
         "<section><h2>Broker ranking</h2>", _brokers(network), "</section>",
         "<section><h2>Case clusters</h2>", _clusters(network), "</section>",

@@ -24,7 +24,7 @@ here on every core. Each side is prepared once per run, however many scans
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -48,6 +48,7 @@ from linkage.matching.threshold import (
     SCORE_FLOOR,
     SampledTail,
     ThresholdChoice,
+    _expected_quality,  # the same estimate choose_threshold gives, at the grouped threshold
     choose_threshold,
     one_to_one_scores,
 )
@@ -234,6 +235,8 @@ def decide(
                   if _one_to_one(max_per_owner, owners) else None)
         choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled,
                                   solver=solver, tail=tail, start=start)
+        if threshold is None and solver is None and choice.model is not None:
+            choice = _grouped_choice(choice, floor_pairs, owners, max_per_owner, tail)
     report("choosing threshold", 1, 1)
     keep = floor_pairs.score >= choice.threshold
     pairs = CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep], floor_pairs.score[keep])
@@ -245,6 +248,52 @@ def decide(
     else:
         confidence = grouping.weakest_score.copy()
     return LinkageResult(choice, floor, pairs, floor_pairs.score, grouping, confidence, tail)
+
+
+#: The window around the pair model's threshold in which ``_grouped_choice`` looks, and its step.
+_GROUPED_BELOW, _GROUPED_ABOVE, _GROUPED_STEP = 0.03, 0.01, 0.0025
+
+
+def _grouped_choice(choice: ThresholdChoice, floor_pairs: CandidatePairs, owners: np.ndarray,
+                    max_per_owner, tail: SampledTail | None) -> ThresholdChoice:
+    """The threshold near the pair model's whose *grouped* links have the best expected F1.
+
+    ``choose_threshold`` weighs every candidate pair above a threshold as a
+    link, but the grouping keeps only the pairs it can place in one group: a
+    false candidate beside two records' better partners is left out. So a
+    threshold a little lower than the pair optimum can link better (on
+    held-out data the pair optimum 0.800 grouped to F1 0.876, 0.7925 to 0.892).
+    This groups at each threshold of a small window and takes the best
+    expected F1 of the pairs that end up inside one group (the model's match
+    probabilities, as for the one-to-one solver's links). Thresholds where
+    pairs are a sample (``tail``) are left out: the grouping needs all of them.
+    """
+    model, scores = choice.model, floor_pairs.score
+    probability = model.match_probability(scores)
+    expected_matches = float(probability.sum()) if tail is None else float(
+        (probability * tail.weights(scores)).sum())
+    lowest = max(choice.threshold - _GROUPED_BELOW, tail.below if tail is not None else 0.0)
+    grid = np.round(np.arange(choice.threshold + _GROUPED_ABOVE, lowest - 1e-9, -_GROUPED_STEP), 4)
+    best, best_f1 = choice.threshold, -1.0
+    for candidate in grid:  # from the top: ties keep the higher threshold
+        keep = scores >= candidate
+        labels = greedy_groups(CandidatePairs(floor_pairs.left[keep], floor_pairs.right[keep],
+                                              scores[keep]), owners.shape[0], owners,
+                               max_per_owner=max_per_owner).labels
+        left, right = labels[floor_pairs.left[keep]], labels[floor_pairs.right[keep]]
+        inside = (left >= 0) & (left == right)
+        true_positive = float(probability[keep][inside].sum())
+        f1 = 2 * true_positive / max(float(inside.sum()) + expected_matches, 1e-12)
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = float(candidate), f1
+    if best == choice.threshold:
+        return choice
+    precision, recall = _expected_quality(scores, model, best,
+                                          None if tail is None else tail.weights(scores))
+    reason = (f"{choice.reason}; grouped, the links at {best:.3f} have the best expected F1 "
+              f"({best_f1:.3f})")
+    return replace(choice, threshold=best, reason=reason, estimated_precision=precision,
+                   estimated_recall=recall)
 
 
 def _one_to_one(max_per_owner, owners: np.ndarray) -> bool:

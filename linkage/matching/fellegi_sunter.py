@@ -236,8 +236,11 @@ RANDOM_PAIRS = 200_000
 TRAINING_PAIRS = 200_000
 #: Largest block of identical values a training session takes (a very common value is skipped).
 TRAINING_MAX_BLOCK = 1_000
-#: Match probability at or above which a pair is a link.
+#: Match probability at or above which a pair is a link when no model can say better.
 LINK_PROBABILITY = 0.5
+#: Steps of the expected-F1 search over probability cut-offs and of the quality curve.
+CUTOFF_STEP = 0.005
+CURVE_STEP = 0.02
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,42 @@ class FieldwiseScores:
         precision = true_links / linked.sum() if linked.any() else 1.0
         recall = true_links / max(float(self.probability.sum()), 1e-12)
         return float(precision), float(recall)
+
+    def quality_curve(self, step: float = CURVE_STEP) -> list[tuple[float, float, float]]:
+        """The model's expected (cut-off, precision, recall) for cut-offs from ``step`` to
+        1 - ``step``: what the coordinator trades by moving the probability cut-off."""
+        return [(round(float(cutoff), 4), *self.expected_quality(float(cutoff)))
+                for cutoff in _cutoffs(step)]
+
+    def best_cutoff(self, step: float = CUTOFF_STEP) -> tuple[float, float]:
+        """The probability cut-off with the best expected F1, and that F1.
+
+        A fixed 0.5 is best only when a miss and a false link cost alike and the
+        probabilities are exact; the expected F1 over the calibrated probabilities
+        weighs the matches the cut-off would lose against the links it would add,
+        as the record-level ``auto`` does. Where several cut-offs share the best
+        (no pair between them), the middle of the stretch is taken.
+        """
+        cutoffs = _cutoffs(step)
+        probability = np.sort(self.probability)[::-1]
+        expected_matches = float(probability.sum())
+        if not probability.size or expected_matches <= 0:
+            return LINK_PROBABILITY, 0.0
+        true_positive = np.concatenate([[0.0], np.cumsum(probability)])
+        linked = probability.size - np.searchsorted(probability[::-1], cutoffs, side="left")
+        gained = true_positive[linked]
+        f1s = 2 * gained / np.maximum(linked + expected_matches, 1e-12)
+        peak = int(np.argmax(f1s))
+        low = high = peak
+        while low > 0 and f1s[low - 1] >= f1s[peak] - 1e-12:
+            low -= 1
+        while high + 1 < cutoffs.size and f1s[high + 1] >= f1s[peak] - 1e-12:
+            high += 1
+        return float(cutoffs[(low + high) // 2]), float(f1s[peak])
+
+
+def _cutoffs(step: float) -> np.ndarray:
+    return np.round(np.arange(step, 1.0 - step / 2, step), 4)
 
 
 def _keep(pairs: CandidatePairs, keep: np.ndarray) -> CandidatePairs:
@@ -456,7 +495,8 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
         training_keys: the fields each training block is identical on.
         seed: for the random pairs and samples.
     Returns:
-        ``FieldwiseScores``; ``probability >= LINK_PROBABILITY`` are the links.
+        ``FieldwiseScores``; the links are the pairs at or above ``best_cutoff()`` (``auto``)
+            or a probability the coordinator set.
     Raises:
         ValueError: ``clks`` narrower than the layout, or indices outside ``clks``.
     """

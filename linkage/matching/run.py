@@ -24,8 +24,9 @@ An entity type whose schema has per-field segments (``fieldSegments``) is
 decided field-wise: the record-level kernel still finds the candidates at the
 floor, then a Fellegi-Sunter model scores each candidate field by field
 (``score_fieldwise``) and the records are grouped on match probabilities. Its
-threshold is a probability: ``auto`` links at ``LINK_PROBABILITY``, a numeric
-threshold links at that probability (not at a Dice score). Each group's
+threshold is a probability: ``auto`` links at the cut-off with the best expected F1
+of the calibrated probabilities, a numeric threshold links at that probability
+(not at a Dice score). Each group's
 confidence is its weakest link's probability, and its waterfall (field names,
 levels, weights; no values) explains that link.
 """
@@ -46,7 +47,7 @@ from linkage.clks import clks_from_bytes
 from linkage.encoding.field_segments import FieldLayout
 from linkage.analysis.explain import group_waterfalls
 from linkage.matching.engine import HIGHEST_FLOOR, LinkageResult, choose_floor, decide, plan_blocking
-from linkage.matching.fellegi_sunter import LINK_PROBABILITY, ReviewedPairs, score_fieldwise
+from linkage.matching.fellegi_sunter import ReviewedPairs, score_fieldwise
 from linkage.matching.grouping import greedy_groups
 from linkage.errors import InvalidRequestError
 from linkage.matching.executor import IN_PROCESS, ComparisonTask, plan_new_record_tasks
@@ -433,6 +434,7 @@ def link_incrementally(
     one_per_group = {agency: 1 for agency in deduplicated}
     groups: list[RunGroup] = []
     results: dict[str, LinkageResult] = {}
+    curves: dict[str, list[tuple[float, float, float]]] = {}
     types: dict[str, EntityTypeSummary] = {}
     position = np.full(len(records), -1, np.int64)
     for entity_type in records.types:
@@ -447,7 +449,7 @@ def link_incrementally(
         waterfalls: Mapping[int, dict] = {}
         if layout is not None:
             reviewed = _reviewed_pairs(reviews, position)
-            result, waterfalls = _decide_fieldwise(
+            result, waterfalls, curves[entity_type] = _decide_fieldwise(
                 records.clks[entity_type], layout, pairs, floor, records.agency[rows],
                 requested, one_per_group, reviewed, report)
             accepted = reviewed.left[reviewed.is_match]
@@ -473,7 +475,7 @@ def link_incrementally(
             reviews_used_rejected=int(rejected.size) if fit_model else 0,
             modelled=modelled, groups_to_review=int(flags.sum()))
     summary = _summary(records, settings, reviews, floor, results, types, groups,
-                       broken_links, deduplicated, plans)
+                       broken_links, deduplicated, plans, curves)
     return RunOutcome(floor, new_pairs, groups, results, summary)
 
 
@@ -502,18 +504,24 @@ def _reviewed_pairs(reviews: RunReviews, position: np.ndarray) -> ReviewedPairs:
 def _decide_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs,
                       floor: float, owners: np.ndarray, requested: float | None,
                       one_per_group: Mapping[int, int], reviewed: ReviewedPairs,
-                      report: ProgressCallback) -> tuple[LinkageResult, dict[int, dict]]:
+                      report: ProgressCallback
+                      ) -> tuple[LinkageResult, dict[int, dict], list[tuple[float, float, float]]]:
     """Score the type's candidates field-wise and group on match probabilities.
 
-    Returns the result (its ``pairs`` scored by probability, ``floor_scores`` still the
-    Dice scores for the histogram) and each group label's waterfall.
+    ``auto`` takes the probability cut-off with the best expected F1
+    (``FieldwiseScores.best_cutoff``). Returns the result (its ``pairs`` scored by
+    probability, ``floor_scores`` still the Dice scores for the histogram), each
+    group label's waterfall, and the expected quality by cut-off.
     """
     report("scoring fields", 0, len(pairs))
     scores = score_fieldwise(clks, layout, pairs, owners=owners,
                              one_to_one=_one_to_one(one_per_group, owners),
                              reviewed=reviewed if len(reviewed) else None)
     report("scoring fields", len(pairs), len(pairs))
-    cutoff = LINK_PROBABILITY if requested is None else requested
+    if requested is None:
+        cutoff, best_f1 = scores.best_cutoff()
+    else:
+        cutoff, best_f1 = requested, None
     keep = scores.probability >= cutoff
     linked = CandidatePairs(pairs.left[keep], pairs.right[keep], scores.probability[keep])
     report("grouping", 0, len(linked))
@@ -522,13 +530,14 @@ def _decide_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePai
     report("grouping", len(linked), len(linked))
     precision, recall = scores.expected_quality(cutoff)
     reason = (f"field-wise match probability >= {cutoff:g}"
-              + (" (auto)" if requested is None else " (set by the coordinator)")
+              + (f" (auto: the best expected F1, {best_f1:.3f}, of the calibrated "
+                 "probabilities)" if requested is None else " (set by the coordinator)")
               + (f", {scores.reviews_used} reviewed pairs" if scores.reviews_used else ""))
     choice = ThresholdChoice(float(cutoff), reason, None, precision, recall)
     waterfalls = group_waterfalls(scores, grouping.labels, pairs.left, pairs.right, keep)
     result = LinkageResult(choice, floor, linked, pairs.score, grouping,
                            grouping.weakest_score.copy())
-    return result, waterfalls
+    return result, waterfalls, scores.quality_curve()
 
 
 def _named_groups(result: LinkageResult, records: RunRecords, rows: np.ndarray,
@@ -552,7 +561,8 @@ def _named_groups(result: LinkageResult, records: RunRecords, rows: np.ndarray,
 def _summary(records: RunRecords, settings: RunSettings, reviews: RunReviews, floor: float,
              results: Mapping[str, LinkageResult], types: Mapping[str, EntityTypeSummary],
              groups: list[RunGroup], broken_links: int, deduplicated: frozenset[int],
-             plans: Mapping[str, LshPlan | None]) -> RunSummary:
+             plans: Mapping[str, LshPlan | None],
+             curves: Mapping[str, list[tuple[float, float, float]]]) -> RunSummary:
     primary_type = "person" if "person" in results else next(iter(results))
     primary = results[primary_type]
     choice = primary.choice
@@ -591,4 +601,5 @@ def _summary(records: RunRecords, settings: RunSettings, reviews: RunReviews, fl
         quality_curve=tuple(tuple(point) for point in
                             quality_curve(primary.floor_scores, choice.model, floor)),
         waterfalls={g.key: g.waterfall for g in groups if g.waterfall is not None},
+        probability_curve=tuple(tuple(point) for point in curves.get(primary_type, ())),
     )

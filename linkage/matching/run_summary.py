@@ -91,6 +91,9 @@ class RunSummary:
     quality_curve: tuple[tuple[float, float, float], ...] = ()
     #: Per group key of a field-wise type, why it was linked (``linkage.analysis.explain``).
     waterfalls: Mapping[str, dict] = field(default_factory=dict)
+    #: (probability cut-off, expected precision, expected recall) when the primary type is
+    #: field-wise (its threshold is a probability, not a point on the Dice axis).
+    probability_curve: tuple[tuple[float, float, float], ...] = ()
 
     #: The fields the contract's RunSummary message carries (same names there).
     CONTRACT_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -133,6 +136,7 @@ class RunSummary:
             "histogram": [list(b) for b in self.histogram],
             "quality_curve": [list(p) for p in self.quality_curve],
             "waterfalls": dict(self.waterfalls),
+            "probability_curve": [list(p) for p in self.probability_curve],
         }
 
     @classmethod
@@ -179,6 +183,8 @@ class RunSummary:
             quality_curve=tuple((float(t), float(p), float(r))
                                 for t, p, r in document.get("quality_curve") or ()),
             waterfalls=dict(document.get("waterfalls") or {}),
+            probability_curve=tuple((float(t), float(p), float(r))
+                                    for t, p, r in document.get("probability_curve") or ()),
         )
 
     # -- the contract's message ---------------------------------------------------------------

@@ -95,6 +95,15 @@ _BIN_WIDTH = 0.0025
 #: Width of the bump each reviewed score adds to its class (see ``ScoreModel``).
 REVIEW_WIDTH = 0.01
 _GRID = 801
+#: A restart of the optimiser that gains less than this many nats ends the search (``_descend``).
+_CONVERGED = 1e-3
+#: Restarts of the fit with reviews: it starts at the plain fit's optimum, so it has little
+#: way to go, and the bump shares' flat ends (a share near 0) would keep it crawling.
+_REVIEW_ROUNDS = 3
+#: Starts of the plain fit: the non-match normal's mean below the floor and deviation,
+#: and the match beta's (a, b); each descends to its optimum and the best is kept.
+_PLAIN_STARTS = ((-0.05, 0.03, 5.0, 1.0), (-0.05, 0.03, 20.0, 3.0),
+                 (-0.3, 0.08, 20.0, 1.0), (-0.3, 0.08, 20.0, 3.0))
 
 
 @dataclass(frozen=True)
@@ -407,11 +416,54 @@ def _logit(share: float, limit: float = 12.0) -> float:
     return float(special.logit(np.clip(share, special.expit(-limit), special.expit(limit))))
 
 
+def _tail_shape(slope: float, log_curvature: float, floor: float) -> tuple[float, float]:
+    """(mean, deviation) of the normal whose log density falls at ``slope`` per unit score
+    at the floor and bends with curvature ``exp(log_curvature)``.
+
+    Only the normal's tail above the floor is ever seen, and there its mean and
+    deviation trade off along a long, flat valley (a far mean with a wide
+    deviation draws nearly the same tail as a near one with a narrow): the
+    optimiser crawled along it and stopped early, hundreds of nats short, and a
+    review's small change to the objective let it go on to another model. The
+    slope and the curvature at the floor are what the tail shows; searched in
+    them, the fit converges.
+    """
+    curvature = float(_exp(log_curvature))
+    variance = 1.0 / (2.0 * curvature)
+    return floor - slope * variance, float(np.sqrt(variance))
+
+
+def _tail_coordinates(non_match: tuple[float, float], floor: float) -> list[float]:
+    """The inverse of ``_tail_shape``."""
+    mean, deviation = non_match
+    variance = deviation * deviation
+    return [(floor - mean) / variance, float(np.log(1.0 / (2.0 * variance)))]
+
+
 def _plain_parameters(model: ScoreModel) -> list[float]:
     """The plain fit's search coordinates of ``model`` (the inverse of its ``unpack``)."""
-    (mean, deviation), (a, b) = model.non_match, model.match
-    return [_logit(model.match_weight), mean, float(np.log(deviation)),
+    a, b = model.match
+    return [_logit(model.match_weight), *_tail_coordinates(model.non_match, model.floor),
             float(np.log(max(a - 1, 1e-12))), float(np.log(b))]
+
+
+def _descend(objective, start, rounds: int = 30, **options):
+    """Nelder-Mead from ``start``, restarted from its own optimum until a restart gains
+    less than ``_CONVERGED`` nats: a simplex that has collapsed in some direction reports
+    success while the optimum lies further on (a fresh simplex finds the way)."""
+    best = None
+    point = np.asarray(start, dtype=np.float64)
+    for _ in range(rounds):
+        found = optimize.minimize(objective, point, method="Nelder-Mead", options=options)
+        if not np.isfinite(found.fun):
+            break
+        improved = best is None or found.fun < best.fun - _CONVERGED
+        if best is None or found.fun < best.fun:
+            best = found
+        if not improved:
+            break
+        point = found.x
+    return best
 
 
 def _labelled(scores, floor) -> np.ndarray:
@@ -435,38 +487,48 @@ def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
                   + np.log(np.maximum(non[rejected_bins], 1e-300) / mixture[rejected_bins]).sum())
 
 
-def _unpack_plain(params):
+def _unpack_plain(params, floor: float):
     """The plain fit's search coordinates as (weight, mean, deviation, a, b)."""
     weight = special.expit(params[0])
+    mean, deviation = _tail_shape(params[1], params[2], floor)
     # a >= 1: the match density never rises towards the floor.
-    return weight, params[1], _exp(params[2]), 1 + _exp(params[3]), _exp(params[4])
+    return weight, mean, deviation, 1 + _exp(params[3]), _exp(params[4])
 
 
 def _plain_starts(floor: float) -> list[list[float]]:
-    """The plain fit's two starting guesses (a fast- and a slow-falling non-match tail)."""
-    return [[-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
-            for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0))]
+    """The plain fit's starting guesses (``_PLAIN_STARTS`` in search coordinates)."""
+    return [[-2.0, *_tail_coordinates((floor + below, deviation), floor),
+             np.log(a - 1), np.log(b)] for below, deviation, a, b in _PLAIN_STARTS]
 
 
-def _descend_plain(bins: _UsedBins, counts, accepted_at, rejected_at, starts):
-    """The best Nelder-Mead result of the binned mixture likelihood from ``starts``, or None."""
+def _fit_plain(bins: _UsedBins, counts, floor: float, starts):
+    """The plain mixture's converged fit to binned ``counts`` from each of ``starts``:
+    (the optimiser's result, the model) of the best fit whose components keep their roles,
+    or (None, None)."""
 
     def negative_log_likelihood(params):
-        weight, mean, deviation, a, b = _unpack_plain(params)
+        weight, mean, deviation, a, b = _unpack_plain(params, floor)
         non = (1 - weight) * bins.non_match_mass((mean, deviation))
         match = weight * bins.match_mass((a, b))
         mixture = np.maximum(non + match, 1e-300)
-        return (-float((counts * np.log(mixture)).sum())
-                + _review_penalty(non, match, accepted_at, rejected_at))
+        return -float((counts * np.log(mixture)).sum())
 
-    best = None
+    fits = []
     with np.errstate(all="ignore"):
         for first in starts:
-            result = optimize.minimize(negative_log_likelihood, first, method="Nelder-Mead",
-                                       options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
-            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-                best = result
-    return best
+            result = _descend(negative_log_likelihood, first,
+                              maxiter=3000, xatol=1e-6, fatol=1e-6)
+            if result is not None:
+                fits.append(result)
+    # The best fit whose components keep their roles: a start can also end with the
+    # normal on the matches and the beta on the non-matches (a likelihood as good or better).
+    for result in sorted(fits, key=lambda found: found.fun):
+        weight, mean, deviation, a, b = _unpack_plain(result.x, floor)
+        candidate = ScoreModel(floor, float(weight), (float(mean), float(deviation)),
+                               (float(a), float(b)))
+        if 1e-6 < weight < 1 - 1e-6 and _separates(candidate):
+            return result, candidate
+    return None, None
 
 
 def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
@@ -497,30 +559,32 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         return None
     edges = _edges(floor)
     all_counts, _ = np.histogram(scores, edges, weights=_weights(tail, scores))
-    accepted_bins, rejected_bins = _bin_of(accepted, edges), _bin_of(rejected, edges)
-    bins = _UsedBins.of(edges, all_counts, accepted_bins, rejected_bins)
+    bins = _UsedBins.of(edges, all_counts)
     counts = all_counts[bins.used]
-    accepted_at, rejected_at = bins.position(accepted_bins), bins.position(rejected_bins)
 
+    # The unlabelled scores alone choose the basin (the reviews only refine within it,
+    # see ``_fit_with_reviews``): a handful of decisions must not pick another model.
     if start is not None and start.floor == floor:
         # The basin was chosen on a sample of the same comparisons: one descent from there.
         starts = [_plain_parameters(start)]
     else:
         starts = _plain_starts(floor)
-    best = _descend_plain(bins, counts, accepted_at, rejected_at, starts)
-    if best is None:
+    best, model = _fit_plain(bins, counts, floor, starts)
+    if model is None:
         return None
-    weight, mean, deviation, a, b = _unpack_plain(best.x)
-    if not 1e-6 < weight < 1 - 1e-6:
-        return None
-    model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
     if accepted.size or rejected.size:
         model = _fit_with_reviews(model, all_counts, edges, accepted, rejected, best.x,
                                   start if start is not None and start.floor == floor else None)
-    top, bottom = model.match_probability(np.array([0.999, floor]))
-    if top < 0.5 or bottom > 0.5:
-        return None  # no separation between the two components
+        if not _separates(model):
+            return None
     return model
+
+
+def _separates(model: ScoreModel) -> bool:
+    """Whether the model's matches are above its non-matches: P(match) past 0.5 near 1 and
+    below it at the floor."""
+    top, bottom = model.match_probability(np.array([0.999, model.floor]))
+    return bool(top >= 0.5 and bottom <= 0.5)
 
 
 def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, start,
@@ -543,8 +607,9 @@ def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, star
     accepted_bins, rejected_bins = bins.position(accepted_bins), bins.position(rejected_bins)
 
     def unpack(params):
-        return (special.expit(params[0]), params[1], _exp(params[2]), 1 + _exp(params[3]),
-                _exp(params[4]), special.expit(params[5]) if accepted.size else 0.0,
+        return (special.expit(params[0]), *_tail_shape(params[1], params[2], floor),
+                1 + _exp(params[3]), _exp(params[4]),
+                special.expit(params[5]) if accepted.size else 0.0,
                 special.expit(params[6]) if rejected.size else 0.0)
 
     def negative_log_likelihood(params):
@@ -563,10 +628,9 @@ def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, star
     best = None
     with np.errstate(all="ignore"):
         for shares in share_starts:
-            found = optimize.minimize(negative_log_likelihood, [*start, *shares],
-                                      method="Nelder-Mead",
-                                      options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
-            if np.isfinite(found.fun) and (best is None or found.fun < best.fun):
+            found = _descend(negative_log_likelihood, [*start, *shares], rounds=_REVIEW_ROUNDS,
+                             maxiter=6000, xatol=1e-7, fatol=1e-7)
+            if found is not None and (best is None or found.fun < best.fun):
                 best = found
     if best is None:
         return model
@@ -639,7 +703,10 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
                 + _pool_penalty(solver, kept_count, weight))
 
     a, b = model.match
-    shape = [np.log(max(a - 1, 1e-3)), np.log(b)]
+    # A beta sharper than the search box allows (matches piled at 1) starts at the box's
+    # edge with the same mean: a and b scaled down together, not a alone.
+    scale = min(1.0, float(np.exp(_KEPT_BOUNDS[1][1])) / max(a - 1, 1e-12))
+    shape = [np.log(max((a - 1) * scale, 1e-3)), np.log(b * scale)]
     starts = [[weight_start, *shape, tail_start, power_start]
               for weight_start, tail_start, power_start in ((2.0, -3.0, 3.0), (0.0, -0.5, 0.0),
                                                             (4.0, -1.5, -2.0))]
@@ -785,18 +852,8 @@ def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel 
     if counts.sum() < MIN_PAIRS_FOR_MODEL or np.count_nonzero(counts) < 3:
         return None
     all_edges = np.append(edges, 1.0)
-    empty = np.zeros(0, np.int64)
-    bins = _UsedBins.of(all_edges, counts, empty)
-    best = _descend_plain(bins, counts[bins.used], empty, empty, _plain_starts(floor))
-    if best is None:
-        return None
-    weight, mean, deviation, a, b = _unpack_plain(best.x)
-    if not 1e-6 < weight < 1 - 1e-6:
-        return None
-    model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
-    top, bottom = model.match_probability(np.array([0.999, floor]))
-    if top < 0.5 or bottom > 0.5:
-        return None
+    bins = _UsedBins.of(all_edges, counts)
+    _, model = _fit_plain(bins, counts[bins.used], floor, _plain_starts(floor))
     return model
 
 

@@ -75,6 +75,10 @@ class ProjectReport:
     network: dict
 
 
+#: Group explanations a report carries (the least certain first; the HTML draws 40 of them).
+WATERFALL_PAGE = 200
+
+
 def agency_results(store: Store, identity: Identity, project_name: str) -> Iterator[RecordHit]:
     """Hit/no-hit for the caller's own records: own ids, group ids and other agencies' names."""
     project = _project_for(store, identity, project_name)
@@ -206,9 +210,23 @@ def _network(store: Store, project: ProjectRow, run, run_summary: RunSummary,
         "stage_coverage": summary.stage_coverage,
         "changes": changes,
         "quality_curve": [list(point) for point in run_summary.quality_curve],
+        # A field-wise primary type's expected quality by match-probability cut-off.
+        "probability_curve": [list(point) for point in run_summary.probability_curve],
         # Why each field-wise group was linked: field names, levels and weights only. It rides
         # in the network's JSON, which the contract already pages, so the contract is unchanged.
         # The least certain groups first: those are the ones a reviewer asks "why?" about.
-        "waterfalls": dict(sorted(run_summary.waterfalls.items(),
-                                  key=lambda item: (item[1]["probability"], item[0]))),
+        **_waterfall_page(store, run.id, run_summary),
     }
+
+
+def _waterfall_page(store: Store, run_id: int, run_summary: RunSummary) -> dict:
+    """The first ``WATERFALL_PAGE`` group explanations, the least certain first, and how many
+    there are: from their table, or from the summary of a run stored before it had one."""
+    total = store.waterfall_count(run_id)
+    if total:
+        page = dict(store.waterfalls(run_id, 0, WATERFALL_PAGE))
+    else:
+        ordered = sorted(run_summary.waterfalls.items(),
+                         key=lambda item: (item[1]["probability"], item[0]))
+        total, page = len(ordered), dict(ordered[:WATERFALL_PAGE])
+    return {"waterfalls": page, "waterfalls_total": total}

@@ -112,6 +112,15 @@ MIGRATIONS: list[tuple[str, Sequence[str]]] = [
         "TEXT NOT NULL, counts_json TEXT NOT NULL, previous_hash TEXT NOT NULL, entry_hash "
         "TEXT NOT NULL)",
     ))),
+    # A field-wise group's explanation in a row of its own, not in the summary (see SQLite's
+    # 0009_group_waterfalls).
+    ("0002_group_waterfalls", tuple(statement.replace("TEXT", _TEXT) for statement in (
+        "CREATE TABLE group_waterfalls (run_id BIGINT NOT NULL REFERENCES runs(id), "
+        "group_key TEXT NOT NULL, probability DOUBLE PRECISION NOT NULL, waterfall TEXT "
+        "NOT NULL, PRIMARY KEY (run_id, group_key))",
+        "CREATE INDEX group_waterfalls_by_probability ON group_waterfalls "
+        "(run_id, probability, group_key)",
+    ))),
     share_migration("BYTEA", "BIGINT"),
 ]
 

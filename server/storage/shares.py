@@ -17,7 +17,7 @@ from linkage.errors import AlreadyExistsError, ShareModeError
 __all__ = ["SHARE_MIGRATION_NAME", "ShareRecords", "ShareSql", "ShareStore",
            "share_migration"]
 
-SHARE_MIGRATION_NAME = "0009_two_server_shares"
+SHARE_MIGRATION_NAME = "0010_two_server_shares"
 
 
 def share_migration(blob: str, key: str) -> tuple[str, tuple[str, ...]]:

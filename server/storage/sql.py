@@ -53,6 +53,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: LIMIT of a query that wants every row (a number both SQLite and PostgreSQL take).
+_NO_LIMIT = 2 ** 62
+
+
 class SqlStore(ShareSql):
     """Shared queries; subclasses provide the connection plumbing (see module docstring)."""
 
@@ -551,8 +555,18 @@ class SqlStore(ShareSql):
             return self._insert_run(db, project_id)
 
     def finish_run(self, run_id, summary, groups) -> None:
-        """Store a run's groups: (key, confidence, weakest pair score, members) each."""
+        """Store a run's groups: (key, confidence, weakest pair score, members) each.
+
+        The summary's ``waterfalls`` (one per field-wise group) go to a table of their
+        own, read a page at a time (``waterfalls``); the summary is stored without them.
+        """
+        summary = dict(summary)
+        waterfalls = summary.pop("waterfalls", None) or {}
         with self._run_transaction(run_id) as db:
+            db.executemany("INSERT INTO group_waterfalls (run_id, group_key, probability, "
+                           "waterfall) VALUES (?, ?, ?, ?)",
+                           [(run_id, key, float(waterfall["probability"]), json.dumps(waterfall))
+                            for key, waterfall in waterfalls.items()])
             db.executemany("INSERT INTO groups (run_id, group_key, confidence, size, "
                            "weakest_score) VALUES (?, ?, ?, ?, ?)",
                            [(run_id, key, confidence, len(members), weakest)
@@ -591,6 +605,19 @@ class SqlStore(ShareSql):
         rows = self._query("SELECT status FROM runs WHERE project_id = ? AND number = ?",
                            (project_id, number))
         return rows[0][0] if rows else None
+
+    def waterfalls(self, run_id: int, offset: int = 0, limit: int | None = None
+                   ) -> list[tuple[str, dict]]:
+        """A page of the run's group explanations, the least certain first."""
+        return [(key, json.loads(text)) for key, text in self._query(
+            "SELECT group_key, waterfall FROM group_waterfalls WHERE run_id = ? "
+            "ORDER BY probability, group_key LIMIT ? OFFSET ?",
+            (run_id, _NO_LIMIT if limit is None else int(limit), int(offset)))]
+
+    def waterfall_count(self, run_id: int) -> int:
+        """How many groups of the run have an explanation stored."""
+        return int(self._query("SELECT COUNT(*) FROM group_waterfalls WHERE run_id = ?",
+                               (run_id,))[0][0])
 
     def previous_run(self, project_id: int, number: int) -> RunRow | None:
         """The last finished run before run ``number``."""

@@ -108,6 +108,15 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE groups ADD COLUMN weakest_score REAL",
         "ALTER TABLE batches ADD COLUMN deduplicated INTEGER NOT NULL DEFAULT 0",
     )),
+    # A field-wise group's explanation (about 1 KB) in a row of its own, not in the summary:
+    # a run of a million groups would otherwise load a gigabyte to show forty of them.
+    ("0009_group_waterfalls", (
+        "CREATE TABLE group_waterfalls (run_id INTEGER NOT NULL REFERENCES runs(id), "
+        "group_key TEXT NOT NULL, probability REAL NOT NULL, waterfall TEXT NOT NULL, "
+        "PRIMARY KEY (run_id, group_key))",
+        "CREATE INDEX group_waterfalls_by_probability ON group_waterfalls "
+        "(run_id, probability, group_key)",
+    )),
     share_migration("BLOB", "INTEGER"),
 ]
 

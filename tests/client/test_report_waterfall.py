@@ -49,3 +49,25 @@ def test_a_groups_waterfall_adds_up_and_is_drawn_without_values(scenario):  # no
         assert figure.count("<rect class='step'") == len(waterfall["steps"])
         assert f"{waterfall['match_weight']:+.1f}" in figure
     assert "Why groups were linked" not in render_html(_report())   # nothing to explain
+
+
+def test_a_field_wise_runs_quality_curve_is_shown_in_text_and_html():
+    from linkage_service.client.render import render_report
+
+    report = _report()
+    curve = [[c / 100, 0.9 + c / 1000, 1 - c / 200] for c in range(2, 100, 2)]
+    report["network"] = {"probability_curve": curve}
+    report["threshold"] = 0.36
+    text = render_report(report)
+    assert "Expected quality by match-probability cut-off" in text
+    assert "this run: 0.36" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith("0.50"))
+    precision, recall = 0.9 + 50 / 1000, 1 - 50 / 200
+    assert row.split() == ["0.50", f"{precision:.4f}", f"{recall:.4f}",
+                           f"{2 * precision * recall / (precision + recall):.4f}"]
+    page = render_html(report)
+    chart = re.search(r"<svg id='probability-curve'.*?</svg>", page, re.S).group(0)
+    assert chart.count("<polyline") == 3 and "cut-off 0.36" in chart
+    plain = _report()
+    assert "probability-curve" not in render_html(plain)
+    assert "match-probability cut-off" not in render_report(plain)

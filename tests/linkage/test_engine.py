@@ -14,11 +14,14 @@ from linkage.matching.engine import (
     IN_PROCESS,
     ComparisonTask,
     compare_new_records,
+    decide,
     link_records,
     plan_new_record_tasks,
     plan_owner_tasks,
 )
+from linkage.matching.grouping import greedy_groups
 from linkage.matching.kernel import dice_candidates_native
+from linkage.matching.threshold import choose_threshold
 
 
 def _random_clks(rng, count: int, words: int = 16) -> np.ndarray:
@@ -156,3 +159,50 @@ def test_building_an_executor_loads_no_dask_until_a_scan_needs_the_cluster():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "False False"
+
+
+def _three_agencies(seed, entities=600):
+    """Each person in three agencies; a fifth of the true pairs with a damaged field
+    (0.66-0.85), and random non-match candidates between agencies above 0.55."""
+    rng = np.random.default_rng(seed)
+    owners = np.tile([0, 1, 2], entities)
+    entity = np.repeat(np.arange(entities), 3)
+    base = np.arange(entities) * 3
+    left = np.concatenate([base, base, base + 1])
+    right = np.concatenate([base + 1, base + 2, base + 2])
+    damaged = rng.random(left.size) < 0.2
+    true = np.where(damaged, rng.uniform(0.66, 0.85, left.size),
+                    np.clip(rng.beta(30, 3, left.size), 0, 0.999))
+    first, second = rng.integers(0, entities * 3, (2, 150_000))
+    score = rng.normal(0.5, 0.06, 150_000)
+    keep = (entity[first] != entity[second]) & (owners[first] != owners[second]) & (score >= 0.55)
+    pairs = CandidatePairs(
+        np.concatenate([left, np.minimum(first, second)[keep]]),
+        np.concatenate([right, np.maximum(first, second)[keep]]),
+        np.concatenate([true, score[keep]]))
+    return pairs, owners, entity
+
+
+def _pairwise_f1(labels, entity):
+    labels = labels.copy()
+    alone = labels < 0
+    labels[alone] = -1 - np.flatnonzero(alone)
+    _, sizes = np.unique(labels, return_counts=True)
+    _, shared = np.unique(labels.astype(np.int64) * 10**6 + entity, return_counts=True)
+    true_links = (shared * (shared - 1) // 2).sum()
+    return 2 * true_links / ((sizes * (sizes - 1) // 2).sum() + 3 * (entity.max() + 1))
+
+
+def test_auto_takes_the_threshold_whose_grouped_links_are_best():
+    # The grouping leaves out a false candidate it cannot place beside two records' true
+    # partners, so a threshold below the pair model's optimum links more true pairs for few
+    # false ones: auto weighs the grouped links.
+    pairs, owners, entity = _three_agencies(0)
+    pair_model = choose_threshold(pairs.score, None, 0.55)
+    keep = pairs.score >= pair_model.threshold
+    at_pair_model = greedy_groups(CandidatePairs(pairs.left[keep], pairs.right[keep],
+                                                 pairs.score[keep]), owners.size, owners).labels
+    result = decide(pairs, 0.55, owners)
+    assert result.choice.threshold < pair_model.threshold
+    assert "grouped" in result.choice.reason
+    assert _pairwise_f1(result.grouping.labels, entity) > _pairwise_f1(at_pair_model, entity) + 0.01

@@ -136,3 +136,20 @@ def test_union_of_pairs_keeps_each_pair_once():
     b = CandidatePairs(np.array([1, 0]), np.array([3, 4]), np.array([0.6, 0.7]))
     joined = union_pairs([a, b])
     assert list(zip(joined.left.tolist(), joined.right.tolist())) == [(0, 2), (0, 4), (1, 3)]
+
+
+def test_auto_takes_the_cut_off_with_the_best_expected_f1(scenario):
+    import dataclasses
+
+    layout, clks, owners, _, pairs = scenario
+    scores = score_fieldwise(clks, layout, pairs, owners=owners, cross_owner_only=True)
+    cutoff, best = scores.best_cutoff()
+    for point, precision, recall in scores.quality_curve():
+        assert best >= 2 * precision * recall / max(precision + recall, 1e-12) - 1e-9
+    # Where the evidence is weak the best cut-off lies below 0.5: 100 pairs at 0.45 are worth
+    # linking beside 100 at 0.9 when 1,000 others at 0.05 hold the rest of the matches.
+    planted = dataclasses.replace(scores, probability=np.repeat([0.05, 0.45, 0.9], [1000, 100, 100]))
+    cutoff, best = planted.best_cutoff()
+    assert 0.05 < cutoff <= 0.45 and best == pytest.approx(270 / 385)
+    at_half = planted.expected_quality(LINK_PROBABILITY)
+    assert 2 * at_half[0] * at_half[1] / sum(at_half) == pytest.approx(180 / 285)

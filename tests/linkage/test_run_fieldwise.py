@@ -49,8 +49,10 @@ def _run(encoded, threshold: str, *, field_wise: bool):
 def test_a_segmented_type_groups_on_probabilities_and_explains_each_group(encoded):
     outcome = _run(encoded, "auto", field_wise=True)
     assert outcome.groups
+    cutoff = outcome.summary.threshold
+    assert 0.0 < cutoff < 1.0 and "best expected F1" in outcome.summary.threshold_reason
     for group in outcome.groups:
-        assert group.confidence >= 0.5 and group.confidence == group.weakest_score
+        assert group.confidence >= cutoff and group.confidence == group.weakest_score
         assert group.waterfall["probability"] == pytest.approx(group.confidence, abs=1e-4)
     assert set(outcome.summary.waterfalls) == {g.key for g in outcome.groups}
     assert outcome.summary.entity_types["person"].modelled
@@ -64,3 +66,20 @@ def test_without_a_layout_the_same_clks_link_record_level(encoded):
     assert outcome.groups and all(g.waterfall is None for g in outcome.groups)
     assert outcome.summary.waterfalls == {}
     assert "field-wise" not in outcome.summary.threshold_reason
+
+
+def test_a_field_wise_run_carries_its_quality_curve_through_the_stored_summary(encoded):
+    from linkage.matching.run_summary import RunSummary
+
+    summary = _run(encoded, "auto", field_wise=True).summary
+    curve = summary.probability_curve
+    assert len(curve) > 20 and summary.quality_curve == ()
+    cutoffs = [point[0] for point in curve]
+    assert cutoffs == sorted(cutoffs) and 0 < cutoffs[0] and cutoffs[-1] < 1
+    # Raising the cut-off never raises the expected recall.
+    recalls = [point[2] for point in curve]
+    assert all(a >= b - 1e-12 for a, b in zip(recalls, recalls[1:]))
+    assert RunSummary.from_json(summary.to_json()).probability_curve == curve
+    old = summary.to_json()
+    del old["probability_curve"]                       # a summary stored before the curve
+    assert RunSummary.from_json(old).probability_curve == ()

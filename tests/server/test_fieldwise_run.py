@@ -5,6 +5,7 @@ person_segments.json; the field-wise run is at least as good and explains its gr
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from linkage_service.client.demo import ServerProcess
 from linkage_service.client.render import render_report
 from linkage_service.client.report_html import render_html
 from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.server.operations.reports import WATERFALL_PAGE
+from linkage_service.server.storage import DATABASE_NAME
 
 from ..conftest import agency_client
 
@@ -68,36 +71,72 @@ def test_a_segmented_schema_links_field_wise_at_least_as_well(server, coordinato
     assert field_f1 >= record_f1, (field_f1, record_f1)
 
     summary, report, _ = field_wise
-    assert "field-wise match probability >= 0.5 (auto)" in summary["threshold_reason"]
+    cutoff = summary["threshold"]
+    assert 0.0 < cutoff < 1.0
+    assert (f"field-wise match probability >= {cutoff:g} (auto: the best expected F1"
+            in summary["threshold_reason"])
+    # The expected quality by cut-off rides in the report, drawn in text and HTML.
+    curve = report["network"]["probability_curve"]
+    assert len(curve) > 20 and all(0 <= p <= 1 and 0 <= r <= 1 for _, p, r in curve)
+    assert "<svg id='probability-curve'" in render_html(report)
+    assert "Expected quality by match-probability cut-off" in render_report(report)
     waterfalls = report["network"]["waterfalls"]
     linked = [g for g in report["groups"] if g["size"] > 1]
-    assert linked and set(waterfalls) == {g["id"] for g in linked}
+    # Stored in their own table; the report carries the least certain page of them.
+    assert report["network"]["waterfalls_total"] == len(linked)
+    assert len(waterfalls) == min(len(linked), WATERFALL_PAGE)
+    assert linked and set(waterfalls) <= {g["id"] for g in linked}
+    least = sorted(linked, key=lambda g: g["confidence"])[len(waterfalls) - 1]["confidence"]
+    assert max(w["probability"] for w in waterfalls.values()) == pytest.approx(least, abs=1e-4)
     probabilities = [w["probability"] for w in waterfalls.values()]
     assert probabilities == sorted(probabilities)  # the least certain first
     for group in linked:  # the confidence is the weakest link's probability, which it explains
-        assert group["confidence"] >= 0.5
-        assert waterfalls[group["id"]]["probability"] == pytest.approx(group["confidence"],
-                                                                       abs=1e-4)
+        assert group["confidence"] >= cutoff - 1e-9
+        if group["id"] in waterfalls:
+            assert waterfalls[group["id"]]["probability"] == pytest.approx(group["confidence"],
+                                                                           abs=1e-4)
     # Field names, levels and weights only: no record id and no value of any record.
     text = json.dumps(waterfalls)
     assert not any(record_id in text for name, record_id in dataset.truth)
     for person in list(dataset.people.values())[:50]:
         assert person.family_name not in text
     assert "<h2>Why groups were linked</h2>" in render_html(report)
-    assert "linked field-wise at match probability >= 0.5" in render_report(report)
+    assert f"linked field-wise at match probability >= {cutoff:g}" in render_report(report)
     # The record-level project is as before: no waterfalls.
     assert record_level[1]["network"]["waterfalls"] == {}
     assert "field-wise" not in record_level[0]["threshold_reason"]
 
 
 def test_a_numeric_threshold_on_a_segmented_type_is_a_probability(server, coordinator,
-                                                                  dataset, secret):
+                                                                  dataset, secret, store_kind):
     segments_text = SEGMENTS_SCHEMA.read_text("utf-8")
     batches = _encode(dataset, secret, segments_text)
     summary, report, _ = _link(server, coordinator, "strict", segments_text, batches, "0.99")
     assert "field-wise match probability >= 0.99 (set by the coordinator)" in \
         summary["threshold_reason"]
     assert all(g["confidence"] >= 0.99 for g in report["groups"] if g["size"] > 1)
+    if store_kind != "sqlite":
+        return
+    # A run stored before the waterfalls had a table of their own (inside the summary)
+    # still shows them.
+    server.stop()  # one process owns a data directory
+    with sqlite3.connect(server.data_dir / DATABASE_NAME) as db:
+        (run_id, text), = db.execute(
+            "SELECT runs.id, summary FROM runs JOIN projects ON projects.id = project_id "
+            "WHERE projects.name = 'strict' AND status = 'done'").fetchall()
+        stored = json.loads(text)
+        assert "waterfalls" not in stored
+        stored["waterfalls"] = {key: json.loads(value) for key, value in db.execute(
+            "SELECT group_key, waterfall FROM group_waterfalls WHERE run_id = ?", (run_id,))}
+        assert stored["waterfalls"]
+        db.execute("DELETE FROM group_waterfalls WHERE run_id = ?", (run_id,))
+        db.execute("UPDATE runs SET summary = ? WHERE id = ?", (json.dumps(stored), run_id))
+    db.close()
+    server.start()
+    with server.client(server.coordinator_token) as again:
+        old = again.report("strict")
+    assert old["network"]["waterfalls"] == report["network"]["waterfalls"]
+    assert old["network"]["waterfalls_total"] == report["network"]["waterfalls_total"]
 
 
 def test_reviews_of_a_segmented_type_train_its_model(server, coordinator, dataset, secret):

@@ -158,6 +158,26 @@ def test_pairs_runs_groups_and_results(store, project):
     assert store.pair_floor(project.id) is None and store.load_records(project.id).is_new.all()
 
 
+def test_group_explanations_live_in_their_own_table_read_a_page_at_a_time(store, project):
+    a, _ = store.agencies(project.id)
+    run_id = store.start_run(project.id)
+    waterfalls = {f"g-{i}": {"probability": p, "steps": [{"field": "prior", "weight": -9.5}]}
+                  for i, p in enumerate([0.99, 0.6, 0.999, 0.6, 0.8])}
+    store.finish_run(run_id, {"records": 5, "waterfalls": waterfalls},
+                     [(key, w["probability"], 0.8, [(a.id, key)]) for key, w in waterfalls.items()])
+    # The summary is stored without them.
+    assert store.latest_run(project.id).summary == {"records": 5}
+    assert store.waterfall_count(run_id) == 5
+    ordered = ["g-1", "g-3", "g-4", "g-0", "g-2"]  # least certain first, ties by key
+    assert [key for key, _ in store.waterfalls(run_id)] == ordered
+    page = store.waterfalls(run_id, offset=1, limit=2)
+    assert page == [("g-3", waterfalls["g-3"]), ("g-4", waterfalls["g-4"])]
+    assert store.waterfalls(run_id, offset=5, limit=10) == []
+    other = store.start_run(project.id)
+    store.finish_run(other, {"records": 5}, [])
+    assert store.waterfall_count(other) == 0 and store.waterfall_count(run_id) == 5
+
+
 def test_a_run_left_running_is_marked_failed_at_start(store, project):
     store.start_run(project.id)
     if isinstance(store, SqliteStore):
