@@ -72,7 +72,7 @@ def group_hits(agency: np.ndarray, record_ids: Sequence[str], left: np.ndarray,
         groups=result.grouping.group_count, reviews_used_accepted=0, reviews_used_rejected=0,
         modelled=False, groups_to_review=int(flags.sum()))}
     summary = _summary(records, settings, RunReviews(), threshold, {"person": result}, types,
-                       groups, 0, frozenset(int(a) for a in deduplicated), {"person": None})
+                       groups, 0, frozenset(int(a) for a in deduplicated), {"person": None}, {})
     summary = summary.replace(threshold_reason=reason,
                               blocking="person: every cross-agency pair, on shares")
     return RunOutcome(threshold, pairs, groups, {"person": result}, summary)
