@@ -88,6 +88,11 @@ _TAIL_MIN_ROWS = 2000
 #: The full scan starts this far below the threshold the sample suggests, so that the
 #: final choice (from all pairs above it) can still move down a little.
 _SCAN_MARGIN = 0.05
+#: The margin when the sample's choice lies in a wide stretch of tied thresholds (see
+#: ``_scan_level``).
+_FLAT_SCAN_MARGIN = 0.01
+#: Histogram bins of the sample's score model (the full fit's are 0.0025).
+_SAMPLE_BIN_WIDTH = 0.01
 #: Seed of the tail sample: fixed, so a run is reproducible, and not a small number, because
 #: test-data generators seeded with 0, 1, ... would otherwise draw the same uniforms for the
 #: records' contents as the sampler does for choosing them (seen: a sample of only the
@@ -198,6 +203,8 @@ def decide(
     fit_model: bool = True,
     tail: SampledTail | None = None,
     start: ThresholdChoice | None = None,
+    lowest: float | None = None,
+    bin_width: float | None = None,
 ) -> LinkageResult:
     """Choose the threshold from the pairs above the floor and group the records.
 
@@ -216,6 +223,10 @@ def decide(
         tail: ``floor_pairs`` below ``tail.below`` are a sample (see ``SampledTail``).
         start: the choice made on a sample of the same comparisons; the score model's
             fits start from its optimum (see ``choose_threshold``).
+        lowest: where the full scan began when ``tail`` is set: in a stretch of thresholds
+            that tie for the best expected F1, auto takes one at or above it (see
+            ``choose_threshold``).
+        bin_width: of the score model's histograms (``None``: the model's own).
     """
     report = on_progress or (lambda stage, done, total: None)
     if cross_owner_only:
@@ -234,7 +245,8 @@ def decide(
         solver = (one_to_one_scores(floor_pairs, owners, tail)
                   if _one_to_one(max_per_owner, owners) else None)
         choice = choose_threshold(floor_pairs.score, threshold, floor, **labelled,
-                                  solver=solver, tail=tail, start=start)
+                                  solver=solver, tail=tail, start=start, lowest=lowest,
+                                  **({"bin_width": bin_width} if bin_width else {}))
         if threshold is None and solver is None and choice.model is not None:
             choice = _grouped_choice(choice, floor_pairs, owners, max_per_owner, tail)
     report("choosing threshold", 1, 1)
@@ -371,8 +383,11 @@ def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, t
     if threshold is not None:
         level, start = threshold, None
     else:
-        guess = decide(sample, floor, owners, **limits, tail=SampledTail(1.0 + 1e-9, weight))
-        level, start = max(floor, guess.choice.threshold - _SCAN_MARGIN), guess.choice
+        # The sample's fit only picks the scan level and the basin the full fit descends
+        # in, so it is binned coarser (a quarter of the likelihood's cost).
+        guess = decide(sample, floor, owners, **limits, tail=SampledTail(1.0 + 1e-9, weight),
+                       bin_width=_SAMPLE_BIN_WIDTH)
+        level, start = _scan_level(guess.choice, floor), guess.choice
     while True:
         full = scan(tasks, level, on_progress)
         below = sample.score < level
@@ -380,10 +395,26 @@ def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, t
             CandidatePairs(sample.left[below], sample.right[below], sample.score[below]), full])
         tail = SampledTail(level, weight) if level > floor else None
         result = decide(floor_pairs, floor, owners, threshold=threshold, on_progress=on_progress,
-                        tail=tail, start=start, **limits)
+                        tail=tail, start=start, lowest=level if tail else None, **limits)
         if tail is None or result.choice.threshold >= level:
             return result
         level = max(floor, result.choice.threshold - _SCAN_MARGIN)  # rare: the sample misled
+
+
+def _scan_level(guess: ThresholdChoice, floor: float) -> float:
+    """Where the full scan of a sampled auto run starts, from the sample's choice.
+
+    Usually ``_SCAN_MARGIN`` below it, so that the final choice can still move down a
+    little. When the sample's choice is the middle of a stretch of thresholds that tie
+    for the best expected F1 (matches and non-matches well apart: every threshold in it
+    links the same pairs) reaching further down than the margin, the scan starts just
+    below the choice and the final choice stays in the stretch's scanned part: the same
+    links, and the kernel rules out far more pairs early at a higher level.
+    """
+    margin = _SCAN_MARGIN
+    if guess.tied is not None and guess.threshold - guess.tied[0] > _SCAN_MARGIN:
+        margin = _FLAT_SCAN_MARGIN
+    return max(floor, guess.threshold - margin)
 
 
 def _sample_tasks(tasks: Sequence[ComparisonTask], share: float | None = None,

@@ -177,6 +177,10 @@ class ThresholdChoice:
     #: from them (``choose_threshold``'s ``start``).
     candidate_fit: ScoreModel | None = None
     links_fit: ScoreModel | None = None
+    #: For ``auto``: the stretch of thresholds that share the best expected F1 (each links
+    #: the same pairs), of which ``threshold`` is the middle (or, with ``lowest``, the middle
+    #: of its part at or above ``lowest``).
+    tied: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -338,9 +342,9 @@ def _exp(value):
     return np.exp(np.clip(value, -50.0, 50.0))
 
 
-def _edges(floor: float) -> np.ndarray:
-    """Histogram bin edges from the floor to 1 (bins of about ``_BIN_WIDTH``)."""
-    return np.linspace(floor, 1.0, max(20, int(round((1 - floor) / _BIN_WIDTH))) + 1)
+def _edges(floor: float, width: float = _BIN_WIDTH) -> np.ndarray:
+    """Histogram bin edges from the floor to 1 (bins of about ``width``)."""
+    return np.linspace(floor, 1.0, max(20, int(round((1 - floor) / width))) + 1)
 
 
 def _bin_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -535,7 +539,8 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
                     known_matches: np.ndarray | None = None,
                     known_non_matches: np.ndarray | None = None,
                     tail: SampledTail | None = None,
-                    start: ScoreModel | None = None) -> ScoreModel | None:
+                    start: ScoreModel | None = None,
+                    bin_width: float = _BIN_WIDTH) -> ScoreModel | None:
     """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it.
 
     Args:
@@ -547,6 +552,8 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         tail: the scores below ``tail.below`` are a sample (see ``SampledTail``).
         start: a model fitted at the same floor to a sample of the same comparisons:
             the search starts from it alone instead of from several guesses.
+        bin_width: of the histogram the likelihood is binned on (coarser is faster: a
+            fit that only picks the basin for a finer one, see ``choose_threshold``).
     Returns:
         The fitted model, or ``None`` when there are too few scores or the fit
         finds no separate match component.
@@ -557,7 +564,7 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
     rejected = _labelled(known_non_matches, floor)
     if scores.size < MIN_PAIRS_FOR_MODEL or float(scores.std()) < 1e-6:
         return None
-    edges = _edges(floor)
+    edges = _edges(floor, bin_width)
     all_counts, _ = np.histogram(scores, edges, weights=_weights(tail, scores))
     bins = _UsedBins.of(edges, all_counts)
     counts = all_counts[bins.used]
@@ -647,7 +654,8 @@ _KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.
 
 def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
               rejected: np.ndarray, tail: SampledTail | None = None,
-              warm: ScoreModel | None = None) -> ScoreModel | None:
+              warm: ScoreModel | None = None,
+              bin_width: float = _BIN_WIDTH) -> ScoreModel | None:
     """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
 
     Non-matches among kept pairs look like the decoys: a truncated normal is
@@ -659,7 +667,7 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     same comparisons, the one start instead of several.
     """
     floor = model.floor
-    edges = _edges(floor)
+    edges = _edges(floor, bin_width)
     if warm is not None and warm.floor != floor:
         warm = None
     decoys = np.asarray(solver.decoys, dtype=np.float64)
@@ -738,12 +746,17 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
                      known_non_matches: np.ndarray | None = None,
                      solver: SolverScores | None = None,
                      tail: SampledTail | None = None,
-                     start: ThresholdChoice | None = None) -> ThresholdChoice:
+                     start: ThresholdChoice | None = None,
+                     lowest: float | None = None,
+                     bin_width: float = _BIN_WIDTH) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
 
     Where several thresholds share the best expected F1 (an empty stretch of
     scores: every threshold in it links the same pairs), the middle of the
-    stretch is taken: the same links, with the most room on both sides.
+    stretch is taken: the same links, with the most room on both sides. With
+    ``lowest``, the middle of the stretch's part at or above ``lowest`` when the
+    stretch reaches it: a sampled run has every pair only from there up, and any
+    threshold of the stretch is as good.
 
     Args:
         scores: scores of all candidate pairs at or above ``floor``.
@@ -761,17 +774,21 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
             same reviews): each fit then descends once from the sample's optimum,
             the basin the sample's search among several starts chose, instead of
             searching again. A full scan changes the histogram little.
+        lowest: see above.
+        bin_width: of the histograms the fits are binned on (``fit_score_model``).
     """
     scores = np.asarray(scores, dtype=np.float64)
     model = fit_score_model(scores, floor, known_matches=known_matches,
                             known_non_matches=known_non_matches, tail=tail,
-                            start=start.candidate_fit if start is not None else None)
+                            start=start.candidate_fit if start is not None else None,
+                            bin_width=bin_width)
     candidate_fit, kept_model = model, None
     basis, described = scores, "candidate pairs"
     if model is not None and solver is not None:
         kept_model = _fit_kept(model, solver, _labelled(known_matches, floor),
                                _labelled(known_non_matches, floor), tail,
-                               warm=start.links_fit if start is not None else None)
+                               warm=start.links_fit if start is not None else None,
+                               bin_width=bin_width)
         if kept_model is not None:
             model = kept_model
             basis = np.asarray(solver.kept, dtype=np.float64)
@@ -809,6 +826,9 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
         low -= 1
     while high + 1 < grid.size and f1s[high + 1] >= best_f1 - 1e-12:
         high += 1
+    tied = (float(grid[low]), float(grid[high]))
+    if lowest is not None and grid[low] < lowest <= grid[high]:
+        low = int(np.searchsorted(grid, lowest - 1e-9))
     best = float(grid[(low + high) // 2])
     precision, recall = _expected_quality(basis, model, best, weights)
     labelled = _labelled(known_matches, floor).size + _labelled(known_non_matches, floor).size
@@ -819,7 +839,42 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
               f"{floor:.3f}{sampled}{reviews} (about {probability.sum():.0f} of the "
               f"{float(weights.sum()):.0f} "
               f"{described} matches) gives the best expected F1 ({best_f1:.3f}) at {best:.3f}")
-    return ThresholdChoice(best, reason, model, precision, recall, candidate_fit, kept_model)
+    return ThresholdChoice(best, reason, model, precision, recall, candidate_fit, kept_model,
+                           tied)
+
+
+def _unpack_banded(params):
+    """The banded fit's search coordinates as (weight, mean, deviation, a, b)."""
+    weight = special.expit(params[0])
+    # a >= 1: the match density never rises towards the floor.
+    return weight, params[1], _exp(params[2]), 1 + _exp(params[3]), _exp(params[4])
+
+
+def _descend_banded(bins: _UsedBins, counts, floor: float):
+    """The best Nelder-Mead result of the banded mixture likelihood, or None.
+
+    The plain fit's search before it was reparametrised for its fine bins (``_tail_shape``):
+    on a few wide bands that search lands in a model whose match share in the low bands is
+    far from the truth, this one does not (tests/linkage/test_threshold_bands.py).
+    """
+
+    def negative_log_likelihood(params):
+        weight, mean, deviation, a, b = _unpack_banded(params)
+        non = (1 - weight) * bins.non_match_mass((mean, deviation))
+        match = weight * bins.match_mass((a, b))
+        mixture = np.maximum(non + match, 1e-300)
+        return -float((counts * np.log(mixture)).sum())
+
+    starts = [[-2.0, start_mean, np.log(0.03), np.log(start_a - 1), np.log(1.0)]
+              for start_mean, start_a in ((floor - 0.05, 5.0), (floor + 0.02, 20.0))]
+    best = None
+    with np.errstate(all="ignore"):
+        for first in starts:
+            result = optimize.minimize(negative_log_likelihood, first, method="Nelder-Mead",
+                                       options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-6})
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+                best = result
+    return best
 
 
 def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel | None:
@@ -853,8 +908,14 @@ def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel 
         return None
     all_edges = np.append(edges, 1.0)
     bins = _UsedBins.of(all_edges, counts)
-    _, model = _fit_plain(bins, counts[bins.used], floor, _plain_starts(floor))
-    return model
+    best = _descend_banded(bins, counts[bins.used], floor)
+    if best is None:
+        return None
+    weight, mean, deviation, a, b = _unpack_banded(best.x)
+    if not 1e-6 < weight < 1 - 1e-6:
+        return None
+    model = ScoreModel(floor, float(weight), (float(mean), float(deviation)), (float(a), float(b)))
+    return model if _separates(model) else None
 
 
 def band_match_shares(model: ScoreModel, edges: np.ndarray) -> np.ndarray:
