@@ -219,3 +219,19 @@ def test_a_few_reviews_cannot_swing_the_estimated_recall():
     assert max(recalls) - min(recalls) < 0.02
     true_recall = float((scores[non_match_count:] >= plain.threshold).mean())
     assert abs(plain.estimated_recall - true_recall) < 0.03
+
+
+def test_lowest_keeps_a_tied_choice_in_the_part_of_the_stretch_at_or_above_it():
+    """Matches near 0.95 and non-matches below 0.6: every threshold between links the same
+    pairs. A sampled run that scanned in full only from 0.75 up takes one from there."""
+    rng = np.random.default_rng(11)
+    scores = np.concatenate([np.clip(rng.normal(0.5, 0.03, 20_000), 0.45, 0.6),
+                             np.clip(rng.normal(0.95, 0.01, 500), 0.9, 0.999)])
+    free = choose_threshold(scores, None, 0.45)
+    low, high = free.tied
+    assert low < 0.62 and high > 0.88 and low <= free.threshold <= high
+    held = choose_threshold(scores, None, 0.45, lowest=0.75)
+    assert 0.75 <= held.threshold <= high and held.tied == free.tied
+    assert (scores >= held.threshold).sum() == (scores >= free.threshold).sum()
+    # A lowest outside the stretch changes nothing.
+    assert choose_threshold(scores, None, 0.45, lowest=0.95).threshold == free.threshold
