@@ -972,8 +972,10 @@ def match(threshold, estimates, output, executor, left, right) -> None:
     from linkage.batch import read_batch
     from linkage.matching.dask_executor import make_executor
     from linkage.matching.offline import match_batches
-    from linkage.matching.threshold import parse_threshold
+    from linkage.matching.threshold import import_scipy_in_background, parse_threshold
     requested = parse_threshold(threshold)
+    if requested is None or estimates:
+        import_scipy_in_background()
     try:
         comparisons = make_executor(executor)
     except LinkageError as error:

@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import importlib
+import threading
 
 import numpy as np
 
@@ -85,6 +86,21 @@ class _OnFirstUse:
 
 optimize = _OnFirstUse("scipy.optimize", "optimize")
 special = _OnFirstUse("scipy.special", "special")
+
+
+def import_scipy_in_background() -> None:
+    """Start importing what the score model needs on a thread of its own.
+
+    A caller that knows it will fit a model (``linkage match --threshold auto``) calls this
+    before reading its input, which keeps one core busy while the other is free: the half
+    second of imports is then off the path. The import lock makes a fit that comes first
+    wait for it; nothing else changes.
+    """
+    def load() -> None:
+        for name in ("scipy.special", "scipy.optimize"):
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="import-scipy", daemon=True).start()
 
 DEFAULT_THRESHOLD = 0.8
 SCORE_FLOOR = 0.5
