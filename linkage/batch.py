@@ -33,6 +33,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -133,6 +134,8 @@ class EncodedBatch:
         if self.clks.shape[0] != len(self.record_ids):
             raise BatchFormatError(f"The batch has {len(self.record_ids)} record ids but "
                                    f"{self.clks.shape[0]} CLKs.")
+        if _plainly_valid(self.record_ids):
+            return
         seen: set[str] = set()
         for position, record_id in enumerate(self.record_ids):
             if not record_id:
@@ -146,6 +149,23 @@ class EncodedBatch:
                 raise DuplicateRecordError(f"Record id at position {position} appears more than "
                                            "once in the batch; record ids must be unique.")
             seen.add(record_id)
+
+
+#: The refused characters (``REFUSED_ID_CATEGORIES``) that ASCII has: its control characters.
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plainly_valid(record_ids: list[str]) -> bool:
+    """Whether every id is non-empty, short, unique and printable ASCII, checked at C speed.
+
+    The usual case, and a per-character Unicode check costs about half a second on two
+    files of 60,000 ids; when this says no, ``validate`` looks at each id for its message.
+    """
+    joined = " ".join(record_ids)
+    return (joined.isascii() and _ASCII_CONTROL.search(joined) is None
+            and min(map(len, record_ids)) > 0
+            and max(map(len, record_ids)) <= MAX_RECORD_ID_BYTES
+            and len(set(record_ids)) == len(record_ids))
 
 
 def content_hash(record_ids: list[str], clks: list[bytes],

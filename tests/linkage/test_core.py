@@ -290,3 +290,18 @@ def test_per_owner_limit_keeps_duplicates_of_owners_that_did_not_declare_dedupli
     assert members == [[0, 2, 3]]  # 0~1 (same deduplicated owner) refused; 2~3 allowed
     unlimited = greedy_groups(pairs, 4, owners)
     assert sorted(sorted(m.tolist()) for m in unlimited.members()) == [[0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("ids, error, message", [
+    (["a", "b", "a"], DuplicateRecordError, "position 2"),
+    (["a", ""], BatchFormatError, "#1 has an empty"),
+    (["a", "x" * 300], BatchFormatError, "limited to"),
+    (["a", "b\x07"], BatchFormatError, r"U\+0007"),
+    (["é", "b\u200b"], BatchFormatError, r"U\+200B"),
+    (["é", "é"], DuplicateRecordError, "position 1"),
+])
+def test_validate_names_the_record_whatever_path_checks_it(ids, error, message):
+    """Plain ASCII ids are checked in one pass; any other batch id by id, with the same messages."""
+    batch = EncodedBatch(ids, np.zeros((len(ids), 2), np.uint64), 128, None, None)
+    with pytest.raises(error, match=message):
+        batch.validate()
