@@ -25,6 +25,38 @@ from .storage import Store
 __all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 
 
+
+def stream_run(context, run):
+    """Call ``run(progress)`` on a worker thread; yield its progress events as
+    ``RunProgress`` messages while it works, then its summary (audited) or its error.
+
+    The worker thread lets a run outlive a slow reader: events queue up, and a client that
+    went away stops receiving them while the run still finishes and is stored.
+    """
+    events: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["summary"] = run(lambda stage, done, total: events.put((stage, done, total)))
+        except BaseException as error:  # handed to the RPC thread below
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=work, name="linkage-run", daemon=True)
+    worker.start()
+    while (event := events.get()) is not None:
+        if context.is_active():
+            yield pb.RunProgress(stage=event[0], done=event[1], total=event[2])
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    summary = outcome["summary"]
+    audit_note(records=summary.records, groups=summary.groups)
+    yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
+
+
 class AgencyServicer(pb_grpc.AgencyServiceServicer):
     def __init__(self, store: Store, max_concurrent_uploads: int, *,
                  allow_secret_reuse: bool = False, uploads_per_agency: int = 2,
@@ -161,32 +193,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
 
     def RunLinkage(self, request, context):
         """Run in a worker thread and stream its progress events as they come."""
-        events: queue.Queue = queue.Queue()
-        outcome: dict = {}
-
-        def work():
-            try:
-                outcome["summary"] = operations.run_linkage(
-                    self._store, request.project, request.threshold,
-                    lambda stage, done, total: events.put((stage, done, total)),
-                    request.blocking, estimates=request.estimates,
-                    executor=self._executor)
-            except BaseException as error:  # handed to the RPC thread below
-                outcome["error"] = error
-            finally:
-                events.put(None)
-
-        worker = threading.Thread(target=work, name="linkage-run", daemon=True)
-        worker.start()
-        while (event := events.get()) is not None:
-            if context.is_active():
-                yield pb.RunProgress(stage=event[0], done=event[1], total=event[2])
-        worker.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        summary = outcome["summary"]
-        audit_note(records=summary.records, groups=summary.groups)
-        yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
+        yield from stream_run(context, lambda progress: operations.run_linkage(
+            self._store, request.project, request.threshold, progress, request.blocking,
+            estimates=request.estimates, executor=self._executor))
 
     def GetReport(self, request, context):
         report = report_to_proto(operations.project_report(self._store, request.project))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 
 from linkage.errors import BatchFormatError
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
@@ -12,8 +10,9 @@ from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
 from . import two_server
 from .auth import audit_note, current_identity
-from .convert import header_from_proto, summary_to_proto
+from .convert import header_from_proto
 from .peer import PeerLink, Sessions
+from .service import stream_run
 from .storage import Store
 
 __all__ = ["PeerServicer", "ShareServicer"]
@@ -70,30 +69,8 @@ class ShareServicer(spb_grpc.ShareServiceServicer):
 
     def RunShares(self, request, context):
         """Run in a worker thread and stream its progress, as ``RunLinkage`` does."""
-        events: queue.Queue = queue.Queue()
-        outcome: dict = {}
-
-        def work():
-            try:
-                outcome["summary"] = two_server.run_shares(
-                    self._store, self._sessions, self._link, self._role, request.run,
-                    lambda stage, done, total: events.put((stage, done, total)))
-            except BaseException as error:  # handed to the RPC thread below
-                outcome["error"] = error
-            finally:
-                events.put(None)
-
-        worker = threading.Thread(target=work, name="linkage-share-run", daemon=True)
-        worker.start()
-        while (event := events.get()) is not None:
-            if context.is_active():
-                yield pb.RunProgress(stage=event[0], done=event[1], total=event[2])
-        worker.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        summary = outcome["summary"]
-        audit_note(records=summary.records, groups=summary.groups)
-        yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
+        yield from stream_run(context, lambda progress: two_server.run_shares(
+            self._store, self._sessions, self._link, self._role, request.run, progress))
 
 
 class PeerServicer(spb_grpc.PeerServiceServicer):
