@@ -159,15 +159,29 @@ def browser():
 
 def wait_for(browser, condition, timeout: float = WAIT):
     """Poll ``condition`` until true; an element replaced by a page load or a re-render
-    (stale, or not there yet) means "not yet", not a failure."""
+    (stale, not there yet, or found in the page that was just replaced) means "not yet",
+    not a failure."""
     from selenium.common.exceptions import (
         NoSuchElementException,
         StaleElementReferenceException,
+        WebDriverException,
     )
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def unless_reloading(driver):
+        try:
+            return condition(driver)
+        except (StaleElementReferenceException, NoSuchElementException):
+            raise
+        except WebDriverException as error:
+            # Chromium's name for an element found in the document a reload just replaced.
+            if "does not belong to the document" in str(error):
+                return False
+            raise
+
     return WebDriverWait(browser, timeout, poll_frequency=0.1,
                          ignored_exceptions=(StaleElementReferenceException,
-                                             NoSuchElementException)).until(condition)
+                                             NoSuchElementException)).until(unless_reloading)
 
 
 def severe_errors(browser) -> list[dict]:
