@@ -43,7 +43,7 @@ from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from .auth import Identity
 from .operations.common import _check_not_purged, _owned, _project_for
 from .operations.projects import create_project
-from .operations.runs import _batches_by_agency, _group_key_secret
+from .operations.runs import _group_key_secret, finish_run
 from .operations.uploads import MAX_RECORDS_PER_BATCH, BatchHeaderInfo, check_header
 from .peer import (
     PeerLink,
@@ -357,12 +357,7 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
                              _group_key_secret(store),
                              frozenset(store.deduplicated_agencies(project.id)))
         report("grouping", 1, 1)
-        summary = outcome.summary.replace(
-            batches_by_agency=_batches_by_agency(store, project.id),
-            seconds=round(time.monotonic() - started, 3))
-        store.finish_run(run_id, summary.to_json(),
-                         [(group.key, group.confidence, group.weakest_score, group.membership)
-                          for group in outcome.groups])
+        summary = finish_run(store, project.id, run_id, outcome, started)
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
         raise

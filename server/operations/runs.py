@@ -106,16 +106,23 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
                             stored.row_ids[outcome.new_pairs.right], outcome.new_pairs.score,
                             stored.new_batches)
             failpoints.reached("run-pairs-stored")
-        summary = outcome.summary.replace(
-            batches_by_agency=_batches_by_agency(store, project.id),
-            seconds=round(time.monotonic() - started, 3))
-        store.finish_run(run_id, summary.to_json(),
-                         [(group.key, group.confidence, group.weakest_score, group.membership)
-                          for group in outcome.groups])
+        summary = finish_run(store, project.id, run_id, outcome, started)
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the run did not finish")
         raise
     return summary.replace(run=store.latest_run(project.id).number, reused=False)
+
+
+def finish_run(store: Store, project_id: int, run_id: int, outcome, started: float):
+    """Store a finished run's summary (with its batches and duration) and groups; returns
+    the summary. Both the normal run and the two-server run end here."""
+    summary = outcome.summary.replace(
+        batches_by_agency=_batches_by_agency(store, project_id),
+        seconds=round(time.monotonic() - started, 3))
+    store.finish_run(run_id, summary.to_json(),
+                     [(group.key, group.confidence, group.weakest_score, group.membership)
+                      for group in outcome.groups])
+    return summary
 
 
 def _run_records(stored: StoredRecords, clk_bits: dict[str, int], layouts) -> RunRecords:
