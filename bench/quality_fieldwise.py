@@ -212,9 +212,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     schema = load_schema(PERSON_SCHEMA.read_text("utf-8"))
     segments_path = Path(args.segments) if args.segments else SEGMENTS_SCHEMA
-    layout = load_schema(segments_path.read_text("utf-8")).segments
+    segments_schema = load_schema(segments_path.read_text("utf-8"))
+    layout = segments_schema.segments
     if layout is None:
         parser.error(f"{segments_path} has no fieldSegments section")
+    if tuple(segments_schema.feature_names) != tuple(schema.feature_names):
+        parser.error(f"{segments_path} must have the person schema's features "
+                     f"{', '.join(schema.feature_names)}")
     summary = ["| data set | ours record-level auto | ours field-wise FS | Splink 5 (plaintext) "
                "| candidate recall at floor |", "|---|---|---|---|---|"]
     for name in args.datasets:
@@ -226,7 +230,9 @@ def main(argv=None) -> int:
         record_level = measure(truth, links_from_labels(ours.result.grouping.labels),
                                data.owners)["all"]
         values, _ = encode_ours(data, schema)
-        fieldwise = run_fieldwise(data, schema, values, blip_epsilon=args.blip,
+        # Segments are hashed as the segments schema says (its bits per token), as
+        # `linkage encode` does with it; the values are normalised alike.
+        fieldwise = run_fieldwise(data, segments_schema, values, blip_epsilon=args.blip,
                                   term_frequencies=not args.no_term_frequencies,
                                   match_share=args.match_share, layout=layout)
         quality = measure(truth, links_from_labels(fieldwise["labels"]), data.owners)

@@ -63,10 +63,14 @@ def segmented_world(records: int, run: int, *, blip_epsilon: float | None = None
 
 
 def _schema_text(schema, fields) -> str:
+    """The person schema with only ``fields``, hashed as the shipped segments schema hashes them."""
     import json
+    from importlib import resources
 
     document = json.loads(schema.text)
-    document["features"] = [f for f in document["features"] if f["identifier"] in fields]
+    segments = json.loads(resources.files("linkage.encoding").joinpath(
+        "schemas/person_segments.json").read_text("utf-8"))
+    document["features"] = [f for f in segments["features"] if f["identifier"] in fields]
     return json.dumps(document)
 
 
