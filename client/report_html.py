@@ -456,6 +456,15 @@ def _waterfalls(waterfalls: dict, limit: int = 40) -> str:
     return "".join(parts)
 
 
+def _support_note(waterfall: dict) -> str:
+    """Why the probability can exceed what the bars add up to."""
+    support = waterfall.get("through_third_record")
+    if not support or support < waterfall["probability"] - 1e-9:
+        return ""
+    return (f" (at least {support:.3f}: both records are confidently the same person as a "
+            "third record)")
+
+
 def waterfall_svg(group: str, waterfall: dict) -> str:
     """One group's waterfall as an SVG bar chart: a bar per step from the running total."""
     steps = waterfall["steps"]
@@ -472,7 +481,7 @@ def waterfall_svg(group: str, waterfall: dict) -> str:
     rows = [f"<figure class='waterfall' data-group='{html.escape(group)}'>"
             f"<figcaption>Group {html.escape(group)}: match weight "
             f"{waterfall['match_weight']:+.1f} bits, probability "
-            f"{waterfall['probability']:.3f}</figcaption>"
+            f"{waterfall['probability']:.3f}{_support_note(waterfall)}</figcaption>"
             f"<svg viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
             "role='img' aria-label='match weight waterfall'>",
             f"<line x1='{x_of(0):.1f}' y1='0' x2='{x_of(0):.1f}' y2='{height - 20}' "

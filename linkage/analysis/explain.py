@@ -26,6 +26,9 @@ assert len(LEVEL_NAMES) == len(LEVEL_THRESHOLDS) + 1
 def pair_waterfall(scores: FieldwiseScores, index: int) -> dict:
     """The waterfall of candidate pair ``index``: prior, each field, total and probability.
 
+    ``through_third_record`` (where present) is the pair's support through a third
+    record: the probability is the larger of it and the fields' own.
+
     Each step has ``field``, ``level`` (-1 = missing), ``label``, ``weight``
     (bits; 0 for a missing field), ``term_frequency`` (the part of the weight
     from the value's frequency) and ``cumulative`` (the running total).
@@ -47,8 +50,13 @@ def pair_waterfall(scores: FieldwiseScores, index: int) -> dict:
         steps.append({"field": name, "level": level, "label": label, "weight": round(weight, 3),
                       "term_frequency": round(float(tf[column]), 3),
                       "cumulative": round(running, 3)})
-    return {"steps": steps, "match_weight": round(float(scores.match_weight[index]), 3),
-            "probability": round(float(scores.probability[index]), 4)}
+    out = {"steps": steps, "match_weight": round(float(scores.match_weight[index]), 3),
+           "probability": round(float(scores.probability[index]), 4)}
+    if scores.support is not None and scores.support[index] > 0:
+        # The probability is at least this: both records are confidently one
+        # person with the same third record (``path_support``).
+        out["through_third_record"] = round(float(scores.support[index]), 4)
+    return out
 
 
 def group_waterfalls(scores: FieldwiseScores, labels: np.ndarray, pair_left: np.ndarray,

@@ -278,6 +278,9 @@ class FieldwiseScores:
     probability: np.ndarray = field(repr=False)
     model: FellegiSunterModel
     reviews_used: int = 0
+    #: Per pair, the best support through a third record (``path_support``); the
+    #: probability is at least this. None where it was not computed.
+    support: np.ndarray | None = field(default=None, repr=False)
 
     def expected_quality(self, link_probability: float = LINK_PROBABILITY
                          ) -> tuple[float, float]:
@@ -430,6 +433,61 @@ def _value_shares(clks, layout, pairs, levels, fields):
 #: Largest P(a record has a match at another owner) the one-to-one adjustment assumes.
 MAX_MATCHED_SHARE = 0.99
 
+#: Pairs at or above this probability carry support to the pairs they close a path to.
+SUPPORT_PROBABILITY = 0.9
+
+
+def path_support(pairs: CandidatePairs, probability: np.ndarray, count: int,
+                 strong: float = SUPPORT_PROBABILITY) -> np.ndarray:
+    """Per candidate pair (a, b), the largest p(a, c) * p(c, b) over third records c.
+
+    Why: a pair model scores every pair alone, but a record with several damaged
+    fields is often the same person as two records that agree with each other and
+    with it (FEBRL3: several duplicates per person). If a is c and c is b, a is b;
+    with the two links independent that is at least p(a, c) * p(c, b). Only links
+    of probability ``strong`` or more carry support (so the work stays linear in
+    the confident links); a pair with no such path gets 0.
+    """
+    out = np.zeros(len(pairs))
+    if not len(pairs):
+        return out
+    keep = probability >= strong
+    if keep.sum() < 2:
+        return out
+    left = np.asarray(pairs.left, np.int64)[keep]
+    right = np.asarray(pairs.right, np.int64)[keep]
+    weight = probability[keep]
+    node = np.concatenate([left, right])
+    other = np.concatenate([right, left])
+    weights = np.concatenate([weight, weight])
+    order = np.argsort(node, kind="stable")
+    node, other, weights = node[order], other[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+    ends = np.r_[starts[1:], node.size]
+    path_keys, path_values = [], []
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        if end - start < 2:
+            continue
+        first, second = np.triu_indices(end - start, k=1)
+        a, b = other[start:end][first], other[start:end][second]
+        value = weights[start:end][first] * weights[start:end][second]
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        path_keys.append(low * count + high)
+        path_values.append(value)
+    if not path_keys:
+        return out
+    keys = np.concatenate(path_keys)
+    values = np.concatenate(path_values)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    best = np.zeros(unique.size)
+    np.maximum.at(best, inverse, values)
+    wanted = (np.minimum(pairs.left, pairs.right).astype(np.int64) * count
+              + np.maximum(pairs.left, pairs.right).astype(np.int64))
+    where = np.clip(np.searchsorted(unique, wanted), 0, unique.size - 1)
+    found = unique[where] == wanted
+    out[found] = best[where[found]]
+    return out
+
 
 def one_to_one_probabilities(pairs: CandidatePairs, odds: np.ndarray, owners: np.ndarray
                              ) -> np.ndarray:
@@ -545,6 +603,8 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
     if one_to_one and owners is not None and len(pairs):
         probability = one_to_one_probabilities(pairs, np.exp2(np.clip(match_weight, -60, 60)),
                                                np.asarray(owners))
+    support = path_support(pairs, probability, count)
+    probability = np.maximum(probability, support)
     return FieldwiseScores(fields, similarities, levels, swapped, value_share, weights,
                            match_weight, probability, model,
-                           0 if reviewed is None else len(reviewed))
+                           0 if reviewed is None else len(reviewed), support)

@@ -153,3 +153,33 @@ def test_auto_takes_the_cut_off_with_the_best_expected_f1(scenario):
     assert 0.05 < cutoff <= 0.45 and best == pytest.approx(270 / 385)
     at_half = planted.expected_quality(LINK_PROBABILITY)
     assert 2 * at_half[0] * at_half[1] / sum(at_half) == pytest.approx(180 / 285)
+
+
+def test_a_pair_is_supported_by_a_third_record_both_are_confidently_the_same_as():
+    from linkage.matching.fellegi_sunter import path_support
+
+    # records 0..5: 0-2 and 2-1 are confident, 0-1 weak; 3-4 confident but 4-5 is not
+    left = np.array([0, 1, 0, 3, 4, 3])
+    right = np.array([2, 2, 1, 4, 5, 5])
+    probability = np.array([0.95, 0.92, 0.10, 0.99, 0.80, 0.05])
+    pairs = CandidatePairs(left, right, np.zeros(left.size))
+    support = path_support(pairs, probability, 6)
+    assert support[2] == pytest.approx(0.95 * 0.92)
+    # 3-5 has a path through 4, but 4-5 is below the strong level: no support
+    assert support[5] == 0.0
+    # the confident pairs have no third record in common with both ends
+    assert support[0] == support[1] == support[3] == support[4] == 0.0
+    # the largest path wins; pairs given in either orientation
+    left2 = np.array([2, 0, 3, 0, 1])
+    right2 = np.array([0, 3, 1, 1, 3])
+    probability2 = np.array([0.91, 0.99, 0.97, 0.2, 0.93])
+    support2 = path_support(CandidatePairs(left2, right2, np.zeros(5)), probability2, 4)
+    assert support2[3] == pytest.approx(max(0.91 * 0.93, 0.99 * 0.97))
+
+
+def test_scored_probabilities_are_at_least_their_support(scenario):
+    layout, clks, owners, entities, pairs = scenario
+    # One file (deduplication): a person's two records and the path through a third exist.
+    scores = score_fieldwise(clks, layout, pairs, owners=np.zeros_like(owners))
+    assert scores.support is not None and scores.support.shape == scores.probability.shape
+    assert np.all(scores.probability >= scores.support - 1e-12)
