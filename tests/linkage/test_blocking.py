@@ -70,3 +70,12 @@ def test_lsh_reports_exactly_the_pairs_sharing_some_bucket_once_each():
         assert len(found) == len(expected) > count // 2
         assert dict(zip(zip(found.left.tolist(), found.right.tolist()),
                         found.score.tolist())) == expected
+
+
+def test_buckets_found_on_both_sides_are_numpys_intersection():
+    from linkage.matching.blocking import _sorted_common
+    rng = np.random.default_rng(12)
+    for size in range(0, 60, 3):
+        first = np.sort(rng.integers(0, 40, size)).astype(np.uint16)
+        second = np.sort(rng.integers(0, 40, rng.integers(0, 60))).astype(np.uint16)
+        assert np.array_equal(_sorted_common(first, second), np.intersect1d(first, second))
