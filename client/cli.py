@@ -442,7 +442,7 @@ def project_create(client: LinkageClient, second, name, schema_path, agencies, t
     """
     from linkage.encoding.schema import default_schema_text
 
-    from . import files
+    from .private_files import write_private
     schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
@@ -468,7 +468,7 @@ def project_create(client: LinkageClient, second, name, schema_path, agencies, t
         tokens = client.create_project(name, schema_text, names, stage_list, extra)
     tokens_dir.mkdir(parents=True, exist_ok=True)
     for agency, token in tokens.items():
-        files.write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
+        write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
     click.echo(f"Created project {name!r} with {len(tokens)} agencies; token files in "
                f"{tokens_dir}/ (one per agency, mode 0600).", err=True)
 
@@ -543,11 +543,11 @@ def project_reissue_token(client: LinkageClient, name, agency, output, force) ->
     if output.exists() and not force:
         raise click.ClickException(f"{output} exists already; refusing to overwrite it (pass "
                                    "--force to replace it, e.g. the old token's file).")
-    from . import files
+    from .private_files import write_private
 
     token = client.reissue_token(name, agency)
     output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_private(output, (token + "\n").encode("ascii"))
+    write_private(output, (token + "\n").encode("ascii"))
     click.echo(f"Wrote a new token for {agency} of {name!r} to {output}; the old token no "
                "longer works.", err=True)
 
@@ -997,9 +997,9 @@ def match(threshold, estimates, output, executor, left, right) -> None:
     if output == "-":
         sys.stdout.write(buffer.getvalue())
     else:  # record ids: readable by their owner only (0600)
-        from . import files
+        from .private_files import write_private
 
-        files.write_private(Path(output), buffer.getvalue().encode("utf-8"))
+        write_private(Path(output), buffer.getvalue().encode("utf-8"))
     estimated = ""
     if choice.estimated_precision is not None:
         estimated = (f"; estimated precision {choice.estimated_precision:.4f}, recall "

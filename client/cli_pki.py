@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import pki as pki_lib
+from . import pki_defaults as defaults
 
 __all__ = ["pki"]
 
@@ -35,9 +35,9 @@ def pki() -> None:
 @click.option("--name", "names", multiple=True,
               help="Another host name or IP address the server is reached by (repeatable); "
                    "localhost, 127.0.0.1 and ::1 are always included.")
-@click.option("--days", default=pki_lib.CA_DAYS, show_default=True,
+@click.option("--days", default=defaults.CA_DAYS, show_default=True,
               help="How long the CA is valid (the server certificate: "
-                   f"{pki_lib.CLIENT_DAYS} days).")
+                   f"{defaults.CLIENT_DAYS} days).")
 @click.option("--force", is_flag=True,
               help="Replace an existing CA (every certificate it issued stops working).")
 def init(out_dir: Path, names: tuple[str, ...], days: int, force: bool) -> None:
@@ -50,8 +50,9 @@ def init(out_dir: Path, names: tuple[str, ...], days: int, force: bool) -> None:
 
         linkage pki init --out pki --name linkage.example.org --name 10.0.0.5
     """
+    from . import pki as pki_lib
     pki_lib.init_ca(out_dir, server_names=names, days=days, force=force)
-    server_names = ", ".join(dict.fromkeys((*pki_lib.DEFAULT_SERVER_NAMES, *names)))
+    server_names = ", ".join(dict.fromkeys((*defaults.DEFAULT_SERVER_NAMES, *names)))
     click.echo(f"Wrote ca.pem, ca.key, server.pem and server.key to {out_dir}/ (keys mode 0600); "
                f"the server certificate names {server_names}.", err=True)
 
@@ -61,11 +62,11 @@ def init(out_dir: Path, names: tuple[str, ...], days: int, force: bool) -> None:
               help="Directory holding ca.pem and ca.key (from 'linkage pki init').")
 @click.option("--name", required=True,
               help="The agency's name in the project, or 'coordinator' (the certificate's CN).")
-@click.option("--role", required=True, type=click.Choice(pki_lib.ROLES),
+@click.option("--role", required=True, type=click.Choice(defaults.ROLES),
               help="The caller's role (the certificate's OU).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for NAME.pem and NAME.key.")
-@click.option("--days", default=pki_lib.CLIENT_DAYS, show_default=True,
+@click.option("--days", default=defaults.CLIENT_DAYS, show_default=True,
               help="How long the certificate is valid.")
 @click.option("--force", is_flag=True, help="Replace an existing NAME.pem/NAME.key.")
 def issue(ca_dir: Path, name: str, role: str, out_dir: Path, days: int, force: bool) -> None:
@@ -79,5 +80,6 @@ def issue(ca_dir: Path, name: str, role: str, out_dir: Path, days: int, force: b
 
         linkage pki issue --ca-dir pki --name be-police --role agency --out pki/clients
     """
+    from . import pki as pki_lib
     cert_path, key_path = pki_lib.issue(ca_dir, name, role, out_dir, days=days, force=force)
     click.echo(f"Wrote {cert_path} and {key_path} (mode 0600) for {role} {name!r}.", err=True)

@@ -27,6 +27,8 @@ from linkage.encoding.mapping import AgencyMapping, mapping_by_name, parse_mappi
 from linkage.encoding.normalise import normalise_text
 from linkage.encoding.schema import LinkageSchema, load_schema
 
+from .private_files import write_private
+
 __all__ = [
     "EncodeOutcome",
     "check_stages",
@@ -39,17 +41,6 @@ __all__ = [
 ]
 
 SECRET_ENV = "LINKAGE_SECRET"
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (mode 0600), replacing it atomically."""
-    temporary = path.with_name(path.name + ".partial")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def write_secret(path: Path, *, overwrite: bool = False) -> None:

@@ -31,6 +31,8 @@ from linkage.errors import (
 
 from linkage.identity import ROLES, CertificateIdentity, certificate_identity
 
+from .pki_defaults import CA_DAYS, CLIENT_DAYS, DEFAULT_SERVER_NAMES
+
 
 __all__ = [
     "CA_DAYS",
@@ -43,9 +45,6 @@ __all__ = [
     "issue",
 ]
 
-DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
-CA_DAYS = 3650
-CLIENT_DAYS = 397  # the longest lifetime browsers accept; renew yearly
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CA_FILES = ("ca.pem", "ca.key", "server.pem", "server.key")
 
@@ -99,7 +98,7 @@ def init_ca(out_dir: Path, *, server_names: Iterable[str] = DEFAULT_SERVER_NAMES
                        critical=False)
         .sign(ca_key, hashes.SHA256()))
 
-    from .files import write_private  # numpy and clkhash: not for --help
+    from .private_files import write_private
 
     write_private(out_dir / "ca.key", _key_pem(ca_key))
     _write_public(out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -150,7 +149,7 @@ def issue(ca_dir: Path, name: str, role: str, out_dir: Path, *, days: int = CLIE
     cert = (_leaf_builder(subject, ca_cert, ca_key, key, days, ExtendedKeyUsageOID.CLIENT_AUTH)
             .sign(ca_key, hashes.SHA256()))
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .files import write_private  # numpy and clkhash: not for --help
+    from .private_files import write_private
 
     write_private(key_path, _key_pem(key))
     _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))

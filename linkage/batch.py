@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.clks import clks_from_base64, clks_from_bytes, clks_to_bytes
+from linkage.clks import clks_from_base64, clks_from_buffer, clks_to_bytes
 from linkage.errors import BatchFormatError, ClkError, DuplicateRecordError, EmptyBatchError
 from linkage.encoding.field_segments import FieldLayout, layout_for
 
@@ -293,8 +293,7 @@ def _read_binary(data: bytes) -> EncodedBatch:
     if clk_bits <= 0 or clk_bits % 64 or len(body) < end or (
             not with_attributes and len(body) != end):
         raise BatchFormatError("The batch file's CLK section does not match its header.")
-    clks = clks_from_bytes([body[offset + i * clk_bytes: offset + (i + 1) * clk_bytes]
-                            for i in range(count)], clk_bits)
+    clks = clks_from_buffer(body, offset, count, clk_bits)
     attributes = None
     if with_attributes:
         attributes, offset = [], end

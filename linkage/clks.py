@@ -20,6 +20,7 @@ from linkage.errors import ClkError
 
 __all__ = [
     "clks_from_base64",
+    "clks_from_buffer",
     "clks_from_bytes",
     "clks_to_base64",
     "clks_to_bytes",
@@ -38,15 +39,29 @@ def clks_from_bytes(clks: Sequence[bytes], clk_bits: int) -> np.ndarray:
     """
     words = _words_for(clk_bits)
     expected = clk_bits // 8
-    buffer = bytearray(len(clks) * expected)
-    for index, clk in enumerate(clks):
-        if len(clk) != expected:
-            raise ClkError(
-                f"CLK #{index} is {len(clk) * 8} bits long but the schema says {clk_bits}: "
-                "was this batch encoded with another linkage schema?"
-            )
-        buffer[index * expected:(index + 1) * expected] = clk
-    return np.frombuffer(bytes(buffer), dtype="<u8").reshape(len(clks), words).copy()
+    if any(len(clk) != expected for clk in clks):
+        index = next(i for i, clk in enumerate(clks) if len(clk) != expected)
+        raise ClkError(
+            f"CLK #{index} is {len(clks[index]) * 8} bits long but the schema says {clk_bits}: "
+            "was this batch encoded with another linkage schema?"
+        )
+    # One join and no further copy: a bytearray's buffer is writable, so the matrix is too.
+    buffer = bytearray(b"".join(clks))
+    return np.frombuffer(buffer, dtype="<u8").reshape(len(clks), words)
+
+
+def clks_from_buffer(data, offset: int, count: int, clk_bits: int) -> np.ndarray:
+    """The matrix of ``count`` CLKs stored back to back in ``data`` from ``offset`` (a
+    batch file's CLK section), copied once and without a Python object per CLK.
+
+    Raises:
+        ClkError: ``clk_bits`` is not a positive multiple of 64, or ``data`` is too short.
+    """
+    words = _words_for(clk_bits)
+    if offset + count * (clk_bits // 8) > len(data):
+        raise ClkError(f"Expected {count} CLKs of {clk_bits} bits, but the data ends early.")
+    return np.frombuffer(data, dtype="<u8", count=count * words, offset=offset).reshape(
+        count, words).copy()
 
 
 def clks_from_base64(encoded: Sequence[str], clk_bits: int) -> np.ndarray:

@@ -11,7 +11,8 @@ with probability >= ``completeness``; pairs above the threshold more often.
 Nothing beyond the CLKs is needed, and nothing beyond them is revealed.
 
 Every bucket pair is scored with the exact Dice formula, so the result is a
-subset of the exhaustive candidates (never a false pair), deduplicated.
+subset of the exhaustive candidates (never a false pair); a pair is reported
+by the first table whose bucket it shares only, so nothing needs deduplicating.
 """
 
 from __future__ import annotations
@@ -107,15 +108,32 @@ def _score(a, b, ca, cb):
     return 2.0 * common / total if total > 0 else 0.0
 
 
+@njit(cache=True, nogil=True)
+def _shared_earlier(a, b, masks, table):
+    """Whether rows ``a`` and ``b`` agree on every sampled bit of a table before ``table``."""
+    for earlier in range(table):
+        agree = True
+        for w in range(a.shape[0]):
+            if (a[w] ^ b[w]) & masks[earlier, w]:
+                agree = False
+                break
+        if agree:
+            return True
+    return False
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop, rstart, rstop,
-                 threshold, same, out_l, out_r, out_s, out_n):
+                 threshold, same, masks, table, out_l, out_r, out_s, out_n):
     """Score every pair of each shared bucket in one pass on all threads.
 
     Bucket sizes vary a lot, so each thread takes the next ``_BUCKETS_PER_TICKET``
     buckets from a shared counter (as ``kernel._scan`` takes tiles) and writes
     its pairs to its own row of the ``out_*`` buffers; ``out_n[t]`` may exceed
-    the width, and then the caller reruns with wider buffers.
+    the width, and then the caller reruns with wider buffers. A pair that also
+    shares a bucket of an earlier table (``masks[:table]``, the tables' sampled
+    bits) was reported there and is skipped: a true match shares most tables'
+    buckets, and keeping every copy cost memory and a sort of all of them.
     """
     buckets = lstart.shape[0]
     threads = out_n.shape[0]
@@ -137,7 +155,8 @@ def _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop, r
                         if same and a >= b:
                             continue
                         score = _score(left[a], right[b], lcounts[a], rcounts[b])
-                        if score >= threshold:
+                        if score >= threshold and not _shared_earlier(left[a], right[b],
+                                                                      masks, table):
                             if n < capacity:
                                 out_l[thread, n] = a
                                 out_r[thread, n] = b
@@ -157,13 +176,27 @@ def table_positions(clk_bits: int, plan: LshPlan, seed: int = 0) -> list[np.ndar
             for _ in range(plan.tables)]
 
 
+def _sorted_common(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The distinct values of sorted ``first`` found in sorted ``second`` (``np.intersect1d``
+    without sorting both again)."""
+    if first.size == 0 or second.size == 0:
+        return first[:0]
+    distinct = first[np.concatenate(([True], first[1:] != first[:-1]))]
+    at = np.minimum(np.searchsorted(second, distinct), second.size - 1)
+    return distinct[second[at] == distinct]
+
+
 def _shared_buckets(left: np.ndarray, right: np.ndarray, positions: np.ndarray):
     """One table's buckets found on both sides: row orders and each bucket's row ranges,
     or ``None`` when no bucket is shared."""
-    lkeys, rkeys = _keys(left, positions), _keys(right, positions)
+    # Keys of up to 16 bits sort as uint16, which numpy's stable sort does by radix (several
+    # times faster than a merge sort of uint64; the same order, as the sort is stable).
+    narrow = np.uint16 if positions.size <= 16 else np.uint32
+    lkeys = _keys(left, positions).astype(narrow)
+    rkeys = _keys(right, positions).astype(narrow)
     lorder, rorder = np.argsort(lkeys, kind="stable"), np.argsort(rkeys, kind="stable")
     lsorted, rsorted = lkeys[lorder], rkeys[rorder]
-    shared = np.intersect1d(lsorted, rsorted)
+    shared = _sorted_common(lsorted, rsorted)
     if shared.size == 0:
         return None
     return (lorder, rorder,
@@ -171,19 +204,35 @@ def _shared_buckets(left: np.ndarray, right: np.ndarray, positions: np.ndarray):
             np.searchsorted(rsorted, shared, "left"), np.searchsorted(rsorted, shared, "right"))
 
 
-def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
-                    positions: list[np.ndarray], *, same: bool = False) -> CandidatePairs:
-    """Pairs (Dice >= threshold) sharing a bucket in any of these tables, duplicates kept.
+def _table_masks(words: int, positions: list[np.ndarray]) -> np.ndarray:
+    """``masks[t]``: table t's sampled bits set, as CLK words (bit i in word i // 64 at
+    position i % 64, as ``_keys`` reads them)."""
+    masks = np.zeros((len(positions), words), np.uint64)
+    for table, sampled in enumerate(positions):
+        np.bitwise_or.at(masks[table], sampled // 64,
+                         np.left_shift(np.uint64(1), (sampled % 64).astype(np.uint64)))
+    return masks
 
-    Bucketing a table (keys, sorts) runs on one core, so while the scoring of one
-    table runs on all of them, one thread per core buckets the tables after it
-    (numba and numpy's sorts release the GIL), and every core stays busy.
+
+def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
+                    positions: list[np.ndarray], *, same: bool = False,
+                    earlier: list[np.ndarray] = ()) -> CandidatePairs:
+    """Pairs (Dice >= threshold) sharing a bucket in any of these tables, each pair once.
+
+    A pair is reported by the first table, in plan order, whose bucket it shares:
+    ``earlier`` are the plan's tables before ``positions`` (scanned by another
+    caller), so callers that split a plan's tables between them report every
+    pair exactly once in all. Bucketing a table (keys, sorts) runs on one core,
+    so while the scoring of one table runs on all of them, one thread per core
+    buckets the tables after it (numba and numpy's sorts release the GIL), and
+    every core stays busy.
     """
     lcounts, rcounts = popcounts(left), popcounts(right)
     parts = []
     capacity = _MIN_CAPACITY
     if not positions:
         return CandidatePairs.empty()
+    masks = _table_masks(left.shape[1], [*earlier, *positions])
     ahead = max(1, numba.get_num_threads())
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="lsh-buckets") as pool:
         upcoming = deque(pool.submit(_shared_buckets, left, right, table_positions)
@@ -204,7 +253,8 @@ def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
                 out_n = np.zeros(threads, np.int64)
                 with _KERNEL_LOCK:
                     _bucket_scan(left, right, lcounts, rcounts, lorder, rorder, lstart, lstop,
-                                 rstart, rstop, threshold, same, out_l, out_r, out_s, out_n)
+                                 rstart, rstop, threshold, same, masks, len(earlier) + table,
+                                 out_l, out_r, out_s, out_n)
                 if int(out_n.max()) <= capacity:
                     break
                 capacity = int(out_n.sum())  # which thread takes which bucket varies run to run
@@ -218,7 +268,7 @@ def lsh_table_pairs(left: np.ndarray, right: np.ndarray, threshold: float,
 
 
 def distinct_pairs(found: CandidatePairs, right_rows: int) -> CandidatePairs:
-    """Each pair once, ordered by (left, right)."""
+    """Each pair once, ordered by (left, right) (the order every executor returns)."""
     if len(found) == 0:
         return found
     keys = found.left * np.int64(right_rows) + found.right

@@ -182,7 +182,8 @@ class DaskExecutor:
                 for first in range(0, len(positions), per_unit):
                     share = len(positions[first:first + per_unit]) / len(positions)
                     units.append((index, dask_tasks.scan_lsh_tables, (left_key, right_key),
-                                  (floor, task.same, positions[first:first + per_unit]),
+                                  (floor, task.same, positions[first:first + per_unit],
+                                   positions[:first]),
                                   task.left.size * share))
                 continue
             left_key = self._side(client, sides, "prepared", task.left)

@@ -27,7 +27,9 @@ def scan_tile_range(left: PreparedSide, right: PreparedSide, floor: float, same:
 
 
 def scan_lsh_tables(left: np.ndarray, right: np.ndarray, floor: float, same: bool,
-                    positions: list[np.ndarray]) -> CandidatePairs:
-    """Pairs at or above ``floor`` sharing a bucket in these tables (duplicates kept; the
-    client removes them once all tables are in)."""
-    return lsh_table_pairs(left, right, floor, positions, same=same)
+                    positions: list[np.ndarray], earlier: list[np.ndarray] = ()
+                    ) -> CandidatePairs:
+    """Pairs at or above ``floor`` whose first shared bucket, in plan order, is in one of
+    these tables (``earlier``: the plan's tables before them), so that the units of a
+    plan report each pair once; the client orders them once all tables are in."""
+    return lsh_table_pairs(left, right, floor, positions, same=same, earlier=earlier)

@@ -46,10 +46,25 @@ def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | No
     result = link_records(clks, owners, threshold=threshold, max_per_owner=1,
                           cross_owner_only=True, estimates=estimates, on_progress=on_progress,
                           executor=executor)
-    rows = []
-    for label, members in enumerate(result.grouping.members()):
-        first, second = sorted(members.tolist())
-        rows.append((left.record_ids[first], right.record_ids[second - len(left)],
-                     float(result.confidence[label])))
-    rows.sort()
+    rows = _rows(result.grouping.labels, len(left), left.record_ids, right.record_ids,
+                 result.confidence)
     return rows, result.choice
+
+
+def _rows(labels: np.ndarray, left_count: int, left_ids: list[str], right_ids: list[str],
+          confidence: np.ndarray) -> list[tuple[str, str, float]]:
+    """(left id, right id, confidence) of each group, sorted; without a Python step per record
+    (a 1-to-1 group is one left record and one right record)."""
+    groups = confidence.shape[0]
+    left_rows, right_rows = np.flatnonzero(labels[:left_count] >= 0), \
+        np.flatnonzero(labels[left_count:] >= 0)
+    if left_rows.size != groups or right_rows.size != groups:
+        raise RuntimeError("a 1-to-1 group holds one record of each file")  # grouping's promise
+    left_of = np.empty(groups, np.int64)
+    right_of = np.empty(groups, np.int64)
+    left_of[labels[left_rows]] = left_rows
+    right_of[labels[left_count + right_rows]] = right_rows
+    rows = list(zip(map(left_ids.__getitem__, left_of.tolist()),
+                    map(right_ids.__getitem__, right_of.tolist()), confidence.tolist()))
+    rows.sort()
+    return rows

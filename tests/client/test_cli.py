@@ -224,3 +224,31 @@ def test_offline_match_writes_one_to_one_csv(tmp_path, batches):
     assert len({r["left_record"] for r in rows}) == len(rows)
     assert len({r["right_record"] for r in rows}) == len(rows)
     assert set(r["left_record"] for r in rows) <= set(batches["be-police"].record_ids)
+
+
+def test_offline_match_at_a_number_loads_no_crypto_grpc_encoder_or_score_model(tmp_path,
+                                                                                batches):
+    """What ``linkage match --threshold 0.8`` does not need it must not import: each of
+    these cost a user tens to hundreds of milliseconds before the first comparison."""
+    import subprocess
+    import sys
+
+    from linkage.batch import write_batch
+    left, right = tmp_path / "a.clk", tmp_path / "b.clk"
+    left.write_bytes(write_batch(batches["be-police"]))
+    right.write_bytes(write_batch(batches["be-customs"]))
+    code = ("import sys; from linkage_service.client.cli import main; "
+            f"main(['match', {str(left)!r}, {str(right)!r}, '--threshold', '0.8', '-o', "
+            f"{str(tmp_path / 'm.csv')!r}], standalone_mode=False); "
+            "print(','.join(m for m in ('cryptography', 'grpc', 'clkhash', 'scipy.stats', "
+            "'scipy.optimize', 'linkage.encoding.encoder') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == ""
+    assert (tmp_path / "m.csv").read_text("utf-8").startswith("left_record,")
+
+
+def test_pki_defaults_name_the_roles_the_server_knows():
+    from linkage.identity import ROLES
+    from linkage_service.client.pki_defaults import ROLES as SHOWN
+    assert SHOWN == ROLES

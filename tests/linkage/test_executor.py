@@ -84,6 +84,14 @@ def test_lsh_tables_split_between_callers_find_what_one_caller_finds():
     assert _same(distinct_pairs(one_caller, 1500), whole)
     assert _same(distinct_pairs(CandidatePairs.concat(split), 1500), whole)
     assert len(whole) > 500
+    # Told the tables before theirs, the callers report each pair once in all: a copy is
+    # found by most tables, and keeping every find cost memory and a sort of them all.
+    told = [dask_tasks.scan_lsh_tables(clks[:1500], clks[1500:], 0.8, False,
+                                       positions[first:first + 3], positions[:first])
+            for first in range(0, len(positions), 3)]
+    assert len(one_caller) == len(whole) == sum(len(part) for part in told)
+    assert len(CandidatePairs.concat(split)) > 2 * len(whole)
+    assert _same(distinct_pairs(CandidatePairs.concat(told), 1500), whole)
 
 
 def test_a_run_prepares_each_side_once_however_many_scans_use_it():
