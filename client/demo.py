@@ -268,12 +268,12 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
                    f"{q.true_positives:>8}{q.false_positives:>9}{q.false_negatives:>8}")
     if two_server:
         within = quality["within"]
-        click.echo(f"  Two-server mode never compares two records of one agency (no server "
-                   f"can score them: that is its point), so within-agency duplicates are not "
-                   f"found as such: {within.false_negatives} of "
-                   f"{within.true_positives + within.false_negatives} were missed, and the "
-                   f"{within.true_positives} found were joined only through a record at another "
-                   "agency. Agencies should deduplicate before submitting in this mode.")
+        click.echo(f"  Two-server mode never compares two records of one agency (no server can "
+                   f"score them: that is its point), and a group takes a record in only with a "
+                   f"hit to each of its members, so no group holds two records of one agency: "
+                   f"the {within.true_positives + within.false_negatives} within-agency "
+                   f"duplicate pairs are missed, and so is a duplicate's own link to another "
+                   f"agency. Agencies should deduplicate before submitting in this mode.")
     click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s; files in {workdir}/",
                err=True)
     if console:
