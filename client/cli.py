@@ -1045,7 +1045,14 @@ def generate(out_dir: Path, records: int, seed: int) -> None:
 @click.option("--console", "leave_console", is_flag=True,
               help="At the end, leave the server and a coordinator console running "
                    "(Ctrl-C stops them); prints the console's link.")
-def demo(workdir: Path, records: int, seed: int, leave_console: bool) -> None:
+@click.option("--two-server", "two_server", is_flag=True,
+              help="Two-server mode: two servers each hold one share of every CLK, neither "
+                   "holds a CLK, and they compare only cross-agency pairs (docs/privacy.md).")
+@click.option("--threshold", default="auto", show_default=True,
+              help="'auto' (chosen from the score distribution) or a Dice threshold like 0.8. "
+                   "A server that cannot choose 'auto' in two-server mode says so.")
+def demo(workdir: Path, records: int, seed: int, leave_console: bool, two_server: bool,
+         threshold: str) -> None:
     """Several agencies link their records through a real server on loopback.
 
     Generates synthetic exports, starts linkage-server, encodes at each agency,
@@ -1053,14 +1060,19 @@ def demo(workdir: Path, records: int, seed: int, leave_console: bool) -> None:
     recall against the generator's truth. The same seed gives the same run:
     the demo derives its secret, case keys and BLIP coin flips from the seed
     (real projects use 'linkage keygen'); only group ids differ, because the
-    server keys them with a secret of its own.
+    server keys them with a secret of its own. With --two-server it starts two
+    servers, agencies submit one share of each CLK to each, and the figures are
+    the same on every run with the seed, though the shares are fresh randomness.
 
     Example:
 
         linkage demo --records 2000
+
+        linkage demo --two-server --threshold 0.8 --records 500
     """
     from .demo import run_demo
-    run_demo(workdir, records, seed, console=leave_console)
+    run_demo(workdir, records, seed, console=leave_console, two_server=two_server,
+             threshold=threshold)
 
 
 main.add_command(pki)

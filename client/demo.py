@@ -9,14 +9,12 @@ the demo knows the generator's truth, and uses it to score the result.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
-import re
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -29,10 +27,11 @@ from linkage.analysis.evaluation import pairwise_quality
 from linkage.encoding.schema import default_schema_text
 from linkage_service.client.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
 
-from . import files, pki
-from .api import LinkageClient
+from . import files
+from .demo_deploy import OneServer, TwoServers, stored_clks
 from .render import render_report
 from .report_html import render_html
+from .server_process import ServerProcess, end_process
 
 __all__ = ["ServerProcess", "end_process", "run_demo", "write_synthetic"]
 
@@ -57,117 +56,6 @@ def write_synthetic(out_dir: Path, records: int, seed: int):
     return dataset
 
 
-def end_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class ServerProcess:
-    """A real ``linkage-server`` in a child process on a free loopback port.
-
-    With ``tls_dir`` it serves mutual TLS: a CA and server certificate are created there on
-    first start, and ``client`` connects with a client certificate issued on first use.
-    """
-
-    def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = (),
-                 tls_dir: Path | None = None, store: str | None = None):
-        self.data_dir = data_dir
-        self.tls_dir = tls_dir
-        # 'sqlite' or a PostgreSQL URL, passed on as --store; None: the server's default
-        # (LINKAGE_STORE from the environment, else sqlite)
-        self.store = store
-        self._extra_args = extra_args
-        self._log = data_dir.parent / "server.log"
-        self.process: subprocess.Popen | None = None
-        self.address = ""
-        self._drainer: threading.Thread | None = None
-
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        tls_args: tuple[str, ...] = ()
-        if self.tls_dir is not None:
-            if not (self.tls_dir / "ca.pem").exists():
-                pki.init_ca(self.tls_dir)
-            tls_args = ("--tls-cert", str(self.tls_dir / "server.pem"),
-                        "--tls-key", str(self.tls_dir / "server.key"),
-                        "--client-ca", str(self.tls_dir / "ca.pem"))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "linkage_service.server.main", "--data-dir", str(self.data_dir),
-             "--listen", "127.0.0.1:0", *(("--store", self.store) if self.store else ()),
-             *tls_args, *self._extra_args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + timeout
-        lines = []
-        assert self.process.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"listening on (\S+):(\d+)", line)
-            if found:
-                self.address = f"127.0.0.1:{found.group(2)}"
-                self._drainer = threading.Thread(target=self._drain, daemon=True)
-                self._drainer.start()
-                return self
-        self.stop()
-        raise click.ClickException("linkage-server did not start:\n" + "".join(lines))
-
-    def _drain(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        with open(self._log, "a", encoding="utf-8") as log:
-            for line in self.process.stderr:
-                log.write(line)
-
-    @property
-    def coordinator_token(self) -> str:
-        return (self.data_dir / "coordinator.token").read_text("utf-8").strip()
-
-    def client_tls(self, name: str, role: str) -> dict[str, Path]:
-        """``LinkageClient`` keyword arguments (ca, cert, key) for a caller, issuing its
-        certificate on first use; empty without TLS."""
-        if self.tls_dir is None:
-            return {}
-        out_dir = self.tls_dir / "clients" / role
-        cert, key = out_dir / f"{name}.pem", out_dir / f"{name}.key"
-        if not cert.exists():
-            pki.issue(self.tls_dir, name, role, out_dir)
-        return {"ca": self.tls_dir / "ca.pem", "cert": cert, "key": key}
-
-    def client(self, token: str, name: str = "coordinator", role: str = "coordinator",
-               **options) -> LinkageClient:
-        """A client for this server as ``name`` in ``role`` (the coordinator by default)."""
-        return LinkageClient(self.address, token, **self.client_tls(name, role), **options)
-
-    def kill(self) -> None:
-        """SIGKILL: the server gets no chance to clean up (crash tests)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-        self.stop()
-
-    def stop(self) -> None:
-        """Ask the server to stop (SIGTERM), kill it if it does not, and close its pipe."""
-        if self.process is None:
-            return
-        end_process(self.process)
-        if self._drainer is not None:
-            self._drainer.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-
-    def __enter__(self) -> "ServerProcess":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-
 def _planted_brokers(report: dict, predicted: dict, dataset) -> None:
     """Do the planted brokers (people at three or more agencies) rank at the top?"""
     entity_of_group: dict[str, str] = {}
@@ -180,6 +68,9 @@ def _planted_brokers(report: dict, predicted: dict, dataset) -> None:
         entity_of_group[group] = max(counts, key=counts.get)
     ranking = [b for b in (report.get("network") or {}).get("brokers", [])
                if len(b["agencies"]) > 1]
+    if not ranking and report.get("groups"):
+        _planted_brokers_without_ranking(predicted, dataset)
+        return
     found = {entity_of_group[b["group"]] for b in ranking
              if entity_of_group.get(b["group"]) in dataset.brokers}
     top = ranking[:len(dataset.brokers)]
@@ -190,6 +81,21 @@ def _planted_brokers(report: dict, predicted: dict, dataset) -> None:
     if top:
         click.echo(f"  Of the top {len(top)} entities in the broker ranking, {hits} "
                    f"({hits / len(top):.0%}) are planted brokers.", err=True)
+
+
+def _planted_brokers_without_ranking(predicted: dict, dataset) -> None:
+    """Two-server mode: the report has no broker ranking (it ranks from the stored records'
+    stages and case references, and share batches store none yet); count from the groups."""
+    agencies_of: dict[tuple, set] = {}
+    for (agency, record), group in predicted.items():
+        agencies_of.setdefault((group, dataset.truth[(agency, record)]), set()).add(agency)
+    linked = {entity for (_, entity), agencies in agencies_of.items()
+              if entity in dataset.brokers and len(agencies) > 1}
+    _step("Do the planted brokers rank at the top?")
+    click.echo(f"  {len(dataset.brokers)} people were planted at three or more agencies; "
+               f"{len(linked)} of them were linked across agencies. No ranking: in two-server "
+               "mode the report's network and broker ranking are empty (share batches carry "
+               "no stages or case references yet).", err=True)
 
 
 def _demo_key(purpose: str, seed: int) -> bytes:
@@ -203,14 +109,24 @@ def _step(text: str) -> None:
 
 
 def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
-             console: bool = False) -> dict:
+             console: bool = False, two_server: bool = False, threshold: str = "auto") -> dict:
     """Run the whole scenario; returns the quality figures.
 
     With ``tls`` (the default, as a deployment should run) the server requires mutual TLS and
     every caller connects with its own client certificate. With ``console`` the server is
     started again on the demo's data at the end and a coordinator console is left running
-    until Ctrl-C.
+    until Ctrl-C. With ``two_server`` two servers each hold one share of every CLK and neither
+    holds a CLK (docs/privacy.md, "In the service"); it always runs over mutual TLS. Both
+    servers are stopped when the demo ends, fails or is interrupted.
+
+    Raises:
+        click.UsageError: ``console`` with ``two_server`` (the console cannot deal a run).
+        grpc.RpcError: a server refused, e.g. ``threshold`` 'auto' where two-server mode
+            cannot choose one yet.
     """
+    if two_server and console:
+        raise click.UsageError("--console needs a normal server for now: its 'run' button "
+                               "cannot deal a two-server run. Leave out one of the two.")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -231,27 +147,50 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
                "'linkage keygen' makes random secrets, and BLIP flips coins from the OS.",
                err=True)
 
-    server = ServerProcess(workdir / "server-data", tls_dir=workdir / "pki" if tls else None)
-    if tls:
+    deployment = TwoServers(workdir) if two_server else OneServer(workdir, tls=tls)
+    callers = [("coordinator", "coordinator"), *((a, "agency") for a in agencies)]
+    if two_server:
+        _step("Operator sets up mutual TLS for two-server mode: one CA, a server certificate "
+              f"naming both servers ({', '.join(TwoServers.server_names)} and loopback), server "
+              "0's client certificate for the peer channel, and a client certificate for the "
+              "coordinator and each agency, valid on both servers (linkage pki init/issue)")
+        certificates = deployment.set_up_pki(callers)
+        click.echo(f"  {'server':<12} {'server-0':<14} {certificates[0]} (peer channel)",
+                   err=True)
+        certificates = certificates[1:]
+    elif tls:
         _step("Operator sets up mutual TLS: a CA, a server certificate, and a client "
               "certificate for the coordinator and each agency (linkage pki init/issue)")
-        pki.init_ca(workdir / "pki")
-        for name, role in (("coordinator", "coordinator"), *((a, "agency") for a in agencies)):
-            click.echo(f"  {role:<12} {name:<14} {server.client_tls(name, role)['cert']}",
-                       err=True)
+        certificates = deployment.set_up_pki(callers)
+    if deployment.tls:
+        for (name, role), certificate in zip(callers, certificates):
+            click.echo(f"  {role:<12} {name:<14} {certificate}", err=True)
 
-    _step("Starting linkage-server on loopback with the embedded store, "
-          + ("mutual TLS" if tls else "plaintext"))
-    with server:
-        click.echo(f"  listening on {server.address}; store {server.data_dir}", err=True)
+    if two_server:
+        _step("Starting two linkage-servers on loopback, each with its own embedded store: "
+              "server 1 (--two-server-role 1), then server 0 (--two-server-role 0 --peer), "
+              "mutual TLS between them and towards every caller")
+    else:
+        _step("Starting linkage-server on loopback with the embedded store, "
+              + ("mutual TLS" if tls else "plaintext"))
+    batches: dict = {}
+    with deployment:
+        for index, server in enumerate(deployment.servers):
+            label = f"server {index}: " if two_server else ""
+            click.echo(f"  {label}listening on {server.address}; store {server.data_dir}",
+                       err=True)
+        server = deployment.primary
         schema_text = default_schema_text()
-        with server.client(server.coordinator_token) as coordinator:
-            _step(f"Coordinator creates project {PROJECT!r} for {len(agencies)} agencies")
+        with deployment.coordinator() as coordinator:
+            _step(f"Coordinator creates project {PROJECT!r} for {len(agencies)} agencies"
+                  + (" on both servers" if two_server else ""))
             tokens = coordinator.create_project(PROJECT, schema_text, agencies,
                                                 list(DEFAULT_STAGES))
 
             for index, (name, export) in enumerate(dataset.exports.items()):
-                _step(f"{name}: encode locally, then submit over gRPC")
+                _step(f"{name}: encode locally, then "
+                      + ("split each CLK into two shares and submit one to each server"
+                         if two_server else "submit over gRPC"))
                 case_key_path = workdir / "agencies" / name / "case.key"
                 # The agency's own key, never shared (seeded here for reproducibility only).
                 files.write_private(case_key_path,
@@ -263,17 +202,26 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
                                               rng=np.random.default_rng([seed, index]))
                 batch_path = workdir / "agencies" / name / "batch.clk"
                 files.write_private(batch_path, write_batch(outcome.batch))
-                with server.client(tokens[name], name, "agency") as agency:
-                    receipt = agency.submit(PROJECT, outcome.batch)
+                batches[name] = outcome.batch
+                receipt = deployment.submit(PROJECT, name, tokens[name], outcome.batch)
                 click.echo(f"  encoded {len(outcome.batch)} records "
                            f"({len(outcome.prepared.problems)} unparseable values encoded as "
-                           f"missing); server stored batch {receipt.batch_id} "
-                           f"({receipt.records_accepted} records)", err=True)
+                           f"missing); {'each server' if two_server else 'server'} stored "
+                           f"batch {receipt.batch_id} ({receipt.records_accepted} records"
+                           f"{', one share each' if two_server else ''})", err=True)
 
-            _step("Coordinator runs linkage (threshold: auto)")
-            summary = coordinator.run(PROJECT, "auto")
+            if two_server:
+                _step(f"Coordinator runs linkage on shares (threshold: {threshold}): its "
+                      "client deals the run's randomness, server 0 and server 1 decide "
+                      "Dice >= threshold for every cross-agency pair together")
+            else:
+                _step(f"Coordinator runs linkage (threshold: {threshold})")
+            with _stage_progress() as show:
+                summary = coordinator.run(PROJECT, threshold, show)
             click.echo(f"  {summary['records']} records, {summary['groups']} groups in "
                        f"{summary['seconds']:.1f} s", err=True)
+            if two_server:
+                _what_the_servers_held(deployment, batches)
             _step("Coordinator report")
             report = coordinator.report(PROJECT)
             click.echo(render_report(report))
@@ -282,7 +230,8 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
             click.echo(f"\n  The HTML report (network, brokers, charts) is in {report_path}",
                        err=True)
 
-        _step("Each agency reads its own hit/no-hit results")
+        _step("Each agency reads its own hit/no-hit results"
+              + (" (from server 0)" if two_server else ""))
         predicted = {}
         for name in agencies:
             with server.client(tokens[name], name, "agency") as agency:
@@ -295,14 +244,18 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
         if example:
             click.echo(f"  e.g. {agencies[-1]} sees: {example}", err=True)
 
-        _step("Operator checks the audit log (every call, hash-chained, no record ids)")
-        operator_token = (server.data_dir / "operator.token").read_text("utf-8").strip()
-        with server.client(operator_token, "operator", "operator") as operator:
-            problems, last = verify_chain(operator.audit_log())
-            calls = operator.metrics()["calls"]
-        click.echo(f"  {last.sequence if last else 0} entries, chain "
-                   f"{'intact' if not problems else 'BROKEN'}; "
-                   + ", ".join(f"{name} {count}" for name, count in calls.items()), err=True)
+        _step("Operator checks the audit log (every call, hash-chained, no record ids)"
+              + (" of each server" if two_server else ""))
+        for index, each in enumerate(deployment.servers):
+            operator_token = (each.data_dir / "operator.token").read_text("utf-8").strip()
+            with each.client(operator_token, "operator", "operator") as operator:
+                problems, last = verify_chain(operator.audit_log())
+                calls = operator.metrics()["calls"]
+            click.echo(f"  {f'server {index}: ' if two_server else ''}"
+                       f"{last.sequence if last else 0} entries, chain "
+                       f"{'intact' if not problems else 'BROKEN'}; "
+                       + ", ".join(f"{name} {count}" for name, count in calls.items()),
+                       err=True)
 
     quality = pairwise_quality(predicted, dataset.truth)
     _planted_brokers(report, predicted, dataset)
@@ -313,11 +266,65 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
         q = quality[name]
         click.echo(f"  {label:<16}{q.precision:>10.4f}{q.recall:>10.4f}{q.f1:>10.4f}"
                    f"{q.true_positives:>8}{q.false_positives:>9}{q.false_negatives:>8}")
+    if two_server:
+        within = quality["within"]
+        click.echo(f"  Two-server mode never compares two records of one agency (no server can "
+                   f"score them: that is its point), and a group takes a record in only with a "
+                   f"hit to each of its members, so no group holds two records of one agency: "
+                   f"the {within.true_positives + within.false_negatives} within-agency "
+                   f"duplicate pairs are missed, and so is a duplicate's own link to another "
+                   f"agency. Agencies should deduplicate before submitting in this mode.")
     click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s; files in {workdir}/",
                err=True)
     if console:
         _leave_console_running(server, workdir, tokens)
     return quality
+
+
+@contextlib.contextmanager
+def _stage_progress():
+    """A progress bar per stage of the run on a terminal (as ``linkage run`` shows)."""
+    from tqdm import tqdm
+
+    bars: dict = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total or None, desc=f"  {stage}", file=sys.stderr,
+                                     disable=None, leave=False, unit_scale=True)
+        bar.total = total or bar.total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield show
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _what_the_servers_held(deployment: TwoServers, batches: dict) -> None:
+    """One line on what each server held, and a check of it in their SQLite files.
+
+    Raises:
+        click.ClickException: a server's store holds a sampled CLK (a privacy failure).
+    """
+    records = sum(len(b) for b in batches.values())
+    sizes = [len(b) for b in batches.values()]
+    cross_pairs = sum(a * b for i, a in enumerate(sizes) for b in sizes[i + 1:])
+    sample = sum(min(len(b), 20) for b in batches.values())
+    found = [stored_clks(each, batches) for each in deployment.servers]
+    click.echo(f"  What each server held: server 0 share 0 and server 1 share 1 of each of the "
+               f"{records:,} CLKs (each share alone uniformly random), never a CLK or a score; "
+               f"both learnt only the hit bit of each of the {cross_pairs:,} cross-agency "
+               f"pairs. Their SQLite files hold {found[0]} and {found[1]} of {sample} sampled "
+               "CLKs.", err=True)
+    if any(found):
+        raise click.ClickException("A server's store holds a CLK in two-server mode: this is "
+                                   "a bug; do not use two-server mode until it is fixed.")
 
 
 def _leave_console_running(server: ServerProcess, workdir: Path, tokens: dict[str, str]) -> None:
