@@ -5,7 +5,9 @@
 * the coordinator creates the project on both servers (server 0 issues the agency tokens,
   server 1 stores their hashes), and ``run`` plans on server 0, then **deals**: a fresh
   ``linkage.mpc.Dealer`` per agency pair, server 0's seed to server 0, server 1's seed and
-  corrections to server 1. The coordinator's client is the dealer because it is neither
+  corrections to server 1 (with ``auto`` also a ``BandDealer`` per pair for the sample
+  histogram), and mid-run a ``HitDealer`` per agency pair for its hits' bands, when server 0
+  asks for it. The coordinator's client is the dealer because it is neither
   server and already talks to both; what it makes is random and independent of the data
   (docs/privacy.md says what that trusts it with).
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.errors import PeerError
-from linkage.mpc import Dealer, Plan, split_clks
+from linkage.mpc import BandDealer, Dealer, HitDealer, Plan, split_clks
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -93,34 +95,56 @@ def submit_shares(first: LinkageClient, second: LinkageClient, project: str,
     return receipts[0], receipts[1]
 
 
-def _material(plan: spb.ShareRunPlan, party: int, dealers: list[Dealer]
-              ) -> Iterator[spb.MaterialPart]:
+def _corrections_chunks(index: int, corrections, field: str) -> Iterator[spb.MaterialPart]:
+    """Server 1's corrections as chunks of at most ``CHUNK_BYTES`` in ``field``."""
+    pending = bytearray()
+    for correction in corrections:
+        for name in correction.__dataclass_fields__:
+            part = getattr(correction, name)
+            pending.extend(np.ascontiguousarray(part).astype(
+                part.dtype.newbyteorder("<")).tobytes())
+            while len(pending) >= CHUNK_BYTES:
+                yield spb.MaterialPart(chunk=spb.MaterialChunk(
+                    pair=index, **{field: bytes(pending[:CHUNK_BYTES])}))
+                del pending[:CHUNK_BYTES]
+    if pending:
+        yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=index, **{field: bytes(pending)}))
+
+
+def _material(plan: spb.ShareRunPlan, party: int, dealers: list[Dealer],
+              samples: list[BandDealer] | None = None) -> Iterator[spb.MaterialPart]:
     yield spb.MaterialPart(header=spb.MaterialHeader(run=plan.run, party=party))
     for index, dealer in enumerate(dealers):
-        yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=index, seed=dealer.seeds[party]))
+        sample = samples[index] if samples else None
+        yield spb.MaterialPart(chunk=spb.MaterialChunk(
+            pair=index, seed=dealer.seeds[party],
+            sample_seed=sample.seeds[party] if sample else b""))
         if party == 0:
             continue
-        pending = bytearray()
-        for correction in dealer.corrections():
-            for part in (correction.product, correction.mask_bits, correction.and_product):
-                pending.extend(np.ascontiguousarray(part).astype(
-                    part.dtype.newbyteorder("<")).tobytes())
-                while len(pending) >= CHUNK_BYTES:
-                    yield spb.MaterialPart(chunk=spb.MaterialChunk(
-                        pair=index, corrections=bytes(pending[:CHUNK_BYTES])))
-                    del pending[:CHUNK_BYTES]
-        if pending:
-            yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=index,
-                                                           corrections=bytes(pending)))
+        yield from _corrections_chunks(index, dealer.corrections(), "corrections")
+        if sample is not None:
+            yield from _corrections_chunks(index, sample.corrections(), "sample_corrections")
+
+
+def _hit_material(plan: spb.ShareRunPlan, party: int, request: spb.HitMaterialRequest,
+                  dealer: HitDealer) -> Iterator[spb.MaterialPart]:
+    yield spb.MaterialPart(header=spb.MaterialHeader(run=plan.run, party=party, hits=request))
+    yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=request.pair, seed=dealer.seeds[party]))
+    if party == 1:
+        yield from _corrections_chunks(request.pair, [dealer.correction()], "corrections")
 
 
 def run_shares(first: LinkageClient, second: LinkageClient, project: str, threshold: str,
                on_progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Plan on server 0, deal to both servers, run on server 0; returns the run summary.
 
+    While the run goes on, server 0 asks for each agency pair's hit material once its hit
+    graph is open (how many hits it has is known only then): this deals it to both servers.
+
     Raises:
-        grpc.RpcError: a server refused (e.g. an 'auto' threshold) or failed; a failure of
-            server 1 mid-run reaches here as UNAVAILABLE from server 0, with nothing stored.
+        grpc.RpcError: a server refused (e.g. 'auto' with too few pairs) or failed; a
+            failure of server 1 mid-run reaches here as UNAVAILABLE from server 0, with
+            nothing stored.
     """
     report = on_progress or (lambda stage, done, total: None)
     plan = first._call(_stub(first).PlanShareRun,
@@ -128,16 +152,23 @@ def run_shares(first: LinkageClient, second: LinkageClient, project: str, thresh
     report("dealing", 0, len(plan.pairs))
     dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
                for p in plan.pairs]
+    samples = [BandDealer(Plan(p.sample_rows, p.right_rows, plan.clk_bits, p.sample_block_rows),
+                          len(plan.band_edges)) for p in plan.pairs] if plan.band_edges else None
     for party, client in ((0, first), (1, second)):
-        client._call(_stub(client).DeliverMaterial, _material(plan, party, dealers))
+        client._call(_stub(client).DeliverMaterial, _material(plan, party, dealers, samples))
     report("dealing", len(plan.pairs), len(plan.pairs))
     summary = None
     for event in first._call(_stub(first).RunShares, spb.RunSharesRequest(run=plan.run)):
-        if event.HasField("summary"):
-            summary = event.summary
+        if event.HasField("hit_material"):
+            request = event.hit_material
+            dealer = HitDealer(int(request.hits), int(request.thresholds))
+            for party, client in ((0, first), (1, second)):
+                client._call(_stub(client).DeliverMaterial,
+                             _hit_material(plan, party, request, dealer))
+        elif event.progress.HasField("summary"):
+            summary = event.progress.summary
         else:
-            report(event.stage, event.done, event.total)
+            report(event.progress.stage, event.progress.done, event.progress.total)
     if summary is None:
         raise PeerError("Server 0 ended the two-server run without a summary.")
     return _summary_dict(summary)
-

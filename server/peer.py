@@ -4,7 +4,7 @@ Server 0 dials server 1 over mutual TLS with its own client certificate (CN ``se
 ``server``, from the project's CA; ``linkage pki issue --role server``) and checks server 1's
 server certificate against the same CA; server 1's guard refuses any other caller of
 ``PeerService`` (``server.auth``). On that channel the generators of
-``linkage.mpc.threshold_party`` exchange their messages in lock-step: server 0 sends its
+``linkage.mpc.banded_run.run_party`` exchange their messages in lock-step: server 0 sends its
 opening, server 1 answers with its own. An opening larger than one gRPC message is sent in
 parts. Every failure of the peer becomes a ``PeerError`` here, the one place that reads
 ``grpc.RpcError`` of the peer.
@@ -24,19 +24,24 @@ import grpc
 import numpy as np
 
 from linkage.errors import InvalidRequestError, PeerError, RunStateError
-from linkage.mpc import Correction, PartyMaterial, Plan, rational_threshold, threshold_party
+from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection,
+                         PartyMaterial, Plan, hit_material)
+from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
-__all__ = ["PART_BYTES", "PeerLink", "ShareSession", "Sessions", "correction_bytes",
-           "opening_parts", "peer_name", "plan_hash", "read_opening"]
+__all__ = ["PART_BYTES", "PeerLink", "ShareSession", "Sessions", "band_correction_bytes",
+           "correction_bytes", "hit_correction_bytes", "opening_parts", "peer_name",
+           "plan_hash", "read_opening", "sample_plan"]
 
 PART_BYTES = 1024 * 1024  # one Opening's data, well under the 4 MiB message limit
 _MOST_SESSIONS = 8
 _SESSION_SECONDS = 3600.0
 _PLAN_TIMEOUT = 120.0
 _RUN_TIMEOUT = 23 * 3600.0
+#: How long a run waits for the dealer's hit material once it asked for it.
+HIT_WAIT_SECONDS = 600.0
 
 
 def peer_name(role: int) -> str:
@@ -53,10 +58,50 @@ def correction_bytes(plan: Plan) -> int:
     return plan.pairs * (4 + 4 + 8 * AND_ROUNDS)
 
 
+def band_correction_bytes(plan: Plan, thresholds: int) -> int:
+    """Server 1's sample band corrections for one plan (4 + 48 bytes per threshold per pair)."""
+    return plan.pairs * (4 + thresholds * (4 + 8 * AND_ROUNDS + 4))
+
+
+def hit_correction_bytes(hits: int, thresholds: int) -> int:
+    """Server 1's hit corrections: 44 bytes per hit pair and threshold."""
+    return hits * thresholds * (4 + 8 * AND_ROUNDS)
+
+
+def sample_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
+    """The band plan of agency pair ``index``'s sample (``auto`` plans only)."""
+    pair = plan.pairs[index]
+    return Plan(int(pair.sample_rows), int(pair.right_rows), int(plan.clk_bits),
+                int(pair.sample_block_rows))
+
+
 def mpc_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
     pair = plan.pairs[index]
     return Plan(int(pair.left_rows), int(pair.right_rows), int(plan.clk_bits),
                 int(pair.block_rows))
+
+
+class _Reader:
+    """Little-endian arrays one after another from the dealer's bytes."""
+
+    def __init__(self, data: bytes):
+        self.view, self.offset = memoryview(data), 0
+
+    def take(self, dtype, shape) -> np.ndarray:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        array = np.frombuffer(self.view[self.offset:self.offset + size],
+                              dtype=np.dtype(dtype).newbyteorder("<"))
+        self.offset += size
+        return array.astype(dtype).reshape(shape)
+
+
+def _band_corrections(plan: Plan, thresholds: int, data: bytes) -> Iterator[BandCorrection]:
+    """Server 1's sample band corrections from the dealer's bytes, block by block."""
+    take = _Reader(data).take
+    for lo, hi in plan.blocks():
+        shape = (thresholds, hi - lo, plan.right_rows)
+        yield BandCorrection(take(np.uint32, shape[1:]), take(np.uint32, shape),
+                             take(np.uint64, (AND_ROUNDS, *shape)), take(np.uint32, shape))
 
 
 def _corrections(plan: Plan, data: bytes) -> Iterator[Correction]:
@@ -93,6 +138,56 @@ class ShareSession:
     record_agency: np.ndarray | None = None
     record_ids: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
+    #: ``auto``: the sample band material's seeds and (server 1) corrections, per pair.
+    sample_seeds: dict[int, bytes] = field(default_factory=dict)
+    sample_corrections: dict[int, bytearray] = field(default_factory=dict)
+    #: Hit material as delivered mid-run: pair -> (hits, thresholds, seed, corrections).
+    hit_deliveries: dict[int, tuple[int, int, bytes, bytes]] = field(default_factory=dict)
+    started: bool = False
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def auto(self) -> bool:
+        return len(self.plan.band_edges) > 0
+
+    def start(self) -> None:
+        """Mark the run begun (material is used once). Raises RunStateError if it was."""
+        with self._arrived:
+            if self.started:
+                raise RunStateError(f"Run {self.plan.run} is already running or ran: dealer "
+                                    "material is used once; run 'linkage run' again.")
+            self.started = True
+
+    def deliver_hits(self, pair: int, hits: int, thresholds: int, seed: bytes,
+                     corrections: bytes) -> None:
+        with self._arrived:
+            if pair in self.hit_deliveries:
+                raise InvalidRequestError(f"Hit material for agency pair {pair} came twice.")
+            self.hit_deliveries[pair] = (hits, thresholds, seed, corrections)
+            self._arrived.notify_all()
+
+    def hit_block(self, pair: int, hits: int, thresholds: int,
+                  timeout: float = HIT_WAIT_SECONDS):
+        """This server's hit material for ``pair`` once the dealer delivered it.
+
+        Raises:
+            RunStateError: it did not arrive in time. PeerError: it is for another count.
+        """
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: pair in self.hit_deliveries, timeout):
+                raise RunStateError(f"The dealer (the coordinator's client) did not deliver "
+                                    f"the hit material of agency pair {pair} within "
+                                    f"{timeout:.0f} s; nothing of this run was stored.")
+            count, higher, seed, data = self.hit_deliveries[pair]
+        if (count, higher) != (hits, thresholds):
+            raise PeerError(f"The hit material of agency pair {pair} is for {count} hits x "
+                            f"{higher} thresholds; this server found {hits} x {thresholds}.")
+        correction = None
+        if self.role == 1:
+            take = _Reader(data).take
+            correction = HitCorrection(take(np.uint32, (thresholds, hits)),
+                                       take(np.uint64, (AND_ROUNDS, thresholds, hits)))
+        return hit_material(self.role, hits, thresholds, seed, correction)
 
     def check_material(self) -> None:
         """Raises RunStateError unless the dealer delivered all of this server's material."""
@@ -106,13 +201,34 @@ class ShareSession:
                        if self.role == 1 else None)
         return PartyMaterial(self.role, plan, self.seeds[index], corrections)
 
-    def protocols(self):
-        """``(index, generator)`` of each agency pair's protocol, in plan order."""
-        rational = rational_threshold(float(self.plan.threshold), int(self.plan.clk_bits))
+    def protocol(self, choose=None, ask=None, on_pair=None):
+        """This server's generator for the whole run (``linkage.mpc.banded_run.run_party``).
+
+        ``choose``: server 0's ``auto`` rule; ``ask(pair, hits, thresholds)``: server 0 asks
+        the dealer for hit material, which both servers then wait for.
+        """
+        pairs = []
         for index, pair in enumerate(self.plan.pairs):
-            yield index, threshold_party(self.role, self.shares[pair.left_agency],
-                                         self.shares[pair.right_agency], rational,
-                                         self.material(index))
+            left, right = self.shares[pair.left_agency], self.shares[pair.right_agency]
+            rows = sample = None
+            if self.auto:
+                rows = sample_rows(int(pair.left_rows), self.plan.sample_seed, index)
+                thresholds = len(self.plan.band_edges)
+                corrections = (_band_corrections(sample_plan(self.plan, index), thresholds,
+                                                 bytes(self.sample_corrections[index]))
+                               if self.role == 1 else None)
+                sample = BandMaterial(self.role, sample_plan(self.plan, index), thresholds,
+                                      self.sample_seeds[index], corrections)
+            pairs.append(PairShares(left, right, self.material(index), rows, sample))
+
+        def hit_block(index, hits, thresholds):
+            if ask is not None:
+                ask(index, hits, thresholds)
+            return self.hit_block(index, hits, thresholds)
+
+        threshold = None if self.auto else float(self.plan.threshold)
+        return run_party(self.role, pairs, int(self.plan.clk_bits), threshold, choose,
+                         hit_block, on_pair)
 
 
 class Sessions:
@@ -145,6 +261,10 @@ class Sessions:
         with self._lock:
             self._held.pop(run, None)
         return session
+
+    def discard(self, run: str) -> None:
+        with self._lock:
+            self._held.pop(run, None)
 
 
 def opening_parts(message: np.ndarray) -> Iterator[spb.PeerMessage]:
@@ -213,9 +333,9 @@ class PeerLink:
         except grpc.RpcError as error:
             raise self._failed(error, "agreeing the run plan") from None
 
-    def compare(self, session: ShareSession,
-                on_progress: Callable[[str, int, int], None]) -> list:
-        """Run every agency pair's protocol with server 1; returns each pair's HitPairs.
+    def compare(self, session: ShareSession, on_progress: Callable[[str, int, int], None],
+                choose=None, ask=None) -> BandedRun:
+        """Run the whole protocol with server 1; returns what it opened (``BandedRun``).
 
         Raises:
             PeerError: server 1 failed, was killed or refused mid-run.
@@ -230,21 +350,22 @@ class PeerLink:
         outgoing.put(spb.PeerMessage(handshake=spb.PeerHandshake(
             project=session.plan.project, run=session.plan.run,
             plan_hash=plan_hash(session.plan))))
-        hits = []
         total = len(session.plan.pairs)
+        if session.auto:
+            on_progress("histogram of a sample, on shares", 0, total)
+        protocol = session.protocol(choose, ask, lambda index: on_progress(
+            "comparing on shares", index, total))
         try:
-            for index, protocol in session.protocols():
-                on_progress("comparing on shares", index, total)
-                message = next(protocol)
-                while True:
-                    for part in opening_parts(message):
-                        outgoing.put(part)
-                    theirs = read_opening(responses, message)
-                    try:
-                        message = protocol.send(theirs)
-                    except StopIteration as stop:
-                        hits.append(stop.value)
-                        break
+            message = next(protocol)
+            while True:
+                for part in opening_parts(message):
+                    outgoing.put(part)
+                theirs = read_opening(responses, message)
+                try:
+                    message = protocol.send(theirs)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
             outgoing.put(None)
             for _ in responses:  # server 1 ends its side once ours has ended
                 raise PeerError("Server 1 sent more than the protocol has.")
@@ -258,4 +379,4 @@ class PeerLink:
             if isinstance(error, InvalidRequestError):
                 raise PeerError(f"The two servers' material does not fit: {error}") from None
             raise
-        return hits
+        return result

@@ -26,35 +26,43 @@ __all__ = ["AgencyServicer", "CoordinatorServicer", "OperatorServicer"]
 
 
 
-def stream_run(context, run):
+def stream_run(context, run, wrap=None):
     """Call ``run(progress)`` on a worker thread; yield its progress events as
     ``RunProgress`` messages while it works, then its summary (audited) or its error.
 
     The worker thread lets a run outlive a slow reader: events queue up, and a client that
-    went away stops receiving them while the run still finishes and is stored.
+    went away stops receiving them while the run still finishes and is stored. With
+    ``wrap`` (a stream of another message type, e.g. two-server mode's), each RunProgress
+    is yielded as ``wrap(progress)``, and ``run(progress, send)`` may also queue messages of
+    that type with ``send``.
     """
     events: queue.Queue = queue.Queue()
     outcome: dict = {}
 
     def work():
+        def progress(stage, done, total):
+            events.put((stage, done, total))
         try:
-            outcome["summary"] = run(lambda stage, done, total: events.put((stage, done, total)))
+            outcome["summary"] = (run(progress) if wrap is None
+                                  else run(progress, lambda message: events.put([message])))
         except BaseException as error:  # handed to the RPC thread below
             outcome["error"] = error
         finally:
             events.put(None)
 
+    out = wrap or (lambda message: message)
     worker = threading.Thread(target=work, name="linkage-run", daemon=True)
     worker.start()
     while (event := events.get()) is not None:
         if context.is_active():
-            yield pb.RunProgress(stage=event[0], done=event[1], total=event[2])
+            yield (event[0] if isinstance(event, list) else
+                   out(pb.RunProgress(stage=event[0], done=event[1], total=event[2])))
     worker.join()
     if "error" in outcome:
         raise outcome["error"]
     summary = outcome["summary"]
     audit_note(records=summary.records, groups=summary.groups)
-    yield pb.RunProgress(stage="done", summary=summary_to_proto(summary))
+    yield out(pb.RunProgress(stage="done", summary=summary_to_proto(summary)))
 
 
 class AgencyServicer(pb_grpc.AgencyServiceServicer):

@@ -68,9 +68,12 @@ class ShareServicer(spb_grpc.ShareServiceServicer):
         return spb.MaterialReceipt(run=run, bytes=received)
 
     def RunShares(self, request, context):
-        """Run in a worker thread and stream its progress, as ``RunLinkage`` does."""
-        yield from stream_run(context, lambda progress: two_server.run_shares(
-            self._store, self._sessions, self._link, self._role, request.run, progress))
+        """Run in a worker thread and stream its progress, as ``RunLinkage`` does, and the
+        run's requests for hit material to the dealer."""
+        yield from stream_run(context, lambda progress, send: two_server.run_shares(
+            self._store, self._sessions, self._link, self._role, request.run, progress,
+            lambda hits: send(spb.ShareRunEvent(hit_material=hits))),
+            wrap=lambda progress: spb.ShareRunEvent(progress=progress))
 
 
 class PeerServicer(spb_grpc.PeerServiceServicer):

@@ -9,9 +9,13 @@ Who does what (docs/privacy.md, "Two-server mode"):
 * the coordinator's client deals: a fresh ``linkage.mpc.Dealer`` per agency pair, seeds to
   both servers and server 1's corrections to server 1 only (``receive_material``). It is
   neither server, and what it makes is independent of the data;
-* server 0 runs the comparison with server 1 (``run_shares`` / ``compare_as_second``), groups
-  the hit pairs (``linkage.mpc.linking``) and stores the run as a normal run, so results and
-  reports work unchanged. Server 1 stores nothing of a run.
+* server 0 runs the comparison with server 1 (``run_shares`` / ``compare_as_second``):
+  with ``auto`` first the banded histogram of a public sample, from which server 0 chooses
+  the threshold; then the hit graph, and for the hits only their Dice bands, on material
+  the dealer makes once the number of hits is known (server 0 asks for it in the run's
+  stream, both servers wait for it). It groups the hit pairs by band
+  (``linkage.mpc.linking``) and stores the run as a normal run, so results and reports work
+  unchanged. Server 1 stores nothing of a run.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from linkage.errors import (
     ShareModeError,
 )
 from linkage.matching.run import RunSettings
-from linkage.mpc import Plan, rational_threshold
+from linkage.matching.threshold import MIN_PAIRS_FOR_MODEL, choose_banded_threshold
+from linkage.mpc import Plan, band_plan, band_thresholds, rational_threshold
+from linkage.mpc.banded_run import SERVICE_EDGES, sample_rows
 from linkage.mpc.linking import group_hits
 from linkage.mpc.prg import SEED_BYTES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
@@ -49,11 +55,14 @@ from .peer import (
     PeerLink,
     ShareSession,
     Sessions,
+    band_correction_bytes,
     correction_bytes,
+    hit_correction_bytes,
     mpc_plan,
     opening_parts,
     plan_hash,
     read_opening,
+    sample_plan,
 )
 from .storage import Store
 from .storage.shares import require_share_role
@@ -167,14 +176,9 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
     return header.batch_id, len(record_ids), False
 
 
-def _numeric_threshold(text: str) -> float:
-    settings = RunSettings.parse(text, "exhaustive")
-    if settings.requested is None:
-        raise InvalidRequestError(
-            "Two-server mode needs a numeric threshold (e.g. --threshold 0.8) until the "
-            "opened-histogram work lands: 'auto' chooses from the score distribution, and the "
-            "two servers never see a score.")
-    return settings.requested
+def _threshold(text: str) -> float | None:
+    """The numeric threshold, or ``None`` for ``auto``. Raises InvalidRequestError."""
+    return RunSettings.parse(text, "exhaustive").requested
 
 
 def _load(store: Store, project_id: int, clk_bits: int):
@@ -205,34 +209,50 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
 
     Raises:
         ShareModeError: not server 0, or not a two-server project.
-        InvalidRequestError: 'auto' or a malformed threshold.
+        InvalidRequestError: a malformed threshold, or 'auto' with too few cross-agency
+            pairs for the sample histogram.
         RunStateError: fewer than two agencies have submitted, or the project was purged.
         PeerError: server 1 cannot be reached or holds other batches.
     """
     _this_role(role, 0)
-    threshold = _numeric_threshold(threshold_text)
+    threshold = _threshold(threshold_text)
     project = store.project(project_name)
     _check_not_purged(project)
     require_share_role(store, project.id, project.name, 0)
     clk_bits = next(e.clk_bits for e in store.entity_schemas(project.id)
                     if e.entity_type == "person")
-    rational_threshold(threshold, clk_bits)  # refuses a threshold with no exact fraction
+    if threshold is not None:
+        rational_threshold(threshold, clk_bits)  # refuses a threshold with no exact fraction
     shares, positions, records, loaded = _load(store, project.id, clk_bits)
     if len(shares) < 2:
         raise RunStateError(f"Project {project_name!r} needs share batches of at least two "
                             "agencies before a run ('linkage submit --server-1').")
     names = list(shares)
+    seed = secrets.randbits(63)  # the public coin of the samples: independent of the data
     pairs = []
     for i, left in enumerate(names):
         for right in names[i + 1:]:
             plan = Plan(int(shares[left].shape[0]), int(shares[right].shape[0]), clk_bits)
-            pairs.append(spb.AgencyPairPlan(left_agency=left, right_agency=right,
-                                            left_rows=plan.left_rows,
-                                            right_rows=plan.right_rows,
-                                            block_rows=plan.block_rows))
+            pair = spb.AgencyPairPlan(left_agency=left, right_agency=right,
+                                      left_rows=plan.left_rows, right_rows=plan.right_rows,
+                                      block_rows=plan.block_rows)
+            if threshold is None:
+                rows = sample_rows(plan.left_rows, seed, len(pairs)).size
+                pair.sample_rows = rows
+                pair.sample_block_rows = band_plan(rows, plan.right_rows, clk_bits,
+                                                   len(SERVICE_EDGES)).block_rows
+            pairs.append(pair)
+    sampled = sum(p.sample_rows * p.right_rows for p in pairs)
+    if threshold is None and sampled < MIN_PAIRS_FOR_MODEL:
+        raise InvalidRequestError(
+            f"'auto' needs at least {MIN_PAIRS_FOR_MODEL} cross-agency pairs in its sample to "
+            f"fit a score model; project {project_name!r} has {sampled}. Run with a numeric "
+            "threshold (e.g. --threshold 0.8).")
     plan = spb.ShareRunPlan(project=project.name, run=secrets.token_hex(16),
-                            threshold=threshold_text.strip(), clk_bits=clk_bits, pairs=pairs,
-                            agencies=records)
+                            threshold=threshold_text.strip().lower(), clk_bits=clk_bits,
+                            pairs=pairs, agencies=records,
+                            band_edges=SERVICE_EDGES if threshold is None else (),
+                            sample_seed=seed if threshold is None else 0)
     if link is None:
         raise PeerError("Server 0 has no peer configured (--peer).")
     link.agree(plan)
@@ -257,7 +277,11 @@ def agree_plan(store: Store, sessions: Sessions, role: int | None,
                     if e.entity_type == "person")
     if plan.clk_bits != clk_bits:
         raise RunStateError("Server 0's plan has another CLK length than this server's project.")
-    _numeric_threshold(plan.threshold)
+    threshold = _threshold(plan.threshold)
+    if (threshold is None) != bool(plan.band_edges):
+        raise RunStateError("Server 0's plan has band edges exactly when it is 'auto'.")
+    if threshold is None:
+        band_thresholds(list(plan.band_edges), clk_bits)  # refuses edges with no exact fraction
     shares, positions, records, _ = _load(store, project.id, clk_bits)
     mine = [(r.agency, r.records, r.record_ids_hash) for r in records]
     theirs = [(r.agency, r.records, r.record_ids_hash) for r in plan.agencies]
@@ -271,6 +295,10 @@ def agree_plan(store: Store, sessions: Sessions, role: int | None,
                                                  shares[pair.right_agency].shape[0]) \
                 or expected.block_rows < 1:
             raise RunStateError("Server 0's plan does not fit this server's shares.")
+        if threshold is None and (
+                pair.sample_rows != sample_rows(pair.left_rows, plan.sample_seed, index).size
+                or sample_plan(plan, index).block_rows < 1):
+            raise RunStateError("Server 0's plan has another sample than its coin gives.")
     sessions.add(ShareSession(1, plan, shares, positions))
     return plan.run
 
@@ -291,76 +319,151 @@ def receive_material(sessions: Sessions, role: int | None,
         raise ShareModeError(f"This is server {role}; the material is for server "
                              f"{first.header.party}.")
     session = sessions.get(first.header.run)
+    if first.header.HasField("hits"):
+        return session.plan.run, _receive_hits(session, role, first.header.hits, parts)
+    if session.started:
+        raise RunStateError("This run has started; its material was delivered already.")
     session.material_complete = False
-    session.seeds.clear()
-    session.corrections.clear()
+    for held in (session.seeds, session.corrections, session.sample_seeds,
+                 session.sample_corrections):
+        held.clear()
     received = 0
     count = len(session.plan.pairs)
+    thresholds = len(session.plan.band_edges)
     for part in parts:
         if part.WhichOneof("part") != "chunk":
             raise BatchFormatError("Only one material header is allowed.")
         chunk = part.chunk
         if chunk.pair >= count:
             raise BatchFormatError(f"Material for agency pair {chunk.pair}; the plan has {count}.")
-        if chunk.seed:
-            if len(chunk.seed) != SEED_BYTES or chunk.pair in session.seeds:
-                raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
-            session.seeds[chunk.pair] = bytes(chunk.seed)
-        if chunk.corrections:
+        if (chunk.sample_seed or chunk.sample_corrections) and not session.auto:
+            raise BatchFormatError("Sample material is for 'auto' runs only.")
+        for seed, seeds in ((chunk.seed, session.seeds),
+                            (chunk.sample_seed, session.sample_seeds)):
+            if seed:
+                if len(seed) != SEED_BYTES or chunk.pair in seeds:
+                    raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
+                seeds[chunk.pair] = bytes(seed)
+        for data, kept, limit in (
+                (chunk.corrections, session.corrections,
+                 lambda: correction_bytes(mpc_plan(session.plan, chunk.pair))),
+                (chunk.sample_corrections, session.sample_corrections,
+                 lambda: band_correction_bytes(sample_plan(session.plan, chunk.pair),
+                                               thresholds))):
+            if not data:
+                continue
             if role == 0:
                 raise BatchFormatError("Server 0 takes only seeds; corrections are server 1's.")
-            held = session.corrections.setdefault(chunk.pair, bytearray())
-            if len(held) + len(chunk.corrections) > correction_bytes(mpc_plan(session.plan,
-                                                                              chunk.pair)):
+            held = kept.setdefault(chunk.pair, bytearray())
+            if len(held) + len(data) > limit():
                 raise BatchFormatError("More corrections than the plan needs.")
-            held.extend(chunk.corrections)
-        received += len(chunk.seed) + len(chunk.corrections)
+            held.extend(data)
+        received += (len(chunk.seed) + len(chunk.corrections) + len(chunk.sample_seed)
+                     + len(chunk.sample_corrections))
     for index in range(count):
-        if index not in session.seeds:
+        if index not in session.seeds or (session.auto and index not in session.sample_seeds):
             raise BatchFormatError(f"No seed for agency pair {index}: the delivery is incomplete.")
         if role == 1 and len(session.corrections.get(index, b"")) != correction_bytes(
                 mpc_plan(session.plan, index)):
             raise BatchFormatError(f"The corrections of agency pair {index} are incomplete.")
+        if role == 1 and session.auto and len(session.sample_corrections.get(
+                index, b"")) != band_correction_bytes(sample_plan(session.plan, index),
+                                                      thresholds):
+            raise BatchFormatError(f"The sample corrections of agency pair {index} are "
+                                   "incomplete.")
     session.material_complete = True
     return session.plan.run, received
 
 
+def _receive_hits(session: ShareSession, role: int, request: spb.HitMaterialRequest,
+                  parts: Iterator[spb.MaterialPart]) -> int:
+    """The second phase: one agency pair's hit material, delivered while the run waits."""
+    if request.pair >= len(session.plan.pairs) or not session.started:
+        raise BatchFormatError("Hit material for no agency pair of a running plan.")
+    plan = mpc_plan(session.plan, request.pair)
+    if request.hits > plan.pairs or request.thresholds > 64:
+        raise BatchFormatError("Hit material for more hits or thresholds than a plan has.")
+    expected = hit_correction_bytes(request.hits, request.thresholds) if role == 1 else 0
+    seed, data = b"", bytearray()
+    for part in parts:
+        if part.WhichOneof("part") != "chunk" or part.chunk.pair != request.pair:
+            raise BatchFormatError("Hit material chunks are for the pair their header names.")
+        if part.chunk.seed:
+            if seed or len(part.chunk.seed) != SEED_BYTES:
+                raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
+            seed = bytes(part.chunk.seed)
+        if len(data) + len(part.chunk.corrections) > expected:
+            raise BatchFormatError("More hit corrections than the request needs (server 0 "
+                                   "takes only its seed).")
+        data.extend(part.chunk.corrections)
+    if not seed or len(data) != expected:
+        raise BatchFormatError(f"The hit material of agency pair {request.pair} is "
+                               "incomplete.")
+    session.deliver_hits(int(request.pair), int(request.hits), int(request.thresholds), seed,
+                         bytes(data))
+    return len(seed) + len(data)
+
+
 def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
-               run: str, on_progress: Callable[[str, int, int], None] | None = None):
+               run: str, on_progress: Callable[[str, int, int], None] | None = None,
+               ask: Callable[[spb.HitMaterialRequest], None] | None = None):
     """Server 0: run the planned comparison with server 1 and store the run; returns its
     summary. A failure of server 1 fails the run and stores nothing of it.
 
+    ``ask`` passes each agency pair's request for hit material to the dealer (the run's
+    stream); the run then waits until the dealer delivered it to both servers.
+
     Raises:
-        RunStateError: no such planned run, or its material is incomplete.
+        RunStateError: no such planned run, its material is incomplete, or the dealer did
+            not deliver the hit material in time.
         PeerError: server 1 failed, refused or was killed.
     """
     _this_role(role, 0)
     report = on_progress or (lambda stage, done, total: None)
-    session = sessions.take(run)
+    session = sessions.get(run)
     session.check_material()
     if link is None:
         raise PeerError("Server 0 has no peer configured (--peer).")
+    session.start()
     plan = session.plan
     project = store.project(plan.project)
     settings = RunSettings.parse(plan.threshold, "exhaustive")
     run_id = store.start_run(project.id)
     started = time.monotonic()
+    chosen = []
+
+    def choose(edges, counts):
+        chosen.append(choose_banded_threshold(edges, counts))
+        return chosen[-1].threshold
+
+    def request(pair, hits, thresholds):
+        if ask is None:
+            raise RunStateError("This run needs hit material and has no dealer to ask.")
+        ask(spb.HitMaterialRequest(pair=pair, hits=hits, thresholds=thresholds))
+
     try:
-        hits = link.compare(session, report)
-        lefts, rights = [], []
-        for pair, found in zip(plan.pairs, hits):
+        opened = link.compare(session, report, choose, request)
+        lefts, rights, bands = [], [], []
+        for pair, found in zip(plan.pairs, opened.hits):
             lefts.append(session.positions[pair.left_agency][found.left])
             rights.append(session.positions[pair.right_agency][found.right])
+            bands.append(found.band)
         report("grouping", 0, 1)
+        histogram = (None if opened.histogram_edges is None
+                     else (opened.histogram_edges, opened.histogram_counts))
         outcome = group_hits(session.record_agency, session.record_ids,
                              np.concatenate(lefts), np.concatenate(rights), settings,
                              _group_key_secret(store),
-                             frozenset(store.deduplicated_agencies(project.id)))
+                             frozenset(store.deduplicated_agencies(project.id)),
+                             edges=opened.edges, band=np.concatenate(bands),
+                             choice=chosen[-1] if chosen else None, histogram=histogram)
         report("grouping", 1, 1)
         summary = finish_run(store, project.id, run_id, outcome, started)
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
         raise
+    finally:
+        sessions.discard(run)
     store.mark_compared(session.batch_ids)  # its groups name them: no withdrawing now
     return summary.replace(run=store.latest_run(project.id).number, reused=False)
 
@@ -377,12 +480,14 @@ def compare_as_second(sessions: Sessions, role: int | None,
     first = next(requests, None)
     if first is None or first.WhichOneof("part") != "handshake":
         raise PeerError("A comparison starts with its handshake.")
-    session = sessions.take(first.handshake.run)
+    session = sessions.get(first.handshake.run)
     if (first.handshake.project != session.plan.project
             or first.handshake.plan_hash != plan_hash(session.plan)):
         raise PeerError("Server 0's handshake names another plan than the one agreed.")
     session.check_material()
-    for _, protocol in session.protocols():
+    session.start()
+    try:
+        protocol = session.protocol()
         message = next(protocol)
         while True:
             theirs = read_opening(requests, message)
@@ -391,3 +496,5 @@ def compare_as_second(sessions: Sessions, role: int | None,
                 message = protocol.send(theirs)
             except StopIteration:
                 break
+    finally:
+        sessions.discard(session.plan.run)

@@ -1,6 +1,7 @@
 """Two-server mode through real processes on loopback: two linkage-server processes with mutual
 TLS between them, agencies submitting through the CLI, the coordinator's client dealing, and
-a run whose groups equal a single-server run's; no server stores a CLK."""
+runs (numeric and auto) whose groups equal the plaintext kernel's pairs grouped by Dice band,
+and a single-server run's where the bands separate a record's hits; no server stores a CLK."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from linkage.matching.candidates import CandidatePairs
 from linkage.matching.grouping import greedy_groups
 from linkage.matching.kernel import dice_candidates_native
 from linkage.mpc import Dealer, Plan, unpack_bits
+from linkage.mpc.banded_run import SERVICE_EDGES, hit_edges
 from linkage_service.client import pki
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.cli import main as linkage_cli
@@ -81,48 +83,87 @@ def _coordinator_flags(first, second, tmp: Path) -> list[str]:
             *_tls_flags(first, "coordinator", "coordinator")]
 
 
-@pytest.fixture(scope="module")
-def linked(servers, batches, tmp_path_factory):
-    """The two-server project created, submitted to and run through the CLI."""
+def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str],
+                   threshold: str | None) -> dict:
+    """A two-server project created and submitted to through the CLI (deduplicated), and
+    run at ``threshold`` (unless ``None``)."""
     first, second = servers
-    tmp = tmp_path_factory.mktemp("cli")
-    agencies = sorted(batches)[:AGENCY_COUNT]
     coordinator = _coordinator_flags(first, second, tmp)
     batch_ids: dict[str, str] = {}
-    created = _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
+    created = _cli(["project", "create", "--name", project, "--agencies", ",".join(agencies),
                     "--tokens-dir", str(tmp / "tokens"), *coordinator])
     assert created.exit_code == 0, created.output
     for agency in agencies:
         path = tmp / f"{agency}.clk"
         path.write_bytes(write_batch(batches[agency]))
-        submitted = _cli(["submit", "--project", PROJECT, "--deduplicated",
+        submitted = _cli(["submit", "--project", project, "--deduplicated",
                           "--token-file", str(tmp / "tokens" / f"{agency}.token"),
                           "--server", first.address, "--server-1", second.address,
                           *_tls_flags(first, agency, "agency"), str(path)])
         assert submitted.exit_code == 0, submitted.output
         assert f'"records_accepted": {len(batches[agency])}' in submitted.output
         batch_ids[agency] = json.loads(submitted.output.strip().splitlines()[-1])["batch"]
-    ran = _cli(["run", "--project", PROJECT, "--threshold", THRESHOLD, *coordinator])
-    assert ran.exit_code == 0, ran.output
-    return {"agencies": agencies, "tmp": tmp, "coordinator": coordinator, "run": ran.output,
-            "batches": batch_ids}
+    ran = None
+    if threshold is not None:
+        ran = _cli(["run", "--project", project, "--threshold", threshold, *coordinator])
+        assert ran.exit_code == 0, ran.output
+    tokens = {a: (tmp / "tokens" / f"{a}.token").read_text().strip() for a in agencies}
+    return {"agencies": agencies, "tmp": tmp, "coordinator": coordinator,
+            "run": ran.output if ran else "", "batches": batch_ids, "tokens": tokens,
+            "summary": json.loads(ran.output.strip().splitlines()[-1]) if ran else None}
 
 
-def _groups(address: str, tokens: dict[str, str], tls: dict) -> set[frozenset]:
+@pytest.fixture(scope="module")
+def linked(servers, batches, tmp_path_factory):
+    """The two-server project created, submitted to and run through the CLI at 0.8."""
+    return _share_project(servers, batches, tmp_path_factory.mktemp("cli"), PROJECT,
+                          sorted(batches)[:AGENCY_COUNT], THRESHOLD)
+
+
+def _groups(address: str, tokens: dict[str, str], tls: dict,
+            project: str = PROJECT) -> set[frozenset]:
     """Every group as the set of its (agency, record id) members, read as agencies read."""
     members: dict[str, set] = {}
     for agency, token in tokens.items():
         with LinkageClient(address, token, timeout=120, **tls.get(agency, {})) as client:
-            for hit in client.results(PROJECT):
+            for hit in client.results(project):
                 members.setdefault(hit["group"], set()).add((agency, hit["record"]))
     return {frozenset(group) for group in members.values()}
 
 
-def _plaintext_groups(batches, agencies, *, tie: bool) -> set[frozenset]:
+def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
+    """The same agencies on a normal server, deduplicated, run at each threshold in turn:
+    [(groups, summary)] per run."""
+    out = []
+    with ServerProcess(tmp_path / "ref" / "data", store="sqlite") as reference:
+        with LinkageClient(reference.address, reference.coordinator_token,
+                           timeout=120) as coordinator:
+            ref_tokens = coordinator.create_project(PROJECT, _schema(), agencies,
+                                                    list(DEFAULT_STAGES))
+            for agency in agencies:
+                with LinkageClient(reference.address, ref_tokens[agency],
+                                   timeout=120) as client:
+                    client.submit(PROJECT, batches[agency], deduplicated=True)
+            for threshold in thresholds:
+                summary = coordinator.run(PROJECT, threshold)
+                out.append((_groups(reference.address, ref_tokens, {}), summary))
+    return out
+
+
+def _band_edges(threshold: float, auto: bool) -> np.ndarray:
+    """The hit edges a two-server run opens at ``threshold`` (the grid every 0.01 above)."""
+    if auto:
+        return hit_edges(SERVICE_EDGES, SERVICE_EDGES.index(threshold))
+    return hit_edges([threshold], 0)
+
+
+def _plaintext_groups(batches, agencies, *, scores: str = "exact",
+                      threshold: float = float(THRESHOLD), edges=None) -> set[frozenset]:
     """Groups from the plaintext kernel's cross-agency pairs at the threshold, grouped as a
-    run groups deduplicated agencies: by score (a normal run) or all tied at the threshold
-    (what two-server mode knows)."""
-    members, owners, lefts, rights, scores = [], [], [], [], []
+    run groups deduplicated agencies: by score ("exact", a normal run), by each pair's
+    band's lower edge ("bands", what two-server mode opens) or all tied ("tie")."""
+    edges = _band_edges(threshold, False) if edges is None else np.asarray(edges)
+    members, owners, lefts, rights, scores_found = [], [], [], [], []
     offsets, clks = {}, {}
     for index, agency in enumerate(agencies):
         # the servers' positions: agencies in project order, records by record id
@@ -133,13 +174,19 @@ def _plaintext_groups(batches, agencies, *, tie: bool) -> set[frozenset]:
         clks[agency] = batches[agency].clks[order]
     for i, left in enumerate(agencies):
         for right in agencies[i + 1:]:
-            found = dice_candidates_native(clks[left], clks[right], float(THRESHOLD))
-            lefts.append(found.left + offsets[left])
-            rights.append(found.right + offsets[right])
-            scores.append(np.full(len(found), float(THRESHOLD)) if tie else found.score)
+            found = dice_candidates_native(clks[left], clks[right], threshold)
+            order = np.lexsort((found.right, found.left))  # the servers' (left, right) order
+            lefts.append(found.left[order] + offsets[left])
+            rights.append(found.right[order] + offsets[right])
+            score = found.score[order]
+            if scores == "bands":
+                score = edges[np.searchsorted(edges, score, side="right") - 1]
+            elif scores == "tie":
+                score = np.full(len(found), threshold)
+            scores_found.append(score)
     owners = np.asarray(owners)
     pairs = CandidatePairs(np.concatenate(lefts), np.concatenate(rights),
-                           np.concatenate(scores))
+                           np.concatenate(scores_found))
     grouping = greedy_groups(pairs, len(members), owners,
                              max_per_owner={a: 1 for a in range(len(agencies))})
     return {frozenset(members[p] for p in group) for group in grouping.members()}
@@ -147,54 +194,117 @@ def _plaintext_groups(batches, agencies, *, tie: bool) -> set[frozenset]:
 
 def test_groups_equal_the_plaintext_kernels_and_a_single_server_run(servers, linked, batches,
                                                                     tmp_path):
-    """Two-server groups are exactly the plaintext kernel's pairs grouped with ties; against
-    a normal run they differ only where a record has two hits in one deduplicated agency (the
-    normal run keeps the stronger, two-server mode cannot tell which is stronger)."""
+    """Two-server groups are exactly the plaintext kernel's pairs grouped by band (each hit's
+    band's lower edge its score); against a normal run they differ only where a record has
+    two hits in one deduplicated agency in the same band (a tie the bands cannot break)."""
     first, _ = servers
     agencies = linked["agencies"]
-    tokens = {a: (linked["tmp"] / "tokens" / f"{a}.token").read_text().strip()
-              for a in agencies}
     tls = {a: first.client_tls(a, "agency") for a in agencies}
-    two_server = _groups(first.address, tokens, tls)
+    two_server = _groups(first.address, linked["tokens"], tls)
     assert len(two_server) > 20  # the data link: an empty result would prove nothing
-    assert two_server == _plaintext_groups(batches, agencies, tie=True)
-    with ServerProcess(tmp_path / "ref" / "data", store="sqlite") as reference:
-        with LinkageClient(reference.address, reference.coordinator_token,
-                           timeout=120) as coordinator:
-            ref_tokens = coordinator.create_project(PROJECT, _schema(), agencies,
-                                                    list(DEFAULT_STAGES))
-            for agency in agencies:
-                with LinkageClient(reference.address, ref_tokens[agency],
-                                   timeout=120) as client:
-                    client.submit(PROJECT, batches[agency], deduplicated=True)
-            coordinator.run(PROJECT, THRESHOLD)
-        single = _groups(reference.address, ref_tokens, {})
-    assert single == _plaintext_groups(batches, agencies, tie=False)
-    # every differing group holds a record with two hits in one other agency
-    hits = _hit_counts(batches, agencies)
-    assert all(any(hits.get(record, 0) > 1 for record in group)
-               for group in two_server ^ single)
-    same = len(two_server & single)
-    assert same >= 0.95 * len(single), (same, len(single))
+    assert two_server == _plaintext_groups(batches, agencies, scores="bands")
+    [(single, _)] = _single_server_run(batches, agencies, tmp_path, THRESHOLD)
+    assert single == _plaintext_groups(batches, agencies, scores="exact")
+    edges = _band_edges(float(THRESHOLD), False)
+    tied = _tied_records(batches, agencies, float(THRESHOLD), edges)
+    assert all(any(record in tied for record in group) for group in two_server ^ single)
+    # where the bands separate a record's hits, its group is the normal run's
+    untied = {g for g in single if not any(record in tied for record in g)}
+    assert untied <= two_server
+    ties = _plaintext_groups(batches, agencies, scores="tie")
     print(f"two-server groups: {len(two_server)}, single-server: {len(single)}, "
-          f"equal: {same}, differing (conflicts): {len(two_server - single)} vs "
-          f"{len(single - two_server)}")
+          f"equal: {len(two_server & single)}; records with tied hits: {len(tied)}; "
+          f"all hits tied (the earlier mode) would give {len(ties & single)} equal")
 
 
-def _hit_counts(batches, agencies) -> dict:
-    """How many records of one other agency each record reaches the threshold with (most)."""
-    most: dict = {}
-    for i, left in enumerate(agencies):
+def _tied_records(batches, agencies, threshold: float, edges) -> set:
+    """Records whose hits in one other agency share the band of their best hit there."""
+    tied: set = set()
+    for left in agencies:
         for right in agencies:
             if right == left:
                 continue
-            found = dice_candidates_native(batches[left].clks, batches[right].clks,
-                                           float(THRESHOLD))
-            counts = np.bincount(found.left, minlength=len(batches[left]))
-            for row in np.flatnonzero(counts > 1):
-                key = (left, batches[left].record_ids[row])
-                most[key] = max(most.get(key, 0), int(counts[row]))
-    return most
+            found = dice_candidates_native(batches[left].clks, batches[right].clks, threshold)
+            band = np.searchsorted(edges, found.score, side="right") - 1
+            for row in np.unique(found.left):
+                bands = band[found.left == row]
+                if (bands == bands.max()).sum() > 1:
+                    tied.add((left, batches[left].record_ids[row]))
+    return tied
+
+
+@pytest.fixture(scope="module")
+def auto_linked(pki_dir, batches, tmp_path_factory):
+    """The same agencies on a second pair of servers (a secret serves one project per
+    server), run with --threshold auto; yields (servers, project)."""
+    base = tmp_path_factory.mktemp("auto")
+    pair = _start_pair(base, pki_dir, "sqlite")
+    try:
+        yield pair, _share_project(pair, batches, base, "shared-auto",
+                                   sorted(batches)[:AGENCY_COUNT], "auto")
+    finally:
+        pair[0].stop()
+        pair[1].stop()
+
+
+def test_auto_chooses_on_the_opened_histogram_like_a_single_server_auto_run(
+        auto_linked, batches, dataset, tmp_path):
+    """``auto`` on shares: the threshold is a band edge near a normal auto run's, the model's
+    estimates are in the summary and the report, and the groups are the kernel's pairs at
+    that threshold grouped by band; a normal run at that threshold differs only where a
+    record's hits tie in one band, and against the truth it is no worse than a normal auto
+    run."""
+    (first, _), auto_linked = auto_linked
+    agencies = auto_linked["agencies"]
+    summary = auto_linked["summary"]
+    threshold = summary["threshold"]
+    assert threshold in SERVICE_EDGES
+    assert "banded histogram" in summary["threshold_reason"], summary["threshold_reason"]
+    with first.client(first.coordinator_token, timeout=60) as coordinator:
+        report = coordinator.report("shared-auto")
+    assert report["threshold"] == threshold
+    assert 0.5 < report["estimated_precision"] <= 1.0
+    assert 0.5 < report["estimated_recall"] <= 1.0
+    confidences = [g["confidence"] for g in report["groups"] if g["size"] > 1]
+    assert confidences and all(0 <= c <= 1 for c in confidences)
+    assert len(set(confidences)) > 1  # band shares of the model, not one constant
+    tls = {a: first.client_tls(a, "agency") for a in agencies}
+    two_server = _groups(first.address, auto_linked["tokens"], tls, "shared-auto")
+    edges = _band_edges(threshold, True)
+    assert two_server == _plaintext_groups(batches, agencies, scores="bands",
+                                           threshold=threshold, edges=edges)
+    (single_auto, single_summary), (single, _) = _single_server_run(
+        batches, agencies, tmp_path, "auto", f"{threshold:g}")
+    # at the same threshold, a normal run's groups differ only where bands tie
+    tied = _tied_records(batches, agencies, threshold, edges)
+    assert all(any(record in tied for record in group) for group in two_server ^ single)
+    assert {g for g in single if not any(record in tied for record in g)} <= two_server
+    assert len(two_server & single) >= 0.9 * len(single), (len(two_server & single),
+                                                           len(single))
+    # against the truth, no worse than a normal auto run (whose threshold may differ: its
+    # model has exact scores and the 1-to-1 solver's links, the banded one a sample's bands)
+    f1_two, f1_auto = _f1(two_server, dataset), _f1(single_auto, dataset)
+    assert f1_two >= f1_auto - 0.05, (f1_two, f1_auto, threshold, single_summary)
+    assert f1_two > 0.8
+    print(f"auto: two-server {threshold} ({summary['threshold_reason']}), F1 {f1_two:.4f}; "
+          f"single-server auto {single_summary['threshold']}, F1 {f1_auto:.4f}; groups "
+          f"{len(two_server)}, a normal run at {threshold}: {len(single)}, equal "
+          f"{len(two_server & single)}, records with tied hits {len(tied)}")
+
+
+def _f1(groups: set[frozenset], dataset) -> float:
+    """Pairwise F1 of the groups' cross-agency pairs against the generator's truth."""
+    from itertools import combinations
+    agencies = {a for g in groups for a, _ in g}
+    found = {frozenset(p) for g in groups for p in combinations(sorted(g), 2) if p[0][0] != p[1][0]}
+    by_entity: dict = {}
+    for key, entity in dataset.truth.items():
+        if key[0] in agencies:
+            by_entity.setdefault(entity, []).append(key)
+    truth = {frozenset(p) for members in by_entity.values()
+             for p in combinations(sorted(members), 2) if p[0][0] != p[1][0]}
+    correct = len(found & truth)
+    return 2 * correct / max(len(found) + len(truth), 1)
 
 
 def _schema() -> str:
@@ -266,9 +376,24 @@ def test_clk_uploads_and_runs_are_refused_on_a_two_server_project(servers, linke
             coordinator.withdraw_batch(PROJECT, linked["batches"][agency], role="coordinator")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "was compared in a linkage run" in refused.value.details()
-    auto = _cli(["run", "--project", PROJECT, "--threshold", "auto", *linked["coordinator"]])
+
+
+def test_auto_with_too_few_pairs_is_refused_clearly(servers, dataset, tmp_path):
+    """Four records per agency, under a secret of their own (one project per secret)."""
+    from linkage_service.client import files
+    files.write_secret(tmp_path / "tiny.key")
+    secret = files.read_secret(tmp_path / "tiny.key")
+    small = {}
+    for name in sorted(dataset.exports)[:2]:
+        export = dataset.exports[name]
+        csv = "".join(export.to_csv().splitlines(keepends=True)[:5]).encode("utf-8")
+        small[name] = files.encode_export(_schema(), secret, csv, export.mapping_toml(),
+                                          case_key=name.encode("utf-8").ljust(32, b"#")).batch
+    project = _share_project(servers, small, tmp_path, "tiny", sorted(small), None)
+    auto = _cli(["run", "--project", "tiny", "--threshold", "auto", *project["coordinator"]])
     assert auto.exit_code == 1
-    assert "needs a numeric threshold" in auto.output
+    assert "'auto' needs at least 30 cross-agency pairs" in auto.output, auto.output
+    assert "numeric threshold" in auto.output
 
 
 def test_a_peer_with_the_wrong_certificate_is_refused(servers, pki_dir, tmp_path):

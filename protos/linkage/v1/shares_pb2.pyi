@@ -60,34 +60,42 @@ class PlanShareRunRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ...) -> None: ...
 
 class ShareRunPlan(_message.Message):
-    __slots__ = ("project", "run", "threshold", "clk_bits", "pairs", "agencies")
+    __slots__ = ("project", "run", "threshold", "clk_bits", "pairs", "agencies", "band_edges", "sample_seed")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CLK_BITS_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    BAND_EDGES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SEED_FIELD_NUMBER: _ClassVar[int]
     project: str
     run: str
     threshold: str
     clk_bits: int
     pairs: _containers.RepeatedCompositeFieldContainer[AgencyPairPlan]
     agencies: _containers.RepeatedCompositeFieldContainer[AgencyRecords]
-    def __init__(self, project: _Optional[str] = ..., run: _Optional[str] = ..., threshold: _Optional[str] = ..., clk_bits: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[AgencyPairPlan, _Mapping]]] = ..., agencies: _Optional[_Iterable[_Union[AgencyRecords, _Mapping]]] = ...) -> None: ...
+    band_edges: _containers.RepeatedScalarFieldContainer[float]
+    sample_seed: int
+    def __init__(self, project: _Optional[str] = ..., run: _Optional[str] = ..., threshold: _Optional[str] = ..., clk_bits: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[AgencyPairPlan, _Mapping]]] = ..., agencies: _Optional[_Iterable[_Union[AgencyRecords, _Mapping]]] = ..., band_edges: _Optional[_Iterable[float]] = ..., sample_seed: _Optional[int] = ...) -> None: ...
 
 class AgencyPairPlan(_message.Message):
-    __slots__ = ("left_agency", "right_agency", "left_rows", "right_rows", "block_rows")
+    __slots__ = ("left_agency", "right_agency", "left_rows", "right_rows", "block_rows", "sample_rows", "sample_block_rows")
     LEFT_AGENCY_FIELD_NUMBER: _ClassVar[int]
     RIGHT_AGENCY_FIELD_NUMBER: _ClassVar[int]
     LEFT_ROWS_FIELD_NUMBER: _ClassVar[int]
     RIGHT_ROWS_FIELD_NUMBER: _ClassVar[int]
     BLOCK_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_BLOCK_ROWS_FIELD_NUMBER: _ClassVar[int]
     left_agency: str
     right_agency: str
     left_rows: int
     right_rows: int
     block_rows: int
-    def __init__(self, left_agency: _Optional[str] = ..., right_agency: _Optional[str] = ..., left_rows: _Optional[int] = ..., right_rows: _Optional[int] = ..., block_rows: _Optional[int] = ...) -> None: ...
+    sample_rows: int
+    sample_block_rows: int
+    def __init__(self, left_agency: _Optional[str] = ..., right_agency: _Optional[str] = ..., left_rows: _Optional[int] = ..., right_rows: _Optional[int] = ..., block_rows: _Optional[int] = ..., sample_rows: _Optional[int] = ..., sample_block_rows: _Optional[int] = ...) -> None: ...
 
 class AgencyRecords(_message.Message):
     __slots__ = ("agency", "records", "record_ids_hash")
@@ -114,22 +122,46 @@ class MaterialPart(_message.Message):
     def __init__(self, header: _Optional[_Union[MaterialHeader, _Mapping]] = ..., chunk: _Optional[_Union[MaterialChunk, _Mapping]] = ...) -> None: ...
 
 class MaterialHeader(_message.Message):
-    __slots__ = ("run", "party")
+    __slots__ = ("run", "party", "hits")
     RUN_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
     run: str
     party: int
-    def __init__(self, run: _Optional[str] = ..., party: _Optional[int] = ...) -> None: ...
+    hits: HitMaterialRequest
+    def __init__(self, run: _Optional[str] = ..., party: _Optional[int] = ..., hits: _Optional[_Union[HitMaterialRequest, _Mapping]] = ...) -> None: ...
+
+class HitMaterialRequest(_message.Message):
+    __slots__ = ("pair", "hits", "thresholds")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    pair: int
+    hits: int
+    thresholds: int
+    def __init__(self, pair: _Optional[int] = ..., hits: _Optional[int] = ..., thresholds: _Optional[int] = ...) -> None: ...
+
+class ShareRunEvent(_message.Message):
+    __slots__ = ("progress", "hit_material")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    HIT_MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    progress: _linkage_pb2.RunProgress
+    hit_material: HitMaterialRequest
+    def __init__(self, progress: _Optional[_Union[_linkage_pb2.RunProgress, _Mapping]] = ..., hit_material: _Optional[_Union[HitMaterialRequest, _Mapping]] = ...) -> None: ...
 
 class MaterialChunk(_message.Message):
-    __slots__ = ("pair", "seed", "corrections")
+    __slots__ = ("pair", "seed", "corrections", "sample_seed", "sample_corrections")
     PAIR_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     CORRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SEED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_CORRECTIONS_FIELD_NUMBER: _ClassVar[int]
     pair: int
     seed: bytes
     corrections: bytes
-    def __init__(self, pair: _Optional[int] = ..., seed: _Optional[bytes] = ..., corrections: _Optional[bytes] = ...) -> None: ...
+    sample_seed: bytes
+    sample_corrections: bytes
+    def __init__(self, pair: _Optional[int] = ..., seed: _Optional[bytes] = ..., corrections: _Optional[bytes] = ..., sample_seed: _Optional[bytes] = ..., sample_corrections: _Optional[bytes] = ...) -> None: ...
 
 class MaterialReceipt(_message.Message):
     __slots__ = ("run", "bytes")

@@ -59,7 +59,7 @@ class ShareServiceStub:
         self.RunShares = channel.unary_stream(
                 '/linkage.v1.ShareService/RunShares',
                 request_serializer=protos_dot_linkage_dot_v1_dot_shares__pb2.RunSharesRequest.SerializeToString,
-                response_deserializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.RunProgress.FromString,
+                response_deserializer=protos_dot_linkage_dot_v1_dot_shares__pb2.ShareRunEvent.FromString,
                 _registered_method=True)
 
 
@@ -101,7 +101,10 @@ class ShareServiceServicer:
 
     def RunShares(self, request, context):
         """Server 0 only (coordinator): run the planned comparison with server 1, group the hit
-        pairs and store the run like a normal one. Progress is streamed as for RunLinkage.
+        pairs and store the run like a normal one. Progress is streamed as for RunLinkage; once
+        an agency pair's hit graph is open, the stream asks the dealer for the material of its
+        hits' bands (HitMaterialRequest), which it delivers with DeliverMaterial to both servers
+        while the run waits: their number is not known before.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +136,7 @@ def add_ShareServiceServicer_to_server(servicer, server):
             'RunShares': grpc.unary_stream_rpc_method_handler(
                     servicer.RunShares,
                     request_deserializer=protos_dot_linkage_dot_v1_dot_shares__pb2.RunSharesRequest.FromString,
-                    response_serializer=protos_dot_linkage_dot_v1_dot_linkage__pb2.RunProgress.SerializeToString,
+                    response_serializer=protos_dot_linkage_dot_v1_dot_shares__pb2.ShareRunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,7 +274,7 @@ class ShareService:
             target,
             '/linkage.v1.ShareService/RunShares',
             protos_dot_linkage_dot_v1_dot_shares__pb2.RunSharesRequest.SerializeToString,
-            protos_dot_linkage_dot_v1_dot_linkage__pb2.RunProgress.FromString,
+            protos_dot_linkage_dot_v1_dot_shares__pb2.ShareRunEvent.FromString,
             options,
             channel_credentials,
             insecure,
