@@ -41,7 +41,8 @@ from .field_dealer import BitDealer, BitMaterial, FieldMaterial, bit_material
 from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
 from .ring import RightOperand
 
-__all__ = ["FIELD_THRESHOLDS", "FieldLevels", "LaterMaterial", "LocalDealer", "field_columns",
+__all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldWeights", "LaterMaterial",
+           "LocalDealer", "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
            "fieldwise_party"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
@@ -302,3 +303,167 @@ class LocalDealer:
                                 correction if party == 1 else None)
 
         return LaterMaterial(comparisons, bits)
+
+
+# -- links decided on shares: the levels of non-linked pairs are never opened ----------------
+
+#: Fixed-point scale of the match weights compared on shares (weights in bits times this).
+WEIGHT_SCALE = 1 << 10
+
+
+@dataclass(frozen=True)
+class FieldWeights:
+    """A public Fellegi-Sunter weight table as integers, and the cut-off on their sum.
+
+    ``table[f, l]``: field f's weight at level l (0 best .. 4 below), in bits times
+    ``WEIGHT_SCALE``, rounded; a missing field weighs 0. A pair is a link when the sum of
+    its fields' weights is at least ``cut``.
+    """
+
+    table: np.ndarray
+    cut: int
+
+    def link(self, levels: np.ndarray) -> np.ndarray:
+        """The plaintext rule on levels (-1 = missing): what the protocol decides on shares."""
+        present = levels >= 0
+        columns = np.broadcast_to(np.arange(levels.shape[1]), levels.shape)
+        weights = np.where(present, self.table[columns, np.where(present, levels, 0)], 0)
+        return weights.sum(axis=1) >= self.cut
+
+
+def field_weights(weights: np.ndarray, cut_bits: float) -> FieldWeights:
+    """``FieldWeights`` from float weights in bits (fields x 5) and a cut-off in bits.
+
+    Raises:
+        InvalidRequestError: not fields x 5, not finite, or too large for 32-bit shares.
+    """
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 2 or weights.shape[1] != len(FIELD_THRESHOLDS) + 1 \
+            or not np.isfinite(weights).all() or not np.isfinite(cut_bits):
+        raise InvalidRequestError("field weights must be a finite fields x 5 table")
+    table = np.round(weights * WEIGHT_SCALE).astype(np.int64)
+    cut = int(np.ceil(cut_bits * WEIGHT_SCALE))
+    if np.abs(table).sum() + abs(cut) >= 1 << 30:
+        raise InvalidRequestError("field weights too large for 32-bit shares")
+    return FieldWeights(table, cut)
+
+
+@dataclass(frozen=True)
+class FieldLinks:
+    """Pairs whose weight sum reached the cut (left row, then right row), and their levels."""
+
+    left: np.ndarray
+    right: np.ndarray
+    levels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+
+def _to_additive(party: int, bits: np.ndarray, triples: BitMaterial, first: int
+                 ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
+    """Additive shares (``uint32``) of XOR-shared bits, with daBits from index ``first``."""
+    stop = first + bits.size
+    d_bits = triples.dabit_bits[first:stop].reshape(bits.shape)
+    e = (yield from _open_bits(bits ^ d_bits)).astype(np.uint32)
+    out = (np.uint32(1) - np.uint32(2) * e) * triples.dabit[first:stop].reshape(bits.shape)
+    return out + e if party == 0 else out
+
+
+def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
+                          weights: FieldWeights, material: FieldMaterial, later: LaterMaterial
+                          ) -> Generator[np.ndarray, np.ndarray, FieldLinks]:
+    """Links by a public Fellegi-Sunter rule, decided for every cross pair on shares.
+
+    Per block of pairs: every field's four level bits and its presence (as in
+    ``fieldwise_party``), each ANDed with presence and turned into additive shares
+    (daBits); the match weight ``sum_f present W[f,4] + sum_k [present, Dice >= t_k]
+    (W[f,k] - W[f,k+1])`` is linear in those; one comparison with the cut; only that bit is
+    opened, and then the levels of the linked pairs alone. ``material``'s record-level
+    comparison is not used (its AND triples are dealt but unused: a ``FieldDealer`` plan).
+
+    Raises:
+        InvalidRequestError: shares or material do not fit, or a table of another width.
+    """
+    plan, columns = material.plan, material.columns
+    if party != material.party:
+        raise InvalidRequestError(f"party {party} was given server {material.party}'s material")
+    _check_shares("left", left, plan.left_rows, plan.clk_bits)
+    _check_shares("right", right, plan.right_rows, plan.clk_bits)
+    fields, k = len(columns), len(FIELD_THRESHOLDS)
+    if weights.table.shape != (fields, k + 1):
+        raise InvalidRequestError(f"weight table {weights.table.shape} does not fit "
+                                  f"{fields} fields")
+    widest = max(stop - start for start, stop in columns)
+    level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    mask_left, mask_right = material.masks()
+    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
+    opened = mine + (yield mine)
+    open_left = opened[:left.size].reshape(left.shape)
+    open_right = opened[left.size:].reshape(right.shape)
+    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
+        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
+        open_right[:, lo:hi]]))) for lo, hi in columns]
+    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    one = np.uint32(1 if party == 0 else 0)
+    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
+    present_records = (yield from _non_negative(party, record_values[None],
+                                                later.comparisons(record_values.size, 1)))[0]
+    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
+    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
+    ps = np.array([t.numerator for t in level_thresholds], np.uint32)
+    table = weights.table.astype(np.int64)
+    base = table[:, k].astype(np.uint32)                               # W[f, 4]
+    steps = (table[:, :k] - table[:, 1:]).T.astype(np.uint32)          # K x F: W[f,k]-W[f,k+1]
+    cut = np.uint32(weights.cut & 0xFFFFFFFF)
+    lefts, rights, kept = [], [], []
+    for index, (lo, hi) in enumerate(plan.blocks()):
+        block = material.block(index)
+        rows = hi - lo
+        common = np.stack([
+            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
+                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
+            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))])
+        common = common.reshape(fields, -1)                            # F x pairs
+        sums = (pop_left[:, lo:hi, None] + pop_right[:, None, :]).reshape(fields, -1)
+        pairs = common.shape[1]
+        values = twice_qs[:, None, None] * common[None] - ps[:, None, None] * sums[None]
+        bits = (yield from _non_negative(party, values.reshape(k, -1),
+                                         later.comparisons(fields * pairs, k))
+                ).reshape(k, fields, pairs)
+        words = -(-fields * pairs // 64)
+        masked_words = -(-k * fields * pairs // 64)
+        triples = later.bits(words + masked_words, (k + 1) * fields * pairs)
+        present_pairs = np.broadcast_to(present_left[:, lo:hi, None],
+                                        (fields, rows, plan.right_rows)).reshape(fields, -1)
+        present_right_pairs = np.broadcast_to(present_right[:, None, :],
+                                              (fields, rows, plan.right_rows)
+                                              ).reshape(fields, -1)
+        present = yield from _and_bits(party, np.ascontiguousarray(present_pairs),
+                                       np.ascontiguousarray(present_right_pairs), triples, 0)
+        masked = yield from _and_bits(party, bits, np.broadcast_to(
+            present[None], bits.shape).copy(), triples, words)
+        present_add = yield from _to_additive(party, present, triples, 0)
+        masked_add = yield from _to_additive(party, masked, triples, present.size)
+        weight = (base[:, None] * present_add).sum(axis=0, dtype=np.uint32) \
+            + (steps[:, :, None] * masked_add).sum(axis=(0, 1), dtype=np.uint32)
+        if party == 0:
+            weight = weight - cut
+        decided = (yield from _non_negative(party, weight[None],
+                                            later.comparisons(pairs, 1)))[0]
+        linked = np.flatnonzero((yield from _open_bits(decided)))
+        lefts.append(linked // plan.right_rows + lo)
+        rights.append(linked % plan.right_rows)
+        kept.append((present[:, linked], bits[:, :, linked]))
+    # The levels of the linked pairs only: presence, then the bits of present fields.
+    present = np.concatenate([p for p, _ in kept], axis=1)
+    bits = np.concatenate([b for _, b in kept], axis=2)
+    open_present = yield from _open_bits(present)
+    where = np.nonzero(open_present)
+    open_bits = yield from _open_bits(bits[:, where[0], where[1]])
+    levels = np.full((present.shape[1], fields), -1, np.int64)
+    levels[where[1], where[0]] = k - open_bits.sum(axis=0, dtype=np.int64)
+    return FieldLinks(np.concatenate(lefts).astype(np.int64),
+                      np.concatenate(rights).astype(np.int64), levels)

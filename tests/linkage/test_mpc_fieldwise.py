@@ -140,3 +140,55 @@ def test_bad_sample_is_refused():
     left, right = _related(rng, 5, 5)
     with pytest.raises(InvalidRequestError, match="outside the plan"):
         _run(left, right, 0.5, np.array([0, 7]), np.array([0, 1]))
+
+
+def _links(left, right, weights, *, block_rows=0):
+    from linkage.mpc.fieldwise import fieldwise_links_party
+
+    layout = layout_for(["a", "b", "c"], list(BITS))
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    bits = layout.bits
+    plan = Plan(left.shape[0], right.shape[0], bits, block_rows=block_rows)
+    dealer, later = FieldDealer(plan, columns), LocalDealer()
+    l0, l1 = split_clks(left, bits)
+    r0, r1 = split_clks(right, bits)
+    out0, out1, _ = run_locally(
+        fieldwise_links_party(0, l0, r0, weights,
+                              FieldMaterial(0, plan, columns, dealer.seeds[0]),
+                              later.for_party(0)),
+        fieldwise_links_party(1, l1, r1, weights,
+                              FieldMaterial(1, plan, columns, dealer.seeds[1],
+                                            dealer.corrections()), later.for_party(1)))
+    for name in ("left", "right", "levels"):
+        assert np.array_equal(getattr(out0, name), getattr(out1, name))
+    return layout, out0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_links_on_shares_follow_the_plaintext_rule(seed):
+    from linkage.mpc.fieldwise import field_weights
+
+    rng = np.random.default_rng(seed)
+    left, right = _related(rng, 30, 40)
+    # Non-increasing per field, negative at the bottom, as FellegiSunterModel.weights are.
+    table = np.array([[6.5, 3.25, 0.5, -2.0, -4.75], [4.0, 2.0, 1.0, -1.5, -3.0],
+                      [8.0, 5.0, -0.25, -3.0, -6.0]])
+    layout = layout_for(["a", "b", "c"], list(BITS))
+    every_left, every_right = np.divmod(np.arange(30 * 40), 40)
+    all_levels = _plain_levels(left, right, layout, every_left, every_right)
+    for cut in (4.0, -1.0, 12.5):
+        weights = field_weights(table, cut)
+        expected = np.flatnonzero(weights.link(all_levels))
+        assert 0 < expected.size < 30 * 40 or cut != 4.0
+        _, out = _links(left, right, weights, block_rows=11)
+        assert np.array_equal(out.left * 40 + out.right, expected)
+        assert np.array_equal(out.levels, all_levels[expected])
+
+
+def test_weight_table_is_checked():
+    from linkage.mpc.fieldwise import field_weights
+
+    with pytest.raises(InvalidRequestError, match="fields x 5"):
+        field_weights(np.zeros((3, 4)), 0.0)
+    with pytest.raises(InvalidRequestError, match="too large"):
+        field_weights(np.full((3, 5), 1e6), 0.0)
