@@ -45,7 +45,8 @@ from linkage.matching.fellegi_sunter import levels_of, score_levels
 from linkage.mpc import (Dealer, PartyMaterial, Plan, rational_threshold, run_locally,
                          split_clks, threshold_party)
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
-from linkage.mpc.fieldwise import LocalDealer, field_columns, fieldwise_party
+from linkage.mpc.fieldwise import (FieldWeights, LocalDealer, field_columns, field_weights,
+                                   fieldwise_links_party, fieldwise_party)
 
 __all__ = ["SharedFieldwise", "main", "share_levels"]
 
@@ -129,6 +130,75 @@ def share_levels(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout, cand
                            np.zeros(left.size))
     return SharedFieldwise(pairs, np.concatenate(levels), counts, int(sampled), cross, online,
                            sent, dealer_bytes, dealer_s)
+
+
+@dataclass(frozen=True)
+class SharedLinks:
+    """Links decided on shares over every agency pair, their levels, and the cost."""
+
+    pairs: CandidatePairs
+    levels: np.ndarray
+    online_s: float
+    sent_bytes: int
+    dealer_bytes: int
+    dealer_s: float
+
+
+def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
+                weights: FieldWeights, *, check: bool = True) -> SharedLinks:
+    """Run ``fieldwise_links_party`` for every agency pair (both servers in this process)."""
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    bits = layout.bits
+    lefts, rights, levels = [], [], []
+    online = dealer_s = 0.0
+    sent = dealer_bytes = 0
+    for a_rows, b_rows in _agency_pairs(owners):
+        left, right = clks[a_rows], clks[b_rows]
+        plan = Plan(left.shape[0], right.shape[0], bits)
+        started = time.perf_counter()
+        dealer = FieldDealer(plan, columns)
+        corrections = list(dealer.corrections())
+        dealer_s += time.perf_counter() - started
+        dealer_bytes += sum(c.nbytes for c in corrections)
+        later = LocalDealer()
+        l0, l1 = split_clks(left, bits)
+        r0, r1 = split_clks(right, bits)
+        started = time.perf_counter()
+        out, _, sent_here = run_locally(
+            fieldwise_links_party(0, l0, r0, weights,
+                                  FieldMaterial(0, plan, columns, dealer.seeds[0]),
+                                  later.for_party(0)),
+            fieldwise_links_party(1, l1, r1, weights,
+                                  FieldMaterial(1, plan, columns, dealer.seeds[1],
+                                                iter(corrections)), later.for_party(1)))
+        online += (time.perf_counter() - started) / 2
+        sent += sent_here
+        dealer_bytes += later.bytes_to_server_1
+        if check:
+            every_left, every_right = np.divmod(np.arange(plan.pairs), plan.right_rows)
+            every = _plain_levels(left, right, layout, every_left, every_right)
+            expected = np.flatnonzero(weights.link(every))
+            if not (np.array_equal(out.left * plan.right_rows + out.right, expected)
+                    and np.array_equal(out.levels, every[expected])):
+                raise AssertionError("links on shares differ from the plaintext rule's")
+        lefts.append(a_rows[out.left])
+        rights.append(b_rows[out.right])
+        levels.append(out.levels)
+    left, right = np.concatenate(lefts), np.concatenate(rights)
+    pairs = CandidatePairs(np.minimum(left, right), np.maximum(left, right),
+                           np.zeros(left.size))
+    return SharedLinks(pairs, np.concatenate(levels), online, sent, dealer_bytes, dealer_s)
+
+
+def train_on_shares(shared: SharedFieldwise, fields):
+    """The public model from a training run's opened values, its weight rule and cut."""
+    from linkage.matching.fellegi_sunter import model_cut
+
+    model = score_levels(fields, shared.levels, shared.random_counts, shared.random_pairs,
+                         all_pairs=shared.cross_pairs).model
+    present = shared.random_counts.sum(axis=1) / max(shared.random_pairs, 1)
+    cut, expected_f1 = model_cut(model, present, shared.cross_pairs)
+    return model, field_weights(model.weights, cut), cut, expected_f1
 
 
 def _plain_levels(left, right, layout, lefts, rights) -> np.ndarray:
@@ -227,8 +297,16 @@ def quality_main(args) -> int:
     banded_labels = greedy_groups(banded, len(data), owners).labels
     single_s, single_sent, single_dealer = _single_cost(clks, owners, layout.bits,
                                                         args.candidate)
+    training = share_levels(clks, owners, layout, args.train, args.random_pairs,
+                            seed=args.seed)
+    model, weights, cut_bits, expected_f1 = train_on_shares(training, layout.fields)
+    links = share_links(clks, owners, layout, weights)
+    linked = CandidatePairs(links.pairs.left, links.pairs.right,
+                            model.match_probability(links.levels))
+    links_labels = greedy_groups(linked, len(data), owners).labels
     rows = [("plaintext field-wise (one server holds the CLKs)", plain["labels"]),
-            ("field-wise levels on shares (this)", share_labels),
+            (f"A: candidates >= {args.candidate} opened with levels", share_labels),
+            (f"B: trained on pairs >= {args.train}, links decided on shares", links_labels),
             ("record-level shares, banded auto", banded_labels)]
     cross_true = _cross_truth(truth, owners)
 
@@ -241,13 +319,17 @@ def quality_main(args) -> int:
            "candidate_recall_shares": recall(shared.pairs),
            "candidate_recall_plaintext": recall(plain["pairs"]),
            "fieldwise_cutoff": cutoff, "banded_thresholds": chosen,
+           "training_pairs": len(training.pairs), "links": len(links.pairs),
+           "weight_cut_bits": cut_bits, "model_expected_f1": expected_f1,
            "match_share": scores.model.match_share}
     print(f"\n### held-out seed {args.seed}, {len(data)} records; candidates: record-level "
           f"Dice >= {args.candidate} on shares, {len(shared.pairs)} of {shared.cross_pairs} "
           f"cross pairs; cross-agency candidate recall {out['candidate_recall_shares']:.4f} "
           f"(plaintext kernel at floor {plain['floor']:.2f} + blocking: "
           f"{out['candidate_recall_plaintext']:.4f}); cut-off {cutoff:g}; banded auto chose "
-          f"{sorted(set(chosen))}\n")
+          f"{sorted(set(chosen))}; B: {len(training.pairs)} training pairs opened, weight cut "
+          f"{cut_bits:.2f} bits (model's expected F1 {expected_f1:.4f}), {len(links.pairs)} "
+          "links\n")
     print("| system | P all | R all | F1 all | F1 cross-agency | F1 within-agency |\n"
           "|---|---|---|---|---|---|")
     for label, labels in rows:
@@ -265,16 +347,29 @@ def quality_main(args) -> int:
             "dealer_bytes_per_pair": shared.dealer_bytes / pairs,
             "dealer_bytes_per_pair_single": single_dealer / pairs,
             "dealer_s": shared.dealer_s, "online_s": shared.online_s, "single_s": single_s}
+    b_online = training.online_s + links.online_s
+    cost.update({"b_us_per_pair": 1e6 * b_online / pairs, "b_ratio": b_online / single_s,
+                 "b_train_us_per_pair": 1e6 * training.online_s / pairs,
+                 "b_links_us_per_pair": 1e6 * links.online_s / pairs,
+                 "b_bytes_per_pair": (training.sent_bytes + links.sent_bytes) / pairs,
+                 "b_dealer_bytes_per_pair": (training.dealer_bytes + links.dealer_bytes) / pairs,
+                 "b_dealer_s": training.dealer_s + links.dealer_s})
     out["cost"] = cost
-    print(f"\n| cost per cross pair ({pairs} pairs, {layout.bits}-bit segment CLKs) | field-wise "
-          "levels | record-level threshold protocol, same threshold and CLKs |\n|---|---|---|")
+    print(f"\n| cost per cross pair ({pairs} pairs, {layout.bits}-bit segment CLKs) | A | B "
+          "(training run + links run) | record-level threshold protocol at "
+          f"{args.candidate}, same CLKs |\n|---|---|---|---|")
     print(f"| online µs / pair / server | {cost['us_per_pair_per_server']:.2f} | "
-          f"{cost['us_per_pair_single']:.2f} (ratio {cost['ratio']:.2f}) |")
+          f"{cost['b_us_per_pair']:.2f} ({cost['b_train_us_per_pair']:.2f} + "
+          f"{cost['b_links_us_per_pair']:.2f}) | {cost['us_per_pair_single']:.2f} |")
+    print(f"| ratio to the threshold protocol, same run | {cost['ratio']:.2f} | "
+          f"{cost['b_ratio']:.2f} | 1 |")
     print(f"| bytes sent / pair / server | {cost['bytes_per_pair']:.1f} | "
-          f"{cost['bytes_per_pair_single']:.1f} |")
+          f"{cost['b_bytes_per_pair']:.1f} | {cost['bytes_per_pair_single']:.1f} |")
     print(f"| dealer material / pair | {cost['dealer_bytes_per_pair']:.1f} B | "
+          f"{cost['b_dealer_bytes_per_pair']:.1f} B | "
           f"{cost['dealer_bytes_per_pair_single']:.1f} B |")
-    print(f"| dealer compute | {shared.dealer_s:.2f} s | - |", flush=True)
+    print(f"| dealer compute | {shared.dealer_s:.2f} s | {cost['b_dealer_s']:.2f} s | - |",
+          flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(out, handle, indent=1)
@@ -437,6 +532,8 @@ def main(argv=None) -> int:
     sub.add_argument("--corruption", type=float, default=0.25)
     sub.add_argument("--candidate", type=float, default=0.5,
                      help="record-level Dice at or above which a cross pair is a candidate")
+    sub.add_argument("--train", type=float, default=0.7,
+                     help="design B: record-level Dice of the training pairs whose levels open")
     sub.add_argument("--random-pairs", type=int, default=20_000,
                      help="random cross pairs whose level counts give u")
     sub.add_argument("--sample", type=float, default=0.05,

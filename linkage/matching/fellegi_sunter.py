@@ -48,7 +48,7 @@ from linkage.encoding.field_segments import (
 
 __all__ = ["FellegiSunterModel", "FieldwiseScores", "LEVEL_THRESHOLDS", "ReviewedPairs",
            "TrainingSession", "fit_fellegi_sunter", "levels_of", "score_fieldwise",
-           "score_levels", "u_from_counts"]
+           "model_cut", "score_levels", "u_from_counts"]
 
 #: Per-field Dice at or above which a pair is at level 0 (about exact), 1, 2, 3; below: last.
 LEVEL_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -634,3 +634,40 @@ def score_levels(fields: Sequence[str], levels: np.ndarray, random_counts: np.nd
     return FieldwiseScores(tuple(fields), np.full(levels.shape, np.nan), levels,
                            np.zeros(levels.shape[0], bool), value_share, weights, match_weight,
                            probability, model, 0)
+
+
+def model_cut(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: float
+              ) -> tuple[float, float]:
+    """The cut-off on the sum of field weights with the best F1 the model itself expects.
+
+    Why: on shares (two-server mode) the candidates' probabilities are not opened, so
+    ``best_cutoff`` cannot read them; the model alone gives the distribution of weight sums
+    among matches (m) and non-matches (u), fields independent given the class, a field
+    present with ``present_share[f]`` in both classes (as ``score_fieldwise`` assumes). Every
+    pattern of levels is enumerated (6 states a field), so this is for a handful of fields.
+
+    Returns:
+        ``(cut, expected_f1)``: link when the sum of field weights (prior left out) is at
+        least ``cut`` bits; the cut lies halfway between two attainable sums, so rounding the
+        weights cannot move a pattern across it.
+    """
+    weights = model.weights
+    present = np.clip(np.asarray(present_share, np.float64), 0.0, 1.0)
+    total, p_match, p_other = np.zeros(1), np.ones(1), np.ones(1)
+    for f in range(weights.shape[0]):
+        w = np.append(weights[f], 0.0)
+        m = np.append(present[f] * model.m[f], 1.0 - present[f])
+        u = np.append(present[f] * model.u[f], 1.0 - present[f])
+        total = (total[:, None] + w[None]).ravel()
+        p_match = (p_match[:, None] * m[None]).ravel()
+        p_other = (p_other[:, None] * u[None]).ravel()
+    order = np.argsort(-total, kind="stable")
+    total, p_match, p_other = total[order], p_match[order], p_other[order]
+    last = np.r_[np.flatnonzero(np.diff(total) != 0), total.size - 1]  # end of each value
+    matches = model.match_share * all_pairs
+    found = matches * np.cumsum(p_match)[last]
+    linked = found + (all_pairs - matches) * np.cumsum(p_other)[last]
+    f1 = 2 * found / np.maximum(linked + matches, 1e-12)
+    best = int(np.argmax(f1))
+    below = total[last[best] + 1] if last[best] + 1 < total.size else total[last[best]] - 1.0
+    return float((total[last[best]] + below) / 2), float(f1[best])
