@@ -47,7 +47,8 @@ from linkage.encoding.field_segments import (
 )
 
 __all__ = ["FellegiSunterModel", "FieldwiseScores", "LEVEL_THRESHOLDS", "ReviewedPairs",
-           "TrainingSession", "fit_fellegi_sunter", "levels_of", "score_fieldwise"]
+           "TrainingSession", "fit_fellegi_sunter", "levels_of", "score_fieldwise",
+           "model_cut", "score_levels", "u_from_counts"]
 
 #: Per-field Dice at or above which a pair is at level 0 (about exact), 1, 2, 3; below: last.
 LEVEL_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -187,11 +188,19 @@ def _session_m(session: TrainingSession, u: np.ndarray, m: np.ndarray, labelled:
     return m
 
 
+def u_from_counts(counts: np.ndarray) -> np.ndarray:
+    """u from per-field level counts of random pairs (fields x levels), smoothed as
+    ``fit_fellegi_sunter`` smooths random pairs' levels: what two-server mode opens."""
+    totals = np.asarray(counts, np.float64) + _SMOOTHING / LEVELS
+    return totals / totals.sum(axis=1, keepdims=True)
+
+
 def fit_fellegi_sunter(fields: Sequence[str], sessions: Sequence[TrainingSession],
-                       random_levels: np.ndarray, match_share: float, *,
+                       random_levels: np.ndarray | None, match_share: float, *,
                        known_matches: np.ndarray | None = None,
                        known_non_matches: np.ndarray | None = None,
-                       iterations: int = 100, tolerance: float = 1e-7) -> FellegiSunterModel:
+                       iterations: int = 100, tolerance: float = 1e-7,
+                       u: np.ndarray | None = None) -> FellegiSunterModel:
     """u from random pairs, m from blocked EM sessions (see the module docstring).
 
     Args:
@@ -202,9 +211,11 @@ def fit_fellegi_sunter(fields: Sequence[str], sessions: Sequence[TrainingSession
         match_share: P(match) of two random records (e.g. expected matches /
             all pairs, from the record-level score model).
         known_matches / known_non_matches: levels of reviewed pairs.
+        u: u given (fields x levels, e.g. ``u_from_counts``) instead of ``random_levels``.
     """
     count = len(fields)
-    u = _distribution(random_levels, np.ones(random_levels.shape[0]))
+    if u is None:
+        u = _distribution(random_levels, np.ones(random_levels.shape[0]))
     start = np.tile(np.array([0.75, 0.12, 0.06, 0.04, 0.03])[:LEVELS], (count, 1))
     start = start / start.sum(axis=1, keepdims=True)
     known_m = known_matches if known_matches is not None else np.zeros((0, count), np.int64)
@@ -401,12 +412,18 @@ def _estimated_matches(sessions, totals, model, random_levels) -> float | None:
     match) and agree on them exactly (m at level 0). The sessions' estimates
     are combined by their geometric mean.
     """
+    presence = [float(np.all(random_levels[:, list(s.blocked)] >= 0, axis=1).mean())
+                for s in sessions]
+    return _estimated_matches_from(sessions, totals, model, presence)
+
+
+def _estimated_matches_from(sessions, totals, model, presence) -> float | None:
+    """``_estimated_matches`` with P(both records hold the blocked fields) given per session."""
     estimates = []
-    for session, total in zip(sessions, totals):
+    for session, total, present in zip(sessions, totals, presence):
         if session.levels.shape[0] < 20:
             continue
         blocked = list(session.blocked)
-        present = float(np.all(random_levels[:, blocked] >= 0, axis=1).mean())
         landing = present * float(np.prod(model.m[blocked, 0]))
         if landing <= 0:
             continue
@@ -608,3 +625,109 @@ def score_fieldwise(clks: np.ndarray, layout: FieldLayout, pairs: CandidatePairs
     return FieldwiseScores(fields, similarities, levels, swapped, value_share, weights,
                            match_weight, probability, model,
                            0 if reviewed is None else len(reviewed), support)
+
+
+def score_levels(fields: Sequence[str], levels: np.ndarray, random_counts: np.ndarray,
+                 random_pairs: int, *, all_pairs: float, pairs: CandidatePairs | None = None,
+                 owners: np.ndarray | None = None, one_to_one: bool = False,
+                 training_keys: tuple[tuple[str, ...], ...] = TRAINING_KEYS,
+                 match_share: float | None = None) -> FieldwiseScores:
+    """``score_fieldwise`` from opened levels instead of CLKs (two-server mode).
+
+    Why: on shares the servers learn each candidate's levels and the random sample's level
+    counts, never a segment, so the parts of ``score_fieldwise`` that read segments are
+    replaced: u from ``random_counts`` (``u_from_counts``); each training session is the
+    candidates at level 0 on its key's fields (not pairs with identical segments, which no
+    server sees), its total their number; the chance that both records hold a key's fields
+    is the product of the fields' present shares among the sampled pairs; no term
+    frequencies and no swapped names (the levels are as given).
+
+    Args:
+        fields: the layout's fields, in the levels' column order.
+        levels: candidates x fields, 0 (best) to ``LEVELS - 1``, -1 = missing.
+        random_counts: fields x ``LEVELS``: how many of ``random_pairs`` random pairs are
+            at each level (a missing field counted at none).
+        all_pairs: the number of pairs the candidates were chosen from (for the match share).
+        pairs, owners, one_to_one: as ``score_fieldwise`` (``pairs`` only for one-to-one).
+        match_share: P(match) of two random records, if known.
+    Returns:
+        ``FieldwiseScores`` (``similarities`` NaN, ``value_share`` NaN, ``swapped`` False).
+    Raises:
+        ValueError: levels and counts do not fit the fields, or one-to-one without pairs
+            and owners.
+    """
+    levels = np.asarray(levels, np.int64)
+    counts = np.asarray(random_counts, np.int64)
+    count = len(fields)
+    if levels.ndim != 2 or levels.shape[1] != count or counts.shape != (count, LEVELS):
+        raise ValueError(f"levels ({levels.shape}) and counts ({counts.shape}) must have one "
+                         f"column per field ({count}) and counts {LEVELS} levels")
+    if one_to_one and (pairs is None or owners is None):
+        raise ValueError("one_to_one needs the candidate pairs and each record's owner")
+    u = u_from_counts(counts)
+    present_share = counts.sum(axis=1) / max(int(random_pairs), 1)
+    sessions, totals, presence = [], [], []
+    for key in training_keys:
+        if not all(f in fields for f in key):
+            continue
+        blocked = tuple(list(fields).index(f) for f in key)
+        inside = np.all(levels[:, list(blocked)] == 0, axis=1)
+        sessions.append(TrainingSession(levels[inside], blocked))
+        totals.append(int(inside.sum()))
+        presence.append(float(np.prod(present_share[list(blocked)])))
+    share = 1e-6 if match_share is None else match_share
+    model = fit_fellegi_sunter(fields, sessions, None, share, u=u)
+    if match_share is None:
+        matches = _estimated_matches_from(sessions, totals, model, presence)
+        if matches is None:
+            matches = levels.shape[0] / 2
+        model = FellegiSunterModel(model.fields, model.m, model.u,
+                                   float(np.clip(matches / max(all_pairs, 1.0), 1e-12, 0.5)),
+                                   model.sessions)
+    value_share = np.full(levels.shape, np.nan)
+    weights = model.field_weights(levels)
+    match_weight = model.prior_weight() + weights.sum(axis=1)
+    probability = 1.0 / (1.0 + np.exp2(-np.clip(match_weight, -60, 60)))
+    if one_to_one and levels.shape[0]:
+        probability = one_to_one_probabilities(pairs, np.exp2(np.clip(match_weight, -60, 60)),
+                                               np.asarray(owners))
+    return FieldwiseScores(tuple(fields), np.full(levels.shape, np.nan), levels,
+                           np.zeros(levels.shape[0], bool), value_share, weights, match_weight,
+                           probability, model, 0)
+
+
+def model_cut(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: float
+              ) -> tuple[float, float]:
+    """The cut-off on the sum of field weights with the best F1 the model itself expects.
+
+    Why: on shares (two-server mode) the candidates' probabilities are not opened, so
+    ``best_cutoff`` cannot read them; the model alone gives the distribution of weight sums
+    among matches (m) and non-matches (u), fields independent given the class, a field
+    present with ``present_share[f]`` in both classes (as ``score_fieldwise`` assumes). Every
+    pattern of levels is enumerated (6 states a field), so this is for a handful of fields.
+
+    Returns:
+        ``(cut, expected_f1)``: link when the sum of field weights (prior left out) is at
+        least ``cut`` bits; the cut lies halfway between two attainable sums, so rounding the
+        weights cannot move a pattern across it.
+    """
+    weights = model.weights
+    present = np.clip(np.asarray(present_share, np.float64), 0.0, 1.0)
+    total, p_match, p_other = np.zeros(1), np.ones(1), np.ones(1)
+    for f in range(weights.shape[0]):
+        w = np.append(weights[f], 0.0)
+        m = np.append(present[f] * model.m[f], 1.0 - present[f])
+        u = np.append(present[f] * model.u[f], 1.0 - present[f])
+        total = (total[:, None] + w[None]).ravel()
+        p_match = (p_match[:, None] * m[None]).ravel()
+        p_other = (p_other[:, None] * u[None]).ravel()
+    order = np.argsort(-total, kind="stable")
+    total, p_match, p_other = total[order], p_match[order], p_other[order]
+    last = np.r_[np.flatnonzero(np.diff(total) != 0), total.size - 1]  # end of each value
+    matches = model.match_share * all_pairs
+    found = matches * np.cumsum(p_match)[last]
+    linked = found + (all_pairs - matches) * np.cumsum(p_other)[last]
+    f1 = 2 * found / np.maximum(linked + matches, 1e-12)
+    best = int(np.argmax(f1))
+    below = total[last[best] + 1] if last[best] + 1 < total.size else total[last[best]] - 1.0
+    return float((total[last[best]] + below) / 2), float(f1[best])

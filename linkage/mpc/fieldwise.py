@@ -1,0 +1,469 @@
+"""Per-field agreement levels on shares: field-wise scoring without a server seeing a CLK.
+
+Why: two-server mode keeps the similarity graph from the servers, but scores record-level
+only; field-wise Fellegi-Sunter needs each candidate pair's *level* per field (Dice >= 0.95
+/ 0.85 / 0.7 / 0.5 / below, or missing). This computes exactly those levels on shares and
+opens nothing else per pair. One generator per server (``fieldwise_party``), as
+``protocol``; per run:
+
+1. **Scan, every cross pair.** ``E``/``F`` opened once per record; per block one Beaver
+   product per field segment gives shares of every field's common bits ``c_f`` (their sum
+   is the record-level ``<x, y>``: the same multiply-adds as one record-level product); the
+   record-level comparison ``Dice >= t_low`` is opened: the **candidate graph**.
+2. **Presence.** For each record and field, ``[|x_f| >= 1]`` as XOR shares (one comparison
+   per record and field), and per pair (candidates and a public random sample) the AND of
+   both sides: "neither segment empty". Nothing opened yet.
+3. **Levels.** Per pair and field four comparisons ``2 q_k c_f - p_k (|x_f| + |y_f|) >= 0``
+   (each threshold a ``rational_threshold``, so every decision is the plaintext float test).
+   The levels are a unary code, so their four bits say no more than the level.
+4. **Opened for candidates:** the presence bit of every field, then the four bits of the
+   present fields only: exactly ``levels_of`` (-1 = missing), nothing about a missing field.
+5. **Opened for the random sample: counts only.** The bits are ANDed with presence,
+   turned into additive shares with daBits and summed: per field the number of present
+   pairs and of pairs at or above each threshold, which is all that u needs.
+
+Not on shares (see docs/privacy.md, "Field-wise levels on shares"): given and family names
+compared crosswise (swapped names), term-frequency adjustments, and exact-equality blocking;
+the servers never see identical segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidRequestError
+from .band_dealer import HitDealer, hit_material
+from .dealer import BlockMaterial
+from .field_dealer import BitDealer, BitMaterial, FieldMaterial, bit_material
+from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
+from .ring import RightOperand
+
+__all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldWeights", "LaterMaterial",
+           "LocalDealer", "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
+           "fieldwise_party"]
+
+#: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
+FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
+
+FieldProtocol = Generator[np.ndarray, np.ndarray, "FieldLevels"]
+
+
+def field_columns(word_starts: Sequence[int], word_counts: Sequence[int]
+                  ) -> tuple[tuple[int, int], ...]:
+    """Bit ranges of a ``FieldLayout``'s segments in ``unpack_bits`` order (64 bits a word)."""
+    return tuple((64 * start, 64 * (start + count))
+                 for start, count in zip(word_starts, word_counts))
+
+
+@dataclass(frozen=True)
+class LaterMaterial:
+    """Material made once the candidate graph is open, for counts only (in call order).
+
+    ``comparisons(count, thresholds)``: e.g. ``hit_material`` of a fresh ``HitDealer``;
+    ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``.
+    """
+
+    comparisons: Callable[[int, int], BlockMaterial]
+    bits: Callable[[int, int], BitMaterial]
+
+
+@dataclass(frozen=True)
+class FieldLevels:
+    """What a field-wise run opens.
+
+    ``left``/``right``: candidate pairs (record-level Dice >= the candidate threshold);
+    ``levels``: candidates x fields, 0 (best) to 4, -1 = missing; ``random_pairs``: size of
+    the random sample; ``random_present[f]`` and ``random_at_least[k, f]``: its pairs with
+    field f present, and present with Dice >= ``FIELD_THRESHOLDS[k]``.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    levels: np.ndarray
+    random_pairs: int
+    random_present: np.ndarray
+    random_at_least: np.ndarray
+
+    @property
+    def random_level_counts(self) -> np.ndarray:
+        """Fields x levels: how many sampled pairs are at each level (missing left out)."""
+        at_least = self.random_at_least
+        counts = np.empty((at_least.shape[1], at_least.shape[0] + 1), np.int64)
+        counts[:, 0] = at_least[0]
+        counts[:, 1:-1] = (at_least[1:] - at_least[:-1]).T
+        counts[:, -1] = self.random_present - at_least[-1]
+        return counts
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    """0/1 ``uint8`` bits as little-endian ``uint64`` words (zero-padded)."""
+    packed = np.packbits(bits.ravel(), bitorder="little")
+    padded = np.zeros(-(-packed.size // 8) * 8, np.uint8)
+    padded[:packed.size] = packed
+    return padded.view("<u8").astype(np.uint64)
+
+
+def _unpack(words: np.ndarray, count: int) -> np.ndarray:
+    return np.unpackbits(words.astype("<u8").view(np.uint8), count=count,
+                         bitorder="little").astype(np.uint8)
+
+
+def _and_bits(party: int, x: np.ndarray, y: np.ndarray, triples: BitMaterial, first: int
+              ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
+    """XOR shares of ``x & y`` for XOR-shared 0/1 bits, on triples from word ``first`` on."""
+    wx, wy = _pack(x), _pack(y)
+    stop = first + wx.size
+    a, b, c = (triples.and_a[first:stop], triples.and_b[first:stop],
+               triples.and_product[first:stop])
+    mine = np.stack([wx ^ a, wy ^ b])
+    opened = mine ^ (yield mine)
+    d, e = opened[0], opened[1]
+    out = c ^ (d & b) ^ (e & a)
+    if party == 0:
+        out = out ^ (d & e)
+    return _unpack(out, x.size).reshape(x.shape)
+
+
+def _open_bits(bits: np.ndarray) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
+    mine = np.packbits(bits.ravel())
+    return np.unpackbits(mine ^ (yield mine), count=bits.size).reshape(bits.shape)
+
+
+def _check_pairs(name: str, left: np.ndarray, right: np.ndarray, rows: int, cols: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    left, right = np.asarray(left), np.asarray(right)
+    if left.shape != right.shape or left.ndim != 1 or left.dtype.kind not in "iu" \
+            or right.dtype.kind not in "iu":
+        raise InvalidRequestError(f"{name}: two integer arrays of one length")
+    if left.size and (left.min() < 0 or left.max() >= rows or right.min() < 0
+                      or right.max() >= cols):
+        raise InvalidRequestError(f"{name} refer to records outside the plan")
+    return left.astype(np.int64), right.astype(np.int64)
+
+
+def fieldwise_party(party: int, left: np.ndarray, right: np.ndarray,
+                    candidate_threshold: RationalThreshold, material: FieldMaterial,
+                    later: LaterMaterial, random_left: np.ndarray, random_right: np.ndarray
+                    ) -> FieldProtocol:
+    """One server's side of the field-wise protocol (see the module docstring).
+
+    Args:
+        party: 0 or 1, matching ``material``.
+        left, right: this server's shares of the two agencies' CLK bits (``uint32``,
+            records x layout bits, from ``split_clks``).
+        candidate_threshold: the record-level Dice at or above which a pair is a candidate.
+        material: the scan material (``FieldMaterial``: the plan and the fields' columns).
+        later: the material made for counts once the candidates are known.
+        random_left, random_right: a public random sample of cross pairs (for u).
+    Returns (as the generator's value):
+        ``FieldLevels``; candidates ordered by left row, then right row.
+    Raises:
+        InvalidRequestError: shares, material or sample do not fit the plan.
+    """
+    plan, columns = material.plan, material.columns
+    if party != material.party:
+        raise InvalidRequestError(f"party {party} was given server {material.party}'s material")
+    _check_shares("left", left, plan.left_rows, plan.clk_bits)
+    _check_shares("right", right, plan.right_rows, plan.clk_bits)
+    random_left, random_right = _check_pairs("random pairs", random_left, random_right,
+                                             plan.left_rows, plan.right_rows)
+    fields = len(columns)
+    widest = max(stop - start for start, stop in columns)
+    level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    # 1. E and F once, then one product per field segment and block.
+    mask_left, mask_right = material.masks()
+    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
+    opened = mine + (yield mine)
+    open_left = opened[:left.size].reshape(left.shape)
+    open_right = opened[left.size:].reshape(right.shape)
+    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
+        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
+        open_right[:, lo:hi]]))) for lo, hi in columns]
+    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    twice_q = np.uint32(2 * candidate_threshold.denominator)
+    p = np.uint32(candidate_threshold.numerator)
+    random_order = np.lexsort((random_right, random_left))
+    kept_left, kept_right, kept_common = [], [], []
+    random_common = np.zeros((fields, random_left.size), np.uint32)
+    for index, (lo, hi) in enumerate(plan.blocks()):
+        block = material.block(index)
+        common = np.stack([
+            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
+                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
+            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))])
+        total = common.sum(axis=0, dtype=np.uint32)
+        sums = pop_left.sum(axis=0, dtype=np.uint32)[lo:hi, None] \
+            + pop_right.sum(axis=0, dtype=np.uint32)[None, :]
+        at_least = yield from _non_negative(party, twice_q * total - p * sums, block)
+        hits = yield from _open_bits(at_least)
+        rows, cols = np.nonzero(hits)
+        kept_left.append(rows + lo)
+        kept_right.append(cols)
+        kept_common.append(common[:, rows, cols])
+        inside = random_order[(random_left[random_order] >= lo)
+                              & (random_left[random_order] < hi)]
+        random_common[:, inside] = common[:, random_left[inside] - lo, random_right[inside]]
+    cand_left = np.concatenate(kept_left).astype(np.int64)
+    cand_right = np.concatenate(kept_right).astype(np.int64)
+    pair_left = np.concatenate([cand_left, random_left])
+    pair_right = np.concatenate([cand_right, random_right])
+    pair_common = np.concatenate(kept_common + [random_common], axis=1)  # F x pairs
+    candidates, pairs = cand_left.size, pair_left.size
+    # 2. Presence per record and field, then per pair.
+    one = np.uint32(1 if party == 0 else 0)
+    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
+    presence = later.comparisons(record_values.size, 1)
+    present_records = (yield from _non_negative(party, record_values[None], presence))[0]
+    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
+    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    # 3. Four comparisons per pair and field.
+    sums = pop_left[:, pair_left] + pop_right[:, pair_right]  # F x pairs
+    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)[:, None, None]
+    ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
+    values = twice_qs * pair_common[None] - ps * sums[None]  # K x F x pairs
+    k = len(level_thresholds)
+    comparisons = later.comparisons(fields * pairs, k)
+    bits = (yield from _non_negative(party, values.reshape(k, -1), comparisons)
+            ).reshape(k, fields, pairs)
+    randoms = pairs - candidates
+    presence_words = -(-fields * pairs // 64)
+    masked_words = -(-k * fields * randoms // 64)
+    triples = later.bits(presence_words + masked_words, (k + 1) * fields * randoms)
+    present = yield from _and_bits(party, present_left[:, pair_left],
+                                   present_right[:, pair_right], triples, 0)
+    # 4. Candidates: presence, then the level bits of present fields only.
+    open_present = yield from _open_bits(present[:, :candidates])
+    where = np.nonzero(open_present)
+    open_bits = yield from _open_bits(bits[:, where[0], where[1]])
+    levels = np.full((candidates, fields), -1, np.int64)
+    levels[where[1], where[0]] = k - open_bits.sum(axis=0, dtype=np.int64)
+    # 5. The sample: counts of present, and of present at or above each threshold.
+    masked = yield from _and_bits(party, bits[:, :, candidates:],
+                                  np.broadcast_to(present[None, :, candidates:],
+                                                  (k, fields, randoms)).copy(),
+                                  triples, presence_words)
+    counted = np.concatenate([present[:, candidates:][None], masked])  # (K+1) x F x randoms
+    e = yield from _open_bits(counted ^ triples.dabit_bits.reshape(counted.shape))
+    e = e.astype(np.uint32)
+    additive = (np.uint32(1) - np.uint32(2) * e) * triples.dabit.reshape(counted.shape)
+    if party == 0:
+        additive = additive + e
+    sums_mine = additive.sum(axis=2, dtype=np.uint32)
+    counts = (sums_mine + (yield sums_mine)).astype(np.int64)
+    return FieldLevels(cand_left, cand_right, levels, int(randoms), counts[0], counts[1:])
+
+
+class LocalDealer:
+    """The later-phase dealer for both servers in one process (tests and benchmarks).
+
+    ``for_party(p)`` gives server p's ``LaterMaterial``; each request makes a fresh dealer
+    (fresh seeds) the first time either server asks, and hands the other server its part.
+    ``bytes_to_server_1`` counts the corrections sent.
+    """
+
+    def __init__(self):
+        self._made: list[tuple[str, tuple[int, int], tuple]] = []
+        self._asked = [0, 0]
+        self.bytes_to_server_1 = 0
+
+    def _next(self, party: int, kind: str, counts: tuple[int, int]) -> tuple:
+        position = self._asked[party]
+        self._asked[party] += 1
+        if position == len(self._made):
+            if kind == "comparisons":
+                dealer = HitDealer(*counts)
+                correction = dealer.correction()
+            else:
+                dealer = BitDealer(*counts)
+                correction = dealer.correction()
+            self.bytes_to_server_1 += correction.nbytes
+            self._made.append((kind, counts, (dealer.seeds, correction)))
+        made_kind, made_counts, made = self._made[position]
+        if (made_kind, made_counts) != (kind, counts):
+            raise InvalidRequestError(f"the servers asked for different material: {kind} "
+                                      f"{counts} against {made_kind} {made_counts}")
+        return made
+
+    def for_party(self, party: int) -> LaterMaterial:
+        def comparisons(count: int, thresholds: int) -> BlockMaterial:
+            seeds, correction = self._next(party, "comparisons", (count, thresholds))
+            return hit_material(party, count, thresholds, seeds[party],
+                                correction if party == 1 else None)
+
+        def bits(words: int, dabits: int) -> BitMaterial:
+            seeds, correction = self._next(party, "bits", (words, dabits))
+            return bit_material(party, words, dabits, seeds[party],
+                                correction if party == 1 else None)
+
+        return LaterMaterial(comparisons, bits)
+
+
+# -- links decided on shares: the levels of non-linked pairs are never opened ----------------
+
+#: Fixed-point scale of the match weights compared on shares (weights in bits times this).
+WEIGHT_SCALE = 1 << 10
+
+
+@dataclass(frozen=True)
+class FieldWeights:
+    """A public Fellegi-Sunter weight table as integers, and the cut-off on their sum.
+
+    ``table[f, l]``: field f's weight at level l (0 best .. 4 below), in bits times
+    ``WEIGHT_SCALE``, rounded; a missing field weighs 0. A pair is a link when the sum of
+    its fields' weights is at least ``cut``.
+    """
+
+    table: np.ndarray
+    cut: int
+
+    def link(self, levels: np.ndarray) -> np.ndarray:
+        """The plaintext rule on levels (-1 = missing): what the protocol decides on shares."""
+        present = levels >= 0
+        columns = np.broadcast_to(np.arange(levels.shape[1]), levels.shape)
+        weights = np.where(present, self.table[columns, np.where(present, levels, 0)], 0)
+        return weights.sum(axis=1) >= self.cut
+
+
+def field_weights(weights: np.ndarray, cut_bits: float) -> FieldWeights:
+    """``FieldWeights`` from float weights in bits (fields x 5) and a cut-off in bits.
+
+    Raises:
+        InvalidRequestError: not fields x 5, not finite, or too large for 32-bit shares.
+    """
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 2 or weights.shape[1] != len(FIELD_THRESHOLDS) + 1 \
+            or not np.isfinite(weights).all() or not np.isfinite(cut_bits):
+        raise InvalidRequestError("field weights must be a finite fields x 5 table")
+    table = np.round(weights * WEIGHT_SCALE).astype(np.int64)
+    cut = int(np.ceil(cut_bits * WEIGHT_SCALE))
+    if np.abs(table).sum() + abs(cut) >= 1 << 30:
+        raise InvalidRequestError("field weights too large for 32-bit shares")
+    return FieldWeights(table, cut)
+
+
+@dataclass(frozen=True)
+class FieldLinks:
+    """Pairs whose weight sum reached the cut (left row, then right row), and their levels."""
+
+    left: np.ndarray
+    right: np.ndarray
+    levels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+
+def _to_additive(party: int, bits: np.ndarray, triples: BitMaterial, first: int
+                 ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
+    """Additive shares (``uint32``) of XOR-shared bits, with daBits from index ``first``."""
+    stop = first + bits.size
+    d_bits = triples.dabit_bits[first:stop].reshape(bits.shape)
+    e = (yield from _open_bits(bits ^ d_bits)).astype(np.uint32)
+    out = (np.uint32(1) - np.uint32(2) * e) * triples.dabit[first:stop].reshape(bits.shape)
+    return out + e if party == 0 else out
+
+
+def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
+                          weights: FieldWeights, material: FieldMaterial, later: LaterMaterial
+                          ) -> Generator[np.ndarray, np.ndarray, FieldLinks]:
+    """Links by a public Fellegi-Sunter rule, decided for every cross pair on shares.
+
+    Per block of pairs: every field's four level bits and its presence (as in
+    ``fieldwise_party``), each ANDed with presence and turned into additive shares
+    (daBits); the match weight ``sum_f present W[f,4] + sum_k [present, Dice >= t_k]
+    (W[f,k] - W[f,k+1])`` is linear in those; one comparison with the cut; only that bit is
+    opened, and then the levels of the linked pairs alone. ``material``'s record-level
+    comparison is not used (its AND triples are dealt but unused: a ``FieldDealer`` plan).
+
+    Raises:
+        InvalidRequestError: shares or material do not fit, or a table of another width.
+    """
+    plan, columns = material.plan, material.columns
+    if party != material.party:
+        raise InvalidRequestError(f"party {party} was given server {material.party}'s material")
+    _check_shares("left", left, plan.left_rows, plan.clk_bits)
+    _check_shares("right", right, plan.right_rows, plan.clk_bits)
+    fields, k = len(columns), len(FIELD_THRESHOLDS)
+    if weights.table.shape != (fields, k + 1):
+        raise InvalidRequestError(f"weight table {weights.table.shape} does not fit "
+                                  f"{fields} fields")
+    widest = max(stop - start for start, stop in columns)
+    level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    mask_left, mask_right = material.masks()
+    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
+    opened = mine + (yield mine)
+    open_left = opened[:left.size].reshape(left.shape)
+    open_right = opened[left.size:].reshape(right.shape)
+    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
+        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
+        open_right[:, lo:hi]]))) for lo, hi in columns]
+    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    one = np.uint32(1 if party == 0 else 0)
+    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
+    present_records = (yield from _non_negative(party, record_values[None],
+                                                later.comparisons(record_values.size, 1)))[0]
+    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
+    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
+    ps = np.array([t.numerator for t in level_thresholds], np.uint32)
+    table = weights.table.astype(np.int64)
+    base = table[:, k].astype(np.uint32)                               # W[f, 4]
+    steps = (table[:, :k] - table[:, 1:]).T.astype(np.uint32)          # K x F: W[f,k]-W[f,k+1]
+    cut = np.uint32(weights.cut & 0xFFFFFFFF)
+    lefts, rights, kept = [], [], []
+    for index, (lo, hi) in enumerate(plan.blocks()):
+        block = material.block(index)
+        rows = hi - lo
+        common = np.stack([
+            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
+                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
+            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))])
+        common = common.reshape(fields, -1)                            # F x pairs
+        sums = (pop_left[:, lo:hi, None] + pop_right[:, None, :]).reshape(fields, -1)
+        pairs = common.shape[1]
+        values = twice_qs[:, None, None] * common[None] - ps[:, None, None] * sums[None]
+        bits = (yield from _non_negative(party, values.reshape(k, -1),
+                                         later.comparisons(fields * pairs, k))
+                ).reshape(k, fields, pairs)
+        words = -(-fields * pairs // 64)
+        masked_words = -(-k * fields * pairs // 64)
+        triples = later.bits(words + masked_words, (k + 1) * fields * pairs)
+        present_pairs = np.broadcast_to(present_left[:, lo:hi, None],
+                                        (fields, rows, plan.right_rows)).reshape(fields, -1)
+        present_right_pairs = np.broadcast_to(present_right[:, None, :],
+                                              (fields, rows, plan.right_rows)
+                                              ).reshape(fields, -1)
+        present = yield from _and_bits(party, np.ascontiguousarray(present_pairs),
+                                       np.ascontiguousarray(present_right_pairs), triples, 0)
+        masked = yield from _and_bits(party, bits, np.broadcast_to(
+            present[None], bits.shape).copy(), triples, words)
+        present_add = yield from _to_additive(party, present, triples, 0)
+        masked_add = yield from _to_additive(party, masked, triples, present.size)
+        weight = (base[:, None] * present_add).sum(axis=0, dtype=np.uint32) \
+            + (steps[:, :, None] * masked_add).sum(axis=(0, 1), dtype=np.uint32)
+        if party == 0:
+            weight = weight - cut
+        decided = (yield from _non_negative(party, weight[None],
+                                            later.comparisons(pairs, 1)))[0]
+        linked = np.flatnonzero((yield from _open_bits(decided)))
+        lefts.append(linked // plan.right_rows + lo)
+        rights.append(linked % plan.right_rows)
+        kept.append((present[:, linked], bits[:, :, linked]))
+    # The levels of the linked pairs only: presence, then the bits of present fields.
+    present = np.concatenate([p for p, _ in kept], axis=1)
+    bits = np.concatenate([b for _, b in kept], axis=2)
+    open_present = yield from _open_bits(present)
+    where = np.nonzero(open_present)
+    open_bits = yield from _open_bits(bits[:, where[0], where[1]])
+    levels = np.full((present.shape[1], fields), -1, np.int64)
+    levels[where[1], where[0]] = k - open_bits.sum(axis=0, dtype=np.int64)
+    return FieldLinks(np.concatenate(lefts).astype(np.int64),
+                      np.concatenate(rights).astype(np.int64), levels)
