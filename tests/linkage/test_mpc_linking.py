@@ -42,7 +42,8 @@ def test_hit_pairs_from_shares_group_into_named_groups_with_a_summary():
     assert "two-server" in outcome.summary.threshold_reason
 
 
-def test_auto_is_refused():
-    with pytest.raises(InvalidRequestError, match="numeric threshold"):
+def test_auto_without_the_opened_histogram_choice_is_refused():
+    # auto works only with the threshold chosen on the opened sample histogram
+    with pytest.raises(InvalidRequestError, match="chosen by 'auto' on the opened histogram"):
         group_hits(np.zeros(2, np.int64), ["a", "b"], np.zeros(0, np.int64),
                    np.zeros(0, np.int64), RunSettings.parse("auto"), b"k" * 32)
