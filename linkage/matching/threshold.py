@@ -250,9 +250,10 @@ def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray,
         owners: owner index of each record.
         tail: the pairs below ``tail.below`` are a sample (see ``SampledTail``).
     Returns:
-        The weakest-link score of each group of the first round, and of each
-        group of a second round on the pairs the first did not keep. Exact for
-        two owners; with more, groups of several owners count once each.
+        For two owners, the score of each link of the first round (one pair per
+        group), and of each link of a second round on the pairs the first did not
+        keep. For more owners, the score of every candidate pair the round placed
+        inside one group.
     """
     from linkage.matching.grouping import greedy_groups  # numba: loaded by the runs that need the solver
     count = int(owners.shape[0])
@@ -262,6 +263,13 @@ def one_to_one_scores(pairs: CandidatePairs, owners: np.ndarray,
     rest = CandidatePairs(pairs.left[~kept], pairs.right[~kept], pairs.score[~kept])
     second = greedy_groups(rest, count, owners, max_per_owner=1)
     values, counts = np.unique(owners, return_counts=True)
+    if values.size > 2:
+        # A group of three or more owners is as weak as its weakest link: one record
+        # without a partner joined to a true pair at the floor makes the group's score a
+        # non-match's, and the fit then sees almost no matches. Its links are the evidence.
+        inside = (second.labels[rest.left] >= 0) & (second.labels[rest.left]
+                                                    == second.labels[rest.right])
+        return SolverScores(pairs.score[kept].copy(), rest.score[inside].copy())
     records = share = None
     if values.size == 2:
         records = (int(counts[0]), int(counts[1]))
