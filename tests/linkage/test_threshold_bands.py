@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from linkage.errors import InvalidRequestError
-from linkage.matching.threshold import band_match_shares, choose_banded_threshold, \
+from linkage.matching.threshold import band_match_shares, banded_tail_start, \
+    choose_banded_threshold, \
     choose_threshold, fit_banded_score_model
 
 EDGES = np.array([0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.85, 0.9, 0.95])
@@ -35,8 +36,9 @@ def test_banded_auto_picks_the_best_band_edge_and_matches_the_fine_fit():
     assert _f1(scores, matches, banded.threshold) >= _f1(scores, matches, best_edge) - 0.01
     fine = choose_threshold(scores, None, 0.5)
     assert abs(banded.threshold - fine.threshold) <= 0.05
-    assert abs(banded.model.match_weight * _banded(scores).sum() - matches.size) \
-        < 0.15 * matches.size
+    # the model describes the pairs from its floor up (the fit starts in the upper tail)
+    modelled = int((scores >= banded.model.floor).sum())
+    assert abs(banded.model.match_weight * modelled - matches.size) < 0.15 * matches.size
     assert "banded histogram" in banded.reason and 0.9 < banded.estimated_precision <= 1
 
 
@@ -74,3 +76,24 @@ def test_band_match_shares_rise_with_the_band_and_match_the_truth():
     truth = _banded(matches) / np.maximum(_banded(scores), 1)
     busy = _banded(scores) >= 200
     assert np.abs(shares[busy] - truth[busy]).max() < 0.1
+
+
+def test_the_banded_fit_starts_in_the_upper_tail_of_balanced_scores():
+    """Balanced CLKs put nearly every pair above 0.5 and their non-match tail is heavier than
+    a normal's: fitted from 0.5 the model gave the tail to the matches and chose far too low
+    an edge; fitted from the edge with at most 10% of the pairs above it, it does not."""
+    rng = np.random.default_rng(8)
+    # a heavy upper tail: a normal's bulk plus a wider normal's shoulder
+    non = np.concatenate([rng.normal(0.61, 0.025, 400_000), rng.normal(0.63, 0.04, 100_000)])
+    match = 1 - rng.beta(2.0, 12, 500)
+    scores = np.concatenate([non[non >= 0.5], match])
+    counts = _banded(scores)
+    start = banded_tail_start(counts)
+    assert EDGES[start] > 0.6 and counts[start:].sum() <= 0.1 * counts.sum()
+    choice = choose_banded_threshold(EDGES, counts)
+    best_edge = max(EDGES, key=lambda edge: _f1(scores, match, edge))
+    assert _f1(scores, match, choice.threshold) >= _f1(scores, match, best_edge) - 0.01
+    from_the_bottom = fit_banded_score_model(EDGES, counts)
+    assert from_the_bottom is None or choice.model.floor > from_the_bottom.floor
+    shares = band_match_shares(choice.model, EDGES)
+    assert np.all(shares[np.append(EDGES[1:], 1.0) <= choice.model.floor] == 0)
