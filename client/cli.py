@@ -471,6 +471,11 @@ def project_create(client: LinkageClient, second, name, schema_path, agencies, t
         write_private(tokens_dir / f"{agency}.token", (token + "\n").encode("ascii"))
     click.echo(f"Created project {name!r} with {len(tokens)} agencies; token files in "
                f"{tokens_dir}/ (one per agency, mode 0600).", err=True)
+    if second is None:
+        click.echo("One server holds every CLK of this project: with a population register its "
+                   "operator can re-identify the people in them, whatever the hardening. "
+                   "Two-server mode (--server-1) keeps CLKs off every server "
+                   "(docs/privacy.md).", err=True)
 
 
 @project.command("stages")

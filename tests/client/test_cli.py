@@ -69,6 +69,7 @@ def test_full_workflow_through_the_cli(tmp_path, server, agency_files):
                      "--tokens-dir", tmp_path / "tokens", "--stages",
                      ",".join(DEFAULT_STAGES), *coordinator)
     assert created.exit_code == 0, created.output
+    assert "One server holds every CLK" in created.output and "--server-1" in created.output
     for name in agencies:
         batch = agency_files[name] / "batch.clk"
         case_key = agency_files[name] / "case.key"

@@ -93,6 +93,7 @@ def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str
     created = _cli(["project", "create", "--name", project, "--agencies", ",".join(agencies),
                     "--tokens-dir", str(tmp / "tokens"), *coordinator])
     assert created.exit_code == 0, created.output
+    assert "One server holds every CLK" not in created.output
     for agency in agencies:
         path = tmp / f"{agency}.clk"
         path.write_bytes(write_batch(batches[agency]))
