@@ -432,8 +432,11 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
     started = time.monotonic()
     chosen = []
 
+    # each sampled record has at most about one partner per other agency
+    sampled_records = sum(int(pair.sample_rows) for pair in plan.pairs)
+
     def choose(edges, counts):
-        chosen.append(choose_banded_threshold(edges, counts))
+        chosen.append(choose_banded_threshold(edges, counts, max_matches=sampled_records))
         return chosen[-1].threshold
 
     def request(pair, hits, thresholds):

@@ -63,9 +63,10 @@ def _sample_rows(left_rows: int, sample: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(left_rows, count, replace=False))
 
 
-def _link_index(edges, at_least) -> tuple[int, str]:
+def _link_index(edges, at_least, sampled_records: int | None = None) -> tuple[int, str]:
+    """The edge auto links at; ``sampled_records`` bounds the matches as the service does."""
     counts = np.asarray(at_least) - np.append(np.asarray(at_least)[1:], 0)
-    choice = choose_banded_threshold(np.asarray(edges), counts)
+    choice = choose_banded_threshold(np.asarray(edges), counts, max_matches=sampled_records)
     index = int(np.argmin(np.abs(np.asarray(edges) - choice.threshold)))
     return index, choice.reason
 
@@ -115,7 +116,7 @@ def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
         reasons = []
 
         def choose(at_least):
-            index, reason = _link_index(bands.edges, at_least)
+            index, reason = _link_index(bands.edges, at_least, left.shape[0])
             reasons.append(reason)
             return index
 
@@ -132,7 +133,7 @@ def banded_link(left: np.ndarray, right: np.ndarray, clk_bits: int,
     rows = _sample_rows(left.shape[0], sample, sample_seed)
     histogram, online_h, dealer_h, sent_h, dealer_bytes_h = _histogram(l0, l1, r0, r1, clk_bits,
                                                                        bands, rows)
-    link, reason = _link_index(bands.edges, histogram.at_least)
+    link, reason = _link_index(bands.edges, histogram.at_least, rows.size)
     threshold = float(bands.edges[link])
     bands = band_thresholds(hit_edges(bands.edges, link, hit_step), clk_bits)
     link = int(np.flatnonzero(bands.edges == threshold)[0])
@@ -176,7 +177,7 @@ def banded_reference(left: np.ndarray, right: np.ndarray, edges, sample_rows: np
     edges = np.asarray(edges, np.float64)
     sampled = dice_candidates_native(left[sample_rows], right, float(edges[0]))
     at_least = np.array([(sampled.score >= edge).sum() for edge in edges])
-    link, _ = _link_index(edges, at_least)
+    link, _ = _link_index(edges, at_least, len(sample_rows))
     threshold = edges[link]
     edges = hit_edges(edges, link, hit_step)
     link = int(np.flatnonzero(edges == threshold)[0])
