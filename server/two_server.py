@@ -41,7 +41,7 @@ from linkage.errors import (
 from linkage.matching.run import RunSettings
 from linkage.matching.threshold import MIN_PAIRS_FOR_MODEL, choose_banded_threshold
 from linkage.mpc import Plan, band_plan, band_thresholds, rational_threshold
-from linkage.mpc.banded_run import SERVICE_EDGES, sample_rows
+from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
 from linkage.mpc.linking import group_hits
 from linkage.mpc.prg import SEED_BYTES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
@@ -432,11 +432,10 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
     started = time.monotonic()
     chosen = []
 
-    # each sampled record has at most about one partner per other agency
-    sampled_records = sum(int(pair.sample_rows) for pair in plan.pairs)
+    most_matches = MATCHES_PER_SAMPLED_RECORD * sum(int(pair.sample_rows) for pair in plan.pairs)
 
     def choose(edges, counts):
-        chosen.append(choose_banded_threshold(edges, counts, max_matches=sampled_records))
+        chosen.append(choose_banded_threshold(edges, counts, max_matches=most_matches))
         return chosen[-1].threshold
 
     def request(pair, hits, thresholds):

@@ -33,6 +33,7 @@ from linkage.matching.threshold import choose_banded_threshold
 from linkage.mpc import (BandDealer, BandHits, BandMaterial, Dealer, HitDealer, PartyMaterial,
                          Plan, band_plan, band_thresholds, bands_party, hit_material, hits_party,
                          rational_threshold, run_locally, split_clks, threshold_party)
+from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD
 
 __all__ = ["DEFAULT_EDGES", "BandedRun", "banded_link", "banded_reference", "hit_edges", "main",
            "one_to_one"]
@@ -66,7 +67,9 @@ def _sample_rows(left_rows: int, sample: float, seed: int) -> np.ndarray:
 def _link_index(edges, at_least, sampled_records: int | None = None) -> tuple[int, str]:
     """The edge auto links at; ``sampled_records`` bounds the matches as the service does."""
     counts = np.asarray(at_least) - np.append(np.asarray(at_least)[1:], 0)
-    choice = choose_banded_threshold(np.asarray(edges), counts, max_matches=sampled_records)
+    choice = choose_banded_threshold(
+        np.asarray(edges), counts,
+        max_matches=None if sampled_records is None else MATCHES_PER_SAMPLED_RECORD * sampled_records)
     index = int(np.argmin(np.abs(np.asarray(edges) - choice.threshold)))
     return index, choice.reason
 

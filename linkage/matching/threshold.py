@@ -1020,8 +1020,8 @@ def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
     (match mass over mixture mass), so the expected F1 of linking at ``edges[j]`` needs no
     score of any pair. ``requested`` (a coordinator's threshold) is returned as it is, with
     the model's estimates at the band edge at or below it. ``max_matches``: the most
-    matches the histogram's pairs can hold (two-server mode: the sampled records, each
-    with at most one partner per other agency on average); a fit claiming more is wrong.
+    matches the histogram's pairs can hold (two-server mode: about one partner per
+    sampled record, ``MATCHES_PER_SAMPLED_RECORD``); a fit claiming more is wrong.
     """
     edges = np.asarray(edges, dtype=np.float64)
     counts = np.asarray(counts)

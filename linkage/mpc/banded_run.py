@@ -29,7 +29,7 @@ from .band_dealer import BandMaterial
 from .bands import BandHits, band_thresholds, bands_party, hits_party
 from .dealer import BlockMaterial, PartyMaterial
 
-__all__ = ["HIT_STEP", "MIN_SAMPLE_ROWS", "SAMPLE_SHARE", "SERVICE_EDGES", "BandedRun",
+__all__ = ["HIT_STEP", "MATCHES_PER_SAMPLED_RECORD", "MIN_SAMPLE_ROWS", "SAMPLE_SHARE", "SERVICE_EDGES", "BandedRun",
            "PairShares", "hit_edges", "run_party", "sample_rows"]
 
 #: The sample histogram's band edges (bench.attacks.banded's defaults: coarse in the
@@ -42,6 +42,10 @@ HIT_STEP = 0.01
 SAMPLE_SHARE = 0.05
 #: ... but at least this many (small files: the fit needs the matches a sample holds).
 MIN_SAMPLE_ROWS = 100
+#: ``auto`` refuses a banded fit claiming more matches than this per sampled record: a record
+#: has about one partner per other agency at most (FEBRL4: exactly one, so the fit's own
+#: noise needs room above 1).
+MATCHES_PER_SAMPLED_RECORD = 1.5
 
 
 def sample_rows(left_rows: int, seed: int, pair: int = 0) -> np.ndarray:
