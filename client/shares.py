@@ -152,8 +152,10 @@ def run_shares(first: LinkageClient, second: LinkageClient, project: str, thresh
     report("dealing", 0, len(plan.pairs))
     dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
                for p in plan.pairs]
+    # an agency's pairs with itself (left = right agency) are not in auto's sample
     samples = [BandDealer(Plan(p.sample_rows, p.right_rows, plan.clk_bits, p.sample_block_rows),
-                          len(plan.band_edges)) for p in plan.pairs] if plan.band_edges else None
+                          len(plan.band_edges)) if p.sample_rows else None
+               for p in plan.pairs] if plan.band_edges else None
     for party, client in ((0, first), (1, second)):
         client._call(_stub(client).DeliverMaterial, _material(plan, party, dealers, samples))
     report("dealing", len(plan.pairs), len(plan.pairs))

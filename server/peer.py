@@ -68,6 +68,11 @@ def hit_correction_bytes(hits: int, thresholds: int) -> int:
     return hits * thresholds * (4 + 8 * AND_ROUNDS)
 
 
+def is_within(pair: spb.AgencyPairPlan) -> bool:
+    """An agency's records against themselves (its within-agency pairs), not a cross pair."""
+    return pair.left_agency == pair.right_agency
+
+
 def sample_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
     """The band plan of agency pair ``index``'s sample (``auto`` plans only)."""
     pair = plan.pairs[index]
@@ -211,7 +216,7 @@ class ShareSession:
         for index, pair in enumerate(self.plan.pairs):
             left, right = self.shares[pair.left_agency], self.shares[pair.right_agency]
             rows = sample = None
-            if self.auto:
+            if self.auto and not is_within(pair):
                 rows = sample_rows(int(pair.left_rows), self.plan.sample_seed, index)
                 thresholds = len(self.plan.band_edges)
                 corrections = (_band_corrections(sample_plan(self.plan, index), thresholds,
@@ -219,7 +224,8 @@ class ShareSession:
                                if self.role == 1 else None)
                 sample = BandMaterial(self.role, sample_plan(self.plan, index), thresholds,
                                       self.sample_seeds[index], corrections)
-            pairs.append(PairShares(left, right, self.material(index), rows, sample))
+            pairs.append(PairShares(left, right, self.material(index), rows, sample,
+                                    sampled=not is_within(pair)))
 
         def hit_block(index, hits, thresholds):
             if ask is not None:

@@ -58,6 +58,7 @@ from .peer import (
     band_correction_bytes,
     correction_bytes,
     hit_correction_bytes,
+    is_within,
     mpc_plan,
     opening_parts,
     plan_hash,
@@ -203,6 +204,34 @@ def _load(store: Store, project_id: int, clk_bits: int):
     return shares, positions, records, loaded
 
 
+def _open_agencies(store: Store, project_id: int, shares: dict) -> list[str]:
+    """Agencies whose records are compared with each other: those that did not declare a
+    batch deduplicated, as in a normal run, and that hold two records or more."""
+    closed = store.deduplicated_agencies(project_id)
+    named = {a.name: a.id for a in store.agencies(project_id)}
+    return [name for name, held in shares.items()
+            if named[name] not in closed and held.shape[0] >= 2]
+
+
+def _within_pairs(store: Store, project_id: int, shares: dict,
+                  clk_bits: int) -> list[spb.AgencyPairPlan]:
+    """One pair per open agency, its records against themselves (``is_within``).
+
+    The protocol compares the whole square; only hits above the diagonal are kept (a record
+    with itself always reaches the threshold, and (i, j) is (j, i)), so the servers open
+    each within-agency pair's bit twice and nothing more. Within pairs are not sampled for
+    ``auto``: the threshold comes from the cross-agency sample, as the hits of one square
+    would count every pair twice and every record once with itself.
+    """
+    out = []
+    for name in _open_agencies(store, project_id, shares):
+        rows = int(shares[name].shape[0])
+        plan = Plan(rows, rows, clk_bits)
+        out.append(spb.AgencyPairPlan(left_agency=name, right_agency=name, left_rows=rows,
+                                      right_rows=rows, block_rows=plan.block_rows))
+    return out
+
+
 def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
                    project_name: str, threshold_text: str) -> spb.ShareRunPlan:
     """Server 0: plan a run over every cross-agency pair and agree it with server 1.
@@ -242,6 +271,7 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
                 pair.sample_block_rows = band_plan(rows, plan.right_rows, clk_bits,
                                                    len(SERVICE_EDGES)).block_rows
             pairs.append(pair)
+    pairs.extend(_within_pairs(store, project.id, shares, clk_bits))
     sampled = sum(p.sample_rows * p.right_rows for p in pairs)
     if threshold is None and sampled < MIN_PAIRS_FOR_MODEL:
         raise InvalidRequestError(
@@ -289,16 +319,23 @@ def agree_plan(store: Store, sessions: Sessions, role: int | None,
         raise RunStateError(f"Server 1 holds other share batches of {plan.project!r} than "
                             "server 0: every agency must submit each batch to both servers "
                             "('linkage submit --server-1'), then run again.")
+    open_agencies = set(_open_agencies(store, project.id, shares))
     for index, pair in enumerate(plan.pairs):
+        if is_within(pair) and pair.left_agency not in open_agencies:
+            raise RunStateError(f"Server 0's plan compares {pair.left_agency!r} with itself; on "
+                                "this server that agency declared its batches deduplicated.")
         expected = mpc_plan(plan, index)
         if (pair.left_rows, pair.right_rows) != (shares[pair.left_agency].shape[0],
                                                  shares[pair.right_agency].shape[0]) \
                 or expected.block_rows < 1:
             raise RunStateError("Server 0's plan does not fit this server's shares.")
-        if threshold is None and (
+        if threshold is None and not is_within(pair) and (
                 pair.sample_rows != sample_rows(pair.left_rows, plan.sample_seed, index).size
                 or sample_plan(plan, index).block_rows < 1):
             raise RunStateError("Server 0's plan has another sample than its coin gives.")
+        if is_within(pair) and (pair.sample_rows or pair.sample_block_rows):
+            raise RunStateError("Server 0's plan samples an agency's pairs with itself; auto "
+                                "samples cross-agency pairs only.")
     sessions.add(ShareSession(1, plan, shares, positions))
     return plan.run
 
@@ -336,8 +373,10 @@ def receive_material(sessions: Sessions, role: int | None,
         chunk = part.chunk
         if chunk.pair >= count:
             raise BatchFormatError(f"Material for agency pair {chunk.pair}; the plan has {count}.")
-        if (chunk.sample_seed or chunk.sample_corrections) and not session.auto:
-            raise BatchFormatError("Sample material is for 'auto' runs only.")
+        if (chunk.sample_seed or chunk.sample_corrections) and (
+                not session.auto or is_within(session.plan.pairs[chunk.pair])):
+            raise BatchFormatError("Sample material is for the cross-agency pairs of 'auto' "
+                                   "runs only.")
         for seed, seeds in ((chunk.seed, session.seeds),
                             (chunk.sample_seed, session.sample_seeds)):
             if seed:
@@ -361,12 +400,13 @@ def receive_material(sessions: Sessions, role: int | None,
         received += (len(chunk.seed) + len(chunk.corrections) + len(chunk.sample_seed)
                      + len(chunk.sample_corrections))
     for index in range(count):
-        if index not in session.seeds or (session.auto and index not in session.sample_seeds):
+        sampled = session.auto and not is_within(session.plan.pairs[index])
+        if index not in session.seeds or (sampled and index not in session.sample_seeds):
             raise BatchFormatError(f"No seed for agency pair {index}: the delivery is incomplete.")
         if role == 1 and len(session.corrections.get(index, b"")) != correction_bytes(
                 mpc_plan(session.plan, index)):
             raise BatchFormatError(f"The corrections of agency pair {index} are incomplete.")
-        if role == 1 and session.auto and len(session.sample_corrections.get(
+        if role == 1 and sampled and len(session.sample_corrections.get(
                 index, b"")) != band_correction_bytes(sample_plan(session.plan, index),
                                                       thresholds):
             raise BatchFormatError(f"The sample corrections of agency pair {index} are "
@@ -447,9 +487,10 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
         opened = link.compare(session, report, choose, request)
         lefts, rights, bands = [], [], []
         for pair, found in zip(plan.pairs, opened.hits):
-            lefts.append(session.positions[pair.left_agency][found.left])
-            rights.append(session.positions[pair.right_agency][found.right])
-            bands.append(found.band)
+            keep = found.left < found.right if is_within(pair) else slice(None)
+            lefts.append(session.positions[pair.left_agency][found.left[keep]])
+            rights.append(session.positions[pair.right_agency][found.right[keep]])
+            bands.append(found.band[keep])
         report("grouping", 0, 1)
         histogram = (None if opened.histogram_edges is None
                      else (opened.histogram_edges, opened.histogram_counts))

@@ -72,6 +72,9 @@ class PairShares:
     material: PartyMaterial
     sample_rows: np.ndarray | None = None
     sample_material: BandMaterial | None = None
+    #: In ``auto``'s sample histogram (an agency's pairs with itself are not: see
+    #: ``server.two_server``'s within-agency pairs).
+    sampled: bool = True
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def run_party(party: int, pairs: Sequence[PairShares], clk_bits: int, threshold:
         histogram_edges = bands.edges
         at_least = np.zeros(len(bands), np.int64)
         for pair in pairs:
+            if not pair.sampled:
+                continue
             if pair.sample_rows is None or pair.sample_material is None:
                 raise InvalidRequestError("an 'auto' run needs each pair's sample and its "
                                           "band material")

@@ -84,9 +84,10 @@ def _coordinator_flags(first, second, tmp: Path) -> list[str]:
 
 
 def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str],
-                   threshold: str | None) -> dict:
-    """A two-server project created and submitted to through the CLI (deduplicated), and
-    run at ``threshold`` (unless ``None``)."""
+                   threshold: str | None, *, deduplicated: bool = True) -> dict:
+    """A two-server project created and submitted to through the CLI (declared
+    deduplicated unless ``deduplicated`` is false), and run at ``threshold`` (unless
+    ``None``)."""
     first, second = servers
     coordinator = _coordinator_flags(first, second, tmp)
     batch_ids: dict[str, str] = {}
@@ -97,7 +98,8 @@ def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str
     for agency in agencies:
         path = tmp / f"{agency}.clk"
         path.write_bytes(write_batch(batches[agency]))
-        submitted = _cli(["submit", "--project", project, "--deduplicated",
+        submitted = _cli(["submit", "--project", project,
+                          *(["--deduplicated"] if deduplicated else []),
                           "--token-file", str(tmp / "tokens" / f"{agency}.token"),
                           "--server", first.address, "--server-1", second.address,
                           *_tls_flags(first, agency, "agency"), str(path)])
@@ -159,10 +161,14 @@ def _band_edges(threshold: float, auto: bool) -> np.ndarray:
 
 
 def _plaintext_groups(batches, agencies, *, scores: str = "exact",
-                      threshold: float = float(THRESHOLD), edges=None) -> set[frozenset]:
+                      threshold: float = float(THRESHOLD), edges=None,
+                      within: bool = False) -> set[frozenset]:
     """Groups from the plaintext kernel's cross-agency pairs at the threshold, grouped as a
     run groups deduplicated agencies: by score ("exact", a normal run), by each pair's
-    band's lower edge ("bands", what two-server mode opens) or all tied ("tie")."""
+    band's lower edge ("bands", what two-server mode opens) or all tied ("tie"). With
+    ``within``, as a run groups agencies that did not declare themselves deduplicated:
+    each agency's pairs with itself too (after the cross pairs, as server 0 plans them),
+    and no one-per-agency rule."""
     edges = _band_edges(threshold, False) if edges is None else np.asarray(edges)
     members, owners, lefts, rights, scores_found = [], [], [], [], []
     offsets, clks = {}, {}
@@ -173,23 +179,27 @@ def _plaintext_groups(batches, agencies, *, scores: str = "exact",
         members += [(agency, batches[agency].record_ids[i]) for i in order]
         owners += [index] * len(order)
         clks[agency] = batches[agency].clks[order]
-    for i, left in enumerate(agencies):
-        for right in agencies[i + 1:]:
-            found = dice_candidates_native(clks[left], clks[right], threshold)
-            order = np.lexsort((found.right, found.left))  # the servers' (left, right) order
-            lefts.append(found.left[order] + offsets[left])
-            rights.append(found.right[order] + offsets[right])
-            score = found.score[order]
-            if scores == "bands":
-                score = edges[np.searchsorted(edges, score, side="right") - 1]
-            elif scores == "tie":
-                score = np.full(len(found), threshold)
-            scores_found.append(score)
+    sides = [(left, right) for i, left in enumerate(agencies) for right in agencies[i + 1:]]
+    for left, right in sides + ([(agency, agency) for agency in agencies] if within else []):
+        found = dice_candidates_native(clks[left], clks[right], threshold)
+        if left == right:
+            above = found.left < found.right
+            found = CandidatePairs(found.left[above], found.right[above], found.score[above])
+        order = np.lexsort((found.right, found.left))  # the servers' (left, right) order
+        lefts.append(found.left[order] + offsets[left])
+        rights.append(found.right[order] + offsets[right])
+        score = found.score[order]
+        if scores == "bands":
+            score = edges[np.searchsorted(edges, score, side="right") - 1]
+        elif scores == "tie":
+            score = np.full(len(found), threshold)
+        scores_found.append(score)
     owners = np.asarray(owners)
     pairs = CandidatePairs(np.concatenate(lefts), np.concatenate(rights),
                            np.concatenate(scores_found))
     grouping = greedy_groups(pairs, len(members), owners,
-                             max_per_owner={a: 1 for a in range(len(agencies))})
+                             max_per_owner=None if within else {a: 1 for a in
+                                                                range(len(agencies))})
     return {frozenset(members[p] for p in group) for group in grouping.members()}
 
 
@@ -216,6 +226,49 @@ def test_groups_equal_the_plaintext_kernels_and_a_single_server_run(servers, lin
     print(f"two-server groups: {len(two_server)}, single-server: {len(single)}, "
           f"equal: {len(two_server & single)}; records with tied hits: {len(tied)}; "
           f"all hits tied (the earlier mode) would give {len(ties & single)} equal")
+
+
+@pytest.fixture(scope="module")
+def linked_open(pki_dir, batches, tmp_path_factory):
+    """On a third pair of servers, a project whose agencies do not declare themselves
+    deduplicated, run with --threshold auto; yields (servers, project)."""
+    base = tmp_path_factory.mktemp("open")
+    pair = _start_pair(base, pki_dir, "sqlite")
+    try:
+        yield pair, _share_project(pair, batches, base, "shared-open",
+                                   sorted(batches)[:AGENCY_COUNT], "auto", deduplicated=False)
+    finally:
+        pair[0].stop()
+        pair[1].stop()
+
+
+def test_within_agency_duplicates_are_found_on_shares_as_the_kernel_finds_them(
+        servers, linked, linked_open, batches, dataset):
+    """Agencies that did not declare their files deduplicated have their own pairs compared
+    on shares too (auto's threshold still comes from the cross-agency sample): the groups
+    are exactly the plaintext kernel's cross and within pairs grouped by band, and hold the
+    generator's within-agency duplicates."""
+    (first, _), linked_open = linked_open
+    agencies = linked_open["agencies"]
+    tls = {a: first.client_tls(a, "agency") for a in agencies}
+    two_server = _groups(first.address, linked_open["tokens"], tls, "shared-open")
+    threshold = linked_open["summary"]["threshold"]
+    assert threshold in SERVICE_EDGES, linked_open["summary"]
+    assert two_server == _plaintext_groups(batches, agencies, scores="bands", within=True,
+                                           threshold=threshold,
+                                           edges=_band_edges(threshold, True))
+    from itertools import combinations
+    within = [(a, b) for g in two_server for a, b in combinations(sorted(g), 2)
+              if a[0] == b[0]]
+    true_within = [(a, b) for a, b in within if dataset.truth[a] == dataset.truth[b]]
+    print(f"within-agency pairs in groups: {len(within)}, true duplicates {len(true_within)}; "
+          f"threshold {threshold}")
+    assert len(true_within) >= 5 and len(true_within) >= 0.7 * len(within)
+    # the deduplicated project compares no pair inside an agency
+    dedup_first, _ = servers
+    assert all(len({a for a, _ in g}) == len(g) for g in _groups(
+        dedup_first.address, linked["tokens"],
+        {a: dedup_first.client_tls(a, "agency") for a in agencies}))
 
 
 def _tied_records(batches, agencies, threshold: float, edges) -> set:
