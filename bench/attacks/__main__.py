@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--bands", type=float, default=0.0, metavar="SAMPLE",
                      help="also attack the banded graph auto opens (histogram on this share)")
     sub.add_argument("--bands-only", action="store_true", help="only the banded graph attacks")
+    sub.add_argument("--within", type=float, default=0.0, metavar="SHARE",
+                     help="each file also holds duplicates of this share of its people, and "
+                          "the servers compare each file's own pairs too")
     sub.add_argument("--band-edges", type=float, nargs="+",
                      help="the band edges (default: bench.attacks.banded.DEFAULT_EDGES)")
     sub.add_argument("--json", help="also write every figure to this file")

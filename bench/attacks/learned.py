@@ -88,30 +88,65 @@ def _typo(record: list[str], rng: random.Random, positions: tuple[int, int]) -> 
 
 
 def make_linkage_world(schema, records: int, run: int, *, overlap: float = 0.5,
-                       corruption: float = 0.3) -> LinkageWorld:
-    """Agencies A and B of ``records`` people each, ``overlap`` of them shared (see module)."""
+                       corruption: float = 0.3, within: float = 0.0) -> LinkageWorld:
+    """Agencies A and B of ``records`` people each, ``overlap`` of them shared (see module).
+
+    ``within``: each file also holds a second record (one name typo) of this share of its
+    people, its within-agency duplicates; the attacker holds one clean record per record
+    (a duplicate's is its person's again), so her graph has their within edges too.
+    """
     shared = round(records * overlap)
     population = people(2 * records - shared, seed=2000 + run)
-    a_rows = population[:records]
     b_people = list(range(records - shared, 2 * records - shared))
     rng = random.Random(run)
     names = (schema.feature_names.index("given_name"), schema.feature_names.index("family_name"))
     b_rows = [_typo(population[p], rng, names) if p < records and rng.random() < corruption
               else population[p] for p in b_people]
+    # every record's person (an index into the population) and its row
+    a_persons = list(range(records))
+    b_persons = list(b_people)
+    a_rows = [population[p] for p in a_persons]
+    duplicates = round(within * records)
+    for persons, rows in ((a_persons, a_rows), (b_persons, b_rows)):
+        for index in rng.sample(range(records), duplicates):
+            persons.append(persons[index])
+            rows.append(_typo(rows[index], rng, names))
     secret = _secret("agency", run)
     a_clks = encode_values(a_rows, schema, secret, rng=np.random.default_rng([run, 2]), workers=1)
     b_clks = encode_values(b_rows, schema, secret, rng=np.random.default_rng([run, 3]), workers=1)
-    a_order = list(range(records))
-    b_order = list(range(records))
+    a_order = list(range(len(a_rows)))
+    b_order = list(range(len(b_rows)))
     rng.shuffle(a_order)
     rng.shuffle(b_order)
     own = _secret("attacker 0", run)
-    attacker_a = encode_values([a_rows[i] for i in a_order], schema, own,
+    attacker_a = encode_values([population[a_persons[i]] for i in a_order], schema, own,
                                rng=np.random.default_rng([run, 4]), workers=1)
-    attacker_b = encode_values([population[b_people[j]] for j in b_order], schema, own,
+    attacker_b = encode_values([population[b_persons[j]] for j in b_order], schema, own,
                                rng=np.random.default_rng([run, 5]), workers=1)
     return LinkageWorld(a_clks, b_clks, attacker_a, attacker_b,
-                        np.argsort(a_order), records + np.argsort(b_order), shared)
+                        np.argsort(a_order), len(a_rows) + np.argsort(b_order), shared)
+
+
+def add_within_edges(graph: np.ndarray, left: np.ndarray, right: np.ndarray,
+                     threshold: float, edges=None) -> np.ndarray:
+    """``graph`` (left nodes, then right) with each file's own pairs at ``threshold`` added,
+    weighted by band where ``edges`` are given (else 1).
+
+    Two-server mode opens exactly the kernel's within-agency pairs at the threshold (the
+    service's tests check it, ``tests/server/test_two_server.py``), so the kernel gives
+    them here for the server's graph as for the attacker's.
+    """
+    from linkage.matching.kernel import dice_candidates_native
+
+    out = graph.copy()
+    for offset, clks in ((0, left), (left.shape[0], right)):
+        pairs = dice_candidates_native(clks, clks, threshold, same=True)
+        keep = pairs.left < pairs.right
+        weight = (np.asarray(edges)[np.searchsorted(edges, pairs.score[keep], side="right") - 1]
+                  if edges is not None else 1.0)
+        out[offset + pairs.left[keep], offset + pairs.right[keep]] = weight
+        out[offset + pairs.right[keep], offset + pairs.left[keep]] = weight
+    return out
 
 
 def server_hit_graph(left: np.ndarray, right: np.ndarray, threshold: float,
@@ -226,22 +261,32 @@ def share_world(world: World, party: int = 1) -> World:
 
 def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
             *, baseline: bool = True, bands: float = 0.0, bands_only: bool = False,
-            band_edges=None) -> dict:
+            band_edges=None, within: float = 0.0) -> dict:
     """Every attack of this module on one fresh world; figures as shares of records.
 
     ``bands``: also attack what a server learns with ``auto`` (the band protocol, its
-    histogram on this share of the records); ``bands_only``: only that.
+    histogram on this share of the records); ``bands_only``: only that. ``within``: each
+    file holds within-agency duplicates of this share of its people, and the servers
+    compare each file's own pairs too (``add_within_edges``).
     """
     out: dict = {"run": run, "records": records}
     started = time.perf_counter()
-    world = make_linkage_world(schema, records, run)
+    world = make_linkage_world(schema, records, run, within=within)
     truth = np.concatenate([world.a_truth, world.b_truth])
     if bands:
         graph, opened = server_band_graph(world.a_clks, world.b_clks, schema.clk_bits,
                                           sample=bands, run=run, edges=band_edges)
         out.update({key: value for key, value in opened.items() if key != "histogram"})
-        out["band_edges"] = int((graph > 0).sum() // 2)
         theirs = _attacker_band_graph(world, opened["auto_threshold"], band_edges)
+        if within:
+            from .banded import DEFAULT_EDGES
+
+            cut = opened["auto_threshold"]
+            graph = add_within_edges(graph, world.a_clks, world.b_clks, cut,
+                                     band_edges or DEFAULT_EDGES)
+            theirs = add_within_edges(theirs, world.attacker_a, world.attacker_b, cut,
+                                      band_edges or DEFAULT_EDGES)
+        out["band_edges"] = int((graph > 0).sum() // 2)
         for k in seeds:
             result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
             out[f"banded k={k}"] = result.success
@@ -256,9 +301,12 @@ def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
             return out
     graph, sent = server_hit_graph(world.a_clks, world.b_clks, threshold, schema.clk_bits)
     out["mpc_seconds_both_servers"] = time.perf_counter() - started
-    out["edges"] = int(graph.sum() // 2)
-    out["bytes_per_pair_per_server"] = sent / (records * records)
+    out["bytes_per_pair_per_server"] = sent / (len(world.a_clks) * len(world.b_clks))
     theirs = _attacker_graph(world, threshold)
+    if within:
+        graph = add_within_edges(graph, world.a_clks, world.b_clks, threshold)
+        theirs = add_within_edges(theirs, world.attacker_a, world.attacker_b, threshold)
+    out["edges"] = int(graph.sum() // 2)
     for k in seeds:
         result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
         out[f"learned k={k}"] = result.success
@@ -279,7 +327,8 @@ def main(args) -> int:
     for run in range(args.first_run, args.first_run + args.runs):
         row = one_run(schema, args.records, run, args.threshold, args.seeds,
                       baseline=not args.skip_baseline, bands=args.bands,
-                      bands_only=args.bands_only, band_edges=args.band_edges)
+                      bands_only=args.bands_only, band_edges=args.band_edges,
+                      within=args.within)
         print(json.dumps(row), flush=True)
         rows.append(row)
     keys = [k for k in rows[0] if k not in ("run", "records")
