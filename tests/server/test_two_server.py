@@ -91,7 +91,8 @@ def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str
     coordinator = _coordinator_flags(first, second, tmp)
     batch_ids: dict[str, str] = {}
     created = _cli(["project", "create", "--name", project, "--agencies", ",".join(agencies),
-                    "--tokens-dir", str(tmp / "tokens"), *coordinator])
+                    "--stages", ",".join(DEFAULT_STAGES), "--tokens-dir", str(tmp / "tokens"),
+                    *coordinator])
     assert created.exit_code == 0, created.output
     for agency in agencies:
         path = tmp / f"{agency}.clk"
@@ -120,20 +121,27 @@ def linked(servers, batches, tmp_path_factory):
                           sorted(batches)[:AGENCY_COUNT], THRESHOLD)
 
 
-def _groups(address: str, tokens: dict[str, str], tls: dict,
-            project: str = PROJECT) -> set[frozenset]:
-    """Every group as the set of its (agency, record id) members, read as agencies read."""
+def _groups_by_key(address: str, tokens: dict[str, str], tls: dict,
+                   project: str = PROJECT) -> dict[str, frozenset]:
+    """Every group's key and the set of its (agency, record id) members, read as agencies
+    read."""
     members: dict[str, set] = {}
     for agency, token in tokens.items():
         with LinkageClient(address, token, timeout=120, **tls.get(agency, {})) as client:
             for hit in client.results(project):
                 members.setdefault(hit["group"], set()).add((agency, hit["record"]))
-    return {frozenset(group) for group in members.values()}
+    return {key: frozenset(group) for key, group in members.items()}
 
 
-def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
+def _groups(address: str, tokens: dict[str, str], tls: dict,
+            project: str = PROJECT) -> set[frozenset]:
+    """Every group as the set of its (agency, record id) members, read as agencies read."""
+    return set(_groups_by_key(address, tokens, tls, project).values())
+
+
+def _reference_runs(batches, agencies, tmp_path: Path, *thresholds: str):
     """The same agencies on a normal server, deduplicated, run at each threshold in turn:
-    [(groups, summary)] per run."""
+    [(groups by key, summary, report)] per run."""
     out = []
     with ServerProcess(tmp_path / "ref" / "data", store="sqlite") as reference:
         with LinkageClient(reference.address, reference.coordinator_token,
@@ -146,8 +154,15 @@ def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
                     client.submit(PROJECT, batches[agency], deduplicated=True)
             for threshold in thresholds:
                 summary = coordinator.run(PROJECT, threshold)
-                out.append((_groups(reference.address, ref_tokens, {}), summary))
+                out.append((_groups_by_key(reference.address, ref_tokens, {}), summary,
+                            coordinator.report(PROJECT)))
     return out
+
+
+def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
+    """As ``_reference_runs``: [(groups, summary)] per run."""
+    return [(set(groups.values()), summary)
+            for groups, summary, _ in _reference_runs(batches, agencies, tmp_path, *thresholds)]
 
 
 def _band_edges(threshold: float, auto: bool) -> np.ndarray:
@@ -215,6 +230,65 @@ def test_groups_equal_the_plaintext_kernels_and_a_single_server_run(servers, lin
     print(f"two-server groups: {len(two_server)}, single-server: {len(single)}, "
           f"equal: {len(two_server & single)}; records with tied hits: {len(tied)}; "
           f"all hits tied (the earlier mode) would give {len(ties & single)} equal")
+
+
+def _network_by_members(report: dict, groups: dict[str, frozenset]):
+    """A report's network with each entity named by its members (the group keys of two
+    servers differ): ({members: broker facts}, {(members, case, agency, stages)} edges)."""
+    network = report["network"]
+    brokers = {groups[b["group"]]: (b["entity_type"], tuple(b["agencies"]), tuple(b["stages"]),
+                                    b["cases"]) for b in network["brokers"]}
+    edges = set()
+    for edge in network["edges"]:
+        entity, case = ((edge["source"], edge["target"]) if edge["source"] in groups
+                        else (edge["target"], edge["source"]))
+        edges.add((groups[entity], case, edge["agency"], tuple(edge["stages"])))
+    return brokers, edges
+
+
+def test_the_report_network_and_brokers_equal_a_single_server_runs(servers, linked, batches,
+                                                                   tmp_path):
+    """Share batches carry their records' attributes to server 0, so a two-server report has
+    the network and broker ranking of a normal run on the same data: every entity-case edge
+    and every broker's facts (type, agencies, stages, cases) are the normal run's, except
+    for the groups that differ (a record's hits tied in one band), which are checked to be
+    exactly the differing ones."""
+    first, _ = servers
+    agencies = linked["agencies"]
+    tls = {a: first.client_tls(a, "agency") for a in agencies}
+    two_groups = _groups_by_key(first.address, linked["tokens"], tls)
+    with first.client(first.coordinator_token, timeout=60) as coordinator:
+        two_report = coordinator.report(PROJECT)
+    [(one_groups, _, one_report)] = _reference_runs(batches, agencies, tmp_path, THRESHOLD)
+    two_brokers, two_edges = _network_by_members(two_report, two_groups)
+    one_brokers, one_edges = _network_by_members(one_report, one_groups)
+    ranked = [b for b in two_report["network"]["brokers"] if len(b["agencies"]) > 1]
+    assert len(ranked) > 20 and len(two_edges) > 50, (len(ranked), len(two_edges))
+    assert any(b["stages"] for b in ranked) and all(b["cases"] for b in ranked)
+    differing = set(two_brokers) ^ set(one_brokers)
+    assert differing == set(two_groups.values()) ^ set(one_groups.values())
+    assert len(differing) < 0.1 * len(one_brokers)
+    assert {m: two_brokers[m] for m in two_brokers if m not in differing} == \
+        {m: one_brokers[m] for m in one_brokers if m not in differing}
+    assert {e for e in two_edges if e[0] not in differing} == \
+        {e for e in one_edges if e[0] not in differing}
+    assert {n["id"] for n in two_report["network"]["nodes"] if n["kind"] == "case"} == \
+        {n["id"] for n in one_report["network"]["nodes"] if n["kind"] == "case"}
+    assert two_report["network"]["stage_coverage"] == one_report["network"]["stage_coverage"] \
+        or differing
+    # the ranking's order: equal on the facts it sorts by first (agencies, stages, cases)
+    def order(report, groups):
+        return [groups[b["group"]] for b in report["network"]["brokers"]
+                if groups[b["group"]] not in differing]
+    two_order, one_order = order(two_report, two_groups), order(one_report, one_groups)
+    facts = [(-len(one_brokers[m][1]), -len(one_brokers[m][2]), -one_brokers[m][3])
+             for m in one_order]
+    assert [(-len(two_brokers[m][1]), -len(two_brokers[m][2]), -two_brokers[m][3])
+            for m in two_order] == facts
+    top = 20
+    print(f"network: {len(two_edges)} edges, {len(ranked)} cross-agency brokers; groups that "
+          f"differ: {len(differing)}; top {top} brokers shared: "
+          f"{len(set(two_order[:top]) & set(one_order[:top]))}")
 
 
 def _tied_records(batches, agencies, threshold: float, edges) -> set:
