@@ -28,8 +28,14 @@ from linkage_service.client import pki
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.cli import main as linkage_cli
 from linkage_service.client.demo import ServerProcess
-from linkage_service.client.shares import _material, run_shares, submit_shares
+from linkage_service.client.shares import (
+    _material,
+    create_share_project,
+    run_shares,
+    submit_shares,
+)
 from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
@@ -502,7 +508,8 @@ def test_a_peer_killed_mid_run_fails_the_run_and_stores_nothing(pki_dir, batches
         agencies = sorted(batches)[:2]
         coordinator = _coordinator_flags(first, second, tmp_path)
         assert _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
-                     "--tokens-dir", str(tmp_path / "tokens"), *coordinator]).exit_code == 0
+                     "--stages", ",".join(DEFAULT_STAGES), "--tokens-dir",
+                     str(tmp_path / "tokens"), *coordinator]).exit_code == 0
         for agency in agencies:
             path = tmp_path / f"{agency}.clk"
             path.write_bytes(write_batch(batches[agency]))
@@ -591,3 +598,42 @@ def test_share_uploads_are_refused_on_a_normal_project(servers, batches):
             submit_shares(client0, client1, "plain-here", batches[agency])
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "normal (single-server) project" in refused.value.details()
+
+
+def test_record_attributes_go_to_server_0_only_and_are_checked_there(servers, batches):
+    """Server 1 compares shares and stores nothing of a run, so it refuses attributes; server
+    0 checks them as for a CLK batch (here: a raw case number is refused)."""
+    from linkage.batch import content_hash
+    first, second = servers
+    agencies = sorted(batches)[:2]
+    with first.client(first.coordinator_token, timeout=60) as c0, \
+            second.client(second.coordinator_token, timeout=60) as c1:
+        tokens = create_share_project(c0, c1, "attributes", _schema(), agencies,
+                                      list(DEFAULT_STAGES))
+    agency, batch = agencies[0], batches[agencies[0]]
+    ids, share = batch.record_ids[:2], [b"\0" * (4 * batch.clk_bits)] * 2
+
+    def upload(client, role: int, attributes: list) -> grpc.RpcError:
+        records = [pb.RecordAttributes(entity_type="person", case_ref=c, stage="")
+                   for c in attributes]
+        header = pb.BatchHeader(
+            project="attributes", schema_fingerprint=batch.schema_fingerprint,
+            key_check="ab" * 32,  # a secret of its own: the module's projects share one
+            clk_bits=batch.clk_bits, record_count=2, batch_id="b-00000000000000a7",
+            content_hash=content_hash(ids, share, None), entity_type="person")
+        messages = [spb.SubmitSharesRequest(header=spb.ShareHeader(batch=header, share=role)),
+                    spb.SubmitSharesRequest(chunk=spb.ShareChunk(
+                        first_record=0, record_ids=ids, shares=share, attributes=records))]
+        with pytest.raises(grpc.RpcError) as refused:
+            client._call(spb_grpc.ShareServiceStub(client._channel).SubmitShares,
+                         iter(messages))
+        return refused.value
+
+    with first.client(tokens[agency], agency, "agency", timeout=60) as client0, \
+            second.client(tokens[agency], agency, "agency", timeout=60) as client1:
+        refused = upload(client1, 1, ["c-00000000000a", "c-00000000000b"])
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.details()
+        assert "Server 1 takes no record attributes" in refused.details()
+        refused = upload(client0, 0, ["CASE-2024-117", "c-00000000000b"])
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+        assert "pseudonymised" in refused.details()
