@@ -41,8 +41,9 @@ PROJECT = "antwerp-demo"
 DEFAULT_RECORDS = 2000
 #: ... and in two-server mode, where every cross-agency pair is compared on shares (about
 #: 200x a normal comparison) and server 1 holds the run's dealer material in memory: 5 x 2000
-#: records took 524 s with 7.3 GB on server 1, 5 x 1000 159 s with 2.8 GB (loaded 2-core
-#: machine; docs/privacy.md, "The demo at its default size").
+#: records with 'auto' took 524 s with 7.3 GB on server 1 (297 s, 4.6 GB at 0.8), 5 x 1000
+#: 159 s with 2.8 GB (a loaded 2-core machine; docs/privacy.md, "The demo at its default
+#: size").
 TWO_SERVER_RECORDS = 1000
 
 
