@@ -18,7 +18,11 @@ import networkx as nx
 
 __all__ = ["Broker", "Membership", "NetworkSummary", "build_network"]
 
-_EXACT_BETWEENNESS_NODES = 3000
+#: Exact betweenness up to this many nodes in a component, sampled from this many sources
+#: above. Betweenness only breaks ties after agencies, stages and cases; on the demo's
+#: 2,685-node network 1,000 sources gave the exact run's top 20 and top 134 brokers in 20 s,
+#: where exact took 50 s (3,000 sources on 4,452 nodes: 117 s).
+_EXACT_BETWEENNESS_NODES = 1000
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def build_network(memberships: Iterable[Membership], *, stage_order: list[str] |
     """Build the entity-case graph and rank the brokers.
 
     Entities are ranked by the number of agencies, then stages, then cases they
-    bridge, then betweenness (exact up to a few thousand nodes, sampled above).
+    bridge, then betweenness (exact up to 1,000 nodes per component, sampled above).
     """
     graph = nx.Graph()
     entity_facts: dict[str, dict] = {}
