@@ -64,6 +64,11 @@ def submit_shares(first: LinkageClient, second: LinkageClient, project: str,
                   on_progress: Callable[[int], None] | None = None) -> tuple[Receipt, Receipt]:
     """Split the batch's CLKs and upload one share to each server; returns both receipts.
 
+    The records' attributes (entity type, case reference, stage) go to server 0 only, as a
+    normal batch sends them: server 0 groups the hits, stores the run and draws the report's
+    network from them. Server 1 only compares shares and stores nothing of a run, so it gets
+    the batch's entity type (in the header, to check the schema) and nothing more.
+
     Raises:
         ClkError: an empty CLK (it encodes nothing; leave the record out).
     """
@@ -73,19 +78,24 @@ def submit_shares(first: LinkageClient, second: LinkageClient, project: str,
     receipts = []
     for role, client in ((0, first), (1, second)):
         values = _share_bytes(shares[role])
+        attributes = batch.attributes if role == 0 else None
         header = pb.BatchHeader(
             project=project, schema_fingerprint=batch.schema_fingerprint or "",
             key_check=batch.key_check or "", clk_bits=batch.clk_bits, record_count=len(batch),
-            batch_id=batch_id, content_hash=content_hash(batch.record_ids, values),
-            deduplicated=deduplicated)
-        per_chunk = max(1, CHUNK_BYTES // (4 * batch.clk_bits + 64))
+            batch_id=batch_id, content_hash=content_hash(batch.record_ids, values, attributes),
+            entity_type=batch.entity_type, deduplicated=deduplicated)
+        per_chunk = max(1, CHUNK_BYTES // (4 * batch.clk_bits + 64 + (64 if attributes else 0)))
 
-        def messages(header=header, values=values, role=role):
+        def messages(header=header, values=values, role=role, attributes=attributes):
             yield spb.SubmitSharesRequest(header=spb.ShareHeader(batch=header, share=role))
             for start in range(0, len(values), per_chunk):
+                stop = start + per_chunk
                 yield spb.SubmitSharesRequest(chunk=spb.ShareChunk(
-                    first_record=start, record_ids=batch.record_ids[start:start + per_chunk],
-                    shares=values[start:start + per_chunk]))
+                    first_record=start, record_ids=batch.record_ids[start:stop],
+                    shares=values[start:stop],
+                    attributes=[pb.RecordAttributes(entity_type=a.entity_type,
+                                                    case_ref=a.case_ref, stage=a.stage)
+                                for a in (attributes or [])[start:stop]]))
 
         response = client._call(_stub(client).SubmitShares, messages())
         if on_progress:

@@ -45,8 +45,10 @@ class ShareServicer(spb_grpc.ShareServiceServicer):
             for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise BatchFormatError("Only one header is allowed per upload.")
-                yield (int(message.chunk.first_record), list(message.chunk.record_ids),
-                       list(message.chunk.shares))
+                chunk = message.chunk
+                yield (int(chunk.first_record), list(chunk.record_ids), list(chunk.shares),
+                       [(a.entity_type, a.case_ref, a.stage) for a in chunk.attributes]
+                       or None)
 
         batch_id, records, already = two_server.submit_shares(
             self._store, current_identity(), self._role, header, int(first.header.share),

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from linkage.batch import record_id_problem, update_content_hash
+from linkage.batch import RecordAttributes, record_id_problem, update_content_hash
 from linkage.errors import (
     BatchFormatError,
     ClkError,
@@ -50,7 +50,12 @@ from .auth import Identity
 from .operations.common import _check_not_purged, _owned, _project_for
 from .operations.projects import create_project
 from .operations.runs import _group_key_secret, finish_run
-from .operations.uploads import MAX_RECORDS_PER_BATCH, BatchHeaderInfo, check_header
+from .operations.uploads import (
+    MAX_RECORDS_PER_BATCH,
+    BatchHeaderInfo,
+    check_attributes,
+    check_header,
+)
 from .peer import (
     PeerLink,
     ShareSession,
@@ -114,14 +119,18 @@ def create_share_project(store: Store, role: int | None, name: str, schema_json:
 
 def submit_shares(store: Store, identity: Identity, role: int | None,
                   header: BatchHeaderInfo, share: int,
-                  chunks: Iterable[tuple[int, list[str], list[bytes]]]) -> tuple[str, int, bool]:
+                  chunks: Iterable[tuple[int, list[str], list[bytes], list[tuple] | None]]
+                  ) -> tuple[str, int, bool]:
     """Receive one agency's share batch and store it atomically; returns (batch id, records,
-    already stored).
+    already stored). A chunk is (first record, record ids, shares, attributes or None).
+
+    Server 0 stores the records' attributes (entity type, case reference, stage) as a normal
+    batch's, for the report; server 1 refuses them: it stores nothing of a run.
 
     Raises:
         ShareModeError: not a two-server project, or share 1 sent to server 0 (or the reverse).
         SchemaError, SecretError, BatchFormatError, ClkError, DuplicateRecordError: as for
-            CLK uploads.
+            CLK uploads (attributes are checked as for them).
     """
     project = _project_for(store, identity, header.project)  # the caller's project first
     _this_role(role)
@@ -144,8 +153,11 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
     share_bytes = 4 * header.clk_bits
     record_ids: list[str] = []
     shares: list[bytes] = []
+    attributes: list[tuple[str, str, str]] = []
+    with_attributes: bool | None = None
+    entity_type = header.entity_type or "person"
     digest = hashlib.sha256()
-    for first, ids, values in chunks:
+    for first, ids, values, chunk_attributes in chunks:
         if first != len(record_ids):
             raise BatchFormatError(f"A share chunk starts at record {first}, expected "
                                    f"{len(record_ids)}; send the batch again from the start.")
@@ -160,9 +172,21 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
                                        f"{problem or 'is empty'}.")
         if len(record_ids) + len(ids) > header.record_count:
             raise BatchFormatError("The upload sent more records than its header announced.")
-        update_content_hash(digest, ids, values)
+        if chunk_attributes is not None and role != 0:
+            raise ShareModeError("Server 1 takes no record attributes (entity type, case "
+                                 "reference, stage): send them to server 0 only.")
+        if with_attributes is not None and with_attributes != (chunk_attributes is not None):
+            raise BatchFormatError("Some chunks of the batch carry attributes and some do not; "
+                                   "send them with every record or with none.")
+        with_attributes = chunk_attributes is not None
+        check_attributes(chunk_attributes, ids, set(project.stages), entity_type,
+                         project.name, first)
+        update_content_hash(digest, ids, values, None if chunk_attributes is None else
+                            [RecordAttributes(*a) for a in chunk_attributes])
         record_ids.extend(ids)
         shares.extend(values)
+        attributes.extend((header.entity_type or a[0], a[1], a[2])
+                          for a in chunk_attributes or ())
     if len(record_ids) != header.record_count:
         raise BatchFormatError(f"The upload is truncated: {len(record_ids)} of "
                                f"{header.record_count} records arrived; nothing was stored. "
@@ -173,7 +197,8 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
         raise BatchFormatError("What arrived does not match the batch's content hash; nothing "
                                "was stored. Submit again.")
     store.add_share_batch(project.id, identity.agency_id, header.batch_id, header.content_hash,
-                          header.key_check, header.deduplicated, record_ids, shares)
+                          header.key_check, header.deduplicated, record_ids, shares,
+                          attributes if with_attributes else None, header.entity_type)
     return header.batch_id, len(record_ids), False
 
 

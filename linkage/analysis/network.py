@@ -18,7 +18,11 @@ import networkx as nx
 
 __all__ = ["Broker", "Membership", "NetworkSummary", "build_network"]
 
-_EXACT_BETWEENNESS_NODES = 3000
+#: Exact betweenness up to this many nodes in a component, sampled from this many sources
+#: above. Betweenness only breaks ties after agencies, stages and cases; on the demo's
+#: 2,685-node network 1,000 sources gave the exact run's top 20 and top 134 brokers in 20 s,
+#: where exact took 50 s (3,000 sources on 4,452 nodes: 117 s).
+_EXACT_BETWEENNESS_NODES = 1000
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,36 @@ def case_node(agency: str, case_ref: str) -> str:
     return f"{agency}:{case_ref}"
 
 
+def _betweenness(graph: nx.Graph, seed: int) -> dict[str, float]:
+    """Normalised betweenness of every node, as on the whole graph, computed one connected
+    component at a time: no shortest path leaves its component, and the network is mostly
+    small components, so this is exact and fast where the whole graph's is slow (its cost
+    grows with nodes x edges of the whole graph; 40 s at 3,000 nodes on a loaded 2-core
+    machine). Sampled only within a component of more than ``_EXACT_BETWEENNESS_NODES``."""
+    scores = dict.fromkeys(graph, 0.0)
+    total = graph.number_of_nodes()
+    if total < 3:
+        return scores
+    scale = 2 / ((total - 1) * (total - 2))  # networkx: unnormalised halves ordered pairs
+    for component in nx.connected_components(graph):
+        if len(component) < 3:
+            continue  # no node lies between two others
+        sources = len(component) if len(component) <= _EXACT_BETWEENNESS_NODES \
+            else _EXACT_BETWEENNESS_NODES
+        raw = nx.betweenness_centrality(graph.subgraph(component), normalized=False,
+                                        k=None if sources == len(component) else sources,
+                                        seed=seed)
+        for node, value in raw.items():
+            scores[node] = value * scale
+    return scores
+
+
 def build_network(memberships: Iterable[Membership], *, stage_order: list[str] | None = None,
                   seed: int = 0) -> NetworkSummary:
     """Build the entity-case graph and rank the brokers.
 
     Entities are ranked by the number of agencies, then stages, then cases they
-    bridge, then betweenness (exact up to a few thousand nodes, sampled above).
+    bridge, then betweenness (exact up to 1,000 nodes per component, sampled above).
     """
     graph = nx.Graph()
     entity_facts: dict[str, dict] = {}
@@ -90,11 +118,7 @@ def build_network(memberships: Iterable[Membership], *, stage_order: list[str] |
                 member.group, case) else set()
             stages.add(member.stage)
             graph.add_edge(member.group, case, agency=member.agency, stages=stages)
-    if graph.number_of_nodes() <= _EXACT_BETWEENNESS_NODES:
-        betweenness = nx.betweenness_centrality(graph, normalized=True)
-    else:
-        betweenness = nx.betweenness_centrality(graph, k=_EXACT_BETWEENNESS_NODES,
-                                                normalized=True, seed=seed)
+    betweenness = _betweenness(graph, seed)
     cluster_of: dict[str, int] = {}
     clusters = []
     components = sorted(nx.connected_components(graph), key=lambda c: (-len(c), min(c)))

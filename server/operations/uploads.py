@@ -33,7 +33,8 @@ from ..storage import ProjectRow, Store
 from .common import _check_not_purged, _owned, _project_for
 
 __all__ = ["BatchHeaderInfo", "MAX_RECORDS_PER_BATCH", "SubmitOutcome", "UploadProgress",
-           "Withdrawal", "check_header", "submit_batch", "upload_status", "withdraw_batch"]
+           "Withdrawal", "check_attributes", "check_header", "submit_batch", "upload_status",
+           "withdraw_batch"]
 
 
 _BATCH_ID = re.compile(r"^b-[0-9a-f]{16}$")
@@ -202,7 +203,7 @@ def submit_batch(store: Store, identity: Identity, header: BatchHeaderInfo,
     for first_record, record_ids, clks, attributes in chunks:
         try:
             _check_chunk(record_ids, clks, clk_bytes, first_record)
-            _check_attributes(attributes, record_ids, stages, entity_type, project.name,
+            check_attributes(attributes, record_ids, stages, entity_type, project.name,
                               first_record)
         except LinkageError:
             store.discard_upload(header.batch_id)  # refused: nothing to resume
@@ -242,8 +243,15 @@ def _check_chunk(record_ids: list[str], clks: list[bytes], clk_bytes: int, first
             raise BatchFormatError(f"Record #{first + offset}: its record id {problem}.")
 
 
-def _check_attributes(attributes, record_ids: list[str], stages: set[str], entity_type: str,
-                      project_name: str = "", first_record: int = 0) -> None:
+def check_attributes(attributes, record_ids: list[str], stages: set[str], entity_type: str,
+                     project_name: str = "", first_record: int = 0) -> None:
+    """One chunk's (entity type, case ref, stage) attributes, for CLK and share uploads alike.
+
+    Raises:
+        BatchFormatError: a count that differs from the records', another entity type than
+            the batch's, a raw (not pseudonymised) case reference or a stage outside the
+            project's vocabulary.
+    """
     if attributes is None:
         return
     count = len(record_ids)

@@ -35,7 +35,7 @@ from linkage.audit import AuditEntry
 from linkage.errors import InvalidRequestError, RunStateError
 
 from .audit import AUDIT_COLUMNS, AuditWriter, as_row, chain_after, filtered_entries
-from .shares import share_migration
+from .shares import SHARE_ATTRIBUTES_MIGRATION, share_migration
 from .sql import SqlStore, now
 from .sqlite import _claim_data_dir
 
@@ -122,6 +122,7 @@ MIGRATIONS: list[tuple[str, Sequence[str]]] = [
         "(run_id, probability, group_key)",
     ))),
     share_migration("BYTEA", "BIGINT"),
+    SHARE_ATTRIBUTES_MIGRATION,
 ]
 
 _RECORD_COLUMNS = ("batch_id", "agency_id", "record_id", "clk", "entity_type", "case_ref",
@@ -249,7 +250,8 @@ class PostgresStore(SqlStore):
         the old ones) and checkpoint, so the live files no longer hold them. What this
         cannot reach is in docs/postgresql.md: WAL archives, replicas, backups."""
         with self._pool.connection() as connection:
-            connection.execute("VACUUM FULL records, pair_blocks, upload_chunks, uploads")
+            connection.execute("VACUUM FULL records, share_records, pair_blocks, upload_chunks, "
+                               "uploads")
             try:
                 connection.execute("CHECKPOINT")
             except psycopg.errors.InsufficientPrivilege:

@@ -2,8 +2,13 @@
 
 A two-server project's batches are rows of ``batches`` as usual (ids, counts, hashes, so
 listings, withdrawal checks and reports work unchanged), but their records live in
-``share_records``: this server's additive share of each CLK, never the CLK. ``records``
-holds nothing for such a project. The SQL is the dialect both backends share.
+``share_records``: this server's additive share of each CLK, never the CLK, and on server 0
+the record's attributes (entity type, case reference, stage) as ``records`` holds them for a
+normal batch, so the report's network and broker ranking are drawn as for a normal run.
+``records`` holds nothing for such a project: the queries that read attributes ask
+``attribute_table`` which of the two tables a project's records are in. A purge blanks the
+shares and keeps the attributes, as it blanks the CLKs of ``records``. The SQL is the
+dialect both backends share.
 """
 
 from __future__ import annotations
@@ -12,12 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from linkage.errors import AlreadyExistsError, ShareModeError
+from linkage.errors import AlreadyExistsError, BatchFormatError, ShareModeError
 
-__all__ = ["SHARE_MIGRATION_NAME", "ShareRecords", "ShareSql", "ShareStore",
-           "share_migration"]
+__all__ = ["SHARE_ATTRIBUTES_MIGRATION", "SHARE_MIGRATION_NAME", "ShareRecords", "ShareSql",
+           "ShareStore", "share_migration"]
 
 SHARE_MIGRATION_NAME = "0010_two_server_shares"
+
+#: Server 0 keeps a share batch's record attributes beside the shares (both backends).
+SHARE_ATTRIBUTES_MIGRATION = ("0011_share_record_attributes", tuple(
+    f"ALTER TABLE share_records ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+    for column in ("entity_type", "case_ref", "stage")))
 
 
 def share_migration(blob: str, key: str) -> tuple[str, tuple[str, ...]]:
@@ -47,9 +57,12 @@ class ShareStore(Protocol):
 
     def set_share_role(self, project_id: int, role: int) -> None: ...
     def share_role(self, project_id: int) -> int | None: ...
+    def attribute_table(self, project_id: int) -> str: ...
     def add_share_batch(self, project_id: int, agency_id: int, batch_id: str,
                         content_hash: str, key_check: str, deduplicated: bool,
-                        record_ids: Sequence[str], shares: Sequence[bytes]) -> None: ...
+                        record_ids: Sequence[str], shares: Sequence[bytes],
+                        attributes: Sequence[tuple[str, str, str]] | None = None,
+                        entity_type: str = "") -> None: ...
     def load_shares(self, project_id: int) -> ShareRecords: ...
     def mark_compared(self, batch_ids: Sequence[str]) -> None: ...
 
@@ -66,10 +79,25 @@ class ShareSql:
         rows = self._query("SELECT role FROM share_projects WHERE project_id = ?", (project_id,))
         return int(rows[0][0]) if rows else None
 
+    def attribute_table(self, project_id: int) -> str:
+        """The table holding the project's record attributes: ``share_records`` for a
+        two-server project, ``records`` otherwise."""
+        return "records" if self.share_role(project_id) is None else "share_records"
+
+    def _run_attribute_table(self, run_id: int) -> str:
+        rows = self._query("SELECT project_id FROM runs WHERE id = ?", (run_id,))
+        return self.attribute_table(int(rows[0][0])) if rows else "records"
+
     def add_share_batch(self, project_id, agency_id, batch_id, content_hash, key_check,
-                        deduplicated, record_ids, shares) -> None:
+                        deduplicated, record_ids, shares, attributes=None,
+                        entity_type="") -> None:
         """Store a complete share batch in one transaction (the project's key check is set by
-        the first batch, as for CLK batches)."""
+        the first batch, as for CLK batches). ``attributes``: (entity type, case ref, stage)
+        per record, or None; without them every record gets ``entity_type``."""
+        extra = (list(attributes) if attributes is not None
+                 else [(entity_type, "", "")] * len(record_ids))
+        if len(extra) != len(record_ids):
+            raise BatchFormatError("A share batch has attributes for some records only.")
         try:
             with self._transaction() as db:
                 current = db.execute("SELECT key_check FROM projects WHERE id = ?",
@@ -78,13 +106,15 @@ class ShareSql:
                     db.execute("UPDATE projects SET key_check = ? WHERE id = ?",
                                (key_check, project_id))
                 db.execute("INSERT INTO batches (id, project_id, agency_id, record_count, "
-                           "content_hash, created_at, deduplicated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           "content_hash, created_at, deduplicated, has_attributes) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?)",
                            (batch_id, project_id, agency_id, len(record_ids), content_hash,
-                            _now(), int(bool(deduplicated))))
+                            _now(), int(bool(deduplicated)), int(attributes is not None)))
                 db.executemany("INSERT INTO share_records (batch_id, agency_id, position, "
-                               "record_id, share) VALUES (?, ?, ?, ?, ?)",
-                               [(batch_id, agency_id, i, r, s)
-                                for i, (r, s) in enumerate(zip(record_ids, shares))])
+                               "record_id, share, entity_type, case_ref, stage) VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(batch_id, agency_id, i, r, s, *a) for i, (r, s, a)
+                                in enumerate(zip(record_ids, shares, extra))])
         except self._integrity_errors:
             raise AlreadyExistsError("This batch, or some of its record ids, is already stored "
                                      "for this agency; record ids must be unique.") from None

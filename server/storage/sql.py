@@ -204,9 +204,10 @@ class SqlStore(ShareSql):
                        (json.dumps(list(stages)), project_id))
 
     def stages_in_use(self, project_id: int) -> set[str]:
-        """Stages that stored records of the project carry."""
+        """Stages that stored records (or share records) of the project carry."""
+        table = self.attribute_table(project_id)
         return {row[0] for row in self._query(
-            "SELECT DISTINCT r.stage FROM records r JOIN batches b ON b.id = r.batch_id "
+            f"SELECT DISTINCT r.stage FROM {table} r JOIN batches b ON b.id = r.batch_id "
             "WHERE b.project_id = ? AND r.stage != ''", (project_id,))}
 
     def set_agency_token(self, agency_id: int, token_hash: str) -> None:
@@ -223,9 +224,9 @@ class SqlStore(ShareSql):
                 "(SELECT id FROM batches WHERE project_id = ?)", (b"", project_id)).rowcount
             blocks = db.execute("DELETE FROM pair_blocks WHERE project_id = ?",
                                 (project_id,)).rowcount
-            records += db.execute("DELETE FROM share_records WHERE batch_id IN "
-                                  "(SELECT id FROM batches WHERE project_id = ?)",
-                                  (project_id,)).rowcount
+            records += db.execute(  # the attributes stay, for reports, as records' do
+                "UPDATE share_records SET share = ? WHERE length(share) > 0 AND batch_id IN "
+                "(SELECT id FROM batches WHERE project_id = ?)", (b"", project_id)).rowcount
             db.execute("DELETE FROM upload_chunks WHERE batch_id IN "
                        "(SELECT batch_id FROM uploads WHERE project_id = ?)", (project_id,))
             db.execute("DELETE FROM uploads WHERE project_id = ?", (project_id,))
@@ -665,10 +666,12 @@ class SqlStore(ShareSql):
         return result
 
     def member_attributes(self, run_id: int) -> list[tuple[str, int, str, str, str]]:
-        """(group, agency, entity type, case ref, stage) of every group member of a run."""
+        """(group, agency, entity type, case ref, stage) of every group member of a run (a
+        two-server run's from its share records: server 0 stores their attributes)."""
+        table = self._run_attribute_table(run_id)
         return self._query(
             "SELECT m.group_key, m.agency_id, r.entity_type, r.case_ref, r.stage "
-            "FROM group_members m JOIN records r ON r.agency_id = m.agency_id AND "
+            f"FROM group_members m JOIN {table} r ON r.agency_id = m.agency_id AND "
             "r.record_id = m.record_id WHERE m.run_id = ? "
             # an order of its own: PostgreSQL's join order changes as tables grow, and the
             # network drawn from these rows must not change with it
@@ -713,7 +716,8 @@ class SqlStore(ShareSql):
         typed = ""
         parameters: tuple = (project_id, project_id)
         if entity_type is not None:
-            typed = (" AND EXISTS (SELECT 1 FROM group_members m JOIN records x ON "
+            typed = (" AND EXISTS (SELECT 1 FROM group_members m JOIN "
+                     f"{self.attribute_table(project_id)} x ON "
                      "x.agency_id = m.agency_id AND x.record_id = m.record_id WHERE "
                      "m.run_id = g.run_id AND m.group_key = g.group_key AND "
                      "x.entity_type = ?)")
@@ -768,15 +772,20 @@ class SqlStore(ShareSql):
 
     # -- the service's invariants, for --check ------------------------------------------------
 
-    def _check_share_batch(self, batch_id, expected, stored_hash, purged) -> list[str]:
-        """A two-server batch: its shares match its count and hash (none remain if purged)."""
-        rows = self._query("SELECT record_id, share FROM share_records WHERE batch_id = ? "
-                           "ORDER BY position", (batch_id,))
+    def _check_share_batch(self, batch_id, expected, stored_hash, with_attributes, purged
+                           ) -> list[str]:
+        """A two-server batch: its shares (and attributes) match its count and hash (the
+        shares are blank if purged)."""
+        rows = self._query("SELECT record_id, share, entity_type, case_ref, stage FROM "
+                           "share_records WHERE batch_id = ? ORDER BY position", (batch_id,))
         if purged:
-            return [f"batch {batch_id}: its project was purged but shares remain"] if rows else []
+            return ([f"batch {batch_id}: its project was purged but shares remain"]
+                    if any(len(r[1]) for r in rows) else [])
         if len(rows) != expected:
             return [f"batch {batch_id}: {len(rows)} shares stored, {expected} committed"]
-        if content_hash([r[0] for r in rows], [bytes(r[1]) for r in rows]) != stored_hash:
+        attributes = [RecordAttributes(*r[2:]) for r in rows] if with_attributes else None
+        if content_hash([r[0] for r in rows], [bytes(r[1]) for r in rows],
+                        attributes) != stored_hash:
             return [f"batch {batch_id}: shares do not match the batch's hash"]
         return []
 
@@ -792,7 +801,8 @@ class SqlStore(ShareSql):
                 "(SELECT s.role FROM share_projects s WHERE s.project_id = p.id) "
                 "FROM batches b JOIN projects p ON p.id = b.project_id ORDER BY b.id"):
             if share_role is not None:
-                problems.extend(self._check_share_batch(batch_id, expected, stored_hash, purged))
+                problems.extend(self._check_share_batch(batch_id, expected, stored_hash,
+                                                        with_attributes, purged))
                 continue
             rows = self._query("SELECT record_id, clk, entity_type, case_ref, stage FROM records "
                                "WHERE batch_id = ? ORDER BY id", (batch_id,))

@@ -20,7 +20,7 @@ from pathlib import Path
 from linkage.audit import AuditEntry
 
 from .audit import AUDIT_COLUMNS, AuditWriter, as_row, chain_after, filtered_entries
-from .shares import share_migration
+from .shares import SHARE_ATTRIBUTES_MIGRATION, share_migration
 from .sql import SqlStore, now
 
 __all__ = ["AUDIT_DATABASE_NAME", "DATABASE_NAME", "LOCK_NAME", "MIGRATIONS", "SqliteStore"]
@@ -118,6 +118,7 @@ MIGRATIONS: list[Migration] = [
         "(run_id, probability, group_key)",
     )),
     share_migration("BLOB", "INTEGER"),
+    SHARE_ATTRIBUTES_MIGRATION,
 ]
 
 #: The audit file's schema history. The first one is IF NOT EXISTS: files written before

@@ -136,6 +136,10 @@ def test_the_printed_figures_are_the_plaintext_pairs_scored_against_the_truth(ru
     assert f"the {within_missed} within-agency duplicate pairs are missed" in result.stdout
     assert f"threshold {float(THRESHOLD):.3f}: two-server mode" in result.stdout
     assert "Their SQLite files hold 0 and 0 of" in result.stderr
+    # share batches carry their records' stages and case references to server 0: the
+    # report ranks brokers as a normal run's does
+    ranked = re.search(r"Of the top (\d+) entities in the broker ranking, (\d+)", result.stderr)
+    assert ranked and int(ranked.group(1)) > 0 and int(ranked.group(2)) > 0, result.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -343,5 +343,44 @@ def test_share_batches_of_a_two_server_project(store):
         store.add_share_batch(project.id, a.id, "b-00000000000000a2", "0" * 64, "k", False,
                               ["r1"], [b"\x04" * 256])
     store.purge_project(project.id)
-    assert store.load_shares(project.id).record_ids == []
+    assert all(share == b"" for share in store.load_shares(project.id).shares)
     assert store.check()[0] == []
+
+
+def test_share_batches_keep_their_attributes_for_the_report(store):
+    """Server 0 stores a share batch's attributes beside the shares: the batch hash covers
+    them (check notices a changed stage), the report's member attributes and the stages in
+    use read them, and a purge blanks the shares but keeps them, as for CLK batches."""
+    from linkage.batch import RecordAttributes
+    project = store.create_project("shared", "{}", "f" * 64, 64, [("a", "1" * 64),
+                                                                  ("b", "2" * 64)],
+                                   stages=["recruit", "logistics"])
+    store.set_share_role(project.id, 0)
+    assert store.attribute_table(project.id) == "share_records"
+    a, b = store.agencies(project.id)
+    ids, shares = ["r1", "r2"], [b"\x01" * 256, b"\x02" * 256]
+    attributes = [("person", "c-00000000000a", "recruit"), ("person", "c-00000000000b", "")]
+    digest = content_hash(ids, shares, [RecordAttributes(*t) for t in attributes])
+    store.add_share_batch(project.id, a.id, "b-00000000000000a1", digest, "k", True, ids,
+                          shares, attributes, "person")
+    store.add_share_batch(project.id, b.id, "b-00000000000000b1",
+                          content_hash(["q"], [b"\x03" * 256]), "k", False, ["q"],
+                          [b"\x03" * 256], None, "person")
+    assert store.check()[0] == []
+    assert store.stages_in_use(project.id) == {"recruit"}
+    run_id = store.start_run(project.id)
+    store.finish_run(run_id, {"records": 3}, [
+        ("g-1", 0.9, 0.9, [(a.id, "r1"), (b.id, "q")]), ("g-2", 0.2, None, [(a.id, "r2")])])
+    expected = [("g-1", a.id, "person", "c-00000000000a", "recruit"),
+                ("g-1", b.id, "person", "", ""),
+                ("g-2", a.id, "person", "c-00000000000b", "")]
+    assert [tuple(row) for row in store.member_attributes(run_id)] == expected
+    with store._transaction() as db:  # a stage changed behind the service's back
+        db.execute("UPDATE share_records SET stage = 'logistics' WHERE record_id = 'r2'")
+    assert any("do not match the batch's hash" in p for p in store.check()[0])
+    with store._transaction() as db:
+        db.execute("UPDATE share_records SET stage = '' WHERE record_id = 'r2'")
+    store.purge_project(project.id)
+    assert store.check()[0] == []
+    assert all(share == b"" for share in store.load_shares(project.id).shares)
+    assert [tuple(row) for row in store.member_attributes(run_id)] == expected

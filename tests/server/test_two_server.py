@@ -28,8 +28,14 @@ from linkage_service.client import pki
 from linkage_service.client.api import LinkageClient
 from linkage_service.client.cli import main as linkage_cli
 from linkage_service.client.demo import ServerProcess
-from linkage_service.client.shares import _material, run_shares, submit_shares
+from linkage_service.client.shares import (
+    _material,
+    create_share_project,
+    run_shares,
+    submit_shares,
+)
 from linkage_service.client.synthetic import DEFAULT_STAGES
+from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
@@ -92,7 +98,8 @@ def _share_project(servers, batches, tmp: Path, project: str, agencies: list[str
     coordinator = _coordinator_flags(first, second, tmp)
     batch_ids: dict[str, str] = {}
     created = _cli(["project", "create", "--name", project, "--agencies", ",".join(agencies),
-                    "--tokens-dir", str(tmp / "tokens"), *coordinator])
+                    "--stages", ",".join(DEFAULT_STAGES), "--tokens-dir", str(tmp / "tokens"),
+                    *coordinator])
     assert created.exit_code == 0, created.output
     assert "One server holds every CLK" not in created.output
     for agency in agencies:
@@ -123,20 +130,27 @@ def linked(servers, batches, tmp_path_factory):
                           sorted(batches)[:AGENCY_COUNT], THRESHOLD)
 
 
-def _groups(address: str, tokens: dict[str, str], tls: dict,
-            project: str = PROJECT) -> set[frozenset]:
-    """Every group as the set of its (agency, record id) members, read as agencies read."""
+def _groups_by_key(address: str, tokens: dict[str, str], tls: dict,
+                   project: str = PROJECT) -> dict[str, frozenset]:
+    """Every group's key and the set of its (agency, record id) members, read as agencies
+    read."""
     members: dict[str, set] = {}
     for agency, token in tokens.items():
         with LinkageClient(address, token, timeout=120, **tls.get(agency, {})) as client:
             for hit in client.results(project):
                 members.setdefault(hit["group"], set()).add((agency, hit["record"]))
-    return {frozenset(group) for group in members.values()}
+    return {key: frozenset(group) for key, group in members.items()}
 
 
-def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
+def _groups(address: str, tokens: dict[str, str], tls: dict,
+            project: str = PROJECT) -> set[frozenset]:
+    """Every group as the set of its (agency, record id) members, read as agencies read."""
+    return set(_groups_by_key(address, tokens, tls, project).values())
+
+
+def _reference_runs(batches, agencies, tmp_path: Path, *thresholds: str):
     """The same agencies on a normal server, deduplicated, run at each threshold in turn:
-    [(groups, summary)] per run."""
+    [(groups by key, summary, report)] per run."""
     out = []
     with ServerProcess(tmp_path / "ref" / "data", store="sqlite") as reference:
         with LinkageClient(reference.address, reference.coordinator_token,
@@ -149,8 +163,15 @@ def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
                     client.submit(PROJECT, batches[agency], deduplicated=True)
             for threshold in thresholds:
                 summary = coordinator.run(PROJECT, threshold)
-                out.append((_groups(reference.address, ref_tokens, {}), summary))
+                out.append((_groups_by_key(reference.address, ref_tokens, {}), summary,
+                            coordinator.report(PROJECT)))
     return out
+
+
+def _single_server_run(batches, agencies, tmp_path: Path, *thresholds: str):
+    """As ``_reference_runs``: [(groups, summary)] per run."""
+    return [(set(groups.values()), summary)
+            for groups, summary, _ in _reference_runs(batches, agencies, tmp_path, *thresholds)]
 
 
 def _band_edges(threshold: float, auto: bool) -> np.ndarray:
@@ -269,6 +290,67 @@ def test_within_agency_duplicates_are_found_on_shares_as_the_kernel_finds_them(
     assert all(len({a for a, _ in g}) == len(g) for g in _groups(
         dedup_first.address, linked["tokens"],
         {a: dedup_first.client_tls(a, "agency") for a in agencies}))
+
+
+def _network_by_members(report: dict, groups: dict[str, frozenset]):
+    """A report's network with each entity named by its members (the group keys of two
+    servers differ): ({members: broker facts}, {(members, case, agency, stages)} edges)."""
+    network = report["network"]
+    brokers = {groups[b["group"]]: (b["entity_type"], tuple(b["agencies"]), tuple(b["stages"]),
+                                    b["cases"]) for b in network["brokers"]}
+    edges = set()
+    for edge in network["edges"]:
+        entity, case = ((edge["source"], edge["target"]) if edge["source"] in groups
+                        else (edge["target"], edge["source"]))
+        edges.add((groups[entity], case, edge["agency"], tuple(edge["stages"])))
+    return brokers, edges
+
+
+def test_the_report_network_and_brokers_equal_a_single_server_runs(servers, linked, batches,
+                                                                   tmp_path):
+    """Share batches carry their records' attributes to server 0, so a two-server report has
+    the network and broker ranking of a normal run on the same data: every entity-case edge
+    and every broker's facts (type, agencies, stages, cases) are the normal run's, except
+    for the groups that differ (a record's hits tied in one band), which are checked to be
+    exactly the differing ones."""
+    first, _ = servers
+    agencies = linked["agencies"]
+    tls = {a: first.client_tls(a, "agency") for a in agencies}
+    two_groups = _groups_by_key(first.address, linked["tokens"], tls)
+    with first.client(first.coordinator_token, timeout=60) as coordinator:
+        two_report = coordinator.report(PROJECT)
+    [(one_groups, _, one_report)] = _reference_runs(batches, agencies, tmp_path, THRESHOLD)
+    two_brokers, two_edges = _network_by_members(two_report, two_groups)
+    one_brokers, one_edges = _network_by_members(one_report, one_groups)
+    ranked = [b for b in two_report["network"]["brokers"] if len(b["agencies"]) > 1]
+    assert len(ranked) > 20 and len(two_edges) > 50, (len(ranked), len(two_edges))
+    assert any(b["stages"] for b in ranked) and all(b["cases"] for b in ranked)
+    differing = set(two_brokers) ^ set(one_brokers)
+    assert differing == set(two_groups.values()) ^ set(one_groups.values())
+    assert len(differing) < 0.1 * len(one_brokers)
+    assert {m: two_brokers[m] for m in two_brokers if m not in differing} == \
+        {m: one_brokers[m] for m in one_brokers if m not in differing}
+    assert {e for e in two_edges if e[0] not in differing} == \
+        {e for e in one_edges if e[0] not in differing}
+    cases = [{n["id"] for n in report["network"]["nodes"] if n["kind"] == "case"}
+             for report in (two_report, one_report)]
+    assert cases[0] and cases[0] ^ cases[1] <= {e[1] for e in two_edges | one_edges
+                                                 if e[0] in differing}
+    assert two_report["network"]["stage_coverage"] == one_report["network"]["stage_coverage"] \
+        or differing
+    # the ranking's order: equal on the facts it sorts by first (agencies, stages, cases)
+    def order(report, groups):
+        return [groups[b["group"]] for b in report["network"]["brokers"]
+                if groups[b["group"]] not in differing]
+    two_order, one_order = order(two_report, two_groups), order(one_report, one_groups)
+    facts = [(-len(one_brokers[m][1]), -len(one_brokers[m][2]), -one_brokers[m][3])
+             for m in one_order]
+    assert [(-len(two_brokers[m][1]), -len(two_brokers[m][2]), -two_brokers[m][3])
+            for m in two_order] == facts
+    top = 20
+    print(f"network: {len(two_edges)} edges, {len(ranked)} cross-agency brokers; groups that "
+          f"differ: {len(differing)}; top {top} brokers shared: "
+          f"{len(set(two_order[:top]) & set(one_order[:top]))}")
 
 
 def _tied_records(batches, agencies, threshold: float, edges) -> set:
@@ -482,7 +564,8 @@ def test_a_peer_killed_mid_run_fails_the_run_and_stores_nothing(pki_dir, batches
         agencies = sorted(batches)[:2]
         coordinator = _coordinator_flags(first, second, tmp_path)
         assert _cli(["project", "create", "--name", PROJECT, "--agencies", ",".join(agencies),
-                     "--tokens-dir", str(tmp_path / "tokens"), *coordinator]).exit_code == 0
+                     "--stages", ",".join(DEFAULT_STAGES), "--tokens-dir",
+                     str(tmp_path / "tokens"), *coordinator]).exit_code == 0
         for agency in agencies:
             path = tmp_path / f"{agency}.clk"
             path.write_bytes(write_batch(batches[agency]))
@@ -571,3 +654,42 @@ def test_share_uploads_are_refused_on_a_normal_project(servers, batches):
             submit_shares(client0, client1, "plain-here", batches[agency])
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "normal (single-server) project" in refused.value.details()
+
+
+def test_record_attributes_go_to_server_0_only_and_are_checked_there(servers, batches):
+    """Server 1 compares shares and stores nothing of a run, so it refuses attributes; server
+    0 checks them as for a CLK batch (here: a raw case number is refused)."""
+    from linkage.batch import content_hash
+    first, second = servers
+    agencies = sorted(batches)[:2]
+    with first.client(first.coordinator_token, timeout=60) as c0, \
+            second.client(second.coordinator_token, timeout=60) as c1:
+        tokens = create_share_project(c0, c1, "attributes", _schema(), agencies,
+                                      list(DEFAULT_STAGES))
+    agency, batch = agencies[0], batches[agencies[0]]
+    ids, share = batch.record_ids[:2], [b"\0" * (4 * batch.clk_bits)] * 2
+
+    def upload(client, role: int, attributes: list) -> grpc.RpcError:
+        records = [pb.RecordAttributes(entity_type="person", case_ref=c, stage="")
+                   for c in attributes]
+        header = pb.BatchHeader(
+            project="attributes", schema_fingerprint=batch.schema_fingerprint,
+            key_check="ab" * 32,  # a secret of its own: the module's projects share one
+            clk_bits=batch.clk_bits, record_count=2, batch_id="b-00000000000000a7",
+            content_hash=content_hash(ids, share, None), entity_type="person")
+        messages = [spb.SubmitSharesRequest(header=spb.ShareHeader(batch=header, share=role)),
+                    spb.SubmitSharesRequest(chunk=spb.ShareChunk(
+                        first_record=0, record_ids=ids, shares=share, attributes=records))]
+        with pytest.raises(grpc.RpcError) as refused:
+            client._call(spb_grpc.ShareServiceStub(client._channel).SubmitShares,
+                         iter(messages))
+        return refused.value
+
+    with first.client(tokens[agency], agency, "agency", timeout=60) as client0, \
+            second.client(tokens[agency], agency, "agency", timeout=60) as client1:
+        refused = upload(client1, 1, ["c-00000000000a", "c-00000000000b"])
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.details()
+        assert "Server 1 takes no record attributes" in refused.details()
+        refused = upload(client0, 0, ["CASE-2024-117", "c-00000000000b"])
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+        assert "pseudonymised" in refused.details()

@@ -42,14 +42,16 @@ class ShareHeader(_message.Message):
     def __init__(self, batch: _Optional[_Union[_linkage_pb2.BatchHeader, _Mapping]] = ..., share: _Optional[int] = ...) -> None: ...
 
 class ShareChunk(_message.Message):
-    __slots__ = ("first_record", "record_ids", "shares")
+    __slots__ = ("first_record", "record_ids", "shares", "attributes")
     FIRST_RECORD_FIELD_NUMBER: _ClassVar[int]
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     first_record: int
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     shares: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, first_record: _Optional[int] = ..., record_ids: _Optional[_Iterable[str]] = ..., shares: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[_linkage_pb2.RecordAttributes]
+    def __init__(self, first_record: _Optional[int] = ..., record_ids: _Optional[_Iterable[str]] = ..., shares: _Optional[_Iterable[bytes]] = ..., attributes: _Optional[_Iterable[_Union[_linkage_pb2.RecordAttributes, _Mapping]]] = ...) -> None: ...
 
 class PlanShareRunRequest(_message.Message):
     __slots__ = ("project", "threshold")
