@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/linkage demo
+	$(BIN)/linkage demo --two-server
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -258,13 +258,9 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
         click.echo(f"  {label:<16}{q.precision:>10.4f}{q.recall:>10.4f}{q.f1:>10.4f}"
                    f"{q.true_positives:>8}{q.false_positives:>9}{q.false_negatives:>8}")
     if two_server:
-        within = quality["within"]
-        click.echo(f"  Two-server mode never compares two records of one agency (no server can "
-                   f"score them: that is its point), and a group takes a record in only with a "
-                   f"hit to each of its members, so no group holds two records of one agency: "
-                   f"the {within.true_positives + within.false_negatives} within-agency "
-                   f"duplicate pairs are missed, and so is a duplicate's own link to another "
-                   f"agency. Agencies should deduplicate before submitting in this mode.")
+        click.echo("  In two-server mode the servers compared every pair on shares (each agency's "
+                   "own pairs too: its file was not declared deduplicated) and learned only "
+                   "whether each reached the threshold, and the Dice band of those that did.")
     click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s; files in {workdir}/",
                err=True)
     if console:
