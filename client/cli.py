@@ -1047,8 +1047,8 @@ def generate(out_dir: Path, records: int, seed: int) -> None:
               help="Where the demo keeps its files (replaced on each run).")
 @click.option("--records", type=int, default=None,
               help="Records per agency.  [default: 2000; with --two-server 1000, because "
-                   "every cross-agency pair is compared on shares: 5 x 2000 with 'auto' took "
-                   "about 9 minutes and 7 GB on server 1, 5 x 1000 under 3 minutes]")
+                   "every pair is compared on shares: 5 x 2000 with 'auto' took about 9 minutes "
+                   "and 7 GB on server 1, 5 x 1000 about 2-3 minutes]")
 @click.option("--seed", default=7, show_default=True, help="Random seed.")
 @click.option("--console", "leave_console", is_flag=True,
               help="At the end, leave the server and a coordinator console running "

@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_RECORDS", "TWO_SERVER_RECORDS", "ServerProcess", "end_proces
 PROJECT = "antwerp-demo"
 #: Records per agency by default.
 DEFAULT_RECORDS = 2000
-#: ... and in two-server mode, where every cross-agency pair is compared on shares (about
+#: ... and in two-server mode, where every pair is compared on shares (about
 #: 200x a normal comparison) and server 1 holds the run's dealer material in memory: 5 x 2000
 #: records with 'auto' took 524 s with 7.3 GB on server 1 (297 s, 4.6 GB at 0.8), 5 x 1000
 #: 159 s with 2.8 GB (a loaded 2-core machine; docs/privacy.md, "The demo at its default
@@ -204,7 +204,7 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
             if two_server:
                 _step(f"Coordinator runs linkage on shares (threshold: {threshold}): its "
                       "client deals the run's randomness, server 0 and server 1 decide "
-                      "Dice >= threshold for every cross-agency pair together")
+                      "Dice >= threshold for every pair together")
             else:
                 _step(f"Coordinator runs linkage (threshold: {threshold})")
             with _stage_progress() as show:

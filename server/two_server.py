@@ -4,7 +4,8 @@ Who does what (docs/privacy.md, "Two-server mode"):
 
 * agencies split every CLK (``linkage.mpc.split_clks``) and send share s to server s;
 * the coordinator's client asks server 0 to plan a run (``plan_share_run``): every
-  cross-agency pair of agencies, the records each covers; server 0 agrees the plan with
+  cross-agency pair of agencies and every agency not declared deduplicated with itself,
+  the records each covers; server 0 agrees the plan with
   server 1 (``agree_plan``) over the peer channel;
 * the coordinator's client deals: a fresh ``linkage.mpc.Dealer`` per agency pair, seeds to
   both servers and server 1's corrections to server 1 only (``receive_material``). It is
@@ -259,7 +260,8 @@ def _within_pairs(store: Store, project_id: int, shares: dict,
 
 def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
                    project_name: str, threshold_text: str) -> spb.ShareRunPlan:
-    """Server 0: plan a run over every cross-agency pair and agree it with server 1.
+    """Server 0: plan a run over every cross-agency pair (and each open agency's own
+    pairs, ``_within_pairs``) and agree it with server 1.
 
     Raises:
         ShareModeError: not server 0, or not a two-server project.

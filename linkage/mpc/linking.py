@@ -1,6 +1,7 @@
 """From the hit pairs of a two-server run to groups and a run summary, as a normal run has.
 
-The servers learn which cross-agency pairs reach the threshold and, for those pairs only,
+The servers learn which compared pairs (cross-agency, and within agencies not declared
+deduplicated) reach the threshold and, for those pairs only,
 their Dice band (``linkage.mpc.banded_run``), never a score. So each hit pair is given its
 band's lower edge as its score: the greedy grouping (``decide``) then merges the stronger
 band first, and the 1-to-1 rule of a deduplicated agency keeps a record's hit in the higher
@@ -105,7 +106,7 @@ def group_hits(agency: np.ndarray, record_ids: Sequence[str], left: np.ndarray,
     bins = [(float(edges[k]), float(edges[k + 1]) if k + 1 < edges.size else 1.0,
              int(hit_counts[k])) for k in range(edges.size) if edges[k] >= threshold]
     changes = {"threshold_reason": reason, "histogram": tuple(bins),
-               "blocking": "person: every cross-agency pair, on shares",
+               "blocking": "person: every pair, on shares",
                "quality_curve": ()}
     if model is not None and histogram is not None:
         changes["quality_curve"] = _banded_curve(model, *histogram)
