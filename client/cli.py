@@ -976,16 +976,19 @@ def match(threshold, estimates, output, executor, left, right) -> None:
     """
     from linkage.batch import read_batch
     from linkage.matching.dask_executor import make_executor
-    from linkage.matching.offline import match_batches
+    from linkage.matching.executor import load_kernels_in_background
     from linkage.matching.threshold import import_scipy_in_background, parse_threshold
     requested = parse_threshold(threshold)
-    if requested is None or estimates:
-        import_scipy_in_background()
     try:
         comparisons = make_executor(executor)
     except LinkageError as error:
         raise click.BadParameter(str(error), param_hint="--executor") from None
+    if comparisons is None:
+        load_kernels_in_background()
+    if requested is None or estimates:
+        import_scipy_in_background()
     left_batch, right_batch = read_batch(_read_input(left)), read_batch(_read_input(right))
+    from linkage.matching.offline import match_batches  # the kernels: loaded by now, or waited on
     bar = _progress(None, "comparing")
     try:
         matches, choice = match_batches(

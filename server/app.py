@@ -234,8 +234,13 @@ def _enable_reflection_v1(service_names, server: grpc.Server) -> None:
         REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
-def serve(server: grpc.Server, store: Store, *, grace_seconds: float = 10.0) -> None:
-    """Start the server and block until SIGINT/SIGTERM, then stop gracefully."""
+def serve(server: grpc.Server, store: Store, *, grace_seconds: float = 10.0,
+          preload: bool = False) -> None:
+    """Start the server and block until SIGINT/SIGTERM, then stop gracefully.
+
+    ``preload``: once serving, load the run's kernels on a thread of their own, so that
+    neither start-up nor the first run waits for them.
+    """
     stopped = threading.Event()
 
     def stop(signum, _frame):
@@ -245,6 +250,9 @@ def serve(server: grpc.Server, store: Store, *, grace_seconds: float = 10.0) -> 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.start()
+    if preload:
+        from linkage.matching.executor import load_kernels_in_background
+        load_kernels_in_background()
     stopped.wait()
     server.stop(grace_seconds).wait()
     store.close()

@@ -198,7 +198,7 @@ def main(context, data_dir: Path, listen: str, tls_cert: Path | None, tls_key: P
     click.echo(f"linkage-server listening on {host}:{port} ({transport}); "
                f"store {store.location}; {where}", err=True)
     sys.stderr.flush()
-    serve(server, store)
+    serve(server, store, preload=parse_executor(executor) is None)
 
 
 def _check(data_dir: Path, store_spec: str) -> None:

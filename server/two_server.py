@@ -39,11 +39,9 @@ from linkage.errors import (
     RunStateError,
     ShareModeError,
 )
-from linkage.matching.run import RunSettings
 from linkage.matching.threshold import MIN_PAIRS_FOR_MODEL, choose_banded_threshold
 from linkage.mpc import Plan, band_plan, band_thresholds, rational_threshold
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
-from linkage.mpc.linking import group_hits
 from linkage.mpc.prg import SEED_BYTES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 
@@ -205,6 +203,7 @@ def submit_shares(store: Store, identity: Identity, role: int | None,
 
 def _threshold(text: str) -> float | None:
     """The numeric threshold, or ``None`` for ``auto``. Raises InvalidRequestError."""
+    from linkage.matching.run import RunSettings
     return RunSettings.parse(text, "exhaustive").requested
 
 
@@ -485,6 +484,8 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
             not deliver the hit material in time.
         PeerError: server 1 failed, refused or was killed.
     """
+    from linkage.matching.run import RunSettings  # the run's core: not imported at start-up
+    from linkage.mpc.linking import group_hits
     _this_role(role, 0)
     report = on_progress or (lambda stage, done, total: None)
     session = sessions.get(run)

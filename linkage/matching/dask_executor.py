@@ -31,10 +31,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from linkage.matching.blocking import LshPlan, distinct_pairs, table_positions
 from linkage.matching.candidates import CandidatePairs
 from linkage.errors import InvalidRequestError, RunStateError
 from linkage.matching.executor import (
@@ -44,6 +44,9 @@ from linkage.matching.executor import (
     global_pairs,
     tile_ranges,
 )
+
+if TYPE_CHECKING:  # blocking (numba) is imported by a scan, not by a starting server
+    from linkage.matching.blocking import LshPlan
 
 __all__ = ["DaskExecutor", "ScanStats", "make_executor", "parse_executor"]
 
@@ -165,6 +168,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         from linkage.matching import dask_tasks
+        from linkage.matching.blocking import distinct_pairs, table_positions
         report = on_progress or (lambda stage, done, total: None)
         started = time.perf_counter()
         client = self._connected()

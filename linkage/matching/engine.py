@@ -68,6 +68,7 @@ __all__ = [
     "plan_blocking",
     "plan_new_record_tasks",
     "plan_owner_tasks",
+    "preload",
     "warm_up",
 ]
 
@@ -462,10 +463,7 @@ def warm_up() -> None:
     costs only the cache loads. The calls use the argument types of real runs
     (``uint64`` CLK matrices, ``int64`` indices, ``float64`` scores).
     """
-    rng = np.random.default_rng(0)
-    clks = np.packbits(rng.random((300, 1024)) < 0.4, axis=1).view("<u8").copy()
-    clks[150:] = clks[:150]
-    owners = np.repeat(np.arange(2), 150)
+    clks, owners = _warm_up_records()
     for threads in sorted({1, numba.get_num_threads()}):
         with _numba_threads(threads):
             for same in (False, True):
@@ -476,9 +474,28 @@ def warm_up() -> None:
             if plan is not None:
                 lsh_candidates(clks[:150], clks[150:], 0.8, plan)
                 lsh_candidates(clks, clks, 0.8, plan, same=True)
+    preload()
+
+
+def preload() -> None:
+    """Load the compiled code of an exhaustive run's kernels (the scan and the grouping).
+
+    numba's first call of a cached function initialises its compiler once per process
+    (0.5-1 s); ``executor.load_kernels_in_background`` does it here while the caller reads
+    its input.
+    """
+    clks, owners = _warm_up_records()
     pairs = CandidatePairs.concat(list(iter_dice_tiles(clks[:150], clks[150:], 0.8)))
     greedy_groups(pairs, 300, owners, max_per_owner=1)
     greedy_groups(pairs, 300, owners)
+
+
+def _warm_up_records() -> tuple[np.ndarray, np.ndarray]:
+    """300 random 1024-bit CLKs, the second half copies of the first, in two owners."""
+    rng = np.random.default_rng(0)
+    clks = np.packbits(rng.random((300, 1024)) < 0.4, axis=1).view("<u8").copy()
+    clks[150:] = clks[:150]
+    return clks, np.repeat(np.arange(2), 150)
 
 
 def _numba_threads(threads: int):

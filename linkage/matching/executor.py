@@ -18,15 +18,18 @@ connects): the core stays arrays in, arrays out.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from linkage.matching.blocking import LshPlan, lsh_candidates
 from linkage.matching.candidates import CandidatePairs
-from linkage.matching.kernel import PreparedSide, prepare_side, scan_prepared
+
+if TYPE_CHECKING:  # the kernel (numba) is imported where a scan runs: a server starts without it
+    from linkage.matching.blocking import LshPlan
+    from linkage.matching.kernel import PreparedSide
 
 __all__ = [
     "IN_PROCESS",
@@ -37,6 +40,7 @@ __all__ = [
     "PreparedSides",
     "ProgressCallback",
     "global_pairs",
+    "load_kernels_in_background",
     "plan_new_record_tasks",
     "plan_owner_tasks",
     "tile_ranges",
@@ -121,6 +125,7 @@ class PreparedSides:
 
     def side(self, rows: np.ndarray) -> PreparedSide:
         """The kernel's copy of ``clks[rows]``, prepared on first use."""
+        from linkage.matching.kernel import prepare_side
         key = self.key(rows)
         if key not in self._sides:
             self._sides[key] = prepare_side(self.clks[rows])
@@ -175,6 +180,8 @@ class InProcessExecutor:
     def _tiles(sides: PreparedSides, task: ComparisonTask, floor: float,
                plan: LshPlan | None) -> Iterator[tuple[CandidatePairs, int]]:
         """The task's pairs (rows of its sides) tile by tile, with the left rows each covers."""
+        from linkage.matching.blocking import lsh_candidates
+        from linkage.matching.kernel import scan_prepared
         if plan is not None:
             left = sides.clks[task.left]
             right = left if task.same else sides.clks[task.right]
@@ -187,3 +194,21 @@ class InProcessExecutor:
 
 
 IN_PROCESS = InProcessExecutor()
+
+
+def load_kernels_in_background() -> threading.Thread:
+    """Import the kernels and load their compiled code on a thread of its own.
+
+    A caller about to scan here (``linkage match``, a server that just started) calls this
+    first: numba's import and its first call of cached code take about a second of one
+    core, which then overlaps the caller's reading of its input (or its idle wait for a
+    first run) instead of delaying the scan. The import lock and the kernel's lock make a
+    scan that comes first wait for it; nothing else changes.
+    """
+    def load() -> None:
+        from linkage.matching.engine import preload
+        preload()
+
+    thread = threading.Thread(target=load, name="load-kernels", daemon=True)
+    thread.start()
+    return thread

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from linkage.errors import InvalidRequestError, NotFoundError, RunStateError
-from linkage.encoding.schema import load_schema
 
 from ..auth import hash_token, new_token
 from ..storage import EntitySchemaRow, Store
@@ -48,6 +47,7 @@ def create_project(store: Store, name: str, schema_json: str, agencies: list[str
         if agency in RESERVED_NAMES:
             raise InvalidRequestError(f"{agency!r} names a role and cannot name an agency (its "
                                       "follow-ups would read as the role's); choose another.")
+    from linkage.encoding.schema import load_schema  # jsonschema and clkhash: not at start-up
     schema = load_schema(schema_json)
     extra = []
     for entity_type, text in (entity_schemas or {}).items():

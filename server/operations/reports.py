@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.analysis.network import Membership, build_network
 from linkage.matching.review import needs_review
 from linkage.matching.run_summary import RunSummary
 
@@ -179,6 +178,7 @@ def _review_flags(summary: RunSummary, groups, type_of: dict[str, str]) -> np.nd
 def _network(store: Store, project: ProjectRow, run, run_summary: RunSummary,
              names: dict[int, str], groups, attributes) -> dict:
     """The entity-case network of a run, the broker ranking, and what changed since the last."""
+    from linkage.analysis.network import Membership, build_network  # networkx: not at start-up
     def network_of(member_attributes):
         memberships = [Membership(group, names[agency], entity_type, case_ref, stage)
                        for group, agency, entity_type, case_ref, stage in member_attributes]

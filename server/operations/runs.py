@@ -13,22 +13,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from linkage.encoding.schema import load_schema
+from typing import TYPE_CHECKING
+
 from linkage.matching.candidates import CandidatePairs
 from linkage.errors import RunStateError, ShareModeError
-from linkage.matching.run import (
-    RunRecords,
-    RunReviews,
-    RunSettings,
-    can_reuse,
-    link_incrementally,
-    plan_floor,
-)
 from linkage.matching.run_summary import RunSummary
 
 from .. import failpoints
 from ..storage import ProjectRow, StoredRecords, Store
 from .common import _check_not_purged
+
+if TYPE_CHECKING:  # the run's core (numba kernels) is imported by the first run, not at start-up
+    from linkage.matching.run import RunRecords, RunReviews
 
 __all__ = ["GROUP_KEY_SETTING", "run_linkage"]
 
@@ -58,6 +54,8 @@ def run_linkage(store: Store, project_name: str, threshold_text: str,
         InvalidRequestError: malformed settings. RunStateError: no batches, a purged
             project, or a run of the project in progress.
     """
+    from linkage.encoding.schema import load_schema
+    from linkage.matching.run import RunSettings, can_reuse, link_incrementally, plan_floor
     settings = RunSettings.parse(threshold_text, blocking, estimates)
     project = store.project(project_name)
     _check_not_purged(project)
@@ -126,6 +124,7 @@ def finish_run(store: Store, project_id: int, run_id: int, outcome, started: flo
 
 
 def _run_records(stored: StoredRecords, clk_bits: dict[str, int], layouts) -> RunRecords:
+    from linkage.matching.run import RunRecords
     return RunRecords.from_bytes(stored.agency_ids, stored.record_ids, stored.entity_types,
                                  stored.clks, stored.is_new, clk_bits, layouts)
 
@@ -151,6 +150,7 @@ def _run_reviews(store: Store, project: ProjectRow, stored: StoredRecords,
             if None not in positions:  # a group with a withdrawn or purged record is gone
                 chosen = rejected_groups if decisions[key] == "rejected" else accepted_groups
                 chosen.append(np.asarray(positions, np.int64))
+    from linkage.matching.run import RunReviews
     accepted, rejected = {}, {}
     if decisions:
         for entity_type in records.types:
