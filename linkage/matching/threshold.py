@@ -531,10 +531,10 @@ def _plain_starts(floor: float) -> list[list[float]]:
              np.log(a - 1), np.log(b)] for below, deviation, a, b in _PLAIN_STARTS]
 
 
-def _fit_plain(bins: _UsedBins, counts, floor: float, starts):
+def _fit_plain(bins: _UsedBins, counts, floor: float, starts, tolerance: float = 0.0):
     """The plain mixture's converged fit to binned ``counts`` from each of ``starts``:
     (the optimiser's result, the model) of the best fit whose components keep their roles,
-    or (None, None)."""
+    or (None, None). ``tolerance``: see ``fit_score_model``."""
 
     def negative_log_likelihood(params):
         weight, mean, deviation, a, b = _unpack_plain(params, floor)
@@ -546,8 +546,8 @@ def _fit_plain(bins: _UsedBins, counts, floor: float, starts):
     fits = []
     with np.errstate(all="ignore"):
         for first in starts:
-            result = _descend(negative_log_likelihood, first,
-                              maxiter=3000, xatol=1e-6, fatol=1e-6)
+            result = _descend(negative_log_likelihood, first, maxiter=3000,
+                              xatol=max(1e-6, tolerance), fatol=max(1e-6, tolerance))
             if result is not None:
                 fits.append(result)
     # The best fit whose components keep their roles: a start can also end with the
@@ -566,7 +566,8 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
                     known_non_matches: np.ndarray | None = None,
                     tail: SampledTail | None = None,
                     start: ScoreModel | None = None,
-                    bin_width: float = _BIN_WIDTH) -> ScoreModel | None:
+                    bin_width: float = _BIN_WIDTH,
+                    tolerance: float = 0.0) -> ScoreModel | None:
     """Fit the mixture to scores at or above ``floor``; ``None`` if they cannot support it.
 
     Args:
@@ -580,6 +581,9 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
             the search starts from it alone instead of from several guesses.
         bin_width: of the histogram the likelihood is binned on (coarser is faster: a
             fit that only picks the basin for a finer one, see ``choose_threshold``).
+        tolerance: the optimiser stops once a step moves the parameters and the
+            likelihood by less than this (or its own, finer, tolerance): such a basin-picking
+            fit needs no more precision than its bins give.
     Returns:
         The fitted model, or ``None`` when there are too few scores or the fit
         finds no separate match component.
@@ -602,7 +606,7 @@ def fit_score_model(scores: np.ndarray, floor: float = SCORE_FLOOR, *,
         starts = [_plain_parameters(start)]
     else:
         starts = _plain_starts(floor)
-    best, model = _fit_plain(bins, counts, floor, starts)
+    best, model = _fit_plain(bins, counts, floor, starts, tolerance)
     if model is None:
         return None
     if accepted.size or rejected.size:
@@ -681,7 +685,7 @@ _KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.
 def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
               rejected: np.ndarray, tail: SampledTail | None = None,
               warm: ScoreModel | None = None,
-              bin_width: float = _BIN_WIDTH) -> ScoreModel | None:
+              bin_width: float = _BIN_WIDTH, tolerance: float = 0.0) -> ScoreModel | None:
     """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
 
     Non-matches among kept pairs look like the decoys: a truncated normal is
@@ -712,7 +716,8 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
             lambda p: -float((decoy_counts * np.log(np.maximum(
                 decoy_bins.non_match_mass((p[0], _exp(p[1]))), 1e-300))).sum()),
             decoy_start, method="Nelder-Mead",
-            options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
+            options={"maxiter": 2000, "xatol": max(1e-7, tolerance),
+                     "fatol": max(1e-7, tolerance)})
     non_match = (float(found.x[0]), float(_exp(found.x[1])))
     counts, _ = np.histogram(kept, edges, weights=_weights(tail, kept))
     kept_count = float(counts.sum())
@@ -756,7 +761,8 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
                             [high for _, high in _KEPT_BOUNDS])
             found = optimize.minimize(negative_log_likelihood, start,
                                       method="Nelder-Mead", bounds=_KEPT_BOUNDS,
-                                      options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-7})
+                                      options={"maxiter": 6000, "xatol": max(1e-7, tolerance),
+                                               "fatol": max(1e-7, tolerance)})
             if np.isfinite(found.fun) and (best is None or found.fun < best.fun):
                 best = found
     if best is None:
@@ -774,7 +780,8 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
                      tail: SampledTail | None = None,
                      start: ThresholdChoice | None = None,
                      lowest: float | None = None,
-                     bin_width: float = _BIN_WIDTH) -> ThresholdChoice:
+                     bin_width: float = _BIN_WIDTH,
+                     tolerance: float = 0.0) -> ThresholdChoice:
     """Pick the threshold: ``requested`` if given, else the model's best expected F1.
 
     Where several thresholds share the best expected F1 (an empty stretch of
@@ -801,20 +808,20 @@ def choose_threshold(scores: np.ndarray, requested: float | None = None,
             the basin the sample's search among several starts chose, instead of
             searching again. A full scan changes the histogram little.
         lowest: see above.
-        bin_width: of the histograms the fits are binned on (``fit_score_model``).
+        bin_width, tolerance: of the fits (``fit_score_model``).
     """
     scores = np.asarray(scores, dtype=np.float64)
     model = fit_score_model(scores, floor, known_matches=known_matches,
                             known_non_matches=known_non_matches, tail=tail,
                             start=start.candidate_fit if start is not None else None,
-                            bin_width=bin_width)
+                            bin_width=bin_width, tolerance=tolerance)
     candidate_fit, kept_model = model, None
     basis, described = scores, "candidate pairs"
     if model is not None and solver is not None:
         kept_model = _fit_kept(model, solver, _labelled(known_matches, floor),
                                _labelled(known_non_matches, floor), tail,
                                warm=start.links_fit if start is not None else None,
-                               bin_width=bin_width)
+                               bin_width=bin_width, tolerance=tolerance)
         if kept_model is not None:
             model = kept_model
             basis = np.asarray(solver.kept, dtype=np.float64)
