@@ -28,6 +28,10 @@ file and no score on any edge. This runs our attacks on that and nothing else:
   sampled pairs, nothing per record, so it adds nothing to align on.
 * **baseline**: the graph attack on the same agency's plain CLKs (what a single server
   holds today), in the same run, to show the attack works on this world.
+* **quality** of the same view, on the same records (``link_quality``): the attacked
+  graph's edges scored as links against the world's people, pairwise precision, recall
+  and F1 over cross-agency pairs and over all pairs (within-agency ones with ``--within``).
+  Privacy and linkage quality of one encoding come from one run.
 
 Agency B holds ``overlap`` of agency A's people (one name typo in ``corruption`` of
 them) and as many others; both files encode with the schema's hardening (default: none,
@@ -75,6 +79,8 @@ class LinkageWorld:
     a_truth: np.ndarray
     b_truth: np.ndarray
     true_links: int
+    a_person: np.ndarray | None = None
+    b_person: np.ndarray | None = None
 
 
 def _typo(record: list[str], rng: random.Random, positions: tuple[int, int]) -> list[str]:
@@ -124,7 +130,30 @@ def make_linkage_world(schema, records: int, run: int, *, overlap: float = 0.5,
     attacker_b = encode_values([population[b_persons[j]] for j in b_order], schema, own,
                                rng=np.random.default_rng([run, 5]), workers=1)
     return LinkageWorld(a_clks, b_clks, attacker_a, attacker_b,
-                        np.argsort(a_order), len(a_rows) + np.argsort(b_order), shared)
+                        np.argsort(a_order), len(a_rows) + np.argsort(b_order), shared,
+                        np.asarray(a_persons), np.asarray(b_persons))
+
+
+def link_quality(graph: np.ndarray, world: LinkageWorld) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of a server graph's edges as links, against the
+    world's people: cross-agency pairs, and all pairs (within-agency ones too). The
+    quality of exactly what the attacked view opens, on the same records."""
+    n = world.a_clks.shape[0]
+    person = np.concatenate([world.a_person, world.b_person])
+    same = person[:, None] == person[None, :]
+    upper = np.triu(np.ones(same.shape, bool), 1)
+    cross = np.zeros(same.shape, bool)
+    cross[:n, n:] = True
+    out = {}
+    for name, scope in (("cross", cross), ("all", upper)):
+        found, true = (graph > 0) & scope, same & scope
+        hits = int((found & true).sum())
+        precision = hits / max(int(found.sum()), 1)
+        recall = hits / max(int(true.sum()), 1)
+        out[f"quality {name} precision"] = precision
+        out[f"quality {name} recall"] = recall
+        out[f"quality {name} F1"] = 2 * precision * recall / max(precision + recall, 1e-12)
+    return out
 
 
 def add_within_edges(graph: np.ndarray, left: np.ndarray, right: np.ndarray,
@@ -287,6 +316,7 @@ def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
             theirs = add_within_edges(theirs, world.attacker_a, world.attacker_b, cut,
                                       band_edges or DEFAULT_EDGES)
         out["band_edges"] = int((graph > 0).sum() // 2)
+        out.update({f"banded {key}": value for key, value in link_quality(graph, world).items()})
         for k in seeds:
             result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
             out[f"banded k={k}"] = result.success
@@ -307,6 +337,7 @@ def one_run(schema, records: int, run: int, threshold: float, seeds: list[int],
         graph = add_within_edges(graph, world.a_clks, world.b_clks, threshold)
         theirs = add_within_edges(theirs, world.attacker_a, world.attacker_b, threshold)
     out["edges"] = int(graph.sum() // 2)
+    out.update(link_quality(graph, world))
     for k in seeds:
         result = learned_graph_attack(graph, theirs, truth, seeds=k, seed_rng=run)
         out[f"learned k={k}"] = result.success
@@ -338,8 +369,8 @@ def main(args) -> int:
     for key in keys:
         values = [r[key] for r in rows]
         median = statistics.median(values)
-        shown = f"{100 * median:.2f}%" if key.startswith(("learned", "partners", "share",
-                                                            "baseline", "banded")) \
+        shown = f"{median:.4f}" if "quality" in key else f"{100 * median:.2f}%" \
+            if key.startswith(("learned", "partners", "share", "baseline", "banded")) \
             else f"{median:.3g}"
         print(f"| {key} | {shown} (runs: {', '.join(f'{v:.4g}' for v in values)}) |")
     if args.json:
