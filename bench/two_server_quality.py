@@ -9,6 +9,16 @@ both. The groups agencies read back (``GetResults``) are scored against the trut
 pairwise precision, recall and F1 over all, cross- and within-owner pairs
 (``bench.quality.measure``). FEBRL4's two files are deduplicated (declared so on submit);
 other data sets are submitted as they are. Every process is stopped at the end.
+
+``--attack K ...``: in the same run, on the same records and encodings, the graph attack
+(``bench.attacks.learned``) on what server 0 learned from the two-server run: between the
+two agencies with the most true cross links, the hit graph at the threshold the run used,
+each edge weighted by its opened band (``linkage.mpc.banded_run.hit_edges``), with each
+agency's own pairs too unless its file is declared deduplicated. The service opens exactly
+the plaintext kernel's pairs at the threshold (``tests/server/test_two_server.py``), so
+the kernel draws the view here. The attacker is given each record's own row in plaintext
+(more than a real one has), encodes them with the public schema under her own secret,
+draws her graph the same way and aligns the two, unseeded and with K known pairs.
 """
 
 from __future__ import annotations
@@ -86,6 +96,63 @@ def _run_one(deployment_type, workdir: Path, data, batches, schema_text: str,
     return summary, seconds, labels
 
 
+def _view(left: np.ndarray, right: np.ndarray, threshold: float, within: bool) -> np.ndarray:
+    """A server's graph of two agencies' records (left, then right) at ``threshold``, each
+    edge weighted by its band's lower edge, as two-server mode opens it."""
+    from bench.attacks.learned import add_within_edges
+    from linkage.matching.kernel import dice_candidates_native
+    from linkage.mpc.banded_run import SERVICE_EDGES, hit_edges
+
+    edges = [edge for edge in SERVICE_EDGES if edge < threshold - 1e-9] + [threshold]
+    bands = hit_edges(edges, len(edges) - 1)
+    n = left.shape[0]
+    graph = np.zeros((n + right.shape[0],) * 2, np.float32)
+    pairs = dice_candidates_native(left, right, threshold)
+    weight = bands[np.searchsorted(bands, pairs.score, side="right") - 1]
+    graph[pairs.left, n + pairs.right] = weight
+    graph[n + pairs.right, pairs.left] = weight
+    return add_within_edges(graph, left, right, threshold, bands) if within else graph
+
+
+def _attack(data, batches, schema_text: str, threshold: float, seeds: list[int],
+            run: int = 0) -> dict:
+    """The learned-graph attack on server 0's view of two agencies of ``data`` (module)."""
+    import pandas as pd
+
+    from bench.attacks.learned import learned_graph_attack
+    from linkage_service.client import files
+
+    truth_links = [(int(((data.entities[data.owners == a][:, None]
+                          == data.entities[data.owners == b][None, :])).sum()), a, b)
+                   for a in range(len(batches)) for b in range(a + 1, len(batches))]
+    _, a, b = max(truth_links)
+    rng = np.random.default_rng(run)
+    theirs_secret = rng.bytes(32)
+    mine, hers = [], []
+    for owner in (a, b):
+        export = data.exports[owner]
+        order = rng.permutation(len(export.rows))
+        buffer = io.StringIO()
+        pd.DataFrame([export.rows[i] for i in order]).to_csv(buffer, index=False)
+        encoded = files.encode_export(schema_text, theirs_secret,
+                                      buffer.getvalue().encode("utf-8"), export.mapping_toml,
+                                      case_key=b"attacker".ljust(32, b"#")).batch
+        mine.append(batches[owner].clks)
+        hers.append((encoded.clks, np.argsort(order)))
+    within = not data.one_to_one
+    server = _view(mine[0], mine[1], threshold, within)
+    attacker = _view(hers[0][0], hers[1][0], threshold, within)
+    n = mine[0].shape[0]
+    truth = np.concatenate([hers[0][1], n + hers[1][1]])
+    out = {"agencies": f"{data.exports[a].name} x {data.exports[b].name}",
+           "records": int(truth.size), "edges": int((server > 0).sum() // 2)}
+    for k in seeds:
+        result = learned_graph_attack(server, attacker, truth, seeds=k, seed_rng=run)
+        out[f"k={k}"] = result.success
+        out[f"partners k={k}"] = result.partner_share
+    return out
+
+
 def _load(name: str, records: int, seed: int, corruption: float | None):
     """A data set of ``bench.quality`` at its generator's default corruption unless given
     (held-out 0.25, the others 0.2)."""
@@ -108,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", default="auto")
     parser.add_argument("--schema", type=Path, default=None,
                         help="schema JSON file (default: the shipped person schema)")
+    parser.add_argument("--attack", type=int, nargs="*", default=None, metavar="K",
+                        help="also attack server 0's view on the same records, with these "
+                             "numbers of known pairs (e.g. --attack 0 50)")
     args = parser.parse_args(argv)
 
     from bench.quality import links_from_labels, measure, true_links
@@ -119,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="two-server-quality-"))
     files.write_secret(base / "secret.key")
     secret = files.read_secret(base / "secret.key")
-    rows = []
+    rows, attacks = [], []
     for name in args.datasets:
         data = _load(name, args.records, args.seed, args.corruption)
         batches = _batches(data, schema_text, secret)
@@ -132,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             quality = measure(truth, links_from_labels(labels), data.owners)
             rows.append((data.name, len(data), label, summary.get("threshold"), quality,
                          seconds))
+            if args.attack is not None and label.startswith("two") and \
+                    summary.get("threshold") is not None:
+                print(f"{data.name}: attacking server 0's view ...", flush=True)
+                attacks.append((data.name, float(summary["threshold"]),
+                                _attack(data, batches, schema_text,
+                                        float(summary["threshold"]), args.attack)))
     print(f"\nthreshold {args.threshold}; shipped schema unless --schema; F1 of the groups "
           "agencies read back\n")
     print("| data set | records | deployment | threshold | P all | R all | F1 all | F1 cross "
@@ -145,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {count} | {label} | {threshold} | {fmt(quality['all'], 'precision')} "
               f"| {fmt(quality['all'], 'recall')} | {fmt(quality['all'])} "
               f"| {fmt(quality['cross'])} | {fmt(quality['within'])} | {seconds:.1f} |")
+    if attacks:
+        print("\nThe graph attack on server 0's view of the same two-server runs (two agencies, "
+              "their hits and own pairs with opened bands; share of records re-identified, "
+              "known pairs excluded)\n")
+        ks = args.attack
+        print("| data set | agencies | records | threshold | edges | "
+              + " | ".join(f"re-identified k={k} | partners k={k}" for k in ks) + " |")
+        print("|---|---|---|---|---|" + "---|---|" * len(ks))
+        for name, threshold, out in attacks:
+            print(f"| {name} | {out['agencies']} | {out['records']} | {threshold} | "
+                  f"{out['edges']} | " + " | ".join(
+                      f"{100 * out[f'k={k}']:.2f}% | {100 * out[f'partners k={k}']:.2f}%"
+                      for k in ks) + " |")
     return 0
 
 
