@@ -62,13 +62,9 @@ def measure(data, schema, sample_seed: int = 0) -> dict:
         linked = score >= threshold
         return 2 * float((linked & match).sum()) / (float(linked.sum()) + true_pairs)
 
-    now = rules.choose_banded_threshold(edges, counts, max_matches=MATCHES_PER_SAMPLED_RECORD * sampled).threshold
-    share = rules.BANDED_TAIL_SHARE
-    try:
-        rules.BANDED_TAIL_SHARE = 1.0  # the fit from the lowest edge
-        before = rules.choose_banded_threshold(edges, counts).threshold
-    finally:
-        rules.BANDED_TAIL_SHARE = share
+    now = rules.choose_banded_threshold(
+        edges, counts, max_matches=MATCHES_PER_SAMPLED_RECORD * sampled).threshold
+    before = rules.choose_banded_threshold(edges, counts, tail_share=1.0).threshold  # lowest edge
     best = max(edges, key=f1)
     return {"before": (before, f1(before)), "now": (now, f1(now)), "best": (best, f1(best))}
 

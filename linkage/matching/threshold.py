@@ -910,6 +910,26 @@ def _descend_banded(bins: _UsedBins, counts, floor: float):
     return best
 
 
+def _checked_bands(edges, counts) -> tuple[np.ndarray, np.ndarray]:
+    """``edges`` and ``counts`` as float arrays.
+
+    Raises:
+        InvalidRequestError: edges not strictly increasing in [0, 1), or counts that are not
+            one non-negative integer per band.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    counts = np.asarray(counts)
+    if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all() \
+            or edges[0] < 0 or edges[-1] >= 1:
+        raise InvalidRequestError("band edges must be at least two strictly increasing numbers "
+                                  "in [0, 1)")
+    if counts.shape != edges.shape or (counts < 0).any() \
+            or not np.array_equal(counts, np.round(counts)):
+        raise InvalidRequestError(f"band counts must be {edges.size} non-negative integers, "
+                                  "one per band")
+    return edges, counts.astype(np.float64)
+
+
 def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel | None:
     """Fit the plain mixture to a coarse histogram: ``counts[k]`` pairs in band ``k``.
 
@@ -925,17 +945,7 @@ def fit_banded_score_model(edges: np.ndarray, counts: np.ndarray) -> ScoreModel 
         InvalidRequestError: edges not strictly increasing in [0, 1), or counts that are not
             one non-negative integer per band.
     """
-    edges = np.asarray(edges, dtype=np.float64)
-    counts = np.asarray(counts)
-    if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all() \
-            or edges[0] < 0 or edges[-1] >= 1:
-        raise InvalidRequestError("band edges must be at least two strictly increasing numbers "
-                                  "in [0, 1)")
-    if counts.shape != edges.shape or (counts < 0).any() \
-            or not np.array_equal(counts, np.round(counts)):
-        raise InvalidRequestError(f"band counts must be {edges.size} non-negative integers, "
-                                  "one per band")
-    counts = counts.astype(np.float64)
+    edges, counts = _checked_bands(edges, counts)
     floor = float(edges[0])
     if counts.sum() < MIN_PAIRS_FOR_MODEL or np.count_nonzero(counts) < 3:
         return None
@@ -978,7 +988,7 @@ def band_match_shares(model: ScoreModel, edges: np.ndarray) -> np.ndarray:
 BANDED_TAIL_SHARE = 0.10
 
 
-def banded_tail_start(counts: np.ndarray) -> int:
+def banded_tail_start(counts: np.ndarray, tail_share: float = BANDED_TAIL_SHARE) -> int:
     """Index of the band edge the banded fit starts from.
 
     Balanced CLKs put nearly every pair above 0.5, and their non-match scores are not normal
@@ -986,18 +996,19 @@ def banded_tail_start(counts: np.ndarray) -> int:
     the pairs of its upper tail to the matches. On five synthetic agencies (500 records
     each, shipped schema) auto then chose 0.74 at pairwise F1 0.85; fitted from the edge
     with at most 10% of the pairs above it, 0.78 at 0.985, the best edge. Plain CLKs put
-    few pairs above 0.5, and the fit starts near it.
+    few pairs above 0.5, and the fit starts near it. ``tail_share`` 1 starts at the lowest
+    edge (the rule before this one, which ``bench.banded_auto`` compares against).
     """
     counts = np.asarray(counts, dtype=np.float64)
     at_least = np.cumsum(counts[::-1])[::-1]
     if at_least.size == 0 or at_least[0] <= 0:
         return 0
-    within = np.flatnonzero(at_least <= BANDED_TAIL_SHARE * at_least[0])
+    within = np.flatnonzero(at_least <= tail_share * at_least[0])
     return int(within[0]) if within.size else at_least.size - 1
 
 
-def _banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None
-                ) -> tuple[ScoreModel | None, int]:
+def _banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None,
+                tail_share: float = BANDED_TAIL_SHARE) -> tuple[ScoreModel | None, int]:
     """The banded model and the index of the edge it was fitted from.
 
     The fit starts at ``banded_tail_start``; where no fit separates there, or one says
@@ -1005,8 +1016,8 @@ def _banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None
     hands the tail to the matches: 2,910 "matches" among the pairs of 1,500 sampled
     records, where the other starts said 140-280), the next edges up, then down, are tried.
     """
-    fit_banded_score_model(edges, counts)  # refuses malformed bands whatever the start
-    first = min(banded_tail_start(counts), edges.size - 3)
+    edges, counts = _checked_bands(edges, counts)  # malformed bands: refused at any start
+    first = min(banded_tail_start(counts, tail_share), edges.size - 3)
     for start in [*range(first, edges.size - 2), *range(first - 1, -1, -1)]:
         model = fit_banded_score_model(edges[start:], counts[start:])
         if model is None:
@@ -1020,7 +1031,8 @@ def _banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None
 
 def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
                             requested: float | None = None, *,
-                            max_matches: float | None = None) -> ThresholdChoice:
+                            max_matches: float | None = None,
+                            tail_share: float = BANDED_TAIL_SHARE) -> ThresholdChoice:
     """``auto`` on a banded histogram: the band edge with the model's best expected F1.
 
     Each band's expected matches are its count times the model's share of matches in it
@@ -1029,10 +1041,11 @@ def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
     the model's estimates at the band edge at or below it. ``max_matches``: the most
     matches the histogram's pairs can hold (two-server mode: about one partner per
     sampled record, ``MATCHES_PER_SAMPLED_RECORD``); a fit claiming more is wrong.
+    ``tail_share``: where the fit starts (``banded_tail_start``).
     """
     edges = np.asarray(edges, dtype=np.float64)
     counts = np.asarray(counts)
-    model, start = _banded_fit(edges, counts, max_matches)
+    model, start = _banded_fit(edges, counts, max_matches, tail_share)
     edges = edges[start:]
     counts = counts.astype(np.float64)[start:]
     pair_count = int(counts.sum())
