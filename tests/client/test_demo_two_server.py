@@ -18,11 +18,10 @@ import pytest
 
 from linkage.batch import read_batch
 from linkage.clks import clks_to_bytes
-from linkage.matching.candidates import CandidatePairs
 from linkage.matching.grouping import greedy_groups_reference
-from linkage.matching.kernel import dice_candidates_native
 from linkage.mpc import unpack_bits
 from linkage.mpc.banded_run import hit_edges
+from tests.plaintext_pairs import servers_pairs
 
 RECORDS = 120
 SEED = 5
@@ -67,25 +66,13 @@ def _expected(workdir: Path, threshold: float) -> dict[str, tuple[int, int, int]
     grouping in the servers' order (agencies as created, records by id)."""
     with sqlite3.connect(f"file:{_store(workdir, 0)}?mode=ro", uri=True) as connection:
         agencies = [row[0] for row in connection.execute("SELECT name FROM agencies ORDER BY id")]
-    members, owners, lefts, rights, offsets, clks = [], [], [], [], {}, {}
-    for index, agency in enumerate(agencies):
-        batch = read_batch((workdir / "agencies" / agency / "batch.clk").read_bytes())
-        order = sorted(range(len(batch)), key=batch.record_ids.__getitem__)
-        offsets[agency] = len(members)
-        members += [(agency, batch.record_ids[i]) for i in order]
-        owners += [index] * len(order)
-        clks[agency] = batch.clks[order]
-    edges, scores = hit_edges([threshold], 0), []
-    for left, right in [*itertools.combinations(agencies, 2), *zip(agencies, agencies)]:
-        found = dice_candidates_native(clks[left], clks[right], threshold)
-        keep = found.left < found.right if left == right else slice(None)
-        order = np.lexsort((found.right[keep], found.left[keep]))
-        lefts.append(found.left[keep][order] + offsets[left])
-        rights.append(found.right[keep][order] + offsets[right])
-        scores.append(edges[np.searchsorted(edges, found.score[keep][order], side="right") - 1])
-    left, right = np.concatenate(lefts), np.concatenate(rights)
-    grouping = greedy_groups_reference(CandidatePairs(left, right, np.concatenate(scores)),
-                                       len(members), np.asarray(owners))
+    batches = {agency: read_batch((workdir / "agencies" / agency / "batch.clk").read_bytes())
+               for agency in agencies}
+    edges = hit_edges([threshold], 0)
+    members, owners, pairs = servers_pairs(
+        batches, agencies, threshold, within=True,
+        score=lambda found: edges[np.searchsorted(edges, found, side="right") - 1])
+    grouping = greedy_groups_reference(pairs, len(members), owners)
     predicted = {record: (label if label >= 0 else f"alone {n}")
                  for n, (record, label) in enumerate(zip(members, grouping.labels.tolist()))}
     with open(workdir / "agencies" / "truth.csv", newline="", encoding="utf-8") as handle:

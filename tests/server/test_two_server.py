@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 from linkage.batch import write_batch
 from linkage.clks import clks_to_bytes
-from linkage.matching.candidates import CandidatePairs
 from linkage.matching.grouping import greedy_groups
 from linkage.matching.kernel import dice_candidates_native
 from linkage.mpc import Dealer, Plan, unpack_bits
@@ -38,6 +37,7 @@ from linkage_service.client.synthetic import DEFAULT_STAGES
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
+from tests.plaintext_pairs import servers_pairs
 
 PROJECT = "shared"
 THRESHOLD = "0.8"
@@ -191,33 +191,11 @@ def _plaintext_groups(batches, agencies, *, scores: str = "exact",
     each agency's pairs with itself too (after the cross pairs, as server 0 plans them),
     and no one-per-agency rule."""
     edges = _band_edges(threshold, False) if edges is None else np.asarray(edges)
-    members, owners, lefts, rights, scores_found = [], [], [], [], []
-    offsets, clks = {}, {}
-    for index, agency in enumerate(agencies):
-        # the servers' positions: agencies in project order, records by record id
-        order = sorted(range(len(batches[agency])), key=batches[agency].record_ids.__getitem__)
-        offsets[agency] = len(members)
-        members += [(agency, batches[agency].record_ids[i]) for i in order]
-        owners += [index] * len(order)
-        clks[agency] = batches[agency].clks[order]
-    sides = [(left, right) for i, left in enumerate(agencies) for right in agencies[i + 1:]]
-    for left, right in sides + ([(agency, agency) for agency in agencies] if within else []):
-        found = dice_candidates_native(clks[left], clks[right], threshold)
-        if left == right:
-            above = found.left < found.right
-            found = CandidatePairs(found.left[above], found.right[above], found.score[above])
-        order = np.lexsort((found.right, found.left))  # the servers' (left, right) order
-        lefts.append(found.left[order] + offsets[left])
-        rights.append(found.right[order] + offsets[right])
-        score = found.score[order]
-        if scores == "bands":
-            score = edges[np.searchsorted(edges, score, side="right") - 1]
-        elif scores == "tie":
-            score = np.full(len(found), threshold)
-        scores_found.append(score)
-    owners = np.asarray(owners)
-    pairs = CandidatePairs(np.concatenate(lefts), np.concatenate(rights),
-                           np.concatenate(scores_found))
+    by = {"exact": lambda found: found,
+          "bands": lambda found: edges[np.searchsorted(edges, found, side="right") - 1],
+          "tie": lambda found: np.full(found.shape, threshold)}[scores]
+    members, owners, pairs = servers_pairs(batches, agencies, threshold, within=within,
+                                           score=by)
     grouping = greedy_groups(pairs, len(members), owners,
                              max_per_owner=None if within else {a: 1 for a in
                                                                 range(len(agencies))})
