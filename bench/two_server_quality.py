@@ -49,8 +49,10 @@ def _batches(data, schema_text: str, secret: bytes) -> list:
     return out
 
 
-def _labels(deployment, project: str, data, batches, tokens: dict[str, str]) -> np.ndarray:
-    """Group label per record (-1: no group), read back as each agency reads its results."""
+def _labels(deployment, project: str, data, batches, tokens: dict[str, str]
+            ) -> tuple[np.ndarray, dict[str, int]]:
+    """Group label per record (-1: no group), read back as each agency reads its results,
+    and each group key's label."""
     index = {}
     start = 0
     for export, batch in zip(data.exports, batches):
@@ -64,12 +66,38 @@ def _labels(deployment, project: str, data, batches, tokens: dict[str, str]) -> 
             for hit in client.results(project):
                 labels[index[(export.name, hit["record"])]] = groups.setdefault(
                     hit["group"], len(groups))
-    return labels
+    return labels, groups
+
+
+#: Confidence bins of the calibration table (as docs/quality.md "Calibration").
+CALIBRATION_BINS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0 + 1e-9)
+
+
+def calibration(labels: np.ndarray, confidence: dict[int, float], entities: np.ndarray,
+                owners: np.ndarray | None = None
+                ) -> list[tuple[float, float, int, float, float]]:
+    """Per confidence bin: (low, high, groups, mean confidence, share of pure groups: all
+    its records one entity). With ``owners``, only the groups with at most one record per
+    owner (no within-agency link)."""
+    pure = {label: len(set(entities[labels == label].tolist())) == 1 for label in confidence}
+    if owners is not None:
+        confidence = {label: value for label, value in confidence.items()
+                      if len(set(owners[labels == label].tolist()))
+                      == int((labels == label).sum())}
+    out = []
+    for low, high in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
+        inside = [label for label, value in confidence.items() if low <= value < high]
+        if inside:
+            out.append((low, min(high, 1.0), len(inside),
+                        float(np.mean([confidence[label] for label in inside])),
+                        float(np.mean([pure[label] for label in inside]))))
+    return out
 
 
 def _run_one(deployment_type, workdir: Path, data, batches, schema_text: str,
-             threshold: str) -> tuple[dict, float, np.ndarray]:
-    """Create, submit, run and read back on one deployment: (summary, run seconds, labels)."""
+             threshold: str) -> tuple[dict, float, np.ndarray, dict[int, float]]:
+    """Create, submit, run and read back on one deployment: (summary, run seconds, labels,
+    group confidences)."""
     from linkage_service.client.shares import submit_shares
     from linkage_service.client.synthetic import DEFAULT_STAGES
 
@@ -92,8 +120,12 @@ def _run_one(deployment_type, workdir: Path, data, batches, schema_text: str,
         with deployment.coordinator() as coordinator:
             summary = coordinator.run("bench", threshold, lambda *_: None)
         seconds = time.perf_counter() - started
-        labels = _labels(deployment, "bench", data, batches, tokens)
-    return summary, seconds, labels
+        labels, groups = _labels(deployment, "bench", data, batches, tokens)
+        with deployment.coordinator() as coordinator:  # agencies see confidences in tenths
+            report = coordinator.report("bench")
+        confidence = {groups[group["id"]]: float(group["confidence"])
+                      for group in report["groups"] if group["id"] in groups}
+    return summary, seconds, labels, confidence
 
 
 def _view(left: np.ndarray, right: np.ndarray, threshold: float, within: bool) -> np.ndarray:
@@ -189,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="two-server-quality-"))
     files.write_secret(base / "secret.key")
     secret = files.read_secret(base / "secret.key")
-    rows, attacks = [], []
+    rows, attacks, calibrations = [], [], []
     for name in args.datasets:
         data = _load(name, args.records, args.seed, args.corruption)
         batches = _batches(data, schema_text, secret)
@@ -197,8 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, deployment in (("one server", lambda d: OneServer(d, tls=True)),
                                   ("two servers (shares)", TwoServers)):
             print(f"{data.name}: {label} ...", flush=True)
-            summary, seconds, labels = _run_one(deployment, base / f"{name}-{len(rows)}", data,
-                                                batches, schema_text, args.threshold)
+            summary, seconds, labels, confidence = _run_one(
+                deployment, base / f"{name}-{len(rows)}", data, batches, schema_text,
+                args.threshold)
+            calibrations.append((data.name, label, calibration(labels, confidence,
+                                                               data.entities)))
+            if not data.one_to_one:
+                calibrations.append((data.name, f"{label}, groups of one record per agency",
+                                     calibration(labels, confidence, data.entities,
+                                                 data.owners)))
             quality = measure(truth, links_from_labels(labels), data.owners)
             rows.append((data.name, len(data), label, summary.get("threshold"), quality,
                          seconds))
@@ -221,6 +260,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {count} | {label} | {threshold} | {fmt(quality['all'], 'precision')} "
               f"| {fmt(quality['all'], 'recall')} | {fmt(quality['all'])} "
               f"| {fmt(quality['cross'])} | {fmt(quality['within'])} | {seconds:.1f} |")
+    print("\nCalibration of the groups' confidences (groups: mean confidence / share of pure "
+          "groups; 'off' where that share lies more than 0.05 outside the bin)\n")
+    print("| data set | deployment | " + " | ".join(
+        f"[{low:g}, {min(high, 1.0):g})" for low, high in
+        zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:])) + " |")
+    print("|---|---|" + "---|" * (len(CALIBRATION_BINS) - 1))
+    for name, label, table in calibrations:
+        cells = {low: (count, mean, share, high) for low, high, count, mean, share in table}
+        shown = []
+        for low in CALIBRATION_BINS[:-1]:
+            if low not in cells:
+                shown.append("-")
+                continue
+            count, mean, share, high = cells[low]
+            off = " off" if share < low - 0.05 or share > high + 0.05 else ""
+            shown.append(f"{count}: {mean:.2f} / {share:.2f}{off}")
+        print(f"| {name} | {label} | " + " | ".join(shown) + " |")
     if attacks:
         print("\nThe graph attack on server 0's view of the same two-server runs (two agencies, "
               "their hits and own pairs with opened bands; share of records re-identified, "
