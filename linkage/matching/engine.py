@@ -340,6 +340,7 @@ def link_records(
     tail_sample: bool | float | None = None,
     executor: Executor | None = None,
     on_progress: ProgressCallback | None = None,
+    prepared: PreparedSides | None = None,
 ) -> LinkageResult:
     """Compare all records pairwise, choose the threshold and group the matches.
 
@@ -359,10 +360,12 @@ def link_records(
             the share of records to sample (default ``_TAIL_SHARE``, at least
             ``_TAIL_MIN_ROWS`` records).
         executor: where the comparisons run (``None``: in this process).
+        prepared: sides of ``clks`` prepared already (``offline.match_batches`` prepares
+            them while numba loads); closed here.
     """
-    with PreparedSides(clks) as prepared:
+    with prepared if prepared is not None else PreparedSides(clks) as sides:
         return _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates,
-                     tail_sample, executor or IN_PROCESS, prepared, on_progress)
+                     tail_sample, executor or IN_PROCESS, sides, on_progress)
 
 
 def _link(clks, owners, threshold, max_per_owner, cross_owner_only, estimates, tail_sample,

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from linkage.matching.candidates import CandidatePairs
+from linkage.matching.sides import PreparedSide, prepare_side
 
 if TYPE_CHECKING:  # the kernel (numba) is imported where a scan runs: a server starts without it
     from linkage.matching.blocking import LshPlan
-    from linkage.matching.kernel import PreparedSide
 
 __all__ = [
     "IN_PROCESS",
@@ -125,7 +125,6 @@ class PreparedSides:
 
     def side(self, rows: np.ndarray) -> PreparedSide:
         """The kernel's copy of ``clks[rows]``, prepared on first use."""
-        from linkage.matching.kernel import prepare_side
         key = self.key(rows)
         if key not in self._sides:
             self._sides[key] = prepare_side(self.clks[rows])

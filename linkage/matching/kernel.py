@@ -31,12 +31,10 @@ same set of pairs with bit-identical scores as ``candidates_reference``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -47,15 +45,12 @@ from numba.extending import intrinsic
 
 from linkage.matching.candidates import CandidatePairs
 from linkage.errors import ClkError
+from linkage.matching.sides import _LANES, PreparedSide, prepare_side
 
 __all__ = ["PreparedSide", "dice_candidates_native", "iter_dice_tiles", "prepare_side",
            "scan_prepared"]
 
-# Right rows per block: the kernel's vector lanes, held in _LANES / 8 AVX-512
-# registers. A block of 1024-bit CLKs is 16 KiB and stays in L1. Measured on
-# 30k x 30k, 1024 bits: 128 beats 64 (less per-block overhead) and 256 (a
-# block is abandoned early less often).
-_LANES = 128
+# Right rows per block (_LANES, in ``sides``): the kernel's vector lanes.
 # Left rows per unit of parallel work: the rows that share one sweep of blocks,
 # so a block is fetched into L1 once per _TILE_ROWS rows.
 _TILE_ROWS = 64
@@ -242,26 +237,6 @@ def _feasible_counts(need: np.ndarray, max_bits: int):
     return low, high
 
 
-@njit(cache=True, nogil=True)
-def _popcount_profile(matrix):
-    """Each row's popcount, and its popcount from every word to the end.
-
-    Returns ``(counts, suffix)`` with ``suffix[i, w]`` the set bits of row ``i``
-    in words ``w:`` (``suffix[i, words] == 0``), as ``int16`` (a CLK has fewer
-    than 32768 bits): whatever cuts a scan chooses, its bounds read from here.
-    """
-    rows, words = matrix.shape
-    counts = np.empty(rows, np.int64)
-    suffix = np.zeros((rows, words + 1), np.int16)
-    for i in range(rows):
-        total = 0
-        for w in range(words - 1, -1, -1):
-            total += _popcount64(matrix[i, w])
-            suffix[i, w] = total
-        counts[i] = total
-    return counts, suffix
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def _scan(
     left,
@@ -378,16 +353,6 @@ def _thread_count(threads: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _checked(matrix: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or matrix.dtype != np.uint64:
-        raise ClkError(
-            f"{name} CLKs must be a 2-D uint64 matrix (records, words) as clks_from_bytes "
-            f"returns, got {getattr(matrix, 'dtype', type(matrix).__name__)} with shape "
-            f"{getattr(matrix, 'shape', '?')}"
-        )
-    return np.ascontiguousarray(matrix)
-
-
 #: Sampled (left row, right block) visits from which ``_cuts`` places the checks.
 _CUT_SAMPLES = 96
 #: The first check goes where, in a sampled visit, no more than this share of the block's
@@ -450,75 +415,6 @@ def _cuts(left: "PreparedSide", right: "PreparedSide", threshold: float, same: b
         _CUT_CACHE.clear()
     _CUT_CACHE[key] = cuts
     return cuts
-
-
-def _blocked(sorted_rows: np.ndarray, sorted_suffix: np.ndarray):
-    """Word-major blocks of ``_LANES`` rows: ``blocks[b, w, lane]``, zero padded; the same
-    for the suffix popcounts."""
-    rows, words = sorted_rows.shape
-    n_blocks = max((rows + _LANES - 1) // _LANES, 1)
-    padded = np.zeros((n_blocks * _LANES, words), np.uint64)
-    padded[:rows] = sorted_rows
-    blocks = np.ascontiguousarray(padded.reshape(n_blocks, _LANES, words).transpose(0, 2, 1))
-    rest = np.zeros((n_blocks * _LANES, sorted_suffix.shape[1]), np.int16)
-    rest[:rows] = sorted_suffix
-    rest = np.ascontiguousarray(rest.reshape(n_blocks, _LANES, -1).transpose(0, 2, 1))
-    return blocks, rest
-
-
-@dataclass(frozen=True)
-class PreparedSide:
-    """One side of a comparison in the kernel's layout, built once and scanned many times.
-
-    Rows sorted by popcount (``order[k]`` is the input row at sorted position k),
-    their popcount profile (``rest[k, w]``: set bits in words ``w:``; for the
-    blocks ``blocked_rest[b, w, lane]``), and the word-major blocks of
-    ``_LANES`` rows. None of
-    it depends on the threshold, so a run that scans the same rows at several
-    floors (a sample, then everything) or in many tiles (on other machines)
-    prepares each side once. ``digest`` names the rows' contents, so that two
-    sides can be checked to be one batch without comparing them.
-    """
-
-    order: np.ndarray
-    rows: np.ndarray
-    counts: np.ndarray
-    rest: np.ndarray
-    blocks: np.ndarray
-    blocked_rest: np.ndarray
-    digest: bytes
-
-    @property
-    def size(self) -> int:
-        return int(self.rows.shape[0])
-
-    @property
-    def words(self) -> int:
-        return int(self.rows.shape[1])
-
-    @property
-    def nbytes(self) -> int:
-        return int(sum(getattr(self, name).nbytes for name in
-                       ("order", "rows", "counts", "rest", "blocks", "blocked_rest")))
-
-
-def prepare_side(matrix: np.ndarray, name: str = "CLK") -> PreparedSide:
-    """The kernel's sorted, word-major copy of ``matrix`` (see ``PreparedSide``).
-
-    Raises:
-        ClkError: ``matrix`` is not a 2-D ``uint64`` matrix, or has zero-length CLKs.
-    """
-    matrix = _checked(matrix, name)
-    if matrix.shape[0] and matrix.shape[1] == 0:
-        raise ClkError("CLKs must be at least 64 bits long")
-    counts, rest = _popcount_profile(matrix)
-    order = np.argsort(counts, kind="stable").astype(np.int64)
-    rows = matrix[order]
-    sorted_rest = rest[order]
-    blocks, blocked_rest = _blocked(rows, sorted_rest)
-    digest = hashlib.blake2b(matrix.tobytes(), digest_size=16,
-                             person=str(matrix.shape).encode()[:16]).digest()
-    return PreparedSide(order, rows, counts[order], sorted_rest, blocks, blocked_rest, digest)
 
 
 def _check_pair(left: PreparedSide, right: PreparedSide, threshold: float, same: bool) -> float:

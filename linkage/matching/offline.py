@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from linkage.batch import EncodedBatch
-from linkage.matching.engine import Executor, ProgressCallback, link_records
 from linkage.errors import SchemaError, SecretError
-from linkage.matching.threshold import ThresholdChoice
+from linkage.matching.executor import PreparedSides, plan_owner_tasks
+
+if TYPE_CHECKING:
+    from linkage.matching.engine import Executor, ProgressCallback
+    from linkage.matching.threshold import ThresholdChoice
 
 __all__ = ["check_compatible", "match_batches"]
 
@@ -43,9 +48,17 @@ def match_batches(left: EncodedBatch, right: EncodedBatch, threshold: float | No
     check_compatible(left, right)
     clks = np.concatenate([left.clks, right.clks])
     owners = np.concatenate([np.zeros(len(left), np.int64), np.ones(len(right), np.int64)])
+    prepared = None
+    if executor is None:
+        # numpy alone: done while numba loads (executor.load_kernels_in_background)
+        prepared = PreparedSides(clks)
+        for task in plan_owner_tasks(owners, cross_owner_only=True):
+            prepared.side(task.left)
+            prepared.side(task.right)
+    from linkage.matching.engine import link_records  # numba: waits for that load
     result = link_records(clks, owners, threshold=threshold, max_per_owner=1,
                           cross_owner_only=True, estimates=estimates, on_progress=on_progress,
-                          executor=executor)
+                          executor=executor, prepared=prepared)
     rows = _rows(result.grouping.labels, len(left), left.record_ids, right.record_ids,
                  result.confidence)
     return rows, result.choice

@@ -289,3 +289,20 @@ def test_inner_loop_uses_hardware_popcount():
     assert acc.tolist() == [4] * kernel._LANES
     asm = "\n".join(probe.inspect_asm().values())
     assert "vpopcntq" in asm and "zmm" in asm
+
+
+def test_a_sides_popcount_profile_is_each_rows_set_bits_from_every_word_on():
+    """``sides`` prepares sides with numpy alone (while numba loads elsewhere): its profile
+    must be the kernel's bounds exactly, here against a plain count of every word."""
+    from linkage.matching.sides import _popcount_profile
+
+    rng = np.random.default_rng(7)
+    matrix = rng.integers(0, 2**64, size=(50, 16), dtype=np.uint64, endpoint=False)
+    matrix[3] = 0
+    matrix[4] = np.uint64(2**64 - 1)
+    counts, suffix = _popcount_profile(matrix)
+    expected = [[sum(bin(int(word)).count("1") for word in row[w:]) for w in range(17)]
+                for row in matrix]
+    assert suffix.dtype == np.int16 and counts.dtype == np.int64
+    assert suffix.tolist() == expected
+    assert counts.tolist() == [row[0] for row in expected]
