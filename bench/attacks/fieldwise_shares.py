@@ -145,14 +145,21 @@ class SharedLinks:
 
 
 def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
-                weights: FieldWeights, *, check: bool = True) -> SharedLinks:
-    """Run ``fieldwise_links_party`` for every agency pair (both servers in this process)."""
+                weights: FieldWeights, *, check: bool = True, within: bool = False
+                ) -> SharedLinks:
+    """Run ``fieldwise_links_party`` for every agency pair (both servers in this process).
+
+    ``within``: instead, every agency against itself (all its ordered pairs compared on
+    shares; the pairs ``left < right`` kept).
+    """
     columns = field_columns(layout.word_starts, layout.word_counts)
     bits = layout.bits
     lefts, rights, levels = [], [], []
     online = dealer_s = 0.0
     sent = dealer_bytes = 0
-    for a_rows, b_rows in _agency_pairs(owners):
+    groups = ([(np.flatnonzero(owners == o),) * 2 for o in np.unique(owners).tolist()]
+              if within else _agency_pairs(owners))
+    for a_rows, b_rows in groups:
         left, right = clks[a_rows], clks[b_rows]
         plan = Plan(left.shape[0], right.shape[0], bits)
         started = time.perf_counter()
@@ -181,9 +188,10 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
             if not (np.array_equal(out.left * plan.right_rows + out.right, expected)
                     and np.array_equal(out.levels, every[expected])):
                 raise AssertionError("links on shares differ from the plaintext rule's")
-        lefts.append(a_rows[out.left])
-        rights.append(b_rows[out.right])
-        levels.append(out.levels)
+        keep = a_rows[out.left] < b_rows[out.right] if within else slice(None)
+        lefts.append(a_rows[out.left][keep])
+        rights.append(b_rows[out.right][keep])
+        levels.append(out.levels[keep])
     left, right = np.concatenate(lefts), np.concatenate(rights)
     pairs = CandidatePairs(np.minimum(left, right), np.maximum(left, right),
                            np.zeros(left.size))
@@ -545,8 +553,12 @@ def main(argv=None) -> int:
     sub.add_argument("--runs", type=int, default=3)
     sub.add_argument("--seeds", type=int, nargs="+", default=[0, 10, 50])
     sub.add_argument("--json")
+    from .fieldwise_c import add_commands, main_privacy, main_quality
+
+    add_commands(commands)
     args = parser.parse_args(argv)
-    return quality_main(args) if args.command == "quality" else privacy_main(args)
+    return {"quality": quality_main, "privacy": privacy_main, "design-c": main_quality,
+            "design-c-privacy": main_privacy}[args.command](args)
 
 
 if __name__ == "__main__":
