@@ -22,7 +22,7 @@ from ..errors import InvalidRequestError
 from .fellegi_sunter import FellegiSunterModel, model_cut
 from .threshold import _banded_fit, band_match_shares
 
-__all__ = ["AggregateModel", "band_probabilities", "model_from_counts"]
+__all__ = ["AggregateModel", "band_probabilities", "m_step", "model_from_counts"]
 
 _SMOOTHING = 1.0  # pseudo-count over a field's levels, as fellegi_sunter's
 
@@ -44,6 +44,24 @@ def band_probabilities(edges: np.ndarray, counts: np.ndarray, max_matches: float
     out = np.zeros(edges.size)
     out[start:] = band_match_shares(model, edges[start:])
     return out
+
+
+def m_step(band_p: np.ndarray, band_levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """m and u (fields x levels) with each band's match probability as every pair's
+    responsibility; smoothed so that no m or u is zero."""
+    band_p = np.asarray(band_p, np.float64)
+    band_levels = np.asarray(band_levels, np.float64)
+    if band_levels.ndim != 3 or band_levels.shape[0] != band_p.size:
+        raise InvalidRequestError("band level counts must be bands x fields x levels")
+    match_counts = (band_p[:, None, None] * band_levels).sum(axis=0)
+    other_counts = ((1 - band_p)[:, None, None] * band_levels).sum(axis=0)
+    levels = band_levels.shape[2]
+
+    def normalise(table):
+        table = table + _SMOOTHING / levels
+        return table / table.sum(axis=1, keepdims=True)
+
+    return normalise(match_counts), normalise(other_counts)
 
 
 @dataclass(frozen=True)
@@ -84,17 +102,9 @@ def model_from_counts(fields, edges, at_least, kept, band_pairs, band_levels, *,
     band_levels = np.asarray(band_levels, np.float64)
     if band_levels.shape[0] != merged.size:
         raise InvalidRequestError("band level counts do not fit the kept edges")
-    match_counts = (merged[:, None, None] * band_levels).sum(axis=0)       # F x 5
-    other_counts = ((1 - merged)[:, None, None] * band_levels).sum(axis=0)
-    levels = band_levels.shape[2]
-
-    def normalise(table):
-        table = table + _SMOOTHING / levels
-        return table / table.sum(axis=1, keepdims=True)
-
+    m, u = m_step(merged, band_levels)
     total_pairs = float(np.sum(band_pairs))
-    model = FellegiSunterModel(tuple(fields), normalise(match_counts), normalise(other_counts),
-                               matches / max(total_pairs, 1.0))
+    model = FellegiSunterModel(tuple(fields), m, u, matches / max(total_pairs, 1.0))
     present = band_levels.sum(axis=(0, 2)) / max(total_pairs, 1.0)
     cut, expected_f1 = model_cut(model, present, all_pairs)
     return AggregateModel(model, merged, present, cut, expected_f1, matches)
