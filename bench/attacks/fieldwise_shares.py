@@ -46,7 +46,7 @@ from linkage.mpc import (Dealer, PartyMaterial, Plan, rational_threshold, run_lo
                          split_clks, threshold_party)
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
 from linkage.mpc.fieldwise import (FieldWeights, LocalDealer, field_columns, field_weights,
-                                   fieldwise_links_party, fieldwise_party)
+                                   fieldwise_links_party, fieldwise_party, links_plan)
 
 __all__ = ["SharedFieldwise", "main", "share_levels"]
 
@@ -161,7 +161,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
               if within else _agency_pairs(owners))
     for a_rows, b_rows in groups:
         left, right = clks[a_rows], clks[b_rows]
-        plan = Plan(left.shape[0], right.shape[0], bits)
+        plan = links_plan(left.shape[0], right.shape[0], bits)
         started = time.perf_counter()
         dealer = FieldDealer(plan, columns)
         corrections = list(dealer.corrections())
