@@ -60,17 +60,18 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
         sides[1].append(SamplePair(l1, r1, FieldMaterial(1, plan, columns, dealer.seeds[1],
                                                          iter(corrections)),
                                    later.for_party(1)))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     counts, _, sent = run_locally(field_train_party(0, sides[0], bands, min_pairs),
                                   field_train_party(1, sides[1], bands, min_pairs))
     online = (time.perf_counter() - started) / 2
+    cpu = (time.process_time() - cpu_started) / 2
     dealer_bytes += sum(d.bytes_to_server_1 for d in dealers)
     band_pairs, band_levels = counts.band_level_counts()
     fitted = model_from_counts(layout.fields, counts.edges, counts.at_least, counts.kept,
                                band_pairs, band_levels, all_pairs=cross,
                                max_matches=MATCHES_PER_SAMPLED_RECORD * sampled_rows)
     weights = field_weights(fitted.model.weights, fitted.cut_bits)
-    return {"counts": counts, "fitted": fitted, "weights": weights, "online_s": online,
+    return {"counts": counts, "fitted": fitted, "weights": weights, "online_s": online, "cpu_s": cpu,
             "sent": sent, "dealer_bytes": dealer_bytes, "dealer_s": dealer_s,
             "sample_pairs": counts.pairs, "cross_pairs": cross}
 
@@ -128,6 +129,7 @@ def _quality_one(args, seed: int) -> dict:
                   links_from_labels(b_labels))]
         b_cost = {"b_train_us_per_cross_pair": 1e6 * training.online_s / training.cross_pairs,
                   "b_links_us_per_pair": 1e6 * b_links.online_s / training.cross_pairs,
+                  "b_links_cpu_us_per_pair": 1e6 * b_links.cpu_s / training.cross_pairs,
                   "b_dealer_bytes_per_pair": (training.dealer_bytes + b_links.dealer_bytes)
                   / training.cross_pairs}
     banded, chosen = _banded_record_level(record_clks, owners, schema.clk_bits, 0.05, seed)
@@ -165,6 +167,8 @@ def _quality_one(args, seed: int) -> dict:
         "train_us_per_cross_pair": 1e6 * trained["online_s"] / pair_count,
         "train_us_per_sample_pair": 1e6 * trained["online_s"] / trained["sample_pairs"],
         "links_us_per_pair": 1e6 * online / (pair_count + within_pairs),
+        "train_cpu_us_per_cross_pair": 1e6 * trained["cpu_s"] / pair_count,
+        "links_cpu_us_per_pair": 1e6 * sum(p.cpu_s for p in pairs) / (pair_count + within_pairs),
         "links_pairs": pair_count + within_pairs,
         "train_dealer_bytes_per_cross_pair": trained["dealer_bytes"] / pair_count,
         "links_dealer_bytes_per_pair": sum(p.dealer_bytes for p in pairs)
@@ -198,11 +202,14 @@ def _print_quality(out) -> None:
           f"{c['train_dealer_bytes_per_cross_pair']:.1f} B per cross pair; links "
           f"{c['links_us_per_pair']:.1f} µs per pair per server over {c['links_pairs']} pairs, "
           f"dealer {c['links_dealer_bytes_per_pair']:.1f} B per pair, sent "
-          f"{c['links_sent_bytes_per_pair']:.1f} B per pair per server", flush=True)
+          f"{c['links_sent_bytes_per_pair']:.1f} B per pair per server; CPU: training "
+          f"{c['train_cpu_us_per_cross_pair']:.2f} µs per cross pair, links "
+          f"{c['links_cpu_us_per_pair']:.2f} µs per pair", flush=True)
     if "b_links_us_per_pair" in c:
         print(f"cost B (same run): training {c['b_train_us_per_cross_pair']:.2f} + links "
               f"{c['b_links_us_per_pair']:.2f} µs per cross pair per server, dealer "
-              f"{c['b_dealer_bytes_per_pair']:.1f} B per cross pair", flush=True)
+              f"{c['b_dealer_bytes_per_pair']:.1f} B per cross pair; links CPU "
+              f"{c['b_links_cpu_us_per_pair']:.2f} µs per cross pair", flush=True)
 
 
 def main_quality(args) -> int:

@@ -142,6 +142,7 @@ class SharedLinks:
     sent_bytes: int
     dealer_bytes: int
     dealer_s: float
+    cpu_s: float = 0.0   # per server: CPU seconds of both in this process, halved
 
 
 def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
@@ -155,7 +156,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
     columns = field_columns(layout.word_starts, layout.word_counts)
     bits = layout.bits
     lefts, rights, levels = [], [], []
-    online = dealer_s = 0.0
+    online = dealer_s = cpu = 0.0
     sent = dealer_bytes = 0
     groups = ([(np.flatnonzero(owners == o),) * 2 for o in np.unique(owners).tolist()]
               if within else _agency_pairs(owners))
@@ -170,7 +171,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
         later = LocalDealer()
         l0, l1 = split_clks(left, bits)
         r0, r1 = split_clks(right, bits)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         out, _, sent_here = run_locally(
             fieldwise_links_party(0, l0, r0, weights,
                                   FieldMaterial(0, plan, columns, dealer.seeds[0]),
@@ -179,6 +180,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
                                   FieldMaterial(1, plan, columns, dealer.seeds[1],
                                                 iter(corrections)), later.for_party(1)))
         online += (time.perf_counter() - started) / 2
+        cpu += (time.process_time() - cpu_started) / 2
         sent += sent_here
         dealer_bytes += later.bytes_to_server_1
         if check:
@@ -195,7 +197,8 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
     left, right = np.concatenate(lefts), np.concatenate(rights)
     pairs = CandidatePairs(np.minimum(left, right), np.maximum(left, right),
                            np.zeros(left.size))
-    return SharedLinks(pairs, np.concatenate(levels), online, sent, dealer_bytes, dealer_s)
+    return SharedLinks(pairs, np.concatenate(levels), online, sent, dealer_bytes, dealer_s,
+                       cpu)
 
 
 def train_on_shares(shared: SharedFieldwise, fields):
