@@ -2,6 +2,8 @@
 
     python -m bench.attacks.fieldwise_shares quality --records 250 --candidate 0.5
     python -m bench.attacks.fieldwise_shares privacy --records 1000 2000 --runs 3
+    python -m bench.attacks.fieldwise_shares design-c --records 250 --seeds 101 103
+    python -m bench.attacks.fieldwise_shares design-c-privacy --records 1000 --runs 3
 
 Why: two-server mode hides the similarity graph but scores record-level only (held-out
 F1 0.885); field-wise Fellegi-Sunter reaches 0.988 but, with one server holding the CLKs,
