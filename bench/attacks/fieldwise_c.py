@@ -260,7 +260,7 @@ def privacy_run(records: int, run: int, seeds: list[int]) -> dict:
 def main_privacy(args) -> int:
     rows = []
     for records in args.records:
-        for run in range(args.runs):
+        for run in range(args.first_run, args.first_run + args.runs):
             row = privacy_run(records, run, args.seeds)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -290,5 +290,6 @@ def add_commands(commands) -> None:
     sub = commands.add_parser("design-c-privacy", help="design C: attacks on the view")
     sub.add_argument("--records", type=int, nargs="+", default=[1000])
     sub.add_argument("--runs", type=int, default=1)
+    sub.add_argument("--first-run", type=int, default=0, help="worlds first-run .. +runs-1")
     sub.add_argument("--seeds", type=int, nargs="+", default=[0, 50])
     sub.add_argument("--json")
