@@ -2,6 +2,8 @@
 
     python -m bench.attacks.fieldwise_shares quality --records 250 --candidate 0.5
     python -m bench.attacks.fieldwise_shares privacy --records 1000 2000 --runs 3
+    python -m bench.attacks.fieldwise_shares design-c --records 250 --seeds 101 103
+    python -m bench.attacks.fieldwise_shares design-c-privacy --records 1000 --runs 3
 
 Why: two-server mode hides the similarity graph but scores record-level only (held-out
 F1 0.885); field-wise Fellegi-Sunter reaches 0.988 but, with one server holding the CLKs,
@@ -46,7 +48,7 @@ from linkage.mpc import (Dealer, PartyMaterial, Plan, rational_threshold, run_lo
                          split_clks, threshold_party)
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
 from linkage.mpc.fieldwise import (FieldWeights, LocalDealer, field_columns, field_weights,
-                                   fieldwise_links_party, fieldwise_party)
+                                   fieldwise_links_party, fieldwise_party, links_plan)
 
 __all__ = ["SharedFieldwise", "main", "share_levels"]
 
@@ -142,19 +144,27 @@ class SharedLinks:
     sent_bytes: int
     dealer_bytes: int
     dealer_s: float
+    cpu_s: float = 0.0   # per server: CPU seconds of both in this process, halved
 
 
 def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
-                weights: FieldWeights, *, check: bool = True) -> SharedLinks:
-    """Run ``fieldwise_links_party`` for every agency pair (both servers in this process)."""
+                weights: FieldWeights, *, check: bool = True, within: bool = False
+                ) -> SharedLinks:
+    """Run ``fieldwise_links_party`` for every agency pair (both servers in this process).
+
+    ``within``: instead, every agency against itself (all its ordered pairs compared on
+    shares; the pairs ``left < right`` kept).
+    """
     columns = field_columns(layout.word_starts, layout.word_counts)
     bits = layout.bits
     lefts, rights, levels = [], [], []
-    online = dealer_s = 0.0
+    online = dealer_s = cpu = 0.0
     sent = dealer_bytes = 0
-    for a_rows, b_rows in _agency_pairs(owners):
+    groups = ([(np.flatnonzero(owners == o),) * 2 for o in np.unique(owners).tolist()]
+              if within else _agency_pairs(owners))
+    for a_rows, b_rows in groups:
         left, right = clks[a_rows], clks[b_rows]
-        plan = Plan(left.shape[0], right.shape[0], bits)
+        plan = links_plan(left.shape[0], right.shape[0], bits)
         started = time.perf_counter()
         dealer = FieldDealer(plan, columns)
         corrections = list(dealer.corrections())
@@ -163,7 +173,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
         later = LocalDealer()
         l0, l1 = split_clks(left, bits)
         r0, r1 = split_clks(right, bits)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         out, _, sent_here = run_locally(
             fieldwise_links_party(0, l0, r0, weights,
                                   FieldMaterial(0, plan, columns, dealer.seeds[0]),
@@ -172,6 +182,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
                                   FieldMaterial(1, plan, columns, dealer.seeds[1],
                                                 iter(corrections)), later.for_party(1)))
         online += (time.perf_counter() - started) / 2
+        cpu += (time.process_time() - cpu_started) / 2
         sent += sent_here
         dealer_bytes += later.bytes_to_server_1
         if check:
@@ -181,13 +192,15 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
             if not (np.array_equal(out.left * plan.right_rows + out.right, expected)
                     and np.array_equal(out.levels, every[expected])):
                 raise AssertionError("links on shares differ from the plaintext rule's")
-        lefts.append(a_rows[out.left])
-        rights.append(b_rows[out.right])
-        levels.append(out.levels)
+        keep = a_rows[out.left] < b_rows[out.right] if within else slice(None)
+        lefts.append(a_rows[out.left][keep])
+        rights.append(b_rows[out.right][keep])
+        levels.append(out.levels[keep])
     left, right = np.concatenate(lefts), np.concatenate(rights)
     pairs = CandidatePairs(np.minimum(left, right), np.maximum(left, right),
                            np.zeros(left.size))
-    return SharedLinks(pairs, np.concatenate(levels), online, sent, dealer_bytes, dealer_s)
+    return SharedLinks(pairs, np.concatenate(levels), online, sent, dealer_bytes, dealer_s,
+                       cpu)
 
 
 def train_on_shares(shared: SharedFieldwise, fields):
@@ -545,8 +558,12 @@ def main(argv=None) -> int:
     sub.add_argument("--runs", type=int, default=3)
     sub.add_argument("--seeds", type=int, nargs="+", default=[0, 10, 50])
     sub.add_argument("--json")
+    from .fieldwise_c import add_commands, main_privacy, main_quality
+
+    add_commands(commands)
     args = parser.parse_args(argv)
-    return quality_main(args) if args.command == "quality" else privacy_main(args)
+    return {"quality": quality_main, "privacy": privacy_main, "design-c": main_quality,
+            "design-c-privacy": main_privacy}[args.command](args)
 
 
 if __name__ == "__main__":

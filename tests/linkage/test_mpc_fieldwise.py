@@ -192,3 +192,11 @@ def test_weight_table_is_checked():
         field_weights(np.zeros((3, 4)), 0.0)
     with pytest.raises(InvalidRequestError, match="too large"):
         field_weights(np.full((3, 5), 1e6), 0.0)
+
+
+def test_links_plan_blocks_about_a_thousand_pairs():
+    from linkage.mpc.fieldwise import LINK_PAIRS_PER_BLOCK, links_plan
+
+    assert links_plan(250, 250, 256).block_rows == LINK_PAIRS_PER_BLOCK // 250
+    assert links_plan(3, 5000, 256).block_rows == 1
+    assert links_plan(7, 10, 256).block_rows == 7

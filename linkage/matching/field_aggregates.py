@@ -1,0 +1,110 @@
+"""A field-wise Fellegi-Sunter model from aggregate counts only (two-server "design C").
+
+Why: on shares the servers may open sums over the public sample but no pair's levels
+(docs/privacy.md). The record-level banded score model (``threshold``, as ``auto`` fits it
+to the sample's histogram) gives each Dice band's match probability ``p_b``; one M-step with
+those as every pair's responsibility turns the per-band level counts into m and u:
+
+    m[f, l] = sum_b p_b n[b, f, l] / sum_b p_b n[b, f, present]
+    u[f, l] = sum_b (1 - p_b) n[b, f, l] / sum_b (1 - p_b) n[b, f, present]
+
+(smoothed as ``fellegi_sunter``'s EM). Missing fields carry no weight; the cut is
+``model_cut``'s best expected F1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidRequestError
+from .fellegi_sunter import FellegiSunterModel, model_cut
+from .threshold import _banded_fit, band_match_shares
+
+__all__ = ["AggregateModel", "band_probabilities", "m_step", "model_from_counts"]
+
+_SMOOTHING = 1.0  # pseudo-count over a field's levels, as fellegi_sunter's
+
+
+def band_probabilities(edges: np.ndarray, counts: np.ndarray, max_matches: float | None
+                       ) -> np.ndarray:
+    """P(match | record Dice band) per band of the histogram, as ``auto`` fits it.
+
+    Bands below the fit's start get 0 (they are not modelled: the non-match tail).
+    Raises:
+        InvalidRequestError: the histogram does not separate into matches and non-matches.
+    """
+    edges = np.asarray(edges, np.float64)
+    counts = np.asarray(counts)
+    model, start = _banded_fit(edges, counts, max_matches)
+    if model is None:
+        raise InvalidRequestError("the sample's histogram gives no score model: field-wise "
+                                  "training on aggregates needs one")
+    out = np.zeros(edges.size)
+    out[start:] = band_match_shares(model, edges[start:])
+    return out
+
+
+def m_step(band_p: np.ndarray, band_levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """m and u (fields x levels) with each band's match probability as every pair's
+    responsibility; smoothed so that no m or u is zero."""
+    band_p = np.asarray(band_p, np.float64)
+    band_levels = np.asarray(band_levels, np.float64)
+    if band_levels.ndim != 3 or band_levels.shape[0] != band_p.size:
+        raise InvalidRequestError("band level counts must be bands x fields x levels")
+    match_counts = (band_p[:, None, None] * band_levels).sum(axis=0)
+    other_counts = ((1 - band_p)[:, None, None] * band_levels).sum(axis=0)
+    levels = band_levels.shape[2]
+
+    def normalise(table):
+        table = table + _SMOOTHING / levels
+        return table / table.sum(axis=1, keepdims=True)
+
+    return normalise(match_counts), normalise(other_counts)
+
+
+@dataclass(frozen=True)
+class AggregateModel:
+    """The model, the per-merged-band match probabilities it used, and its cut."""
+
+    model: FellegiSunterModel
+    band_p: np.ndarray
+    present_share: np.ndarray
+    cut_bits: float
+    expected_f1: float
+    sample_matches: float
+
+
+def model_from_counts(fields, edges, at_least, kept, band_pairs, band_levels, *,
+                      all_pairs: float, max_matches: float | None = None) -> AggregateModel:
+    """m, u, weights and cut from opened aggregates (see the module docstring).
+
+    ``at_least``: the histogram (pairs at or above each edge, over the sample); ``kept``:
+    the edges the cells were cut at; ``band_pairs`` and ``band_levels`` (merged bands x fields
+    x 5 levels) from ``FieldCounts.band_level_counts`` (first band: below the lowest kept edge).
+    """
+    edges = np.asarray(edges, np.float64)
+    at_least = np.asarray(at_least, np.int64)
+    counts = at_least - np.append(at_least[1:], 0)
+    p = band_probabilities(edges, counts, max_matches)
+    # Merged band j > 0 holds the original bands kept[j-1] .. kept[j]-1; band 0 the pairs
+    # below edges[kept[0]] (those below edges[0] have p 0).
+    kept = np.asarray(kept, np.int64)
+    bounds = np.r_[0, kept, edges.size]
+    merged = np.zeros(kept.size + 1)
+    matches = 0.0
+    for j in range(kept.size + 1):
+        lo, hi = bounds[j], bounds[j + 1]
+        expected = float((counts[lo:hi] * p[lo:hi]).sum())
+        matches += expected
+        merged[j] = expected / max(float(band_pairs[j]), 1.0)
+    band_levels = np.asarray(band_levels, np.float64)
+    if band_levels.shape[0] != merged.size:
+        raise InvalidRequestError("band level counts do not fit the kept edges")
+    m, u = m_step(merged, band_levels)
+    total_pairs = float(np.sum(band_pairs))
+    model = FellegiSunterModel(tuple(fields), m, u, matches / max(total_pairs, 1.0))
+    present = band_levels.sum(axis=(0, 2)) / max(total_pairs, 1.0)
+    cut, expected_f1 = model_cut(model, present, all_pairs)
+    return AggregateModel(model, merged, present, cut, expected_f1, matches)
