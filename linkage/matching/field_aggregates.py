@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .fellegi_sunter import FellegiSunterModel, model_cut
-from .threshold import _banded_fit, band_match_shares
+from .threshold import banded_fit, band_match_shares
 
 __all__ = ["AggregateModel", "band_probabilities", "m_step", "model_from_counts"]
 
@@ -37,7 +37,7 @@ def band_probabilities(edges: np.ndarray, counts: np.ndarray, max_matches: float
     """
     edges = np.asarray(edges, np.float64)
     counts = np.asarray(counts)
-    model, start = _banded_fit(edges, counts, max_matches)
+    model, start = banded_fit(edges, counts, max_matches)
     if model is None:
         raise InvalidRequestError("the sample's histogram gives no score model: field-wise "
                                   "training on aggregates needs one")

@@ -56,6 +56,7 @@ __all__ = [
     "SolverScores",
     "ThresholdChoice",
     "BANDED_TAIL_SHARE",
+    "banded_fit",
     "band_match_shares",
     "banded_tail_start",
     "choose_banded_threshold",
@@ -1007,7 +1008,7 @@ def banded_tail_start(counts: np.ndarray, tail_share: float = BANDED_TAIL_SHARE)
     return int(within[0]) if within.size else at_least.size - 1
 
 
-def _banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None,
+def banded_fit(edges: np.ndarray, counts: np.ndarray, max_matches: float | None,
                 tail_share: float = BANDED_TAIL_SHARE) -> tuple[ScoreModel | None, int]:
     """The banded model and the index of the edge it was fitted from.
 
@@ -1045,7 +1046,7 @@ def choose_banded_threshold(edges: np.ndarray, counts: np.ndarray,
     """
     edges = np.asarray(edges, dtype=np.float64)
     counts = np.asarray(counts)
-    model, start = _banded_fit(edges, counts, max_matches, tail_share)
+    model, start = banded_fit(edges, counts, max_matches, tail_share)
     edges = edges[start:]
     counts = counts.astype(np.float64)[start:]
     pair_count = int(counts.sum())
