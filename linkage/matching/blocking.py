@@ -176,32 +176,76 @@ def table_positions(clk_bits: int, plan: LshPlan, seed: int = 0) -> list[np.ndar
             for _ in range(plan.tables)]
 
 
-def _sorted_common(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The distinct values of sorted ``first`` found in sorted ``second`` (``np.intersect1d``
-    without sorting both again)."""
-    if first.size == 0 or second.size == 0:
-        return first[:0]
-    distinct = first[np.concatenate(([True], first[1:] != first[:-1]))]
-    at = np.minimum(np.searchsorted(second, distinct), second.size - 1)
-    return distinct[second[at] == distinct]
+@njit(cache=True, nogil=True)
+def _key_order(matrix, positions, digit_bits):
+    """Rows in stable order of their keys, and the sorted keys: an LSD radix sort in
+    passes of ``digit_bits`` bits (the order ``np.argsort(keys, kind="stable")`` gives)."""
+    rows = matrix.shape[0]
+    keys = _keys(matrix, positions)
+    order = np.arange(rows)
+    spare = np.empty(rows, np.int64)
+    buckets = 1 << digit_bits
+    mask = np.uint64(buckets - 1)
+    counts = np.empty(buckets + 1, np.int64)
+    shift = 0
+    while shift < positions.shape[0]:
+        counts[:] = 0
+        for i in range(rows):
+            counts[((keys[order[i]] >> np.uint64(shift)) & mask) + 1] += 1
+        for d in range(buckets):
+            counts[d + 1] += counts[d]
+        for i in range(rows):
+            row = order[i]
+            digit = (keys[row] >> np.uint64(shift)) & mask
+            spare[counts[digit]] = row
+            counts[digit] += 1
+        order, spare = spare, order
+        shift += digit_bits
+    return order, keys[order]
+
+
+@njit(cache=True, nogil=True)
+def _bucket_ranges(lsorted, rsorted):
+    """Each key found in both sorted arrays: its row ranges on both sides, by one merge."""
+    size = min(lsorted.shape[0], rsorted.shape[0])
+    lstart = np.empty(size, np.int64)
+    lstop = np.empty(size, np.int64)
+    rstart = np.empty(size, np.int64)
+    rstop = np.empty(size, np.int64)
+    i = j = found = 0
+    while i < lsorted.shape[0] and j < rsorted.shape[0]:
+        if lsorted[i] < rsorted[j]:
+            i += 1
+        elif rsorted[j] < lsorted[i]:
+            j += 1
+        else:
+            key = lsorted[i]
+            lstart[found], rstart[found] = i, j
+            while i < lsorted.shape[0] and lsorted[i] == key:
+                i += 1
+            while j < rsorted.shape[0] and rsorted[j] == key:
+                j += 1
+            lstop[found], rstop[found] = i, j
+            found += 1
+    return lstart[:found], lstop[:found], rstart[:found], rstop[:found]
 
 
 def _shared_buckets(left: np.ndarray, right: np.ndarray, positions: np.ndarray):
     """One table's buckets found on both sides: row orders and each bucket's row ranges,
-    or ``None`` when no bucket is shared."""
-    # Keys of up to 16 bits sort as uint16, which numpy's stable sort does by radix (several
-    # times faster than a merge sort of uint64; the same order, as the sort is stable).
-    narrow = np.uint16 if positions.size <= 16 else np.uint32
-    lkeys = _keys(left, positions).astype(narrow)
-    rkeys = _keys(right, positions).astype(narrow)
-    lorder, rorder = np.argsort(lkeys, kind="stable"), np.argsort(rkeys, kind="stable")
-    lsorted, rsorted = lkeys[lorder], rkeys[rorder]
-    shared = _sorted_common(lsorted, rsorted)
-    if shared.size == 0:
+    or ``None`` when no bucket is shared.
+
+    All in numba without the GIL (keys, radix sort, merge), so the "ahead" threads of
+    ``lsh_table_pairs`` really run beside the scan; numpy's argsort, fancy indexing,
+    ``searchsorted`` and the intersection cost 2x as much here and partly held the GIL.
+    """
+    bits = int(positions.size)
+    digit_bits = bits if bits <= 16 else (bits + 1) // 2
+    lorder, lsorted = _key_order(left, positions, digit_bits)
+    rorder, rsorted = _key_order(right, positions, digit_bits)
+    lstart, lstop, rstart, rstop = _bucket_ranges(lsorted, rsorted)
+    if lstart.size == 0:
         return None
-    return (lorder, rorder,
-            np.searchsorted(lsorted, shared, "left"), np.searchsorted(lsorted, shared, "right"),
-            np.searchsorted(rsorted, shared, "left"), np.searchsorted(rsorted, shared, "right"))
+    return lorder, rorder, lstart, lstop, rstart, rstop
 
 
 def _table_masks(words: int, positions: list[np.ndarray]) -> np.ndarray:

@@ -72,10 +72,38 @@ def test_lsh_reports_exactly_the_pairs_sharing_some_bucket_once_each():
                         found.score.tolist())) == expected
 
 
-def test_buckets_found_on_both_sides_are_numpys_intersection():
-    from linkage.matching.blocking import _sorted_common
+def _numpy_buckets(left, right, positions):
+    """The buckets of one table the slow way: keys, numpy's stable argsort, intersection."""
+    def keys(matrix):
+        bits = np.unpackbits(matrix.view(np.uint8), axis=1, bitorder="little")[:, positions]
+        return (bits.astype(np.uint64) << np.arange(len(positions))[::-1].astype(np.uint64)
+                ).sum(axis=1, dtype=np.uint64)
+    lkeys, rkeys = keys(left), keys(right)
+    lorder, rorder = np.argsort(lkeys, kind="stable"), np.argsort(rkeys, kind="stable")
+    lsorted, rsorted = lkeys[lorder], rkeys[rorder]
+    shared = np.intersect1d(lsorted, rsorted)
+    return (lorder, rorder, np.searchsorted(lsorted, shared, "left"),
+            np.searchsorted(lsorted, shared, "right"), np.searchsorted(rsorted, shared, "left"),
+            np.searchsorted(rsorted, shared, "right"))
+
+
+def test_buckets_found_on_both_sides_match_numpys_sort_and_intersection():
+    """The radix sort (one pass up to 16 bits, two above) and the merge give exactly numpy's
+    stable order and intersection, so tables are scanned bucket by bucket as before."""
+    from linkage.matching.blocking import _shared_buckets
     rng = np.random.default_rng(12)
-    for size in range(0, 60, 3):
-        first = np.sort(rng.integers(0, 40, size)).astype(np.uint16)
-        second = np.sort(rng.integers(0, 40, rng.integers(0, 60))).astype(np.uint16)
-        assert np.array_equal(_sorted_common(first, second), np.intersect1d(first, second))
+    for bits in (3, 12, 16, 17, 20, 24):
+        for rows in (0, 1, 7, 400):
+            positions = np.sort(rng.choice(128, bits, replace=False)).astype(np.int64)
+            # few distinct values on the sampled bits, so buckets hold several rows
+            base = rng.integers(0, 2**63, (4, 2), dtype=np.int64).view(np.uint64)
+            left = base[rng.integers(0, 4, rows)] ^ (rng.random((rows, 2)) < 0.1).astype(np.uint64)
+            right = base[rng.integers(0, 4, rows + 3)]
+            found = _shared_buckets(np.ascontiguousarray(left), np.ascontiguousarray(right),
+                                    positions)
+            expected = _numpy_buckets(left, right, positions)
+            if found is None:
+                assert expected[2].size == 0
+                continue
+            for got, want in zip(found, expected):
+                assert np.array_equal(got, want)
