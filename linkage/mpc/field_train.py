@@ -29,9 +29,8 @@ import numpy as np
 from ..errors import InvalidRequestError
 from .bands import BandThresholds
 from .field_dealer import FieldMaterial
-from .fieldwise import FIELD_THRESHOLDS, LaterMaterial, _and_bits, _to_additive
+from .fieldwise import FIELD_THRESHOLDS, LaterMaterial, _and_bits, _to_additive, open_operands
 from .protocol import _check_shares, _non_negative, rational_threshold
-from .ring import RightOperand
 
 __all__ = ["FieldCounts", "SamplePair", "field_train_party", "merged_edges"]
 
@@ -117,24 +116,10 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
     fields, k = len(columns), len(FIELD_THRESHOLDS)
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
-    mask_left, mask_right = material.masks()
-    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
-    opened = mine + (yield mine)
-    open_left = opened[:left.size].reshape(left.shape)
-    open_right = opened[left.size:].reshape(right.shape)
-    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
-        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
-        open_right[:, lo:hi]]))) for lo, hi in columns]
-    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
-    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
-    commons = []
-    for index, (lo, hi) in enumerate(plan.blocks()):
-        block = material.block(index)
-        commons.append(np.stack([
-            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
-                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
-            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))
-        ]).reshape(fields, -1))
+    operands = yield from open_operands(party, left, right, material)
+    pop_left, pop_right = operands.pop_left, operands.pop_right
+    commons = [operands.common(material.block(index), lo, hi).reshape(fields, -1)
+               for index, (lo, hi) in enumerate(plan.blocks())]
     common = np.concatenate(commons, axis=1)                            # F x P, row-major
     sums = (pop_left[:, :, None] + pop_right[:, None, :]).reshape(fields, -1)
     pairs = common.shape[1]
@@ -145,12 +130,7 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
         - p * sums.sum(axis=0, dtype=np.uint32)[None]
     band = yield from _non_negative(party, values, later.comparisons(pairs, len(bands)))
     # Presence per record, then per pair; level bits per pair and field.
-    one = np.uint32(1 if party == 0 else 0)
-    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
-    present_records = (yield from _non_negative(party, record_values[None],
-                                                later.comparisons(record_values.size, 1)))[0]
-    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
-    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    present_left, present_right = yield from operands.presence(later)
     twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)[:, None, None]
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
     level_values = twice_qs * common[None] - ps * sums[None]            # K x F x P

@@ -41,10 +41,10 @@ from .field_dealer import BitDealer, BitMaterial, FieldMaterial, bit_material
 from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
 from .ring import RightOperand
 
-__all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldWeights", "LaterMaterial",
-           "LINK_PAIRS_PER_BLOCK", "LocalDealer", "WEIGHT_SCALE", "field_columns", "field_weights",
-           "fieldwise_links_party", "links_plan",
-           "fieldwise_party"]
+__all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
+           "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "WEIGHT_SCALE",
+           "field_columns", "field_weights", "fieldwise_links_party", "fieldwise_party",
+           "links_plan", "open_operands"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -136,6 +136,62 @@ def _open_bits(bits: np.ndarray) -> Generator[np.ndarray, np.ndarray, np.ndarray
     return np.unpackbits(mine ^ (yield mine), count=bits.size).reshape(bits.shape)
 
 
+@dataclass(frozen=True)
+class FieldOperands:
+    """One pair of share matrices after ``E``/``F`` were opened (``open_operands``): what
+    every block's per-field products and the presence bits need.
+
+    ``pop_left``/``pop_right``: this server's additive shares of each field's popcount per
+    record (fields x records).
+    """
+
+    party: int
+    columns: tuple[tuple[int, int], ...]
+    open_left: np.ndarray
+    mask_left: np.ndarray
+    right_terms: tuple[RightOperand, ...]
+    pop_left: np.ndarray
+    pop_right: np.ndarray
+
+    def common(self, block: BlockMaterial, lo: int, hi: int) -> np.ndarray:
+        """Shares of each field's common bits for left rows ``lo:hi`` against every right
+        row, on ``block``'s triples: fields x rows x right rows."""
+        return np.stack([
+            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
+                [self.open_left[lo:hi, start:stop], self.mask_left[lo:hi, start:stop]])))
+            for f, (term, (start, stop)) in enumerate(zip(self.right_terms, self.columns))])
+
+    def presence(self, later: LaterMaterial
+                 ) -> Generator[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """XOR shares of ``[|x_f| >= 1]`` per field and record: (left, right), fields x
+        records (one comparison per record and field)."""
+        one = np.uint32(1 if self.party == 0 else 0)
+        values = np.concatenate([(self.pop_left - one).ravel(), (self.pop_right - one).ravel()])
+        present = (yield from _non_negative(self.party, values[None],
+                                            later.comparisons(values.size, 1)))[0]
+        return (present[:self.pop_left.size].reshape(self.pop_left.shape),
+                present[self.pop_left.size:].reshape(self.pop_right.shape))
+
+
+def open_operands(party: int, left: np.ndarray, right: np.ndarray, material: FieldMaterial
+                  ) -> Generator[np.ndarray, np.ndarray, FieldOperands]:
+    """Open ``E = x - a`` and ``F = y - b`` once for the pair (one message), and prepare
+    each field segment's right operand of the Beaver products."""
+    columns = material.columns
+    mask_left, mask_right = material.masks()
+    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
+    opened = mine + (yield mine)
+    open_left = opened[:left.size].reshape(left.shape)
+    open_right = opened[left.size:].reshape(right.shape)
+    right_terms = tuple(RightOperand(np.ascontiguousarray(np.hstack([
+        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
+        open_right[:, lo:hi]]))) for lo, hi in columns)
+    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    return FieldOperands(party, tuple(columns), open_left, mask_left, right_terms, pop_left,
+                         pop_right)
+
+
 def _check_pairs(name: str, left: np.ndarray, right: np.ndarray, rows: int, cols: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     left, right = np.asarray(left), np.asarray(right)
@@ -178,16 +234,8 @@ def fieldwise_party(party: int, left: np.ndarray, right: np.ndarray,
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
     # 1. E and F once, then one product per field segment and block.
-    mask_left, mask_right = material.masks()
-    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
-    opened = mine + (yield mine)
-    open_left = opened[:left.size].reshape(left.shape)
-    open_right = opened[left.size:].reshape(right.shape)
-    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
-        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
-        open_right[:, lo:hi]]))) for lo, hi in columns]
-    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
-    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
+    operands = yield from open_operands(party, left, right, material)
+    pop_left, pop_right = operands.pop_left, operands.pop_right
     twice_q = np.uint32(2 * candidate_threshold.denominator)
     p = np.uint32(candidate_threshold.numerator)
     random_order = np.lexsort((random_right, random_left))
@@ -195,10 +243,7 @@ def fieldwise_party(party: int, left: np.ndarray, right: np.ndarray,
     random_common = np.zeros((fields, random_left.size), np.uint32)
     for index, (lo, hi) in enumerate(plan.blocks()):
         block = material.block(index)
-        common = np.stack([
-            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
-                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
-            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))])
+        common = operands.common(block, lo, hi)
         total = common.sum(axis=0, dtype=np.uint32)
         sums = pop_left.sum(axis=0, dtype=np.uint32)[lo:hi, None] \
             + pop_right.sum(axis=0, dtype=np.uint32)[None, :]
@@ -218,12 +263,7 @@ def fieldwise_party(party: int, left: np.ndarray, right: np.ndarray,
     pair_common = np.concatenate(kept_common + [random_common], axis=1)  # F x pairs
     candidates, pairs = cand_left.size, pair_left.size
     # 2. Presence per record and field, then per pair.
-    one = np.uint32(1 if party == 0 else 0)
-    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
-    presence = later.comparisons(record_values.size, 1)
-    present_records = (yield from _non_negative(party, record_values[None], presence))[0]
-    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
-    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    present_left, present_right = yield from operands.presence(later)
     # 3. Four comparisons per pair and field.
     sums = pop_left[:, pair_left] + pop_right[:, pair_right]  # F x pairs
     twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)[:, None, None]
@@ -408,22 +448,9 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
                                   f"{fields} fields")
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
-    mask_left, mask_right = material.masks()
-    mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
-    opened = mine + (yield mine)
-    open_left = opened[:left.size].reshape(left.shape)
-    open_right = opened[left.size:].reshape(right.shape)
-    right_terms = [RightOperand(np.ascontiguousarray(np.hstack([
-        (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
-        open_right[:, lo:hi]]))) for lo, hi in columns]
-    pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
-    pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
-    one = np.uint32(1 if party == 0 else 0)
-    record_values = np.concatenate([(pop_left - one).ravel(), (pop_right - one).ravel()])
-    present_records = (yield from _non_negative(party, record_values[None],
-                                                later.comparisons(record_values.size, 1)))[0]
-    present_left = present_records[:pop_left.size].reshape(pop_left.shape)
-    present_right = present_records[pop_left.size:].reshape(pop_right.shape)
+    operands = yield from open_operands(party, left, right, material)
+    pop_left, pop_right = operands.pop_left, operands.pop_right
+    present_left, present_right = yield from operands.presence(later)
     twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)
     table = weights.table.astype(np.int64)
@@ -434,10 +461,7 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
     for index, (lo, hi) in enumerate(plan.blocks()):
         block = material.block(index)
         rows = hi - lo
-        common = np.stack([
-            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
-                [open_left[lo:hi, start:stop], mask_left[lo:hi, start:stop]])))
-            for f, (term, (start, stop)) in enumerate(zip(right_terms, columns))])
+        common = operands.common(block, lo, hi)
         common = common.reshape(fields, -1)                            # F x pairs
         sums = (pop_left[:, lo:hi, None] + pop_right[:, None, :]).reshape(fields, -1)
         pairs = common.shape[1]
