@@ -23,12 +23,12 @@ from linkage.matching.field_aggregates import model_from_counts
 from linkage.mpc import Plan, run_locally, split_clks
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
 from linkage.mpc.bands import band_thresholds
-from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
+from linkage.mpc.field_dealer import FieldMaterial
 from linkage.mpc.field_train import SamplePair, field_train_party
 from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
 
 from .fieldwise_shares import (_agency_pairs, _banded_record_level, _cross_truth, _plain_levels,
-                               share_links)
+                               deal_fields, share_links)
 
 __all__ = ["train_design_c", "main_quality", "main_privacy"]
 
@@ -46,11 +46,9 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
         sampled_rows += rows.size
         left, right = clks[a_rows][rows], clks[b_rows]
         plan = Plan(left.shape[0], right.shape[0], bits)
-        started = time.perf_counter()
-        dealer = FieldDealer(plan, columns)
-        corrections = list(dealer.corrections())
-        dealer_s += time.perf_counter() - started
-        dealer_bytes += sum(c.nbytes for c in corrections)
+        dealer, corrections, seconds, dealt = deal_fields(plan, columns)
+        dealer_s += seconds
+        dealer_bytes += dealt
         later = LocalDealer()
         dealers.append(later)
         l0, l1 = split_clks(left, bits)
