@@ -13,18 +13,20 @@ B does). Quality and cost in one run beside plaintext field-wise, record-level b
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 
 import numpy as np
 
 from linkage.matching.candidates import CandidatePairs
-from linkage.matching.field_aggregates import model_from_counts
+from linkage.matching.field_aggregates import model_from_counts, refined_model, within_model
 from linkage.mpc import Plan, run_locally, split_clks
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
 from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldMaterial
-from linkage.mpc.field_train import SamplePair, field_train_party
+from linkage.mpc.field_refine import field_refine_party
+from linkage.mpc.field_train import SamplePair, field_totals_party, field_train_party
 from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
 
 from .fieldwise_shares import (_agency_pairs, _banded_record_level, _cross_truth, _plain_levels,
@@ -44,25 +46,14 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
         cross += a_rows.size * b_rows.size
         rows = sample_rows(a_rows.size, seed, index)
         sampled_rows += rows.size
-        left, right = clks[a_rows][rows], clks[b_rows]
-        plan = Plan(left.shape[0], right.shape[0], bits)
-        dealer, corrections, seconds, dealt = deal_fields(plan, columns)
+        side0, side1, later, seconds, dealt = _sample_sides(clks[a_rows][rows], clks[b_rows],
+                                                            columns, bits)
         dealer_s += seconds
         dealer_bytes += dealt
-        later = LocalDealer()
         dealers.append(later)
-        l0, l1 = split_clks(left, bits)
-        r0, r1 = split_clks(right, bits)
-        sides[0].append(SamplePair(l0, r0, FieldMaterial(0, plan, columns, dealer.seeds[0]),
-                                   later.for_party(0)))
-        sides[1].append(SamplePair(l1, r1, FieldMaterial(1, plan, columns, dealer.seeds[1],
-                                                         iter(corrections)),
-                                   later.for_party(1)))
-    started, cpu_started = time.perf_counter(), time.process_time()
-    counts, _, sent = run_locally(field_train_party(0, sides[0], bands, min_pairs),
-                                  field_train_party(1, sides[1], bands, min_pairs))
-    online = (time.perf_counter() - started) / 2
-    cpu = (time.process_time() - cpu_started) / 2
+        sides[0].append(side0)
+        sides[1].append(side1)
+    counts, online, cpu, sent = _train(sides, bands, min_pairs)
     dealer_bytes += sum(d.bytes_to_server_1 for d in dealers)
     band_pairs, band_levels = counts.band_level_counts()
     fitted = model_from_counts(layout.fields, counts.edges, counts.at_least, counts.kept,
@@ -72,6 +63,108 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
     return {"counts": counts, "fitted": fitted, "weights": weights, "online_s": online, "cpu_s": cpu,
             "sent": sent, "dealer_bytes": dealer_bytes, "dealer_s": dealer_s,
             "sample_pairs": counts.pairs, "cross_pairs": cross}
+
+
+def _sample_sides(left, right, columns, bits):
+    """Both servers' ``SamplePair`` of one sample (left rows x right rows), its later-phase
+    dealer, and the field dealer's seconds and bytes."""
+    plan = Plan(left.shape[0], right.shape[0], bits)
+    dealer, corrections, seconds, dealt = deal_fields(plan, columns)
+    later = LocalDealer()
+    l0, l1 = split_clks(left, bits)
+    r0, r1 = split_clks(right, bits)
+    side0 = SamplePair(l0, r0, FieldMaterial(0, plan, columns, dealer.seeds[0]),
+                       later.for_party(0))
+    side1 = SamplePair(l1, r1, FieldMaterial(1, plan, columns, dealer.seeds[1],
+                                             iter(corrections)), later.for_party(1))
+    return side0, side1, later, seconds, dealt
+
+
+def _train(sides, bands, min_pairs):
+    """One training run, both servers in this process: counts, wall and CPU s per server,
+    bytes sent."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    counts, _, sent = run_locally(field_train_party(0, sides[0], bands, min_pairs),
+                                  field_train_party(1, sides[1], bands, min_pairs))
+    return (counts, (time.perf_counter() - started) / 2,
+            (time.process_time() - cpu_started) / 2, sent)
+
+
+#: Where the within-agency samples' public draws start (``sample_rows``'s pair index), apart
+#: from the agency pairs' 0, 1, ...
+WITHIN_SAMPLE_INDEX = 1_000
+
+
+def train_within(clks, owners, layout, seed: int) -> dict:
+    """Per agency, a run on a sample of its own pairs (sampled rows x its other rows: no
+    record against itself) that opens only each field's level sums
+    (``field_totals_party``); the agency's model is ``within_model`` of them. Returns
+    {"levels": {agency: fields x levels}, ...cost}; ``within_rules`` makes the models."""
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    bits = layout.bits
+    bands = band_thresholds(SERVICE_EDGES, bits)
+    levels, opened, online, cpu, pairs, dealer_bytes = {}, 0, 0.0, 0.0, 0, 0
+    for index, owner in enumerate(np.unique(owners).tolist()):
+        rows = np.flatnonzero(owners == owner)
+        drawn = sample_rows(rows.size, seed, WITHIN_SAMPLE_INDEX + index)
+        rest = np.setdiff1d(np.arange(rows.size), drawn)
+        if rest.size == 0:
+            continue  # an agency of MIN_SAMPLE_ROWS or fewer: its pairs keep the cross model
+        side0, side1, later, _, dealt = _sample_sides(clks[rows[drawn]], clks[rows[rest]],
+                                                      columns, bits)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        totals, _, _ = run_locally(field_totals_party(0, [side0], bands),
+                                   field_totals_party(1, [side1], bands))
+        online += (time.perf_counter() - started) / 2
+        cpu += (time.process_time() - cpu_started) / 2
+        pairs += totals.pairs
+        dealer_bytes += dealt + later.bytes_to_server_1
+        opened += totals.totals.size
+        levels[owner] = totals.level_counts()
+    return {"levels": levels, "online_s": online, "cpu_s": cpu, "sample_pairs": pairs,
+            "opened_values": opened, "dealer_bytes": dealer_bytes}
+
+
+def within_rules(fitted, levels: dict) -> dict:
+    """{agency: (model, weights)}: ``within_model`` of its level counts, cut as ``fitted``."""
+    out = {}
+    for owner, counts in levels.items():
+        model = within_model(fitted, counts)
+        out[owner] = (model, field_weights(model.weights, fitted.cut_bits))
+    return out
+
+
+def refine_design_c(clks, owners, layout, seed: int, trained: dict) -> dict:
+    """The refinement step (``field_refine_party``) on the training's sample, with fresh
+    material, and ``refined_model`` from its sums."""
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    bits = layout.bits
+    bands = band_thresholds(SERVICE_EDGES, bits)
+    sides, dealer_bytes = ([], []), 0
+    laters = []
+    for index, (a_rows, b_rows) in enumerate(_agency_pairs(owners)):
+        rows = sample_rows(a_rows.size, seed, index)
+        side0, side1, later, _, dealt = _sample_sides(clks[a_rows][rows], clks[b_rows],
+                                                      columns, bits)
+        sides[0].append(side0)
+        sides[1].append(side1)
+        laters.append(later)
+        dealer_bytes += dealt
+    started, cpu_started = time.perf_counter(), time.process_time()
+    weights = trained["weights"]
+    linked, _, sent = run_locally(field_refine_party(0, sides[0], weights, bands),
+                                  field_refine_party(1, sides[1], weights, bands))
+    online = (time.perf_counter() - started) / 2
+    cpu = (time.process_time() - cpu_started) / 2
+    counts = trained["counts"]
+    _, band_levels = counts.band_level_counts()
+    fitted = refined_model(trained["fitted"], linked.linked, linked.level_counts(),
+                           band_levels.sum(axis=0), counts.pairs,
+                           all_pairs=trained["cross_pairs"])
+    return {"fitted": fitted, "weights": field_weights(fitted.model.weights, fitted.cut_bits),
+            "linked_in_sample": linked.linked, "opened_values": 1 + linked.totals.size,
+            "online_s": online, "cpu_s": cpu, "sent": sent,
+            "dealer_bytes": dealer_bytes + sum(d.bytes_to_server_1 for d in laters)}
 
 
 def _opened_cells(counts) -> dict:
@@ -105,14 +198,60 @@ def _quality_one(args, seed: int) -> dict:
     fitted, weights = trained["fitted"], trained["weights"]
     limit = _limits(data)["max_per_owner"]
     links = share_links(clks, owners, layout, weights, check=args.check)
-    pairs = [links]
+
+    def c_labels_of(*parts):
+        """Groups of the links of every (links, match probabilities) part."""
+        linked = CandidatePairs(np.concatenate([p.pairs.left for p, _ in parts]),
+                                np.concatenate([p.pairs.right for p, _ in parts]),
+                                np.concatenate([probability for _, probability in parts]))
+        return greedy_groups(linked, len(data), owners, max_per_owner=limit).labels
+
+    def own_within(first, levels):
+        """Within links on shares by each agency's own rule, and their probabilities."""
+        models = within_rules(first, levels)
+        rules = {o: models[o][1] if o in models else field_weights(first.model.weights,
+                                                                    first.cut_bits)
+                 for o in np.unique(owners).tolist()}
+        found = share_links(clks, owners, layout, rules, check=args.check, within=True)
+        owner_of = owners[found.pairs.left]
+        probability = np.empty(len(found.pairs))
+        for o in np.unique(owner_of).tolist():
+            model = models[o][0] if o in models else first.model
+            probability[owner_of == o] = model.match_probability(found.levels[owner_of == o])
+        return found, probability
+
+    cross_part = (links, fitted.model.match_probability(links.levels))
+    refined = refine_design_c(clks, owners, layout, seed, trained)
+    refined_links = share_links(clks, owners, layout, refined["weights"], check=args.check)
+    refined_part = (refined_links, refined["fitted"].model.match_probability(refined_links.levels))
+    pairs, c_rows, within_cost = [refined_links], [], None
     if args.within:
-        pairs.append(share_links(clks, owners, layout, weights, check=args.check, within=True))
-    left = np.concatenate([p.pairs.left for p in pairs])
-    right = np.concatenate([p.pairs.right for p in pairs])
-    levels = np.concatenate([p.levels for p in pairs])
-    linked = CandidatePairs(left, right, fitted.model.match_probability(levels))
-    c_labels = greedy_groups(linked, len(data), owners, max_per_owner=limit).labels
+        # the cross model's weights for every pair (what design C did first), then each
+        # agency's own u for its pairs, then the refined model with own u: one run, on shares
+        same = share_links(clks, owners, layout, weights, check=args.check, within=True)
+        trained_within = train_within(clks, owners, layout, seed)
+        own = own_within(fitted, trained_within["levels"])
+        refined_own = own_within(refined["fitted"], trained_within["levels"])
+        c_rows = [("C: trained on aggregates, links on shares (cross + within)",
+                   links_from_labels(c_labels_of(
+                       cross_part, (same, fitted.model.match_probability(same.levels))))),
+                  ("C, each agency's own u for its pairs (cross + within)",
+                   links_from_labels(c_labels_of(cross_part, own))),
+                  ("C refined (a second step on the sample's links), own u (cross + within)",
+                   links_from_labels(c_labels_of(refined_part, refined_own)))]
+        pairs.append(refined_own[0])
+        within_cost = {"train_us_per_sample_pair": 1e6 * trained_within["online_s"]
+                       / max(trained_within["sample_pairs"], 1),
+                       "train_s": trained_within["online_s"],
+                       "sample_pairs": trained_within["sample_pairs"],
+                       "opened_values": trained_within["opened_values"],
+                       "links_cross_u": len(same.pairs), "links_own_u": len(own[0].pairs),
+                       "links_refined_own_u": len(refined_own[0].pairs)}
+    else:
+        c_rows = [("C: trained on aggregates, links on shares (cross only)",
+                   links_from_labels(c_labels_of(cross_part))),
+                  ("C refined (a second step on the sample's links; cross only)",
+                   links_from_labels(c_labels_of(refined_part)))]
     b_row = []
     if args.with_b:
         from .fieldwise_shares import share_levels, train_on_shares
@@ -134,9 +273,7 @@ def _quality_one(args, seed: int) -> dict:
     banded_labels = greedy_groups(banded, len(data), owners).labels
     rows = [("plaintext field-wise (one server holds the CLKs)",
              links_from_labels(plain["labels"])),
-            ("C: trained on aggregates, links on shares"
-             + (" (cross + within)" if args.within else " (cross only)"),
-             links_from_labels(c_labels)),
+            *c_rows,
             *b_row,
             ("record-level shares, banded auto (cross only)", links_from_labels(banded_labels))]
     if args.splink:
@@ -150,7 +287,13 @@ def _quality_one(args, seed: int) -> dict:
            "cross_true": _cross_truth(truth, owners), "banded_thresholds": sorted(set(chosen)),
            "cut_bits": fitted.cut_bits, "expected_f1": fitted.expected_f1,
            "sample_matches": fitted.sample_matches, "links_cross": len(links.pairs),
-           "opened": _opened_cells(trained["counts"]), "systems": {}}
+           "opened": _opened_cells(trained["counts"]), "within": within_cost,
+           "refined": {k: refined[k] for k in ("linked_in_sample", "opened_values", "online_s",
+                                               "cpu_s", "dealer_bytes")}
+           | {"cut_bits": refined["fitted"].cut_bits,
+              "expected_f1": refined["fitted"].expected_f1,
+              "links_cross": len(refined_links.pairs)},
+           "systems": {}}
     for label, found in rows:
         q = measure(truth, found, owners)
         out["systems"][label] = {
@@ -186,7 +329,22 @@ def _print_quality(out) -> None:
           f"histogram + {o['cell_values']} cell sums over {o['sample_pairs']} sampled pairs "
           f"(kept edges {o['kept_edges']}, smallest band {o['smallest_band_pairs']} pairs); "
           f"cut {out['cut_bits']:.2f} bits (expected F1 {out['expected_f1']:.4f}); "
-          f"banded auto chose {out['banded_thresholds']}\n")
+          f"banded auto chose {out['banded_thresholds']}")
+    if out["within"]:
+        w = out["within"]
+        print(f"within-agency training: {w['sample_pairs']} sampled pairs of the agencies' own "
+              f"records, {w['opened_values']} values opened (each field's level sums per agency), "
+              f"{w['train_s']:.1f} s ({w['train_us_per_sample_pair']:.1f} µs per sampled pair "
+              f"per server); within links: {w['links_cross_u']} with the cross model's weights, "
+              f"{w['links_own_u']} with each agency's own u, {w['links_refined_own_u']} "
+              f"refined with own u")
+    r = out["refined"]
+    print(f"refinement step: {r['linked_in_sample']} sampled pairs linked by the first model; "
+          f"{r['opened_values']} values opened; cut {r['cut_bits']:.2f} bits (expected F1 "
+          f"{r['expected_f1']:.4f}); {r['links_cross']} cross links (first model "
+          f"{out['links_cross']}); {r['online_s']:.1f} s per server, dealer "
+          f"{r['dealer_bytes'] / 1e6:.1f} MB")
+    print()
     print("| system | P all | R all | F1 all | P cross | R cross | F1 cross | F1 within |\n"
           "|---|---|---|---|---|---|---|---|")
     for label, q in out["systems"].items():
@@ -234,24 +392,28 @@ def privacy_run(records: int, run: int, seeds: list[int]) -> dict:
     owners = np.r_[np.zeros(records, np.int64), np.ones(records, np.int64)]
     clks = np.concatenate([world["a"], world["b"]])
     trained = train_design_c(clks, owners, layout, run)
-    weights = trained["weights"]
-    links = share_links(clks, owners, layout, weights, check=False)
-    left, right = links.pairs.left, links.pairs.right - records
-    ours = _weighted_graph(records, records, left, right, links.levels)
-    # The attacker: every pair of her own encoding, the same public rule.
+    refined = refine_design_c(clks, owners, layout, run, trained)
     a, b = world["attacker_a"], world["attacker_b"]
     every_left, every_right = np.divmod(np.arange(records * records), records)
-    levels = _plain_levels(a, b, layout, every_left, every_right)
-    mine = weights.link(levels)
-    theirs = _weighted_graph(records, records, every_left[mine], every_right[mine],
-                             levels[mine])
-    out = {"run": run, "records": records, "links": len(links.pairs),
-           "attacker_links": int(mine.sum()), "cut_bits": trained["fitted"].cut_bits,
-           "opened": _opened_cells(trained["counts"])}
-    for k in seeds:
-        result = learned_graph_attack(ours, theirs, world["truth"], seeds=k, seed_rng=run)
-        out[f"graph k={k}"] = result.success
-        out[f"partners k={k}"] = result.partner_share
+    attacker_levels = _plain_levels(a, b, layout, every_left, every_right)
+    out = {"run": run, "records": records, "opened": _opened_cells(trained["counts"]),
+           "refinement_opened": refined["opened_values"]}
+    # the first model's rule, then the refined one's (what the service would open)
+    for name, step in (("first", trained), ("refined", refined)):
+        weights = step["weights"]
+        links = share_links(clks, owners, layout, weights, check=False)
+        ours = _weighted_graph(records, records, links.pairs.left,
+                               links.pairs.right - records, links.levels)
+        # The attacker: every pair of her own encoding, the same public rule.
+        mine = weights.link(attacker_levels)
+        theirs = _weighted_graph(records, records, every_left[mine], every_right[mine],
+                                 attacker_levels[mine])
+        out[name] = {"links": len(links.pairs), "attacker_links": int(mine.sum()),
+                     "cut_bits": step["fitted"].cut_bits}
+        for k in seeds:
+            result = learned_graph_attack(ours, theirs, world["truth"], seeds=k, seed_rng=run)
+            out[name][f"graph k={k}"] = result.success
+            out[name][f"partners k={k}"] = result.partner_share
     return out
 
 
@@ -262,6 +424,15 @@ def main_privacy(args) -> int:
             row = privacy_run(records, run, args.seeds)
             print(json.dumps(row), flush=True)
             rows.append(row)
+    keys = [f"graph k={k}" for k in args.seeds] + [f"partners k={k}" for k in args.seeds]
+    print("\n| records | rule | worlds | links (median) | " + " | ".join(keys) + " |\n"
+          + "|---" * (4 + len(keys)) + "|")
+    for records in args.records:
+        for name in ("first", "refined"):
+            mine = [row[name] for row in rows if row["records"] == records]
+            cells = [f"{100 * statistics.median(r[key] for r in mine):.2f}%" for key in keys]
+            print(f"| {records} | {name} | {len(mine)} | "
+                  f"{statistics.median(r['links'] for r in mine):.0f} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

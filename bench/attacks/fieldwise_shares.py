@@ -37,6 +37,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,16 +162,18 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
     """Run ``fieldwise_links_party`` for every agency pair (both servers in this process).
 
     ``within``: instead, every agency against itself (all its ordered pairs compared on
-    shares; the pairs ``left < right`` kept).
+    shares; the pairs ``left < right`` kept); ``weights`` may then map each agency to its own.
     """
     columns = field_columns(layout.word_starts, layout.word_counts)
     bits = layout.bits
     lefts, rights, levels = [], [], []
     online = dealer_s = cpu = 0.0
     sent = dealer_bytes = 0
-    groups = ([(np.flatnonzero(owners == o),) * 2 for o in np.unique(owners).tolist()]
-              if within else _agency_pairs(owners))
-    for a_rows, b_rows in groups:
+    groups = ([(o, *(np.flatnonzero(owners == o),) * 2) for o in np.unique(owners).tolist()]
+              if within else [(None, a, b) for a, b in _agency_pairs(owners)])
+    rules = weights
+    for owner, a_rows, b_rows in groups:
+        weights = rules[owner] if isinstance(rules, Mapping) else rules
         left, right = clks[a_rows], clks[b_rows]
         plan = links_plan(left.shape[0], right.shape[0], bits)
         dealer, corrections, seconds, dealt = deal_fields(plan, columns)

@@ -9,7 +9,9 @@ those as every pair's responsibility turns the per-band level counts into m and 
     u[f, l] = sum_b (1 - p_b) n[b, f, l] / sum_b (1 - p_b) n[b, f, present]
 
 (smoothed as ``fellegi_sunter``'s EM). Missing fields carry no weight; the cut is
-``model_cut``'s best expected F1.
+``model_cut``'s best expected F1. ``refined_model`` then takes one classification-EM step on
+sums over that model's links in the sample (``mpc.field_refine``), and ``within_model`` gives
+each agency's own pairs their u (``mpc.field_train.field_totals_party``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ..errors import InvalidRequestError
 from .fellegi_sunter import FellegiSunterModel, model_cut
 from .threshold import banded_fit, band_match_shares
 
-__all__ = ["AggregateModel", "band_probabilities", "m_step", "model_from_counts"]
+__all__ = ["AggregateModel", "band_probabilities", "m_step", "model_from_counts",
+           "refined_model", "within_model"]
 
 _SMOOTHING = 1.0  # pseudo-count over a field's levels, as fellegi_sunter's
 
@@ -108,3 +111,63 @@ def model_from_counts(fields, edges, at_least, kept, band_pairs, band_levels, *,
     present = band_levels.sum(axis=(0, 2)) / max(total_pairs, 1.0)
     cut, expected_f1 = model_cut(model, present, all_pairs)
     return AggregateModel(model, merged, present, cut, expected_f1, matches)
+
+
+
+def refined_model(fitted: AggregateModel, linked_pairs: int, linked_levels: np.ndarray,
+                  sample_levels: np.ndarray, sample_pairs: int, *, all_pairs: float
+                  ) -> AggregateModel:
+    """One classification-EM step: m from the sample's pairs the first model links, u from
+    the rest, the match share their share of the sample; cut again by ``model_cut``.
+
+    ``linked_levels`` and ``sample_levels`` (fields x levels, missing left out) over the
+    linked sampled pairs and over the whole sample (``field_refine``, ``field_train``).
+    Measured (docs/quality.md): the first step's links are far purer than its band
+    responsibilities, and one more step loses recall, so one is taken.
+
+    Raises:
+        InvalidRequestError: counts that do not fit the model, or a rule that links none or
+            all of the sample (no classes to learn from).
+    """
+    linked = np.asarray(linked_levels, np.float64)
+    sample = np.asarray(sample_levels, np.float64)
+    if linked.shape != fitted.model.m.shape or sample.shape != linked.shape \
+            or (linked > sample).any():
+        raise InvalidRequestError("linked and sample level counts must be fields x levels, "
+                                  "the linked within the sample")
+    if not 0 < linked_pairs < sample_pairs:
+        raise InvalidRequestError("the first model links none or all of the sample: "
+                                  "nothing to refine on")
+    levels = linked.shape[1]
+
+    def normalise(table):
+        table = table + _SMOOTHING / levels
+        return table / table.sum(axis=1, keepdims=True)
+
+    model = FellegiSunterModel(fitted.model.fields, normalise(linked), normalise(sample - linked),
+                               linked_pairs / sample_pairs)
+    cut, expected_f1 = model_cut(model, fitted.present_share, all_pairs)
+    return AggregateModel(model, fitted.band_p, fitted.present_share, cut, expected_f1,
+                          model.match_share * all_pairs)
+
+
+def within_model(fitted: AggregateModel, level_counts: np.ndarray) -> FellegiSunterModel:
+    """The model for pairs inside one agency: the cross-agency m, u from the agency's own pairs.
+
+    Why: u is how often two different people agree on a field, and inside one agency that
+    is not what it is across agencies: relatives share an address and a family name, a
+    company's staff its address and phone, so an agreement the cross model weighs as strong
+    evidence is common there, and the cross weights link such pairs (design C's lost
+    within-agency precision). An agency's own pairs are almost all non-matches (a few
+    duplicates among tens of thousands of pairs), so their level counts (fields x 5, missing
+    left out; opened as sums over a sample, ``field_train``) are its u. The prior and the cut
+    stay the cross model's.
+    """
+    counts = np.asarray(level_counts, np.float64)
+    if counts.shape != fitted.model.u.shape:
+        raise InvalidRequestError("within-agency level counts must be fields x levels, as u")
+    levels = counts.shape[1]
+    smoothed = counts + _SMOOTHING / levels
+    u = smoothed / smoothed.sum(axis=1, keepdims=True)
+    model = fitted.model
+    return FellegiSunterModel(model.fields, model.m, u, model.match_share)

@@ -32,7 +32,8 @@ from .field_dealer import FieldMaterial
 from .fieldwise import FIELD_THRESHOLDS, LaterMaterial, _and_bits, _to_additive, open_operands
 from .protocol import _check_shares, _non_negative, rational_threshold
 
-__all__ = ["FieldCounts", "SamplePair", "field_train_party", "merged_edges"]
+__all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
+           "field_train_party", "merged_edges"]
 
 #: The fewest sampled pairs an opened band may sum.
 MIN_CELL_PAIRS = 10
@@ -73,12 +74,31 @@ class FieldCounts:
         bands = cumulative - np.concatenate([cumulative[1:], np.zeros_like(cumulative[:1])])
         pair_cum = np.concatenate([[self.pairs], self.at_least[self.kept]])
         pairs = pair_cum - np.append(pair_cum[1:], 0)
-        present, at_least = bands[:, 0], bands[:, 1:]  # B x F, B x K x F
-        levels = np.empty((bands.shape[0], bands.shape[2], at_least.shape[1] + 1), np.int64)
-        levels[:, :, 0] = at_least[:, 0]
-        levels[:, :, 1:-1] = np.transpose(at_least[:, 1:] - at_least[:, :-1], (0, 2, 1))
-        levels[:, :, -1] = present - at_least[:, -1]
-        return pairs, levels
+        return pairs, _level_counts(bands)
+
+
+@dataclass(frozen=True)
+class FieldTotals:
+    """What a totals-only run opens: ``totals[c, f]`` as ``FieldCounts.totals``, over
+    ``pairs`` sampled pairs."""
+
+    pairs: int
+    totals: np.ndarray
+
+    def level_counts(self) -> np.ndarray:
+        """Fields x levels (0 best .. 4; missing left out)."""
+        return _level_counts(self.totals[None])[0]
+
+
+def _level_counts(cumulative: np.ndarray) -> np.ndarray:
+    """B x F x levels from B x (present, >= each FIELD_THRESHOLDS) x F counts."""
+    present, at_least = cumulative[:, 0], cumulative[:, 1:]  # B x F, B x K x F
+    levels = np.empty((cumulative.shape[0], cumulative.shape[2], at_least.shape[1] + 1),
+                      np.int64)
+    levels[:, :, 0] = at_least[:, 0]
+    levels[:, :, 1:-1] = np.transpose(at_least[:, 1:] - at_least[:, :-1], (0, 2, 1))
+    levels[:, :, -1] = present - at_least[:, -1]
+    return levels
 
 
 def merged_edges(at_least: np.ndarray, min_pairs: int = MIN_CELL_PAIRS) -> np.ndarray:
@@ -199,3 +219,31 @@ def field_train_party(party: int, pairs: Sequence[SamplePair], bands: BandThresh
         cell_sums += yield from _cells(party, bits, kept, pair.later)
     opened = (cell_sums + (yield cell_sums)).astype(np.int64)
     return FieldCounts(bands.edges, total, at_least, kept, opened[1:], opened[0])
+
+
+def field_totals_party(party: int, pairs: Sequence[SamplePair], bands: BandThresholds
+                       ) -> Generator[np.ndarray, np.ndarray, FieldTotals]:
+    """One server's side of a run that opens only each field's level sums over the samples.
+
+    Why: an agency's own pairs train its u (``field_aggregates.within_model``), which needs
+    no record-level band, so neither the histogram nor any band's cells are opened: only
+    ``(1 + K) x F`` sums over all of ``pairs``' sampled pairs. (``bands`` is what the scan's
+    material was dealt for; its bits stay shared.)
+
+    Raises:
+        InvalidRequestError: no pairs, or shares/material that do not fit.
+    """
+    if not pairs:
+        raise InvalidRequestError("the totals run needs at least one sample")
+    fields = len(pairs[0].material.columns)
+    if any(len(pair.material.columns) != fields for pair in pairs):
+        raise InvalidRequestError("every sample must have the same fields")
+    sums, total = np.zeros((1 + len(FIELD_THRESHOLDS), fields), np.uint32), 0
+    for pair in pairs:
+        bits, _ = yield from _scan(party, pair, bands)
+        counted = bits.counted
+        added = yield from _to_additive(party, counted, pair.later.bits(0, counted.size), 0)
+        sums += added.sum(axis=-1, dtype=np.uint32)
+        total += counted.shape[-1]
+    opened = (sums + (yield sums)).astype(np.int64)
+    return FieldTotals(total, opened)

@@ -1,4 +1,5 @@
-"""The aggregate M-step: with pure bands it is the classes' own level frequencies."""
+"""The aggregate M-step: with pure bands it is the classes' own level frequencies; an
+agency's own pairs give its u."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from linkage.errors import InvalidRequestError
-from linkage.matching.field_aggregates import m_step
+from linkage.matching.fellegi_sunter import FellegiSunterModel
+from linkage.matching.field_aggregates import AggregateModel, m_step, within_model
 
 
 def test_pure_bands_give_each_class_its_level_shares():
@@ -28,3 +30,30 @@ def test_mixed_band_splits_by_its_probability():
 def test_shapes_are_checked():
     with pytest.raises(InvalidRequestError):
         m_step(np.array([0.5]), np.zeros((2, 1, 5)))
+
+
+def _fitted(m, u) -> AggregateModel:
+    model = FellegiSunterModel(("name", "address"), m, u, 1e-3)
+    return AggregateModel(model, np.zeros(2), np.ones(2), 10.0, 0.9, 5.0)
+
+
+def test_an_agencys_own_pairs_give_its_u_and_keep_the_cross_m():
+    m = np.array([[0.9, 0.04, 0.03, 0.02, 0.01], [0.8, 0.1, 0.05, 0.03, 0.02]])
+    u = np.array([[0.001, 0.009, 0.04, 0.15, 0.8], [0.001, 0.009, 0.04, 0.15, 0.8]])
+    fitted = _fitted(m, u)
+    # inside this agency a third of the pairs share the address exactly (one building)
+    own = np.array([[30, 270, 1200, 4500, 24000], [10000, 100, 900, 2000, 17000]])
+    model = within_model(fitted, own)
+    assert np.array_equal(model.m, m) and model.match_share == fitted.model.match_share
+    assert np.allclose(model.u, (own + 0.2) / (own + 0.2).sum(axis=1, keepdims=True))
+    # an exact address is near-proof across agencies, weak evidence inside this one; the
+    # name, as rare inside the agency as across, keeps about its weight
+    cross, inside = fitted.model.weights, model.weights
+    assert cross[1, 0] > 9 and inside[1, 0] < 1.5
+    assert abs(inside[0, 0] - cross[0, 0]) < 1.0
+
+
+def test_within_counts_must_fit_the_model():
+    fitted = _fitted(np.full((2, 5), 0.2), np.full((2, 5), 0.2))
+    with pytest.raises(InvalidRequestError):
+        within_model(fitted, np.ones((3, 5)))

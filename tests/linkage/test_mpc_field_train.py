@@ -10,7 +10,8 @@ from linkage.errors import InvalidRequestError
 from linkage.mpc import Plan, run_locally, split_clks
 from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
-from linkage.mpc.field_train import SamplePair, field_train_party, merged_edges
+from linkage.mpc.field_train import (SamplePair, field_totals_party, field_train_party,
+                                     merged_edges)
 from linkage.mpc.fieldwise import FIELD_THRESHOLDS, LocalDealer, field_columns
 
 from .test_mpc_fieldwise import BITS, _plain_levels, _related
@@ -40,7 +41,7 @@ def _plain_cells(left, right, layout, kept):
     return at_least, totals, cells
 
 
-def _train(agency_pairs, min_pairs=10):
+def _sides(agency_pairs):
     layout = layout_for(["a", "b", "c"], list(BITS))
     columns = field_columns(layout.word_starts, layout.word_counts)
     bands = band_thresholds(EDGES, layout.bits)
@@ -55,6 +56,11 @@ def _train(agency_pairs, min_pairs=10):
         sides[1].append(SamplePair(l1, r1, FieldMaterial(1, plan, columns, dealer.seeds[1],
                                                          dealer.corrections()),
                                    later.for_party(1)))
+    return layout, bands, sides
+
+
+def _train(agency_pairs, min_pairs=10):
+    layout, bands, sides = _sides(agency_pairs)
     out0, out1, _ = run_locally(field_train_party(0, sides[0], bands, min_pairs),
                                 field_train_party(1, sides[1], bands, min_pairs))
     for name in ("at_least", "kept", "cells", "totals"):
@@ -94,3 +100,52 @@ def test_no_pairs_refused():
     with pytest.raises(InvalidRequestError):
         run_locally(field_train_party(0, [], band_thresholds(EDGES, layout.bits)),
                     field_train_party(1, [], band_thresholds(EDGES, layout.bits)))
+
+
+def test_totals_only_run_opens_the_plaintext_level_sums():
+    rng = np.random.default_rng(7)
+    samples = [_related(rng, 8, 30), _related(rng, 6, 25)]
+    layout, bands, sides = _sides(samples)
+    out0, out1, _ = run_locally(field_totals_party(0, sides[0], bands),
+                                field_totals_party(1, sides[1], bands))
+    assert np.array_equal(out0.totals, out1.totals) and out0.pairs == out1.pairs == 390
+    totals = sum(_plain_cells(l, r, layout, [])[1] for l, r in samples)
+    assert np.array_equal(out0.totals, totals)
+    lefts = [np.divmod(np.arange(l.shape[0] * r.shape[0]), r.shape[0]) for l, r in samples]
+    levels = np.concatenate([_plain_levels(l, r, layout, i, j)
+                             for (l, r), (i, j) in zip(samples, lefts)])
+    expected = np.stack([np.bincount(levels[levels[:, f] >= 0, f], minlength=5)
+                         for f in range(levels.shape[1])])
+    assert np.array_equal(out0.level_counts(), expected)
+    assert (expected[:, 0] > 0).all() and (expected[:, -1] > 0).all()  # levels really vary
+
+
+def test_totals_run_without_samples_is_refused():
+    with pytest.raises(InvalidRequestError):
+        next(field_totals_party(0, [], band_thresholds(EDGES, sum(BITS))))
+
+
+def test_refinement_step_opens_the_plaintext_sums_over_the_rules_links():
+    from linkage.mpc.field_refine import field_refine_party
+    from linkage.mpc.fieldwise import FieldWeights
+
+    rng = np.random.default_rng(11)
+    samples = [_related(rng, 8, 30), _related(rng, 6, 25)]
+    layout, bands, sides = _sides(samples)
+    # exact agreement on a field is strong evidence, disagreement against; missing neutral
+    weights = FieldWeights(np.tile([3000, 1500, 500, -500, -2000], (3, 1)), 2500)
+    out0, out1, _ = run_locally(field_refine_party(0, sides[0], weights, bands),
+                                field_refine_party(1, sides[1], weights, bands))
+    assert out0.linked == out1.linked and np.array_equal(out0.totals, out1.totals)
+    lefts = [np.divmod(np.arange(l.shape[0] * r.shape[0]), r.shape[0]) for l, r in samples]
+    levels = np.concatenate([_plain_levels(l, r, layout, i, j)
+                             for (l, r), (i, j) in zip(samples, lefts)])
+    link = weights.link(levels)
+    assert 0 < link.sum() < link.size  # the rule really splits the sample
+    assert out0.linked == int(link.sum())
+    linked = levels[link]
+    codes = [linked >= 0] + [(linked >= 0) & (linked <= k) for k in range(len(FIELD_THRESHOLDS))]
+    assert np.array_equal(out0.totals, np.stack([c.sum(0) for c in codes]))
+    assert np.array_equal(out0.level_counts(),
+                          np.stack([np.bincount(linked[linked[:, f] >= 0, f], minlength=5)
+                                    for f in range(3)]))
