@@ -8,7 +8,8 @@ import pytest
 
 from linkage.errors import InvalidRequestError
 from linkage.matching.fellegi_sunter import FellegiSunterModel
-from linkage.matching.field_aggregates import AggregateModel, m_step, within_model
+from linkage.matching.field_aggregates import (AggregateModel, m_step, refined_model,
+                                              within_model)
 
 
 def test_pure_bands_give_each_class_its_level_shares():
@@ -57,3 +58,26 @@ def test_within_counts_must_fit_the_model():
     fitted = _fitted(np.full((2, 5), 0.2), np.full((2, 5), 0.2))
     with pytest.raises(InvalidRequestError):
         within_model(fitted, np.ones((3, 5)))
+
+
+def test_refinement_learns_m_from_the_links_and_u_from_the_rest():
+    fitted = _fitted(np.full((2, 5), 0.2), np.full((2, 5), 0.2))
+    linked = np.array([[80, 10, 5, 3, 2], [60, 20, 10, 5, 5]])
+    sample = linked + np.array([[1, 9, 90, 900, 9000], [5, 15, 80, 900, 9000]])
+    refined = refined_model(fitted, 100, linked, sample, 10_100, all_pairs=1e6)
+    assert np.allclose(refined.model.m, (linked + 0.2) / (linked + 0.2).sum(1, keepdims=True))
+    rest = sample - linked
+    assert np.allclose(refined.model.u, (rest + 0.2) / (rest + 0.2).sum(1, keepdims=True))
+    assert refined.model.match_share == pytest.approx(100 / 10_100)
+    # the cut is the new model's own: exact agreement on both fields links, none does not
+    weights = refined.model.weights
+    assert weights[:, 0].sum() > refined.cut_bits > weights[:, 4].sum()
+
+
+@pytest.mark.parametrize("linked_pairs, linked_scale", [(0, 1), (10_100, 1), (100, 2)])
+def test_refinement_needs_two_classes_and_links_inside_the_sample(linked_pairs, linked_scale):
+    fitted = _fitted(np.full((2, 5), 0.2), np.full((2, 5), 0.2))
+    sample = np.full((2, 5), 100)
+    with pytest.raises(InvalidRequestError):
+        refined_model(fitted, linked_pairs, np.full((2, 5), 60) * linked_scale, sample, 10_100,
+                      all_pairs=1e6)
