@@ -29,6 +29,9 @@ from linkage.mpc.field_refine import field_refine_party
 from linkage.mpc.field_train import SamplePair, field_totals_party, field_train_party
 from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
 
+from bench.quality_fieldwise import wilson_interval
+from bench.two_server_quality import calibration
+
 from .fieldwise_shares import (_agency_pairs, _banded_record_level, _cross_truth, _plain_levels,
                                deal_fields, share_links)
 
@@ -204,7 +207,17 @@ def _quality_one(args, seed: int) -> dict:
         linked = CandidatePairs(np.concatenate([p.pairs.left for p, _ in parts]),
                                 np.concatenate([p.pairs.right for p, _ in parts]),
                                 np.concatenate([probability for _, probability in parts]))
-        return greedy_groups(linked, len(data), owners, max_per_owner=limit).labels
+        labels = greedy_groups(linked, len(data), owners, max_per_owner=limit).labels
+        # a group's confidence, as the service gives it: its weakest link's probability
+        inside = (labels[linked.left] >= 0) & (labels[linked.left] == labels[linked.right])
+        confidence: dict[int, float] = {}
+        for group, value in zip(labels[linked.left[inside]].tolist(),
+                                linked.score[inside].tolist()):
+            confidence[group] = min(value, confidence.get(group, 1.0))
+        calibrations.append(calibration(labels, confidence, np.asarray(data.entities)))
+        return labels
+
+    calibrations: list = []
 
     def own_within(first, levels):
         """Within links on shares by each agency's own rule, and their probabilities."""
@@ -293,6 +306,7 @@ def _quality_one(args, seed: int) -> dict:
            | {"cut_bits": refined["fitted"].cut_bits,
               "expected_f1": refined["fitted"].expected_f1,
               "links_cross": len(refined_links.pairs)},
+           "calibration": calibrations[-1] if args.within else None,
            "systems": {}}
     for label, found in rows:
         q = measure(truth, found, owners)
@@ -352,6 +366,14 @@ def _print_quality(out) -> None:
         print(f"| {label} | {q['all']['p']:.4f} | {q['all']['r']:.4f} | {q['all']['f1']:.4f} "
               f"| {q['cross']['p']:.4f} | {q['cross']['r']:.4f} | {q['cross']['f1']:.4f} | "
               f"{within:.4f} |")
+    if out.get("calibration"):
+        print("\ncalibration of C refined, own u: groups by their weakest link's probability\n\n"
+              "| probability | groups | mean probability | share of pure groups | 95% interval "
+              "| within 0.05 |\n|---|---|---|---|---|---|")
+        for low, high, count, mean, share in out["calibration"]:
+            lo, hi = wilson_interval(share, count)
+            print(f"| [{low:g}, {high:g}) | {count} | {mean:.4f} | {share:.4f} | "
+                  f"{lo:.2f}-{hi:.2f} | {'yes' if abs(share - mean) <= 0.05 else 'no'} |")
     c = out["cost"]
     print(f"\ncost: training {c['train_us_per_cross_pair']:.2f} µs per cross pair per server "
           f"({c['train_us_per_sample_pair']:.1f} µs per sampled pair), dealer "
