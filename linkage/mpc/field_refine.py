@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .bands import BandThresholds
-from .field_train import SamplePair, _level_counts, _scan
+from .field_train import SamplePair, _level_counts, _scan, sample_fields
 from .fieldwise import FIELD_THRESHOLDS, FieldWeights, _and_bits, _to_additive
 from .protocol import _non_negative
 
@@ -48,11 +48,7 @@ def field_refine_party(party: int, pairs: Sequence[SamplePair], weights: FieldWe
     Raises:
         InvalidRequestError: no samples, or a weight table that does not fit the fields.
     """
-    if not pairs:
-        raise InvalidRequestError("the refinement step needs at least one sample")
-    fields, k = len(pairs[0].material.columns), len(FIELD_THRESHOLDS)
-    if any(len(pair.material.columns) != fields for pair in pairs):
-        raise InvalidRequestError("every sample must have the same fields")
+    fields, k = sample_fields(pairs, "the refinement step"), len(FIELD_THRESHOLDS)
     if weights.table.shape != (fields, k + 1):
         raise InvalidRequestError(f"weight table {weights.table.shape} does not fit "
                                   f"{fields} fields")

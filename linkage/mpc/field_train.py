@@ -101,6 +101,20 @@ def _level_counts(cumulative: np.ndarray) -> np.ndarray:
     return levels
 
 
+def sample_fields(pairs: Sequence[SamplePair], run: str) -> int:
+    """The number of fields every sample of a run has.
+
+    Raises:
+        InvalidRequestError: no samples, or samples with different fields.
+    """
+    if not pairs:
+        raise InvalidRequestError(f"{run} needs at least one sample")
+    fields = len(pairs[0].material.columns)
+    if any(len(pair.material.columns) != fields for pair in pairs):
+        raise InvalidRequestError(f"every sample of {run} must have the same fields")
+    return fields
+
+
 def merged_edges(at_least: np.ndarray, min_pairs: int = MIN_CELL_PAIRS) -> np.ndarray:
     """Indices of the edges kept, from the top down: each starts a band of >= ``min_pairs``.
 
@@ -201,11 +215,7 @@ def field_train_party(party: int, pairs: Sequence[SamplePair], bands: BandThresh
     Raises:
         InvalidRequestError: no pairs, or shares/material that do not fit.
     """
-    if not pairs:
-        raise InvalidRequestError("the training run needs at least one agency pair")
-    fields = len(pairs[0].material.columns)
-    if any(len(pair.material.columns) != fields for pair in pairs):
-        raise InvalidRequestError("every agency pair must have the same fields")
+    fields = sample_fields(pairs, "the training run")
     held, band_sums, total = [], np.zeros(len(bands), np.uint32), 0
     for pair in pairs:
         bits, sums = yield from _scan(party, pair, bands)
@@ -233,11 +243,7 @@ def field_totals_party(party: int, pairs: Sequence[SamplePair], bands: BandThres
     Raises:
         InvalidRequestError: no pairs, or shares/material that do not fit.
     """
-    if not pairs:
-        raise InvalidRequestError("the totals run needs at least one sample")
-    fields = len(pairs[0].material.columns)
-    if any(len(pair.material.columns) != fields for pair in pairs):
-        raise InvalidRequestError("every sample must have the same fields")
+    fields = sample_fields(pairs, "the totals run")
     sums, total = np.zeros((1 + len(FIELD_THRESHOLDS), fields), np.uint32), 0
     for pair in pairs:
         bits, _ = yield from _scan(party, pair, bands)
