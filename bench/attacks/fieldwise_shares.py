@@ -157,7 +157,8 @@ class SharedLinks:
 
 
 def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
-                weights: FieldWeights, *, check: bool = True, within: bool = False
+                weights: FieldWeights | Mapping[int, FieldWeights], *, check: bool = True,
+                within: bool = False
                 ) -> SharedLinks:
     """Run ``fieldwise_links_party`` for every agency pair (both servers in this process).
 
