@@ -25,7 +25,6 @@ from linkage.mpc import Plan, run_locally, split_clks
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
 from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldMaterial
-from linkage.mpc.field_refine import field_refine_party
 from linkage.mpc.field_train import SamplePair, field_totals_party, field_train_party
 from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
 
@@ -39,7 +38,8 @@ __all__ = ["train_design_c", "main_quality", "main_privacy"]
 
 
 def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> dict:
-    """The training run (both servers in this process) and the model from its counts."""
+    """The training run (both servers in this process): the first model from its counts,
+    then, on the same shared bits, the refinement step and the refined model."""
     columns = field_columns(layout.word_starts, layout.word_counts)
     bits = layout.bits
     bands = band_thresholds(SERVICE_EDGES, bits)
@@ -56,16 +56,28 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
         dealers.append(later)
         sides[0].append(side0)
         sides[1].append(side1)
-    counts, online, cpu, sent = _train(sides, bands, min_pairs)
+    first: dict = {}
+
+    def rule(counts):
+        """The first model and its rule, from the opened counts (each server the same)."""
+        band_pairs, band_levels = counts.band_level_counts()
+        fitted = model_from_counts(layout.fields, counts.edges, counts.at_least, counts.kept,
+                                   band_pairs, band_levels, all_pairs=cross,
+                                   max_matches=MATCHES_PER_SAMPLED_RECORD * sampled_rows)
+        first.update(fitted=fitted, weights=field_weights(fitted.model.weights,
+                                                          fitted.cut_bits))
+        return first["weights"]
+
+    counts, online, cpu, sent = _train(sides, bands, min_pairs, rule)
     dealer_bytes += sum(d.bytes_to_server_1 for d in dealers)
-    band_pairs, band_levels = counts.band_level_counts()
-    fitted = model_from_counts(layout.fields, counts.edges, counts.at_least, counts.kept,
-                               band_pairs, band_levels, all_pairs=cross,
-                               max_matches=MATCHES_PER_SAMPLED_RECORD * sampled_rows)
-    weights = field_weights(fitted.model.weights, fitted.cut_bits)
-    return {"counts": counts, "fitted": fitted, "weights": weights, "online_s": online, "cpu_s": cpu,
-            "sent": sent, "dealer_bytes": dealer_bytes, "dealer_s": dealer_s,
-            "sample_pairs": counts.pairs, "cross_pairs": cross}
+    _, band_levels = counts.band_level_counts()
+    refined = refined_model(first["fitted"], counts.linked.linked, counts.linked.level_counts(),
+                            band_levels.sum(axis=0), counts.pairs, all_pairs=cross)
+    return {"counts": counts, "fitted": first["fitted"], "weights": first["weights"],
+            "refined": refined,
+            "refined_weights": field_weights(refined.model.weights, refined.cut_bits),
+            "online_s": online, "cpu_s": cpu, "sent": sent, "dealer_bytes": dealer_bytes,
+            "dealer_s": dealer_s, "sample_pairs": counts.pairs, "cross_pairs": cross}
 
 
 def _sample_sides(left, right, columns, bits):
@@ -83,12 +95,12 @@ def _sample_sides(left, right, columns, bits):
     return side0, side1, later, seconds, dealt
 
 
-def _train(sides, bands, min_pairs):
+def _train(sides, bands, min_pairs, refine):
     """One training run, both servers in this process: counts, wall and CPU s per server,
     bytes sent."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    counts, _, sent = run_locally(field_train_party(0, sides[0], bands, min_pairs),
-                                  field_train_party(1, sides[1], bands, min_pairs))
+    counts, _, sent = run_locally(field_train_party(0, sides[0], bands, min_pairs, refine),
+                                  field_train_party(1, sides[1], bands, min_pairs, refine))
     return (counts, (time.perf_counter() - started) / 2,
             (time.process_time() - cpu_started) / 2, sent)
 
@@ -135,39 +147,6 @@ def within_rules(fitted, levels: dict) -> dict:
         model = within_model(fitted, counts)
         out[owner] = (model, field_weights(model.weights, fitted.cut_bits))
     return out
-
-
-def refine_design_c(clks, owners, layout, seed: int, trained: dict) -> dict:
-    """The refinement step (``field_refine_party``) on the training's sample, with fresh
-    material, and ``refined_model`` from its sums."""
-    columns = field_columns(layout.word_starts, layout.word_counts)
-    bits = layout.bits
-    bands = band_thresholds(SERVICE_EDGES, bits)
-    sides, dealer_bytes = ([], []), 0
-    laters = []
-    for index, (a_rows, b_rows) in enumerate(_agency_pairs(owners)):
-        rows = sample_rows(a_rows.size, seed, index)
-        side0, side1, later, _, dealt = _sample_sides(clks[a_rows][rows], clks[b_rows],
-                                                      columns, bits)
-        sides[0].append(side0)
-        sides[1].append(side1)
-        laters.append(later)
-        dealer_bytes += dealt
-    started, cpu_started = time.perf_counter(), time.process_time()
-    weights = trained["weights"]
-    linked, _, sent = run_locally(field_refine_party(0, sides[0], weights, bands),
-                                  field_refine_party(1, sides[1], weights, bands))
-    online = (time.perf_counter() - started) / 2
-    cpu = (time.process_time() - cpu_started) / 2
-    counts = trained["counts"]
-    _, band_levels = counts.band_level_counts()
-    fitted = refined_model(trained["fitted"], linked.linked, linked.level_counts(),
-                           band_levels.sum(axis=0), counts.pairs,
-                           all_pairs=trained["cross_pairs"])
-    return {"fitted": fitted, "weights": field_weights(fitted.model.weights, fitted.cut_bits),
-            "linked_in_sample": linked.linked, "opened_values": 1 + linked.totals.size,
-            "online_s": online, "cpu_s": cpu, "sent": sent,
-            "dealer_bytes": dealer_bytes + sum(d.bytes_to_server_1 for d in laters)}
 
 
 def _opened_cells(counts) -> dict:
@@ -234,9 +213,10 @@ def _quality_one(args, seed: int) -> dict:
         return found, probability
 
     cross_part = (links, fitted.model.match_probability(links.levels))
-    refined = refine_design_c(clks, owners, layout, seed, trained)
-    refined_links = share_links(clks, owners, layout, refined["weights"], check=args.check)
-    refined_part = (refined_links, refined["fitted"].model.match_probability(refined_links.levels))
+    refined = trained["refined"]
+    refined_links = share_links(clks, owners, layout, trained["refined_weights"],
+                                check=args.check)
+    refined_part = (refined_links, refined.model.match_probability(refined_links.levels))
     pairs, c_rows, within_cost = [refined_links], [], None
     if args.within:
         # the cross model's weights for every pair (what design C did first), then each
@@ -244,7 +224,7 @@ def _quality_one(args, seed: int) -> dict:
         same = share_links(clks, owners, layout, weights, check=args.check, within=True)
         trained_within = train_within(clks, owners, layout, seed)
         own = own_within(fitted, trained_within["levels"])
-        refined_own = own_within(refined["fitted"], trained_within["levels"])
+        refined_own = own_within(refined, trained_within["levels"])
         c_rows = [("C: trained on aggregates, links on shares (cross + within)",
                    links_from_labels(c_labels_of(
                        cross_part, (same, fitted.model.match_probability(same.levels))))),
@@ -301,11 +281,10 @@ def _quality_one(args, seed: int) -> dict:
            "cut_bits": fitted.cut_bits, "expected_f1": fitted.expected_f1,
            "sample_matches": fitted.sample_matches, "links_cross": len(links.pairs),
            "opened": _opened_cells(trained["counts"]), "within": within_cost,
-           "refined": {k: refined[k] for k in ("linked_in_sample", "opened_values", "online_s",
-                                               "cpu_s", "dealer_bytes")}
-           | {"cut_bits": refined["fitted"].cut_bits,
-              "expected_f1": refined["fitted"].expected_f1,
-              "links_cross": len(refined_links.pairs)},
+           "refined": {"linked_in_sample": trained["counts"].linked.linked,
+                       "opened_values": 1 + trained["counts"].linked.totals.size,
+                       "cut_bits": refined.cut_bits, "expected_f1": refined.expected_f1,
+                       "links_cross": len(refined_links.pairs)},
            "calibration": calibrations[-1] if args.within else None,
            "systems": {}}
     for label, found in rows:
@@ -356,8 +335,7 @@ def _print_quality(out) -> None:
     print(f"refinement step: {r['linked_in_sample']} sampled pairs linked by the first model; "
           f"{r['opened_values']} values opened; cut {r['cut_bits']:.2f} bits (expected F1 "
           f"{r['expected_f1']:.4f}); {r['links_cross']} cross links (first model "
-          f"{out['links_cross']}); {r['online_s']:.1f} s per server, dealer "
-          f"{r['dealer_bytes'] / 1e6:.1f} MB")
+          f"{out['links_cross']}); in the training run, on its shared bits")
     print()
     print("| system | P all | R all | F1 all | P cross | R cross | F1 cross | F1 within |\n"
           "|---|---|---|---|---|---|---|---|")
@@ -414,15 +392,15 @@ def privacy_run(records: int, run: int, seeds: list[int]) -> dict:
     owners = np.r_[np.zeros(records, np.int64), np.ones(records, np.int64)]
     clks = np.concatenate([world["a"], world["b"]])
     trained = train_design_c(clks, owners, layout, run)
-    refined = refine_design_c(clks, owners, layout, run, trained)
     a, b = world["attacker_a"], world["attacker_b"]
     every_left, every_right = np.divmod(np.arange(records * records), records)
     attacker_levels = _plain_levels(a, b, layout, every_left, every_right)
     out = {"run": run, "records": records, "opened": _opened_cells(trained["counts"]),
-           "refinement_opened": refined["opened_values"]}
+           "refinement_opened": 1 + trained["counts"].linked.totals.size}
     # the first model's rule, then the refined one's (what the service would open)
-    for name, step in (("first", trained), ("refined", refined)):
-        weights = step["weights"]
+    rules = (("first", trained["weights"], trained["fitted"]),
+             ("refined", trained["refined_weights"], trained["refined"]))
+    for name, weights, fitted in rules:
         links = share_links(clks, owners, layout, weights, check=False)
         ours = _weighted_graph(records, records, links.pairs.left,
                                links.pairs.right - records, links.levels)
@@ -431,7 +409,7 @@ def privacy_run(records: int, run: int, seeds: list[int]) -> dict:
         theirs = _weighted_graph(records, records, every_left[mine], every_right[mine],
                                  attacker_levels[mine])
         out[name] = {"links": len(links.pairs), "attacker_links": int(mine.sum()),
-                     "cut_bits": step["fitted"].cut_bits}
+                     "cut_bits": fitted.cut_bits}
         for k in seeds:
             result = learned_graph_attack(ours, theirs, world["truth"], seeds=k, seed_rng=run)
             out[name][f"graph k={k}"] = result.success

@@ -21,19 +21,21 @@ and nothing per pair. One generator per server over every agency pair (``field_t
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import InvalidRequestError
 from .bands import BandThresholds
 from .field_dealer import FieldMaterial
-from .fieldwise import FIELD_THRESHOLDS, LaterMaterial, _and_bits, _to_additive, open_operands
+from .field_refine import linked_sums
+from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits, _to_additive,
+                        open_operands)
 from .protocol import _check_shares, _non_negative, rational_threshold
 
-__all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
-           "field_train_party", "merged_edges"]
+__all__ = ["FieldCounts", "FieldTotals", "LinkedTotals", "SamplePair", "field_totals_party",
+           "field_train_party", "level_counts", "merged_edges"]
 
 #: The fewest sampled pairs an opened band may sum.
 MIN_CELL_PAIRS = 10
@@ -57,7 +59,8 @@ class FieldCounts:
     ``at_least[j]``: pairs with record Dice >= ``edges[j]``; ``kept``: indices of the edges
     the cells are cut at; ``cells[j, c, f]``: pairs with Dice >= ``edges[kept[j]]`` and field
     f present (``c`` 0) or present at Dice >= ``FIELD_THRESHOLDS[c - 1]``; ``totals[c, f]``
-    the same over all sampled pairs (``pairs``).
+    the same over all sampled pairs (``pairs``); ``linked``: the refinement step's sums, when
+    the run was given a rule to refine.
     """
 
     edges: np.ndarray
@@ -66,6 +69,7 @@ class FieldCounts:
     kept: np.ndarray
     cells: np.ndarray
     totals: np.ndarray
+    linked: LinkedTotals | None = None
 
     def band_level_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Per merged band (below the lowest kept edge first): its pair count, and its
@@ -74,7 +78,7 @@ class FieldCounts:
         bands = cumulative - np.concatenate([cumulative[1:], np.zeros_like(cumulative[:1])])
         pair_cum = np.concatenate([[self.pairs], self.at_least[self.kept]])
         pairs = pair_cum - np.append(pair_cum[1:], 0)
-        return pairs, _level_counts(bands)
+        return pairs, level_counts(bands)
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,23 @@ class FieldTotals:
 
     def level_counts(self) -> np.ndarray:
         """Fields x levels (0 best .. 4; missing left out)."""
-        return _level_counts(self.totals[None])[0]
+        return level_counts(self.totals[None])[0]
 
 
-def _level_counts(cumulative: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class LinkedTotals:
+    """What the refinement step opens (``field_refine``): how many sampled pairs the first
+    model's rule links, and ``totals[c, f]`` as ``FieldCounts.totals`` over those only."""
+
+    linked: int
+    totals: np.ndarray
+
+    def level_counts(self) -> np.ndarray:
+        """Fields x levels over the linked sampled pairs (missing left out)."""
+        return level_counts(self.totals[None])[0]
+
+
+def level_counts(cumulative: np.ndarray) -> np.ndarray:
     """B x F x levels from B x (present, >= each FIELD_THRESHOLDS) x F counts."""
     present, at_least = cumulative[:, 0], cumulative[:, 1:]  # B x F, B x K x F
     levels = np.empty((cumulative.shape[0], cumulative.shape[2], at_least.shape[1] + 1),
@@ -204,13 +221,17 @@ def _cells(party: int, bits: _PairBits, kept: np.ndarray, later: LaterMaterial
 
 
 def field_train_party(party: int, pairs: Sequence[SamplePair], bands: BandThresholds,
-                      min_pairs: int = MIN_CELL_PAIRS
+                      min_pairs: int = MIN_CELL_PAIRS,
+                      refine: Callable[[FieldCounts], FieldWeights] | None = None
                       ) -> Generator[np.ndarray, np.ndarray, FieldCounts]:
     """One server's side of the training run over every agency pair's sample.
 
     ``pairs``: each agency pair's sampled left rows and all right rows (shares, material
     for that plan, and its own later-phase dealer); ``bands``: the record-level histogram's
     edges (e.g. ``banded_run.SERVICE_EDGES``). Both servers pass the same in the same order.
+    ``refine``: the public rule both servers derive from the opened counts (the first
+    model's weights and cut); with it the run goes on, on the same shared bits, to the
+    refinement step's sums (``field_refine``), returned as ``FieldCounts.linked``.
 
     Raises:
         InvalidRequestError: no pairs, or shares/material that do not fit.
@@ -228,7 +249,16 @@ def field_train_party(party: int, pairs: Sequence[SamplePair], bands: BandThresh
     for pair, bits in zip(pairs, held):
         cell_sums += yield from _cells(party, bits, kept, pair.later)
     opened = (cell_sums + (yield cell_sums)).astype(np.int64)
-    return FieldCounts(bands.edges, total, at_least, kept, opened[1:], opened[0])
+    counts = FieldCounts(bands.edges, total, at_least, kept, opened[1:], opened[0])
+    if refine is None:
+        return counts
+    weights = refine(counts)
+    sums = np.zeros(1 + (1 + len(FIELD_THRESHOLDS)) * fields, np.uint32)
+    for pair, bits in zip(pairs, held):
+        sums += yield from linked_sums(party, bits.counted, pair.later, weights)
+    linked = (sums + (yield sums)).astype(np.int64)
+    return replace(counts, linked=LinkedTotals(int(linked[0]), linked[1:].reshape(
+        1 + len(FIELD_THRESHOLDS), fields)))
 
 
 def field_totals_party(party: int, pairs: Sequence[SamplePair], bands: BandThresholds

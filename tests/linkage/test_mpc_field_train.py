@@ -126,7 +126,6 @@ def test_totals_run_without_samples_is_refused():
 
 
 def test_refinement_step_opens_the_plaintext_sums_over_the_rules_links():
-    from linkage.mpc.field_refine import field_refine_party
     from linkage.mpc.fieldwise import FieldWeights
 
     rng = np.random.default_rng(11)
@@ -134,18 +133,41 @@ def test_refinement_step_opens_the_plaintext_sums_over_the_rules_links():
     layout, bands, sides = _sides(samples)
     # exact agreement on a field is strong evidence, disagreement against; missing neutral
     weights = FieldWeights(np.tile([3000, 1500, 500, -500, -2000], (3, 1)), 2500)
-    out0, out1, _ = run_locally(field_refine_party(0, sides[0], weights, bands),
-                                field_refine_party(1, sides[1], weights, bands))
-    assert out0.linked == out1.linked and np.array_equal(out0.totals, out1.totals)
+    seen = []
+
+    def rule(counts):  # what both servers derive from the opened counts
+        seen.append(counts)
+        return weights
+
+    out0, out1, _ = run_locally(field_train_party(0, sides[0], bands, 10, rule),
+                                field_train_party(1, sides[1], bands, 10, rule))
+    assert len(seen) == 2 and all(c.linked is None for c in seen)
+    assert out0.linked.linked == out1.linked.linked
+    assert np.array_equal(out0.linked.totals, out1.linked.totals)
+    plain = _train(samples)[1]  # the counts are those of a run without the step
+    for name in ("at_least", "kept", "cells", "totals"):
+        assert np.array_equal(getattr(out0, name), getattr(plain, name))
     lefts = [np.divmod(np.arange(l.shape[0] * r.shape[0]), r.shape[0]) for l, r in samples]
     levels = np.concatenate([_plain_levels(l, r, layout, i, j)
                              for (l, r), (i, j) in zip(samples, lefts)])
     link = weights.link(levels)
     assert 0 < link.sum() < link.size  # the rule really splits the sample
-    assert out0.linked == int(link.sum())
+    assert out0.linked.linked == int(link.sum())
     linked = levels[link]
     codes = [linked >= 0] + [(linked >= 0) & (linked <= k) for k in range(len(FIELD_THRESHOLDS))]
-    assert np.array_equal(out0.totals, np.stack([c.sum(0) for c in codes]))
-    assert np.array_equal(out0.level_counts(),
+    assert np.array_equal(out0.linked.totals, np.stack([c.sum(0) for c in codes]))
+    assert np.array_equal(out0.linked.level_counts(),
                           np.stack([np.bincount(linked[linked[:, f] >= 0, f], minlength=5)
                                     for f in range(3)]))
+
+
+def test_refinement_rule_must_fit_the_fields():
+    from linkage.mpc.fieldwise import FieldWeights
+
+    rng = np.random.default_rng(12)
+    samples = [_related(rng, 5, 20)]
+    _, bands, sides = _sides(samples)
+    wrong = FieldWeights(np.zeros((2, 5), np.int64), 0)
+    with pytest.raises(InvalidRequestError):
+        run_locally(field_train_party(0, sides[0], bands, 10, lambda counts: wrong),
+                    field_train_party(1, sides[1], bands, 10, lambda counts: wrong))
