@@ -71,7 +71,7 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
     counts, online, cpu, sent = _train(sides, bands, min_pairs, rule)
     dealer_bytes += sum(d.bytes_to_server_1 for d in dealers)
     _, band_levels = counts.band_level_counts()
-    refined = refined_model(first["fitted"], counts.linked.linked, counts.linked.level_counts(),
+    refined = refined_model(first["fitted"], counts.linked.pairs, counts.linked.level_counts(),
                             band_levels.sum(axis=0), counts.pairs, all_pairs=cross)
     return {"counts": counts, "fitted": first["fitted"], "weights": first["weights"],
             "refined": refined,
@@ -281,7 +281,7 @@ def _quality_one(args, seed: int) -> dict:
            "cut_bits": fitted.cut_bits, "expected_f1": fitted.expected_f1,
            "sample_matches": fitted.sample_matches, "links_cross": len(links.pairs),
            "opened": _opened_cells(trained["counts"]), "within": within_cost,
-           "refined": {"linked_in_sample": trained["counts"].linked.linked,
+           "refined": {"linked_in_sample": trained["counts"].linked.pairs,
                        "opened_values": 1 + trained["counts"].linked.totals.size,
                        "cut_bits": refined.cut_bits, "expected_f1": refined.expected_f1,
                        "links_cross": len(refined_links.pairs)},

@@ -58,13 +58,13 @@ def m_step(band_p: np.ndarray, band_levels: np.ndarray) -> tuple[np.ndarray, np.
         raise InvalidRequestError("band level counts must be bands x fields x levels")
     match_counts = (band_p[:, None, None] * band_levels).sum(axis=0)
     other_counts = ((1 - band_p)[:, None, None] * band_levels).sum(axis=0)
-    levels = band_levels.shape[2]
+    return _normalise(match_counts), _normalise(other_counts)
 
-    def normalise(table):
-        table = table + _SMOOTHING / levels
-        return table / table.sum(axis=1, keepdims=True)
 
-    return normalise(match_counts), normalise(other_counts)
+def _normalise(counts: np.ndarray) -> np.ndarray:
+    """Fields x levels counts as each field's level shares, smoothed as the EM's."""
+    table = np.asarray(counts, np.float64) + _SMOOTHING / counts.shape[1]
+    return table / table.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,6 @@ def model_from_counts(fields, edges, at_least, kept, band_pairs, band_levels, *,
     return AggregateModel(model, merged, present, cut, expected_f1, matches)
 
 
-
 def refined_model(fitted: AggregateModel, linked_pairs: int, linked_levels: np.ndarray,
                   sample_levels: np.ndarray, sample_pairs: int, *, all_pairs: float
                   ) -> AggregateModel:
@@ -138,14 +137,8 @@ def refined_model(fitted: AggregateModel, linked_pairs: int, linked_levels: np.n
     if not 0 < linked_pairs < sample_pairs:
         raise InvalidRequestError("the first model links none or all of the sample: "
                                   "nothing to refine on")
-    levels = linked.shape[1]
-
-    def normalise(table):
-        table = table + _SMOOTHING / levels
-        return table / table.sum(axis=1, keepdims=True)
-
-    model = FellegiSunterModel(fitted.model.fields, normalise(linked), normalise(sample - linked),
-                               linked_pairs / sample_pairs)
+    model = FellegiSunterModel(fitted.model.fields, _normalise(linked),
+                               _normalise(sample - linked), linked_pairs / sample_pairs)
     cut, expected_f1 = model_cut(model, fitted.present_share, all_pairs)
     return AggregateModel(model, fitted.band_p, fitted.present_share, cut, expected_f1,
                           model.match_share * all_pairs)
@@ -166,8 +159,5 @@ def within_model(fitted: AggregateModel, level_counts: np.ndarray) -> FellegiSun
     counts = np.asarray(level_counts, np.float64)
     if counts.shape != fitted.model.u.shape:
         raise InvalidRequestError("within-agency level counts must be fields x levels, as u")
-    levels = counts.shape[1]
-    smoothed = counts + _SMOOTHING / levels
-    u = smoothed / smoothed.sum(axis=1, keepdims=True)
     model = fitted.model
-    return FellegiSunterModel(model.fields, model.m, u, model.match_share)
+    return FellegiSunterModel(model.fields, model.m, _normalise(counts), model.match_share)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits,
-                        _to_additive)
+                        _to_additive, rule_margin)
 from .protocol import _non_negative
 
 __all__ = ["linked_sums"]
@@ -37,17 +37,11 @@ def linked_sums(party: int, counted: np.ndarray, later: LaterMaterial, weights: 
     if k != len(FIELD_THRESHOLDS) or weights.table.shape != (fields, k + 1):
         raise InvalidRequestError(f"weight table {weights.table.shape} does not fit "
                                   f"{fields} fields")
-    table = weights.table.astype(np.int64)
-    base = table[:, k].astype(np.uint32)                               # W[f, 4]
-    steps = (table[:, :k] - table[:, 1:]).T.astype(np.uint32)          # K x F
     cells = counted.size
     triples = later.bits(-(-cells // 64), 2 * cells + count)
     added = yield from _to_additive(party, counted, triples, 0)
-    weight = (base[:, None] * added[0]).sum(axis=0, dtype=np.uint32) \
-        + (steps[:, :, None] * added[1:]).sum(axis=(0, 1), dtype=np.uint32)
-    if party == 0:
-        weight = weight - np.uint32(weights.cut & 0xFFFFFFFF)
-    link = (yield from _non_negative(party, weight[None], later.comparisons(count, 1)))[0]
+    margin = rule_margin(party, weights, added[0], added[1:])
+    link = (yield from _non_negative(party, margin[None], later.comparisons(count, 1)))[0]
     anded = yield from _and_bits(party, np.broadcast_to(link, counted.shape).copy(), counted,
                                  triples, 0)
     anded_add = yield from _to_additive(party, anded, triples, cells)

@@ -34,7 +34,7 @@ from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits
                         open_operands)
 from .protocol import _check_shares, _non_negative, rational_threshold
 
-__all__ = ["FieldCounts", "FieldTotals", "LinkedTotals", "SamplePair", "field_totals_party",
+__all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
            "field_train_party", "level_counts", "merged_edges"]
 
 #: The fewest sampled pairs an opened band may sum.
@@ -59,8 +59,9 @@ class FieldCounts:
     ``at_least[j]``: pairs with record Dice >= ``edges[j]``; ``kept``: indices of the edges
     the cells are cut at; ``cells[j, c, f]``: pairs with Dice >= ``edges[kept[j]]`` and field
     f present (``c`` 0) or present at Dice >= ``FIELD_THRESHOLDS[c - 1]``; ``totals[c, f]``
-    the same over all sampled pairs (``pairs``); ``linked``: the refinement step's sums, when
-    the run was given a rule to refine.
+    the same over all sampled pairs (``pairs``); ``linked``: the refinement step's sums (how
+    many sampled pairs the rule links, and these totals over them), when the run was given a
+    rule to refine.
     """
 
     edges: np.ndarray
@@ -69,7 +70,7 @@ class FieldCounts:
     kept: np.ndarray
     cells: np.ndarray
     totals: np.ndarray
-    linked: LinkedTotals | None = None
+    linked: FieldTotals | None = None
 
     def band_level_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Per merged band (below the lowest kept edge first): its pair count, and its
@@ -83,27 +84,14 @@ class FieldCounts:
 
 @dataclass(frozen=True)
 class FieldTotals:
-    """What a totals-only run opens: ``totals[c, f]`` as ``FieldCounts.totals``, over
-    ``pairs`` sampled pairs."""
+    """``totals[c, f]`` as ``FieldCounts.totals``, over ``pairs`` sampled pairs: what a
+    totals-only run opens, or the refinement step over the pairs its rule links."""
 
     pairs: int
     totals: np.ndarray
 
     def level_counts(self) -> np.ndarray:
         """Fields x levels (0 best .. 4; missing left out)."""
-        return level_counts(self.totals[None])[0]
-
-
-@dataclass(frozen=True)
-class LinkedTotals:
-    """What the refinement step opens (``field_refine``): how many sampled pairs the first
-    model's rule links, and ``totals[c, f]`` as ``FieldCounts.totals`` over those only."""
-
-    linked: int
-    totals: np.ndarray
-
-    def level_counts(self) -> np.ndarray:
-        """Fields x levels over the linked sampled pairs (missing left out)."""
         return level_counts(self.totals[None])[0]
 
 
@@ -257,7 +245,7 @@ def field_train_party(party: int, pairs: Sequence[SamplePair], bands: BandThresh
     for pair, bits in zip(pairs, held):
         sums += yield from linked_sums(party, bits.counted, pair.later, weights)
     linked = (sums + (yield sums)).astype(np.int64)
-    return replace(counts, linked=LinkedTotals(int(linked[0]), linked[1:].reshape(
+    return replace(counts, linked=FieldTotals(int(linked[0]), linked[1:].reshape(
         1 + len(FIELD_THRESHOLDS), fields)))
 
 

@@ -44,7 +44,7 @@ from .ring import RightOperand
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "WEIGHT_SCALE",
            "field_columns", "field_weights", "fieldwise_links_party", "fieldwise_party",
-           "links_plan", "open_operands"]
+           "links_plan", "open_operands", "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -422,6 +422,20 @@ def _to_additive(party: int, bits: np.ndarray, triples: BitMaterial, first: int
     return out + e if party == 0 else out
 
 
+def rule_margin(party: int, weights: FieldWeights, present: np.ndarray, masked: np.ndarray
+                ) -> np.ndarray:
+    """This server's additive share of each pair's weight sum minus the cut: ``sum_f
+    present W[f,4] + sum_k [present, Dice >= t_k] (W[f,k] - W[f,k+1]) - cut``, from additive
+    shares of presence (F x pairs) and of the masked level bits (K x F x pairs)."""
+    k = masked.shape[0]
+    table = weights.table.astype(np.int64)
+    base = table[:, k].astype(np.uint32)                               # W[f, 4]
+    steps = (table[:, :k] - table[:, 1:]).T.astype(np.uint32)          # K x F: W[f,k]-W[f,k+1]
+    margin = (base[:, None] * present).sum(axis=0, dtype=np.uint32) \
+        + (steps[:, :, None] * masked).sum(axis=(0, 1), dtype=np.uint32)
+    return margin - np.uint32(weights.cut & 0xFFFFFFFF) if party == 0 else margin
+
+
 def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
                           weights: FieldWeights, material: FieldMaterial, later: LaterMaterial
                           ) -> Generator[np.ndarray, np.ndarray, FieldLinks]:
@@ -453,10 +467,6 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
     present_left, present_right = yield from operands.presence(later)
     twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)
-    table = weights.table.astype(np.int64)
-    base = table[:, k].astype(np.uint32)                               # W[f, 4]
-    steps = (table[:, :k] - table[:, 1:]).T.astype(np.uint32)          # K x F: W[f,k]-W[f,k+1]
-    cut = np.uint32(weights.cut & 0xFFFFFFFF)
     lefts, rights, kept = [], [], []
     for index, (lo, hi) in enumerate(plan.blocks()):
         block = material.block(index)
@@ -483,10 +493,7 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
             present[None], bits.shape).copy(), triples, words)
         present_add = yield from _to_additive(party, present, triples, 0)
         masked_add = yield from _to_additive(party, masked, triples, present.size)
-        weight = (base[:, None] * present_add).sum(axis=0, dtype=np.uint32) \
-            + (steps[:, :, None] * masked_add).sum(axis=(0, 1), dtype=np.uint32)
-        if party == 0:
-            weight = weight - cut
+        weight = rule_margin(party, weights, present_add, masked_add)
         decided = (yield from _non_negative(party, weight[None],
                                             later.comparisons(pairs, 1)))[0]
         linked = np.flatnonzero((yield from _open_bits(decided)))

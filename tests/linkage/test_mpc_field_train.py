@@ -142,7 +142,7 @@ def test_refinement_step_opens_the_plaintext_sums_over_the_rules_links():
     out0, out1, _ = run_locally(field_train_party(0, sides[0], bands, 10, rule),
                                 field_train_party(1, sides[1], bands, 10, rule))
     assert len(seen) == 2 and all(c.linked is None for c in seen)
-    assert out0.linked.linked == out1.linked.linked
+    assert out0.linked.pairs == out1.linked.pairs
     assert np.array_equal(out0.linked.totals, out1.linked.totals)
     plain = _train(samples)[1]  # the counts are those of a run without the step
     for name in ("at_least", "kept", "cells", "totals"):
@@ -152,7 +152,7 @@ def test_refinement_step_opens_the_plaintext_sums_over_the_rules_links():
                              for (l, r), (i, j) in zip(samples, lefts)])
     link = weights.link(levels)
     assert 0 < link.sum() < link.size  # the rule really splits the sample
-    assert out0.linked.linked == int(link.sum())
+    assert out0.linked.pairs == int(link.sum())
     linked = levels[link]
     codes = [linked >= 0] + [(linked >= 0) & (linked <= k) for k in range(len(FIELD_THRESHOLDS))]
     assert np.array_equal(out0.linked.totals, np.stack([c.sum(0) for c in codes]))
