@@ -25,6 +25,7 @@ from linkage.mpc import Plan, run_locally, split_clks
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
 from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldMaterial
+from linkage.mpc.field_run import own_sample
 from linkage.mpc.field_train import SamplePair, field_totals_party, field_train_party
 from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
 
@@ -105,11 +106,6 @@ def _train(sides, bands, min_pairs, refine):
             (time.process_time() - cpu_started) / 2, sent)
 
 
-#: Where the within-agency samples' public draws start (``sample_rows``'s pair index), apart
-#: from the agency pairs' 0, 1, ...
-WITHIN_SAMPLE_INDEX = 1_000
-
-
 def train_within(clks, owners, layout, seed: int) -> dict:
     """Per agency, a run on a sample of its own pairs (sampled rows x its other rows: no
     record against itself) that opens only each field's level sums
@@ -121,10 +117,10 @@ def train_within(clks, owners, layout, seed: int) -> dict:
     levels, opened, online, cpu, pairs, dealer_bytes = {}, 0, 0.0, 0.0, 0, 0
     for index, owner in enumerate(np.unique(owners).tolist()):
         rows = np.flatnonzero(owners == owner)
-        drawn = sample_rows(rows.size, seed, WITHIN_SAMPLE_INDEX + index)
-        rest = np.setdiff1d(np.arange(rows.size), drawn)
-        if rest.size == 0:
+        sample = own_sample(rows.size, seed, index)
+        if sample is None:
             continue  # an agency of MIN_SAMPLE_ROWS or fewer: its pairs keep the cross model
+        drawn, rest = sample
         side0, side1, later, _, dealt = _sample_sides(clks[rows[drawn]], clks[rows[rest]],
                                                       columns, bits)
         started, cpu_started = time.perf_counter(), time.process_time()

@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import importlib
+import math
 import threading
 
 import numpy as np
@@ -366,7 +367,17 @@ def _ramp_pdf(scores, floor):
 
 def _exp(value):
     """exp without overflow: the optimiser may wander far before it turns back."""
+    if isinstance(value, float):  # a search coordinate: math costs a tenth of numpy's call
+        return math.exp(min(max(value, -50.0), 50.0))
     return np.exp(np.clip(value, -50.0, 50.0))
+
+
+def _expit(value: float) -> float:
+    """``special.expit`` of one search coordinate, without a ufunc call."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    small = math.exp(value)
+    return small / (1.0 + small)
 
 
 def _edges(floor: float, width: float = _BIN_WIDTH) -> np.ndarray:
@@ -417,8 +428,10 @@ class _UsedBins:
 
     def match_mass(self, params) -> np.ndarray:
         """Probability of each used bin under the beta truncated at the floor."""
-        return (self.masses(_beta_cdf(self.points, params))
-                / max(float(special.betaincc(*params, self.points[0])), 1e-300))
+        # the points lie in [floor, 1]: the beta's CDF there needs none of _beta_cdf's clipping
+        a, b = params
+        return (self.masses(special.betainc(a, b, self.points))
+                / max(float(special.betaincc(a, b, self.points[0])), 1e-300))
 
 
 def _review_pdf(scores, reviewed, floor):
@@ -461,7 +474,7 @@ def _tail_shape(slope: float, log_curvature: float, floor: float) -> tuple[float
     """
     curvature = float(_exp(log_curvature))
     variance = 1.0 / (2.0 * curvature)
-    return floor - slope * variance, float(np.sqrt(variance))
+    return floor - slope * variance, math.sqrt(variance)
 
 
 def _tail_coordinates(non_match: tuple[float, float], floor: float) -> list[float]:
@@ -520,7 +533,7 @@ def _review_penalty(non, match, accepted_bins, rejected_bins) -> float:
 
 def _unpack_plain(params, floor: float):
     """The plain fit's search coordinates as (weight, mean, deviation, a, b)."""
-    weight = special.expit(params[0])
+    weight = _expit(params[0])
     mean, deviation = _tail_shape(params[1], params[2], floor)
     # a >= 1: the match density never rises towards the floor.
     return weight, mean, deviation, 1 + _exp(params[3]), _exp(params[4])

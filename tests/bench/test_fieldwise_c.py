@@ -3,7 +3,8 @@ sampled pairs' plaintext levels give, and its links follow its own rule."""
 
 import numpy as np
 
-from bench.attacks.fieldwise_c import WITHIN_SAMPLE_INDEX, train_within, within_rules
+from bench.attacks.fieldwise_c import train_within, within_rules
+from linkage.mpc.field_run import OWN_SAMPLE_INDEX
 from bench.attacks.fieldwise_shares import _plain_levels, share_links
 from linkage.encoding.field_segments import layout_for
 from linkage.matching.fellegi_sunter import FellegiSunterModel
@@ -38,7 +39,7 @@ def test_each_agencys_u_is_its_sampled_pairs_levels_and_its_links_its_rule():
     rules = {}
     for index, owner in enumerate((0, 1)):
         rows = np.flatnonzero(owners == owner)
-        drawn = sample_rows(rows.size, SEED, WITHIN_SAMPLE_INDEX + index)
+        drawn = sample_rows(rows.size, SEED, OWN_SAMPLE_INDEX + index)
         rest = np.setdiff1d(np.arange(rows.size), drawn)
         lefts, rights = np.divmod(np.arange(drawn.size * rest.size), rest.size)
         levels = _plain_levels(clks[rows[drawn]], clks[rows[rest]], layout, lefts, rights)
