@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", default="auto")
     parser.add_argument("--schema", type=Path, default=None,
                         help="schema JSON file (default: the shipped person schema)")
+    parser.add_argument("--splink", action="store_true",
+                        help="also plaintext Splink 5 (EM) on the same records, same run")
+    parser.add_argument("--deployments", nargs="+", default=["one", "two"],
+                        choices=["one", "two"], help="which deployments to run")
     parser.add_argument("--attack", type=int, nargs="*", default=None, metavar="K",
                         help="also attack server 0's view on the same records, with these "
                              "numbers of known pairs (e.g. --attack 0 50)")
@@ -226,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         data = _load(name, args.records, args.seed, args.corruption)
         batches = _batches(data, schema_text, secret)
         truth = true_links(data)
-        for label, deployment in (("one server", lambda d: OneServer(d, tls=True)),
-                                  ("two servers (shares)", TwoServers)):
+        chosen = {"one": ("one server", lambda d: OneServer(d, tls=True)),
+                  "two": ("two servers (shares)", TwoServers)}
+        for label, deployment in (chosen[d] for d in args.deployments):
             print(f"{data.name}: {label} ...", flush=True)
             summary, seconds, labels, confidence = _run_one(
                 deployment, base / f"{name}-{len(rows)}", data, batches, schema_text,
@@ -247,8 +252,21 @@ def main(argv: list[str] | None = None) -> int:
                 attacks.append((data.name, float(summary["threshold"]),
                                 _attack(data, batches, schema_text,
                                         float(summary["threshold"]), args.attack)))
-    print(f"\nthreshold {args.threshold}; shipped schema unless --schema; F1 of the groups "
-          "agencies read back\n")
+        if args.splink:
+            from bench.quality import encode_ours
+            from bench.quality_splink import run_splink
+            from linkage.encoding.schema import load_schema
+
+            print(f"{data.name}: plaintext Splink 5 ...", flush=True)
+            schema = load_schema(schema_text)
+            values, _ = encode_ours(data, schema)
+            started = time.perf_counter()
+            found = run_splink(values, schema.feature_names, data.owners,
+                               one_to_one=data.one_to_one)
+            rows.append((data.name, len(data), "plaintext Splink 5 (EM)", "-",
+                         measure(truth, found, data.owners), time.perf_counter() - started))
+    print(f"\nthreshold {args.threshold}; {args.schema or 'the shipped schema'}; F1 of the "
+          "groups agencies read back (Splink: of its links)\n")
     print("| data set | records | deployment | threshold | P all | R all | F1 all | F1 cross "
           "| F1 within | run s |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -15,13 +15,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 
+import grpc
 import numpy as np
 
 from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.errors import PeerError
 from linkage.mpc import BandDealer, Dealer, HitDealer, Plan, split_clks
+from linkage.mpc.field_dealer import BitDealer, FieldDealer
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -29,6 +32,9 @@ from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 from .api import CHUNK_BYTES, LinkageClient, Receipt, _summary_dict
 
 __all__ = ["create_share_project", "run_shares", "submit_shares"]
+
+#: How often a mid-run delivery refused as too many calls at once is tried again.
+_BUSY_RETRIES = 6
 
 
 def _stub(client: LinkageClient) -> spb_grpc.ShareServiceStub:
@@ -144,12 +150,41 @@ def _hit_material(plan: spb.ShareRunPlan, party: int, request: spb.HitMaterialRe
         yield from _corrections_chunks(request.pair, [dealer.correction()], "corrections")
 
 
+def _field_dealers(plan: spb.ShareRunPlan) -> tuple[list[FieldDealer], list]:
+    """A field-wise plan's scan dealers: each pair's links, and its sample where it has one
+    (cross pairs: sampled rows x the right agency; within: drawn rows x the agency's rest)."""
+    columns = tuple((int(c.start), int(c.stop)) for c in plan.field_columns)
+    links, samples = [], []
+    for p in plan.pairs:
+        links.append(FieldDealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows),
+                                 columns))
+        right = p.right_rows - (p.sample_rows if p.left_agency == p.right_agency else 0)
+        samples.append(FieldDealer(Plan(p.sample_rows, right, plan.clk_bits,
+                                        p.sample_block_rows), columns)
+                       if p.sample_rows else None)
+    return links, samples
+
+
+def _later_material(plan: spb.ShareRunPlan, party: int, made: list
+                    ) -> Iterator[spb.MaterialPart]:
+    """One delivery stream of several later materials: (request, dealer, correction) each."""
+    for request, dealer, correction in made:
+        yield spb.MaterialPart(header=spb.MaterialHeader(run=plan.run, party=party,
+                                                         later=request))
+        yield spb.MaterialPart(chunk=spb.MaterialChunk(pair=0, seed=dealer.seeds[party]))
+        if party == 1:
+            yield from _corrections_chunks(0, [correction], "corrections")
+
+
 def run_shares(first: LinkageClient, second: LinkageClient, project: str, threshold: str,
-               on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+               on_progress: Callable[[str, int, int], None] | None = None,
+               on_plan: Callable[[spb.ShareRunPlan], None] | None = None) -> dict:
     """Plan on server 0, deal to both servers, run on server 0; returns the run summary.
 
     While the run goes on, server 0 asks for each agency pair's hit material once its hit
-    graph is open (how many hits it has is known only then): this deals it to both servers.
+    graph is open (how many hits it has is known only then), or a field-wise run for each
+    material made for counts only: this deals it to both servers. ``on_plan`` sees the plan
+    (public: what is compared, and the samples' coin) before the dealing.
 
     Raises:
         grpc.RpcError: a server refused (e.g. 'auto' with too few pairs) or failed; a
@@ -159,28 +194,66 @@ def run_shares(first: LinkageClient, second: LinkageClient, project: str, thresh
     report = on_progress or (lambda stage, done, total: None)
     plan = first._call(_stub(first).PlanShareRun,
                        spb.PlanShareRunRequest(project=project, threshold=threshold))
+    if on_plan is not None:
+        on_plan(plan)
     report("dealing", 0, len(plan.pairs))
-    dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
-               for p in plan.pairs]
-    # an agency's pairs with itself (left = right agency) are not in auto's sample
-    samples = [BandDealer(Plan(p.sample_rows, p.right_rows, plan.clk_bits, p.sample_block_rows),
-                          len(plan.band_edges)) if p.sample_rows else None
-               for p in plan.pairs] if plan.band_edges else None
+    if plan.fieldwise:
+        dealers, samples = _field_dealers(plan)
+    else:
+        dealers = [Dealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows))
+                   for p in plan.pairs]
+        # an agency's pairs with itself (left = right agency) are not in auto's sample
+        samples = [BandDealer(Plan(p.sample_rows, p.right_rows, plan.clk_bits,
+                                   p.sample_block_rows), len(plan.band_edges))
+                   if p.sample_rows else None
+                   for p in plan.pairs] if plan.band_edges else None
     for party, client in ((0, first), (1, second)):
         client._call(_stub(client).DeliverMaterial, _material(plan, party, dealers, samples))
     report("dealing", len(plan.pairs), len(plan.pairs))
     summary = None
+    failed: dict[int, grpc.RpcError] = {}
+
+    def deliver(parts) -> None:
+        """Deal mid-run material to both servers. A server that refuses or has gone gets no
+        more, and the run's stream goes on being read: if server 1 has gone, server 0 still
+        gets its part, reaches its next exchange with server 1, finds it gone and fails the
+        run with its own clear error (instead of waiting for material); that error ends the
+        stream, and it is what the caller gets."""
+        for party, client in ((0, first), (1, second)):
+            if party in failed:
+                continue
+            for attempt in range(_BUSY_RETRIES + 1):
+                try:
+                    client._call(_stub(client).DeliverMaterial, parts(party))
+                    break
+                except grpc.RpcError as error:
+                    code = error.code()
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and attempt < _BUSY_RETRIES:
+                        time.sleep(0.1 * 2 ** attempt)  # the server's call rate: wait, again
+                        continue
+                    if code not in (grpc.StatusCode.UNAVAILABLE,
+                                    grpc.StatusCode.FAILED_PRECONDITION):
+                        raise  # refused: the run cannot go on, and the caller learns why
+                    failed[party] = error  # gone, or its run ended: its stream says why
+                    break
+
     for event in first._call(_stub(first).RunShares, spb.RunSharesRequest(run=plan.run)):
         if event.HasField("hit_material"):
             request = event.hit_material
             dealer = HitDealer(int(request.hits), int(request.thresholds))
-            for party, client in ((0, first), (1, second)):
-                client._call(_stub(client).DeliverMaterial,
-                             _hit_material(plan, party, request, dealer))
+            deliver(lambda party: _hit_material(plan, party, request, dealer))
+        elif event.HasField("later_material"):
+            made = [(request, dealer, dealer.correction()) for request, dealer in
+                    ((r, BitDealer(int(r.words), int(r.dabits)) if r.bits
+                      else HitDealer(int(r.count), int(r.thresholds)))
+                     for r in event.later_material.requests)]
+            deliver(lambda party: _later_material(plan, party, made))
         elif event.progress.HasField("summary"):
             summary = event.progress.summary
         else:
             report(event.progress.stage, event.progress.done, event.progress.total)
+    if failed:
+        raise failed[min(failed)]
     if summary is None:
         raise PeerError("Server 0 ended the two-server run without a summary.")
     return _summary_dict(summary)

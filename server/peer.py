@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+from collections import deque
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,11 +29,14 @@ from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection
                          PartyMaterial, Plan, hit_material)
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
+from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
+from linkage.mpc.fieldwise import LaterMaterial
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
 __all__ = ["PART_BYTES", "PeerLink", "ShareSession", "Sessions", "band_correction_bytes",
-           "correction_bytes", "hit_correction_bytes", "opening_parts", "peer_name",
+           "correction_bytes", "field_correction_bytes", "field_sample_plan",
+           "hit_correction_bytes", "later_correction_bytes", "opening_parts", "peer_name",
            "plan_hash", "read_opening", "sample_plan"]
 
 PART_BYTES = 1024 * 1024  # one Opening's data, well under the 4 MiB message limit
@@ -42,6 +46,10 @@ _PLAN_TIMEOUT = 120.0
 _RUN_TIMEOUT = 23 * 3600.0
 #: How long a run waits for the dealer's hit material once it asked for it.
 HIT_WAIT_SECONDS = 600.0
+#: How many deliveries of a field-wise run server 0 keeps asked for before they are used
+#: (about ten blocks of 1,024 pairs: tens of MB held at most); it asks again, for up to
+#: half of them at once, when half are used.
+LATER_AHEAD = 32
 
 
 def peer_name(role: int) -> str:
@@ -68,6 +76,18 @@ def hit_correction_bytes(hits: int, thresholds: int) -> int:
     return hits * thresholds * (4 + 8 * AND_ROUNDS)
 
 
+def field_correction_bytes(plan: Plan, fields: int) -> int:
+    """Server 1's field scan corrections for one plan (``4 F + 44`` bytes per pair)."""
+    return plan.pairs * (4 * fields + 4 + 8 * AND_ROUNDS)
+
+
+def later_correction_bytes(request: spb.LaterMaterialRequest) -> int:
+    """Server 1's corrections for one field-wise later delivery."""
+    if request.bits:
+        return 8 * int(request.words) + 4 * int(request.dabits)
+    return hit_correction_bytes(int(request.count), int(request.thresholds))
+
+
 def is_within(pair: spb.AgencyPairPlan) -> bool:
     """An agency's records against themselves (its within-agency pairs), not a cross pair."""
     return pair.left_agency == pair.right_agency
@@ -78,6 +98,18 @@ def sample_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
     pair = plan.pairs[index]
     return Plan(int(pair.sample_rows), int(pair.right_rows), int(plan.clk_bits),
                 int(pair.sample_block_rows))
+
+
+def field_sample_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
+    """A field-wise plan's sample of pair ``index``: its sampled left rows x all right rows
+    across agencies, the drawn rows x the agency's other rows within one."""
+    pair = plan.pairs[index]
+    right = int(pair.right_rows) - (int(pair.sample_rows) if is_within(pair) else 0)
+    return Plan(int(pair.sample_rows), right, int(plan.clk_bits), int(pair.sample_block_rows))
+
+
+def field_columns_of(plan: spb.ShareRunPlan) -> tuple[tuple[int, int], ...]:
+    return tuple((int(c.start), int(c.stop)) for c in plan.field_columns)
 
 
 def mpc_plan(plan: spb.ShareRunPlan, index: int) -> Plan:
@@ -107,6 +139,15 @@ def _band_corrections(plan: Plan, thresholds: int, data: bytes) -> Iterator[Band
         shape = (thresholds, hi - lo, plan.right_rows)
         yield BandCorrection(take(np.uint32, shape[1:]), take(np.uint32, shape),
                              take(np.uint64, (AND_ROUNDS, *shape)), take(np.uint32, shape))
+
+
+def _field_corrections(plan: Plan, fields: int, data: bytes) -> Iterator[FieldCorrection]:
+    """Server 1's field scan corrections from the dealer's bytes, block by block."""
+    take = _Reader(data).take
+    for lo, hi in plan.blocks():
+        shape = (hi - lo, plan.right_rows)
+        yield FieldCorrection(take(np.uint32, (fields, *shape)), take(np.uint32, shape),
+                              take(np.uint64, (AND_ROUNDS, *shape)))
 
 
 def _corrections(plan: Plan, data: bytes) -> Iterator[Correction]:
@@ -148,6 +189,9 @@ class ShareSession:
     sample_corrections: dict[int, bytearray] = field(default_factory=dict)
     #: Hit material as delivered mid-run: pair -> (hits, thresholds, seed, corrections).
     hit_deliveries: dict[int, tuple[int, int, bytes, bytes]] = field(default_factory=dict)
+    #: A field-wise run's later material as delivered: sequence -> (request, seed, corrections).
+    later_deliveries: dict[int, tuple[spb.LaterMaterialRequest, bytes, bytes]] = field(
+        default_factory=dict)
     started: bool = False
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -194,6 +238,48 @@ class ShareSession:
                                        take(np.uint64, (AND_ROUNDS, thresholds, hits)))
         return hit_material(self.role, hits, thresholds, seed, correction)
 
+    def deliver_later(self, request: spb.LaterMaterialRequest, seed: bytes,
+                      corrections: bytes) -> None:
+        with self._arrived:
+            if int(request.sequence) in self.later_deliveries:
+                raise InvalidRequestError(f"Material {request.sequence} of this run came twice.")
+            self.later_deliveries[int(request.sequence)] = (request, seed, corrections)
+            self._arrived.notify_all()
+
+    def _later(self, request: spb.LaterMaterialRequest, timeout: float):
+        """This server's share of later delivery ``request.sequence`` once it arrived."""
+        sequence = int(request.sequence)
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: sequence in self.later_deliveries, timeout):
+                raise RunStateError(f"The dealer (the coordinator's client) did not deliver "
+                                    f"material {sequence} of this field-wise run within "
+                                    f"{timeout:.0f} s; nothing of this run was stored.")
+            delivered, seed, data = self.later_deliveries.pop(sequence)
+        fields = ("bits", "count", "thresholds", "words", "dabits")
+        if any(getattr(delivered, name) != getattr(request, name) for name in fields):
+            raise PeerError(f"Material {sequence} of this field-wise run was made for other "
+                            "counts than this server needs.")
+        take = _Reader(data).take if self.role == 1 else None
+        if request.bits:
+            words, dabits = int(request.words), int(request.dabits)
+            correction = (BitCorrection(take(np.uint64, (words,)), take(np.uint32, (dabits,)))
+                          if take else None)
+            return bit_material(self.role, words, dabits, seed, correction)
+        count, thresholds = int(request.count), int(request.thresholds)
+        correction = (HitCorrection(take(np.uint32, (thresholds, count)),
+                                    take(np.uint64, (AND_ROUNDS, thresholds, count)))
+                      if take else None)
+        return hit_material(self.role, count, thresholds, seed, correction)
+
+    def later_material(self, ask=None, timeout: float = HIT_WAIT_SECONDS) -> LaterMaterial:
+        """The run's ``LaterMaterial`` (``_RunLater``): each call is the next delivery in
+        order; server 0 asks the dealer for it (``ask(request)``), ahead where it can."""
+        later = _RunLater(self, ask, timeout)
+        return LaterMaterial(
+            lambda count, thresholds: later.take(count=count, thresholds=thresholds),
+            lambda words, dabits: later.take(bits=True, words=words, dabits=dabits),
+            later.expect)
+
     def check_material(self) -> None:
         """Raises RunStateError unless the dealer delivered all of this server's material."""
         if not self.material_complete:
@@ -235,6 +321,119 @@ class ShareSession:
         threshold = None if self.auto else float(self.plan.threshold)
         return run_party(self.role, pairs, int(self.plan.clk_bits), threshold, choose,
                          hit_block, on_pair)
+
+    def field_protocol(self, ask=None, on_progress=None):
+        """This server's generator for a field-wise run (``linkage.mpc.field_run``); ``ask``:
+        server 0 asks the dealer for each later delivery, which both servers then wait for;
+        ``on_progress`` as ``field_run_party``'s."""
+        from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES
+        from linkage.mpc.bands import band_thresholds
+        from linkage.mpc.field_run import (FieldRunShares, LinkShares, field_run_party,
+                                           own_sample)
+        from linkage.mpc.field_train import SamplePair
+
+        columns = field_columns_of(self.plan)
+        fields = len(columns)
+        later = self.later_material(ask)
+        samples, own, links = [], {}, []
+        cross, sampled = 0, 0
+        order = [a.agency for a in self.plan.agencies]
+
+        def material(plan, seed, data):
+            corrections = (_field_corrections(plan, fields, bytes(data))
+                           if self.role == 1 else None)
+            return FieldMaterial(self.role, plan, columns, seed, corrections)
+
+        for index, pair in enumerate(self.plan.pairs):
+            left, right = self.shares[pair.left_agency], self.shares[pair.right_agency]
+            within = is_within(pair)
+            if within:
+                drawn = own_sample(int(pair.left_rows), int(self.plan.sample_seed),
+                                   order.index(pair.left_agency))
+                rows, rest = drawn if drawn is not None else (np.zeros(0, np.int64),) * 2
+            else:
+                rows = sample_rows(int(pair.left_rows), int(self.plan.sample_seed), index)
+                cross += int(pair.left_rows) * int(pair.right_rows)
+                sampled += rows.size
+            if pair.sample_rows:
+                sample = SamplePair(left[rows], right[rest] if within else right,
+                                    material(field_sample_plan(self.plan, index),
+                                             self.sample_seeds[index],
+                                             self.sample_corrections.get(index, b"")), later)
+                if within:
+                    own[pair.left_agency] = sample
+                else:
+                    samples.append(sample)
+            links.append(LinkShares(left, right, material(mpc_plan(self.plan, index),
+                                                          self.seeds[index],
+                                                          self.corrections.get(index, b"")),
+                                    later, pair.left_agency if within else None))
+        shares = FieldRunShares(samples, own, links, tuple(self.plan.field_names), cross,
+                                MATCHES_PER_SAMPLED_RECORD * sampled)
+        return field_run_party(self.role, shares,
+                               band_thresholds(list(self.plan.band_edges) or SERVICE_EDGES,
+                                               int(self.plan.clk_bits)),
+                               on_progress=on_progress)
+
+
+class _RunLater:
+    """A field-wise run's later deliveries, numbered in the order the run uses them.
+
+    Why ahead: a request answered one at a time costs a round trip through the dealer for
+    every block of pairs; the links protocol says what its blocks will need
+    (``LaterMaterial.expect``), so server 0 keeps up to ``LATER_AHEAD`` requests asked before
+    they are used, and the dealer works while the servers compute. Both servers number the
+    requests the same way; server 1 only waits for them.
+    """
+
+    def __init__(self, session: ShareSession, ask, timeout: float):
+        self._session, self._ask, self._timeout = session, ask, timeout
+        self._planned: deque[dict] = deque()   # expected, not yet numbered
+        self._pending: deque[spb.LaterMaterialRequest] = deque()  # numbered, not yet used
+        self._numbered = 0
+
+    def _number(self, counts: dict) -> spb.LaterMaterialRequest:
+        request = spb.LaterMaterialRequest(sequence=self._numbered, **counts)
+        self._numbered += 1
+        return request
+
+    def _asked(self, requests: list[spb.LaterMaterialRequest]) -> None:
+        if self._ask is not None and requests:
+            self._ask(spb.LaterMaterialBatch(requests=requests))
+
+    def _top_up(self) -> None:
+        """Ask in batches (one event, and one delivery per server, for up to half the
+        window): the servers take a bounded number of calls a second from one caller."""
+        if not self._planned or len(self._pending) > LATER_AHEAD // 2:
+            return
+        asked = []
+        while self._planned and len(self._pending) < LATER_AHEAD:
+            asked.append(self._number(self._planned.popleft()))
+            self._pending.append(asked[-1])
+        self._asked(asked)
+
+    def expect(self, calls: list[tuple[str, int, int]]) -> None:
+        for kind, first, second in calls:
+            self._planned.append({"bits": True, "words": first, "dabits": second}
+                                 if kind == "bits" else
+                                 {"count": first, "thresholds": second})
+        self._top_up()
+
+    def take(self, **counts):
+        if self._pending or self._planned:
+            if not self._pending:
+                self._top_up()
+            request = self._pending.popleft()
+            wanted = spb.LaterMaterialRequest(sequence=request.sequence, **counts)
+            if wanted != request:
+                raise PeerError("A field-wise run asked for other material than it said it "
+                                "would: the two servers do not run the same protocol.")
+        else:
+            request = self._number(counts)
+            self._asked([request])
+        material = self._session._later(request, self._timeout)
+        self._top_up()
+        return material
 
 
 class Sessions:
@@ -357,10 +556,14 @@ class PeerLink:
             project=session.plan.project, run=session.plan.run,
             plan_hash=plan_hash(session.plan))))
         total = len(session.plan.pairs)
-        if session.auto:
-            on_progress("histogram of a sample, on shares", 0, total)
-        protocol = session.protocol(choose, ask, lambda index: on_progress(
-            "comparing on shares", index, total))
+        if session.plan.fieldwise:
+            # ``ask(request)``: each later delivery (``LaterMaterialRequest``)
+            protocol = session.field_protocol(ask, on_progress)
+        else:
+            if session.auto:
+                on_progress("histogram of a sample, on shares", 0, total)
+            protocol = session.protocol(choose, ask, lambda index: on_progress(
+                "comparing on shares", index, total))
         try:
             message = next(protocol)
             while True:

@@ -72,10 +72,17 @@ class ShareServicer(spb_grpc.ShareServiceServicer):
     def RunShares(self, request, context):
         """Run in a worker thread and stream its progress, as ``RunLinkage`` does, and the
         run's requests for hit material to the dealer."""
+        def asking(send):
+            def ask(wanted):
+                if isinstance(wanted, spb.LaterMaterialBatch):  # a field-wise run's
+                    send(spb.ShareRunEvent(later_material=wanted))
+                else:
+                    send(spb.ShareRunEvent(hit_material=wanted))
+            return ask
+
         yield from stream_run(context, lambda progress, send: two_server.run_shares(
             self._store, self._sessions, self._link, self._role, request.run, progress,
-            lambda hits: send(spb.ShareRunEvent(hit_material=hits))),
-            wrap=lambda progress: spb.ShareRunEvent(progress=progress))
+            asking(send)), wrap=lambda progress: spb.ShareRunEvent(progress=progress))
 
 
 class PeerServicer(spb_grpc.PeerServiceServicer):

@@ -61,7 +61,10 @@ from .peer import (
     Sessions,
     band_correction_bytes,
     correction_bytes,
+    field_correction_bytes,
+    field_sample_plan,
     hit_correction_bytes,
+    later_correction_bytes,
     is_within,
     mpc_plan,
     opening_parts,
@@ -257,6 +260,54 @@ def _within_pairs(store: Store, project_id: int, shares: dict,
     return out
 
 
+def _field_layout(store: Store, project_id: int):
+    """The person schema's per-field layout (``fieldSegments``), or ``None``: record-level."""
+    from linkage.encoding.schema import load_schema  # jsonschema: not imported at start-up
+    row = next(e for e in store.entity_schemas(project_id) if e.entity_type == "person")
+    return load_schema(row.schema_json).segments
+
+
+def _field_plan_parts(layout, clk_bits: int) -> dict:
+    """The plan's field-wise parts (``ShareRunPlan.fieldwise`` ...) for ``layout``."""
+    from linkage.mpc.fieldwise import field_columns
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    if columns[-1][1] > clk_bits:
+        raise RunStateError("The schema's field segments do not fit its CLK length.")
+    return {"fieldwise": True, "field_names": list(layout.fields),
+            "field_columns": [spb.FieldColumns(start=a, stop=b) for a, b in columns]}
+
+
+def _field_pairs(store: Store, project_id: int, shares: dict, clk_bits: int, seed: int
+                 ) -> list[spb.AgencyPairPlan]:
+    """A field-wise plan's pairs: every cross pair with its training sample, then each open
+    agency against itself with a sample of its own pairs (``field_run.own_sample``); every
+    pair's links in ``links_plan`` blocks."""
+    from linkage.mpc.field_run import own_sample
+    from linkage.mpc.fieldwise import links_plan
+    names = list(shares)
+    out = []
+
+    def plan_of(left: str, right: str, sample: int, sample_right: int):
+        links = links_plan(int(shares[left].shape[0]), int(shares[right].shape[0]), clk_bits)
+        pair = spb.AgencyPairPlan(left_agency=left, right_agency=right,
+                                  left_rows=links.left_rows, right_rows=links.right_rows,
+                                  block_rows=links.block_rows)
+        if sample:
+            pair.sample_rows = sample
+            pair.sample_block_rows = Plan(sample, sample_right, clk_bits).block_rows
+        return pair
+
+    for i, left in enumerate(names):
+        for right in names[i + 1:]:
+            rows = sample_rows(int(shares[left].shape[0]), seed, len(out)).size
+            out.append(plan_of(left, right, rows, int(shares[right].shape[0])))
+    for name in _open_agencies(store, project_id, shares):
+        drawn = own_sample(int(shares[name].shape[0]), seed, names.index(name))
+        count = 0 if drawn is None else drawn[0].size
+        out.append(plan_of(name, name, count, int(shares[name].shape[0]) - count))
+    return out
+
+
 def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role: int | None,
                    project_name: str, threshold_text: str) -> spb.ShareRunPlan:
     """Server 0: plan a run over every cross-agency pair (and each open agency's own
@@ -284,6 +335,20 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
                             "agencies before a run ('linkage submit --server-1').")
     names = list(shares)
     seed = secrets.randbits(63)  # the public coin of the samples: independent of the data
+    layout = _field_layout(store, project.id)
+    if layout is not None:
+        pairs = _field_pairs(store, project.id, shares, clk_bits, seed)
+        sampled = sum(p.sample_rows * p.right_rows for p in pairs if not is_within(p))
+        if sampled < MIN_PAIRS_FOR_MODEL:
+            raise InvalidRequestError(
+                f"Field-wise scoring on shares trains on a sample of at least "
+                f"{MIN_PAIRS_FOR_MODEL} cross-agency pairs; project {project_name!r} has "
+                f"{sampled}.")
+        plan = spb.ShareRunPlan(project=project.name, run=secrets.token_hex(16),
+                                threshold=threshold_text.strip().lower(), clk_bits=clk_bits,
+                                pairs=pairs, agencies=records, band_edges=SERVICE_EDGES, sample_seed=seed,
+                                **_field_plan_parts(layout, clk_bits))
+        return _agree_and_hold(sessions, link, plan, shares, positions, loaded)
     pairs = []
     for i, left in enumerate(names):
         for right in names[i + 1:]:
@@ -309,6 +374,12 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
                             pairs=pairs, agencies=records,
                             band_edges=SERVICE_EDGES if threshold is None else (),
                             sample_seed=seed if threshold is None else 0)
+    return _agree_and_hold(sessions, link, plan, shares, positions, loaded)
+
+
+def _agree_and_hold(sessions: Sessions, link: PeerLink | None, plan: spb.ShareRunPlan,
+                    shares: dict, positions: dict, loaded) -> spb.ShareRunPlan:
+    """Server 0: have server 1 agree the plan, then hold it until it runs."""
     if link is None:
         raise PeerError("Server 0 has no peer configured (--peer).")
     link.agree(plan)
@@ -334,17 +405,18 @@ def agree_plan(store: Store, sessions: Sessions, role: int | None,
     if plan.clk_bits != clk_bits:
         raise RunStateError("Server 0's plan has another CLK length than this server's project.")
     threshold = _threshold(plan.threshold)
+    layout = _field_layout(store, project.id)
+    if plan.fieldwise != (layout is not None):
+        raise RunStateError("Server 0's plan is field-wise exactly when the project's schema "
+                            "has field segments; this server's schema says otherwise.")
+    if plan.fieldwise:
+        return _agree_field_plan(store, sessions, project, plan, layout, clk_bits)
     if (threshold is None) != bool(plan.band_edges):
         raise RunStateError("Server 0's plan has band edges exactly when it is 'auto'.")
     if threshold is None:
         band_thresholds(list(plan.band_edges), clk_bits)  # refuses edges with no exact fraction
     shares, positions, records, _ = _load(store, project.id, clk_bits)
-    mine = [(r.agency, r.records, r.record_ids_hash) for r in records]
-    theirs = [(r.agency, r.records, r.record_ids_hash) for r in plan.agencies]
-    if mine != theirs:
-        raise RunStateError(f"Server 1 holds other share batches of {plan.project!r} than "
-                            "server 0: every agency must submit each batch to both servers "
-                            "('linkage submit --server-1'), then run again.")
+    _same_records(plan, records)
     open_agencies = set(_open_agencies(store, project.id, shares))
     for index, pair in enumerate(plan.pairs):
         if is_within(pair) and pair.left_agency not in open_agencies:
@@ -366,6 +438,34 @@ def agree_plan(store: Store, sessions: Sessions, role: int | None,
     return plan.run
 
 
+def _agree_field_plan(store: Store, sessions: Sessions, project, plan: spb.ShareRunPlan,
+                      layout, clk_bits: int) -> str:
+    """Server 1's checks of a field-wise plan: the same fields, pairs and samples as this
+    server's shares and the public coin give."""
+    shares, positions, records, _ = _load(store, project.id, clk_bits)
+    _same_records(plan, records)
+    parts = _field_plan_parts(layout, clk_bits)
+    if list(plan.field_names) != parts["field_names"] or list(plan.field_columns) != \
+            parts["field_columns"] or list(plan.band_edges) != list(SERVICE_EDGES):
+        raise RunStateError("Server 0's field-wise plan has other fields or band edges than "
+                            "this server's schema gives.")
+    if list(plan.pairs) != _field_pairs(store, project.id, shares, clk_bits,
+                                        int(plan.sample_seed)):
+        raise RunStateError("Server 0's field-wise plan has other pairs or samples than this "
+                            "server's shares and the plan's coin give.")
+    sessions.add(ShareSession(1, plan, shares, positions))
+    return plan.run
+
+
+def _same_records(plan: spb.ShareRunPlan, records) -> None:
+    mine = [(r.agency, r.records, r.record_ids_hash) for r in records]
+    theirs = [(r.agency, r.records, r.record_ids_hash) for r in plan.agencies]
+    if mine != theirs:
+        raise RunStateError(f"Server 1 holds other share batches of {plan.project!r} than "
+                            "server 0: every agency must submit each batch to both servers "
+                            "('linkage submit --server-1'), then run again.")
+
+
 def receive_material(sessions: Sessions, role: int | None,
                      parts: Iterator[spb.MaterialPart]) -> tuple[str, int]:
     """Take the dealer's material for one planned run; returns (run, bytes received).
@@ -384,6 +484,8 @@ def receive_material(sessions: Sessions, role: int | None,
     session = sessions.get(first.header.run)
     if first.header.HasField("hits"):
         return session.plan.run, _receive_hits(session, role, first.header.hits, parts)
+    if first.header.HasField("later"):
+        return session.plan.run, _receive_later(session, role, first.header.later, parts)
     if session.started:
         raise RunStateError("This run has started; its material was delivered already.")
     session.material_complete = False
@@ -392,53 +494,100 @@ def receive_material(sessions: Sessions, role: int | None,
         held.clear()
     received = 0
     count = len(session.plan.pairs)
-    thresholds = len(session.plan.band_edges)
     for part in parts:
         if part.WhichOneof("part") != "chunk":
             raise BatchFormatError("Only one material header is allowed.")
         chunk = part.chunk
         if chunk.pair >= count:
             raise BatchFormatError(f"Material for agency pair {chunk.pair}; the plan has {count}.")
-        if (chunk.sample_seed or chunk.sample_corrections) and (
-                not session.auto or is_within(session.plan.pairs[chunk.pair])):
+        main_bytes, sample_bytes = _material_bytes(session.plan, int(chunk.pair))
+        if (chunk.sample_seed or chunk.sample_corrections) and sample_bytes is None:
             raise BatchFormatError("Sample material is for the cross-agency pairs of 'auto' "
-                                   "runs only.")
+                                   "runs, and the sampled pairs of field-wise runs, only.")
         for seed, seeds in ((chunk.seed, session.seeds),
                             (chunk.sample_seed, session.sample_seeds)):
             if seed:
                 if len(seed) != SEED_BYTES or chunk.pair in seeds:
                     raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
                 seeds[chunk.pair] = bytes(seed)
-        for data, kept, limit in (
-                (chunk.corrections, session.corrections,
-                 lambda: correction_bytes(mpc_plan(session.plan, chunk.pair))),
-                (chunk.sample_corrections, session.sample_corrections,
-                 lambda: band_correction_bytes(sample_plan(session.plan, chunk.pair),
-                                               thresholds))):
+        for data, kept, limit in ((chunk.corrections, session.corrections, main_bytes),
+                                  (chunk.sample_corrections, session.sample_corrections,
+                                   sample_bytes)):
             if not data:
                 continue
             if role == 0:
                 raise BatchFormatError("Server 0 takes only seeds; corrections are server 1's.")
             held = kept.setdefault(chunk.pair, bytearray())
-            if len(held) + len(data) > limit():
+            if len(held) + len(data) > limit:
                 raise BatchFormatError("More corrections than the plan needs.")
             held.extend(data)
         received += (len(chunk.seed) + len(chunk.corrections) + len(chunk.sample_seed)
                      + len(chunk.sample_corrections))
     for index in range(count):
-        sampled = session.auto and not is_within(session.plan.pairs[index])
+        main_bytes, sample_bytes = _material_bytes(session.plan, index)
+        sampled = sample_bytes is not None
         if index not in session.seeds or (sampled and index not in session.sample_seeds):
             raise BatchFormatError(f"No seed for agency pair {index}: the delivery is incomplete.")
-        if role == 1 and len(session.corrections.get(index, b"")) != correction_bytes(
-                mpc_plan(session.plan, index)):
+        if role == 1 and len(session.corrections.get(index, b"")) != main_bytes:
             raise BatchFormatError(f"The corrections of agency pair {index} are incomplete.")
         if role == 1 and sampled and len(session.sample_corrections.get(
-                index, b"")) != band_correction_bytes(sample_plan(session.plan, index),
-                                                      thresholds):
+                index, b"")) != sample_bytes:
             raise BatchFormatError(f"The sample corrections of agency pair {index} are "
                                    "incomplete.")
     session.material_complete = True
     return session.plan.run, received
+
+
+def _material_bytes(plan: spb.ShareRunPlan, index: int) -> tuple[int, int | None]:
+    """Server 1's correction bytes for pair ``index``: its comparison, and its sample
+    (``None``: the pair has no sample)."""
+    pair = plan.pairs[index]
+    if plan.fieldwise:
+        fields = len(plan.field_columns)
+        sample = (field_correction_bytes(field_sample_plan(plan, index), fields)
+                  if pair.sample_rows else None)
+        return field_correction_bytes(mpc_plan(plan, index), fields), sample
+    sample = (band_correction_bytes(sample_plan(plan, index), len(plan.band_edges))
+              if plan.band_edges and not is_within(pair) else None)
+    return correction_bytes(mpc_plan(plan, index)), sample
+
+
+def _receive_later(session: ShareSession, role: int, request: spb.LaterMaterialRequest,
+                   parts: Iterator[spb.MaterialPart]) -> int:
+    """A field-wise run's next materials, delivered while the run waits for them: each
+    header (``later``) starts one, its chunks carry its seed and (server 1) corrections."""
+    if not session.plan.fieldwise or not session.started:
+        raise BatchFormatError("Later material is for a running field-wise run only.")
+    received = 0
+    while request is not None:
+        if max(request.count * max(request.thresholds, 1), request.words,
+               request.dabits) > 1 << 34:
+            raise BatchFormatError("Later material for more values than a run needs.")
+        expected = later_correction_bytes(request) if role == 1 else 0
+        seed, data, following = b"", bytearray(), None
+        for part in parts:
+            if part.WhichOneof("part") == "header":
+                if not part.header.HasField("later") or part.header.party != role \
+                        or part.header.run != session.plan.run:
+                    raise BatchFormatError("A later delivery's next header is for the same "
+                                           "run, server and kind.")
+                following = part.header.later
+                break
+            if part.chunk.seed:
+                if seed or len(part.chunk.seed) != SEED_BYTES:
+                    raise BatchFormatError(f"A delivery's seed is sent once, {SEED_BYTES} "
+                                           "bytes.")
+                seed = bytes(part.chunk.seed)
+            if len(data) + len(part.chunk.corrections) > expected:
+                raise BatchFormatError("More later corrections than the request needs "
+                                       "(server 0 takes only its seed).")
+            data.extend(part.chunk.corrections)
+        if not seed or len(data) != expected:
+            raise BatchFormatError(f"Later material {request.sequence} is incomplete.")
+        session.deliver_later(request, seed, bytes(data))
+        received += len(seed) + len(data)
+        request = following
+    return received
 
 
 def _receive_hits(session: ShareSession, role: int, request: spb.HitMaterialRequest,
@@ -511,6 +660,9 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
             raise RunStateError("This run needs hit material and has no dealer to ask.")
         ask(spb.HitMaterialRequest(pair=pair, hits=hits, thresholds=thresholds))
 
+    if plan.fieldwise:
+        return _run_field_shares(store, sessions, link, session, project, settings, run_id,
+                                 started, report, ask)
     try:
         opened = link.compare(session, report, choose, request)
         lefts, rights, bands = [], [], []
@@ -539,6 +691,65 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
     return summary.replace(run=store.latest_run(project.id).number, reused=False)
 
 
+def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session: ShareSession,
+                      project, settings, run_id: int, started: float, report, ask):
+    """Server 0's field-wise run (``linkage.mpc.field_run``): compare, group, store."""
+    from linkage.matching.fellegi_sunter import model_quality
+    from linkage.mpc.linking import group_field_links
+    plan = session.plan
+    if ask is None:
+        raise RunStateError("A field-wise run needs material as it goes and has no dealer to "
+                            "ask.")
+    try:
+        result = link.compare(session, report, None, ask)
+        lefts, rights, levels, weights = [], [], [], []
+        for pair, found in zip(plan.pairs, result.links):
+            model = result.model_for(pair.left_agency if is_within(pair) else None)
+            lefts.append(session.positions[pair.left_agency][found.left])
+            rights.append(session.positions[pair.right_agency][found.right])
+            levels.append(found.levels)
+            table = model.weights
+            present = found.levels >= 0
+            columns = np.broadcast_to(np.arange(table.shape[0]), found.levels.shape)
+            weights.append(np.where(present, table[columns, np.where(present, found.levels, 0)],
+                                    0.0))
+        fields = len(plan.field_names)
+        refined = result.refined
+        prior = refined.model.prior_weight()
+        cutoff = 1.0 / (1.0 + 2.0 ** -(prior + result.cut_bits))
+        grid = np.round(np.arange(0.02, 0.99, 0.02), 2)
+        precision, recall = model_quality(refined.model, refined.present_share,
+                                          result.cross_pairs,
+                                          np.log2(grid / (1 - grid)) - prior)
+        expected = model_quality(refined.model, refined.present_share,
+                                 result.cross_pairs, [result.cut_bits])
+        requested = settings.requested
+        reason = (f"two-server mode, field-wise on shares: match probability >= "
+                  f"{requested if requested is not None else cutoff:.4g} "
+                  + ("(set by the coordinator)" if requested is not None else
+                     f"(auto: the best expected F1, {refined.expected_f1:.3f}, of a model "
+                     "trained on opened sums only)"))
+        report("grouping", 0, 1)
+        outcome = group_field_links(
+            session.record_agency, session.record_ids, np.concatenate(lefts),
+            np.concatenate(rights), np.concatenate(levels).reshape(-1, fields),
+            np.concatenate(weights).reshape(-1, fields),
+            np.concatenate(result.probabilities), refined.model, settings,
+            _group_key_secret(store), frozenset(store.deduplicated_agencies(project.id)),
+            cutoff=requested if requested is not None else cutoff, reason=reason,
+            expected=(float(expected[0][0]), float(expected[1][0])),
+            curve=[(float(g), float(p), float(r)) for g, p, r in zip(grid, precision, recall)])
+        report("grouping", 1, 1)
+        summary = finish_run(store, project.id, run_id, outcome, started)
+    except BaseException as error:
+        store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
+        raise
+    finally:
+        sessions.discard(plan.run)
+    store.mark_compared(session.batch_ids)
+    return summary.replace(run=store.latest_run(project.id).number, reused=False)
+
+
 def compare_as_second(sessions: Sessions, role: int | None,
                       requests: Iterator[spb.PeerMessage]) -> Iterator[spb.PeerMessage]:
     """Server 1's side of a run: answer server 0's openings with its own, pair by pair.
@@ -558,7 +769,7 @@ def compare_as_second(sessions: Sessions, role: int | None,
     session.check_material()
     session.start()
     try:
-        protocol = session.protocol()
+        protocol = session.field_protocol() if session.plan.fieldwise else session.protocol()
         message = next(protocol)
         while True:
             theirs = read_opening(requests, message)

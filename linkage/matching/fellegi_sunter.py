@@ -48,7 +48,7 @@ from linkage.encoding.field_segments import (
 
 __all__ = ["FellegiSunterModel", "FieldwiseScores", "LEVEL_THRESHOLDS", "ReviewedPairs",
            "TrainingSession", "fit_fellegi_sunter", "levels_of", "score_fieldwise",
-           "model_cut", "score_levels", "u_from_counts"]
+           "model_cut", "model_quality", "score_levels", "u_from_counts"]
 
 #: Per-field Dice at or above which a pair is at level 0 (about exact), 1, 2, 3; below: last.
 LEVEL_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -696,21 +696,13 @@ def score_levels(fields: Sequence[str], levels: np.ndarray, random_counts: np.nd
                            probability, model, 0)
 
 
-def model_cut(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: float
-              ) -> tuple[float, float]:
-    """The cut-off on the sum of field weights with the best F1 the model itself expects.
-
-    Why: on shares (two-server mode) the candidates' probabilities are not opened, so
-    ``best_cutoff`` cannot read them; the model alone gives the distribution of weight sums
-    among matches (m) and non-matches (u), fields independent given the class, a field
-    present with ``present_share[f]`` in both classes (as ``score_fieldwise`` assumes). Every
-    pattern of levels is enumerated (6 states a field), so this is for a handful of fields.
-
-    Returns:
-        ``(cut, expected_f1)``: link when the sum of field weights (prior left out) is at
-        least ``cut`` bits; the cut lies halfway between two attainable sums, so rounding the
-        weights cannot move a pattern across it.
-    """
+def _weight_sums(model: FellegiSunterModel, present_share: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every attainable sum of field weights (prior left out), highest first, with the
+    model's cumulative chance of reaching at least it among matches and among non-matches:
+    fields independent given the class, a field present with ``present_share[f]`` in both
+    classes (as ``score_fieldwise`` assumes); every pattern of levels is enumerated (6 states
+    a field), so this is for a handful of fields."""
     weights = model.weights
     present = np.clip(np.asarray(present_share, np.float64), 0.0, 1.0)
     total, p_match, p_other = np.zeros(1), np.ones(1), np.ones(1)
@@ -724,10 +716,43 @@ def model_cut(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: f
     order = np.argsort(-total, kind="stable")
     total, p_match, p_other = total[order], p_match[order], p_other[order]
     last = np.r_[np.flatnonzero(np.diff(total) != 0), total.size - 1]  # end of each value
+    return total[last], np.cumsum(p_match)[last], np.cumsum(p_other)[last]
+
+
+def model_cut(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: float
+              ) -> tuple[float, float]:
+    """The cut-off on the sum of field weights with the best F1 the model itself expects.
+
+    Why: on shares (two-server mode) the candidates' probabilities are not opened, so
+    ``best_cutoff`` cannot read them; the model alone gives the distribution of weight sums
+    among matches (m) and non-matches (u) (``_weight_sums``).
+
+    Returns:
+        ``(cut, expected_f1)``: link when the sum of field weights (prior left out) is at
+        least ``cut`` bits; the cut lies halfway between two attainable sums, so rounding the
+        weights cannot move a pattern across it.
+    """
+    sums, reach_match, reach_other = _weight_sums(model, present_share)
     matches = model.match_share * all_pairs
-    found = matches * np.cumsum(p_match)[last]
-    linked = found + (all_pairs - matches) * np.cumsum(p_other)[last]
+    found = matches * reach_match
+    linked = found + (all_pairs - matches) * reach_other
     f1 = 2 * found / np.maximum(linked + matches, 1e-12)
     best = int(np.argmax(f1))
-    below = total[last[best] + 1] if last[best] + 1 < total.size else total[last[best]] - 1.0
-    return float((total[last[best]] + below) / 2), float(f1[best])
+    below = sums[best + 1] if best + 1 < sums.size else sums[best] - 1.0
+    return float((sums[best] + below) / 2), float(f1[best])
+
+
+def model_quality(model: FellegiSunterModel, present_share: np.ndarray, all_pairs: float,
+                  cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's expected (precision, recall) of linking at each cut on the sum of field
+    weights (prior left out), from the same enumeration as ``model_cut``."""
+    sums, reach_match, reach_other = _weight_sums(model, present_share)
+    cuts = np.atleast_1d(np.asarray(cuts, np.float64))
+    # patterns at or above each cut: the sums are decreasing
+    reached = np.searchsorted(-sums, -cuts, side="right") - 1
+    matches = model.match_share * all_pairs
+    found = np.where(reached >= 0, matches * reach_match[np.maximum(reached, 0)], 0.0)
+    linked = found + np.where(reached >= 0, (all_pairs - matches)
+                              * reach_other[np.maximum(reached, 0)], 0.0)
+    precision = np.where(linked > 0, found / np.maximum(linked, 1e-300), 1.0)
+    return precision, found / max(matches, 1e-12)

@@ -19,7 +19,7 @@ Both servers derive the models from the same opened values, so they apply the sa
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,7 @@ from .field_train import (MIN_CELL_PAIRS, FieldCounts, SamplePair, field_totals_
 from .fieldwise import FieldLinks, LaterMaterial, field_weights, fieldwise_links_party
 
 __all__ = ["OWN_SAMPLE_INDEX", "FieldRunResult", "FieldRunShares", "LinkShares",
-           "field_run_party", "own_sample"]
+           "field_run_party", "own_sample", "probability_cut"]
 
 #: Where the public draws of the agencies' own samples start (``sample_rows``'s pair index),
 #: apart from the agency pairs' 0, 1, ...
@@ -73,7 +73,9 @@ class FieldRunShares:
     pair); ``own``: per agency, a sample of its own pairs (``own_sample``); ``links``: the
     blocks whose pairs are decided; ``fields``: the layout's field names; ``cross_pairs``: how
     many cross-agency pairs there are in all (the model's prior); ``max_matches``: the
-    histogram fit's bound (``banded_run.MATCHES_PER_SAMPLED_RECORD`` x sampled rows).
+    histogram fit's bound (``banded_run.MATCHES_PER_SAMPLED_RECORD`` x sampled rows);
+    ``cutoff``: link pairs whose match probability reaches it (set by the coordinator), or
+    ``None``: the refined model's cut with the best expected F1 (``auto``).
     """
 
     samples: Sequence[SamplePair]
@@ -82,6 +84,7 @@ class FieldRunShares:
     fields: tuple[str, ...]
     cross_pairs: int
     max_matches: float | None = None
+    cutoff: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ class FieldRunResult:
 
     ``links[i]`` are the links of ``FieldRunShares.links[i]`` (rows into its left and right,
     their levels) and ``probabilities[i]`` their match probabilities under the rule that
-    linked them; ``own[agency]`` that agency's model (agencies without one use ``refined``).
+    linked them; ``own[agency]`` that agency's model (agencies without one use ``refined``);
+    ``cut_bits`` the cut every rule used (on the sum of field weights, prior left out);
+    ``cross_pairs`` as ``FieldRunShares``.
     """
 
     counts: FieldCounts
@@ -99,6 +104,8 @@ class FieldRunResult:
     own: dict[str, FellegiSunterModel]
     links: list[FieldLinks]
     probabilities: list[np.ndarray]
+    cut_bits: float
+    cross_pairs: int
 
     def model_for(self, agency: str | None) -> FellegiSunterModel:
         """The model of a block's pairs: the agency's own, else the refined cross model."""
@@ -106,9 +113,11 @@ class FieldRunResult:
 
 
 def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
-                    min_pairs: int = MIN_CELL_PAIRS
+                    min_pairs: int = MIN_CELL_PAIRS,
+                    on_progress: Callable[[str, int, int], None] | None = None
                     ) -> Generator[np.ndarray, np.ndarray, FieldRunResult]:
-    """One server's side of a whole field-wise run (see the module docstring).
+    """One server's side of a whole field-wise run (see the module docstring);
+    ``on_progress(stage, done, total)`` as a run reports it.
 
     Raises:
         InvalidRequestError: shares or material that do not fit, or a sample whose histogram
@@ -116,6 +125,7 @@ def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
     """
     if not shares.links:
         raise InvalidRequestError("a field-wise run needs pairs to decide")
+    report = on_progress or (lambda stage, done, total: None)
     first: dict[str, AggregateModel] = {}
 
     def rule(counts: FieldCounts):
@@ -126,7 +136,9 @@ def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
         first["fitted"] = fitted
         return field_weights(fitted.model.weights, fitted.cut_bits)
 
+    report("training on shares (sums over a sample)", 0, 1)
     counts = yield from field_train_party(party, shares.samples, bands, min_pairs, rule)
+    report("training on shares (sums over a sample)", 1, 1)
     _, band_levels = counts.band_level_counts()
     refined = refined_model(first["fitted"], counts.linked.pairs, counts.linked.level_counts(),
                             band_levels.sum(axis=0), counts.pairs, all_pairs=shares.cross_pairs)
@@ -134,11 +146,13 @@ def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
     for agency, sample in shares.own.items():
         totals = yield from field_totals_party(party, [sample], bands)
         own[agency] = within_model(refined, totals.level_counts())
-    rules = {None: field_weights(refined.model.weights, refined.cut_bits)}
-    rules.update({agency: field_weights(model.weights, refined.cut_bits)
-                  for agency, model in own.items()})
+    cut = refined.cut_bits if shares.cutoff is None else probability_cut(refined.model,
+                                                                         shares.cutoff)
+    rules = {None: field_weights(refined.model.weights, cut)}
+    rules.update({agency: field_weights(model.weights, cut) for agency, model in own.items()})
     links, probabilities = [], []
-    for block in shares.links:
+    for index, block in enumerate(shares.links):
+        report("deciding links on shares", index, len(shares.links))
         found = yield from fieldwise_links_party(
             party, block.left, block.right, rules.get(block.agency, rules[None]),
             block.material, block.later)
@@ -148,4 +162,19 @@ def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
         links.append(found)
         model = own.get(block.agency, refined.model) if block.agency else refined.model
         probabilities.append(model.match_probability(found.levels))
-    return FieldRunResult(counts, first["fitted"], refined, own, links, probabilities)
+    report("deciding links on shares", len(shares.links), len(shares.links))
+    return FieldRunResult(counts, first["fitted"], refined, own, links, probabilities, cut,
+                          shares.cross_pairs)
+
+
+def probability_cut(model: FellegiSunterModel, probability: float) -> float:
+    """The cut on the sum of field weights (prior left out) at which a pair's match
+    probability reaches ``probability``.
+
+    Raises:
+        InvalidRequestError: not strictly between 0 and 1.
+    """
+    if not 0.0 < probability < 1.0:
+        raise InvalidRequestError("a field-wise threshold is a match probability between 0 "
+                                  f"and 1 (exclusive), not {probability}")
+    return float(np.log2(probability / (1.0 - probability)) - model.prior_weight())

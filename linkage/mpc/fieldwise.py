@@ -44,7 +44,7 @@ from .ring import RightOperand
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "WEIGHT_SCALE",
            "field_columns", "field_weights", "fieldwise_links_party", "fieldwise_party",
-           "links_plan", "open_operands", "rule_margin"]
+           "links_material", "links_plan", "open_operands", "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -64,11 +64,15 @@ class LaterMaterial:
     """Material made once the candidate graph is open, for counts only (in call order).
 
     ``comparisons(count, thresholds)``: e.g. ``hit_material`` of a fresh ``HitDealer``;
-    ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``.
+    ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``. ``expect``, when
+    given, is told the calls about to come, in order (``("comparisons", count, thresholds)``
+    or ``("bits", words, dabits)``): a dealer in another process then deals ahead instead of
+    answering one call at a time.
     """
 
     comparisons: Callable[[int, int], BlockMaterial]
     bits: Callable[[int, int], BitMaterial]
+    expect: Callable[[list[tuple[str, int, int]]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,20 @@ WEIGHT_SCALE = 1 << 10
 LINK_PAIRS_PER_BLOCK = 1 << 10
 
 
+def links_material(plan: Plan, fields: int) -> list[tuple[str, int, int]]:
+    """The later material ``fieldwise_links_party`` asks for on ``plan``, in order (its counts
+    follow from the plan alone): the records' presence, then per block its level comparisons,
+    its AND triples and daBits, and its one comparison with the cut."""
+    k = len(FIELD_THRESHOLDS)
+    out = [("comparisons", fields * (plan.left_rows + plan.right_rows), 1)]
+    for lo, hi in plan.blocks():
+        pairs = (hi - lo) * plan.right_rows
+        words = -(-fields * pairs // 64) + -(-k * fields * pairs // 64)
+        out += [("comparisons", fields * pairs, k), ("bits", words, (k + 1) * fields * pairs),
+                ("comparisons", pairs, 1)]
+    return out
+
+
 def links_plan(left_rows: int, right_rows: int, clk_bits: int) -> Plan:
     """A ``Plan`` with blocks of about ``LINK_PAIRS_PER_BLOCK`` pairs (the same links)."""
     return Plan(left_rows, right_rows, clk_bits,
@@ -462,6 +480,8 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
                                   f"{fields} fields")
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    if later.expect is not None:
+        later.expect(links_material(plan, fields))
     operands = yield from open_operands(party, left, right, material)
     pop_left, pop_right = operands.pop_left, operands.pop_right
     present_left, present_right = yield from operands.presence(later)

@@ -34,7 +34,7 @@ from linkage.matching.run import (
 )
 from linkage.matching.run_summary import EntityTypeSummary
 
-__all__ = ["group_hits"]
+__all__ = ["group_field_links", "group_hits"]
 
 
 def group_hits(agency: np.ndarray, record_ids: Sequence[str], left: np.ndarray,
@@ -122,3 +122,64 @@ def _banded_curve(model, edges: np.ndarray, counts: np.ndarray) -> tuple:
     total = max(float(expected.sum()), 1e-12)
     return tuple((round(float(e), 4), float(tp / n) if n else 1.0, float(tp / total))
                  for e, tp, n in zip(edges, true_positive, linked))
+
+
+def group_field_links(agency: np.ndarray, record_ids: Sequence[str], left: np.ndarray,
+                      right: np.ndarray, levels: np.ndarray, weights: np.ndarray,
+                      probability: np.ndarray, model, settings: RunSettings,
+                      group_key_secret: bytes, deduplicated: frozenset[int] = frozenset(), *,
+                      cutoff: float, reason: str, expected: tuple[float, float],
+                      curve: Sequence[tuple[float, float, float]] = ()) -> RunOutcome:
+    """Group the records of a field-wise two-server run from its links.
+
+    The servers learn each pair's link bit and, for a link only, its fields' levels
+    (``linkage.mpc.field_run``), so every link has its match probability and a waterfall
+    (field, level, weight: no value, no id), as a single server's field-wise run has. The
+    records are grouped greedily on the probabilities (1-to-1 inside a deduplicated agency).
+
+    Args:
+        agency, record_ids: each record's agency id and record id, by position.
+        left, right: positions of the linked pairs; ``levels`` their fields' levels (-1
+            missing); ``weights`` each field's weight in bits under the rule that linked the
+            pair (0 where missing); ``probability`` its match probability.
+        model: the cross-agency model (its prior is every rule's).
+        cutoff: the probability the rules link at; ``expected``: the model's expected
+            (precision, recall) there; ``curve``: (cut-off, precision, recall) points.
+    """
+    from linkage.analysis.explain import group_waterfalls
+    from linkage.matching.engine import LinkageResult
+    from linkage.matching.fellegi_sunter import FieldwiseScores
+    from linkage.matching.grouping import greedy_groups
+
+    count = len(record_ids)
+    agency = np.asarray(agency, np.int64)
+    records = RunRecords(agency, list(record_ids), np.full(count, "person", dtype=object),
+                         np.ones(count, bool), {"person": np.zeros((count, 0), np.uint64)})
+    probability = np.asarray(probability, np.float64)
+    pairs = CandidatePairs(np.asarray(left, np.int64), np.asarray(right, np.int64), probability)
+    one_per_group = {int(a): 1 for a in deduplicated}
+    grouping = greedy_groups(pairs, count, agency, max_per_owner=one_per_group or None)
+    levels = np.asarray(levels, np.int64).reshape(len(pairs), -1)
+    weights = np.asarray(weights, np.float64).reshape(levels.shape)
+    unknown = np.full(levels.shape, np.nan)
+    scores = FieldwiseScores(tuple(model.fields), unknown, levels,
+                             np.zeros(len(pairs), bool), unknown, weights,
+                             model.prior_weight() + weights.sum(axis=1), probability, model)
+    waterfalls = group_waterfalls(scores, grouping.labels, pairs.left, pairs.right,
+                                  np.ones(len(pairs), bool))
+    choice = ThresholdChoice(float(cutoff), reason, None, *expected)
+    result = LinkageResult(choice, float(cutoff), pairs, probability, grouping,
+                           grouping.weakest_score.copy())
+    flags = needs_review(result.confidence, modelled=True, threshold=float(cutoff))
+    groups = _named_groups(result, records, np.arange(count), "person", flags,
+                           group_key_secret, waterfalls)
+    types = {"person": EntityTypeSummary(
+        records=count, threshold=float(cutoff), threshold_reason=reason,
+        groups=grouping.group_count, reviews_used_accepted=0, reviews_used_rejected=0,
+        modelled=True, groups_to_review=int(flags.sum()))}
+    summary = _summary(records, settings, RunReviews(), float(cutoff), {"person": result},
+                       types, groups, 0, frozenset(int(a) for a in deduplicated),
+                       {"person": None}, {"person": list(curve)})
+    summary = summary.replace(blocking="person: every pair, field-wise on shares",
+                              histogram=(), quality_curve=())
+    return RunOutcome(float(cutoff), pairs, groups, {"person": result}, summary)

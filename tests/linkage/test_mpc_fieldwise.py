@@ -200,3 +200,44 @@ def test_links_plan_blocks_about_a_thousand_pairs():
     assert links_plan(250, 250, 256).block_rows == LINK_PAIRS_PER_BLOCK // 250
     assert links_plan(3, 5000, 256).block_rows == 1
     assert links_plan(7, 10, 256).block_rows == 7
+
+
+def test_links_say_ahead_exactly_what_later_material_they_will_use():
+    """``links_material`` is what the service's dealer deals ahead: every call the links
+    protocol then makes must be the next one it announced (uneven blocks included)."""
+    from linkage.mpc.fieldwise import (LaterMaterial, field_weights, fieldwise_links_party,
+                                       links_material)
+
+    rng = np.random.default_rng(4)
+    left, right = _related(rng, 23, 17)
+    layout = layout_for(["a", "b", "c"], list(BITS))
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    plan = Plan(23, 17, layout.bits, block_rows=5)
+    dealer, local = FieldDealer(plan, columns), LocalDealer()
+    said, used = [[], []], [[], []]
+
+    def recording(party):
+        inner = local.for_party(party)
+
+        def comparisons(count, thresholds):
+            used[party].append(("comparisons", count, thresholds))
+            return inner.comparisons(count, thresholds)
+
+        def bits(words, dabits):
+            used[party].append(("bits", words, dabits))
+            return inner.bits(words, dabits)
+
+        return LaterMaterial(comparisons, bits, said[party].extend)
+
+    weights = field_weights(np.tile([4.0, 2.0, 0.5, -1.0, -3.0], (3, 1)), 2.0)
+    l0, l1 = split_clks(left, layout.bits)
+    r0, r1 = split_clks(right, layout.bits)
+    run_locally(fieldwise_links_party(0, l0, r0, weights,
+                                      FieldMaterial(0, plan, columns, dealer.seeds[0]),
+                                      recording(0)),
+                fieldwise_links_party(1, l1, r1, weights,
+                                      FieldMaterial(1, plan, columns, dealer.seeds[1],
+                                                    dealer.corrections()), recording(1)))
+    expected = links_material(plan, 3)
+    assert len(expected) == 1 + 3 * len(plan.blocks()) and len(plan.blocks()) == 5
+    assert said == [expected, expected] and used == [expected, expected]

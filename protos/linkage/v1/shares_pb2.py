@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import linkage_pb2 as protos_dot_linkage_dot_v1_dot_linkage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/linkage/v1/shares.proto\x12\nlinkage.v1\x1a\x1fprotos/linkage/v1/linkage.proto\"\x96\x01\n\x19\x43reateShareProjectRequest\x12\x31\n\x07project\x18\x01 \x01(\x0b\x32 .linkage.v1.CreateProjectRequest\x12\x0c\n\x04role\x18\x02 \x01(\r\x12\x38\n\x13\x61gency_token_hashes\x18\x03 \x03(\x0b\x32\x1b.linkage.v1.AgencyTokenHash\"5\n\x0f\x41gencyTokenHash\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\ntoken_hash\x18\x02 \x01(\t\"q\n\x13SubmitSharesRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.linkage.v1.ShareHeaderH\x00\x12\'\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x16.linkage.v1.ShareChunkH\x00\x42\x06\n\x04part\"D\n\x0bShareHeader\x12&\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x17.linkage.v1.BatchHeader\x12\r\n\x05share\x18\x02 \x01(\r\"x\n\nShareChunk\x12\x14\n\x0c\x66irst_record\x18\x01 \x01(\x04\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x0e\n\x06shares\x18\x03 \x03(\x0c\x12\x30\n\nattributes\x18\x04 \x03(\x0b\x32\x1c.linkage.v1.RecordAttributes\"9\n\x13PlanShareRunRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tthreshold\x18\x02 \x01(\t\"\xd2\x01\n\x0cShareRunPlan\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\t\x12\x10\n\x08\x63lk_bits\x18\x04 \x01(\r\x12)\n\x05pairs\x18\x05 \x03(\x0b\x32\x1a.linkage.v1.AgencyPairPlan\x12+\n\x08\x61gencies\x18\x06 \x03(\x0b\x32\x19.linkage.v1.AgencyRecords\x12\x12\n\nband_edges\x18\x07 \x03(\x01\x12\x13\n\x0bsample_seed\x18\x08 \x01(\x04\"\xa6\x01\n\x0e\x41gencyPairPlan\x12\x13\n\x0bleft_agency\x18\x01 \x01(\t\x12\x14\n\x0cright_agency\x18\x02 \x01(\t\x12\x11\n\tleft_rows\x18\x03 \x01(\r\x12\x12\n\nright_rows\x18\x04 \x01(\r\x12\x12\n\nblock_rows\x18\x05 \x01(\r\x12\x13\n\x0bsample_rows\x18\x06 \x01(\r\x12\x19\n\x11sample_block_rows\x18\x07 \x01(\r\"I\n\rAgencyRecords\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\r\x12\x17\n\x0frecord_ids_hash\x18\x03 \x01(\t\"\x19\n\nPlanAgreed\x12\x0b\n\x03run\x18\x01 \x01(\t\"p\n\x0cMaterialPart\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.linkage.v1.MaterialHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.linkage.v1.MaterialChunkH\x00\x42\x06\n\x04part\"Z\n\x0eMaterialHeader\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\r\x12,\n\x04hits\x18\x03 \x01(\x0b\x32\x1e.linkage.v1.HitMaterialRequest\"D\n\x12HitMaterialRequest\x12\x0c\n\x04pair\x18\x01 \x01(\r\x12\x0c\n\x04hits\x18\x02 \x01(\r\x12\x12\n\nthresholds\x18\x03 \x01(\r\"}\n\rShareRunEvent\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.linkage.v1.RunProgressH\x00\x12\x36\n\x0chit_material\x18\x02 \x01(\x0b\x32\x1e.linkage.v1.HitMaterialRequestH\x00\x42\x07\n\x05\x65vent\"q\n\rMaterialChunk\x12\x0c\n\x04pair\x18\x01 \x01(\r\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63orrections\x18\x03 \x01(\x0c\x12\x13\n\x0bsample_seed\x18\x04 \x01(\x0c\x12\x1a\n\x12sample_corrections\x18\x05 \x01(\x0c\"-\n\x0fMaterialReceipt\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x1f\n\x10RunSharesRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\"m\n\x0bPeerMessage\x12.\n\thandshake\x18\x01 \x01(\x0b\x32\x19.linkage.v1.PeerHandshakeH\x00\x12&\n\x07opening\x18\x02 \x01(\x0b\x32\x13.linkage.v1.OpeningH\x00\x42\x06\n\x04part\"@\n\rPeerHandshake\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x11\n\tplan_hash\x18\x03 \x01(\t\"%\n\x07Opening\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\x32\xa1\x03\n\x0cShareService\x12^\n\x12\x43reateShareProject\x12%.linkage.v1.CreateShareProjectRequest\x1a!.linkage.v1.CreateProjectResponse\x12R\n\x0cSubmitShares\x12\x1f.linkage.v1.SubmitSharesRequest\x1a\x1f.linkage.v1.SubmitBatchResponse(\x01\x12I\n\x0cPlanShareRun\x12\x1f.linkage.v1.PlanShareRunRequest\x1a\x18.linkage.v1.ShareRunPlan\x12J\n\x0f\x44\x65liverMaterial\x12\x18.linkage.v1.MaterialPart\x1a\x1b.linkage.v1.MaterialReceipt(\x01\x12\x46\n\tRunShares\x12\x1c.linkage.v1.RunSharesRequest\x1a\x19.linkage.v1.ShareRunEvent0\x01\x32\x8d\x01\n\x0bPeerService\x12=\n\tAgreePlan\x12\x18.linkage.v1.ShareRunPlan\x1a\x16.linkage.v1.PlanAgreed\x12?\n\x07\x43ompare\x12\x17.linkage.v1.PeerMessage\x1a\x17.linkage.v1.PeerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/linkage/v1/shares.proto\x12\nlinkage.v1\x1a\x1fprotos/linkage/v1/linkage.proto\"\x96\x01\n\x19\x43reateShareProjectRequest\x12\x31\n\x07project\x18\x01 \x01(\x0b\x32 .linkage.v1.CreateProjectRequest\x12\x0c\n\x04role\x18\x02 \x01(\r\x12\x38\n\x13\x61gency_token_hashes\x18\x03 \x03(\x0b\x32\x1b.linkage.v1.AgencyTokenHash\"5\n\x0f\x41gencyTokenHash\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\ntoken_hash\x18\x02 \x01(\t\"q\n\x13SubmitSharesRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.linkage.v1.ShareHeaderH\x00\x12\'\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x16.linkage.v1.ShareChunkH\x00\x42\x06\n\x04part\"D\n\x0bShareHeader\x12&\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x17.linkage.v1.BatchHeader\x12\r\n\x05share\x18\x02 \x01(\r\"x\n\nShareChunk\x12\x14\n\x0c\x66irst_record\x18\x01 \x01(\x04\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x0e\n\x06shares\x18\x03 \x03(\x0c\x12\x30\n\nattributes\x18\x04 \x03(\x0b\x32\x1c.linkage.v1.RecordAttributes\"9\n\x13PlanShareRunRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tthreshold\x18\x02 \x01(\t\"\xab\x02\n\x0cShareRunPlan\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\t\x12\x10\n\x08\x63lk_bits\x18\x04 \x01(\r\x12)\n\x05pairs\x18\x05 \x03(\x0b\x32\x1a.linkage.v1.AgencyPairPlan\x12+\n\x08\x61gencies\x18\x06 \x03(\x0b\x32\x19.linkage.v1.AgencyRecords\x12\x12\n\nband_edges\x18\x07 \x03(\x01\x12\x13\n\x0bsample_seed\x18\x08 \x01(\x04\x12\x11\n\tfieldwise\x18\t \x01(\x08\x12/\n\rfield_columns\x18\n \x03(\x0b\x32\x18.linkage.v1.FieldColumns\x12\x13\n\x0b\x66ield_names\x18\x0b \x03(\t\"+\n\x0c\x46ieldColumns\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0c\n\x04stop\x18\x02 \x01(\r\"\xa6\x01\n\x0e\x41gencyPairPlan\x12\x13\n\x0bleft_agency\x18\x01 \x01(\t\x12\x14\n\x0cright_agency\x18\x02 \x01(\t\x12\x11\n\tleft_rows\x18\x03 \x01(\r\x12\x12\n\nright_rows\x18\x04 \x01(\r\x12\x12\n\nblock_rows\x18\x05 \x01(\r\x12\x13\n\x0bsample_rows\x18\x06 \x01(\r\x12\x19\n\x11sample_block_rows\x18\x07 \x01(\r\"I\n\rAgencyRecords\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\r\x12\x17\n\x0frecord_ids_hash\x18\x03 \x01(\t\"\x19\n\nPlanAgreed\x12\x0b\n\x03run\x18\x01 \x01(\t\"p\n\x0cMaterialPart\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.linkage.v1.MaterialHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.linkage.v1.MaterialChunkH\x00\x42\x06\n\x04part\"\x8b\x01\n\x0eMaterialHeader\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\r\x12,\n\x04hits\x18\x03 \x01(\x0b\x32\x1e.linkage.v1.HitMaterialRequest\x12/\n\x05later\x18\x04 \x01(\x0b\x32 .linkage.v1.LaterMaterialRequest\"H\n\x12LaterMaterialBatch\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .linkage.v1.LaterMaterialRequest\"x\n\x14LaterMaterialRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04\x62its\x18\x02 \x01(\x08\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x12\n\nthresholds\x18\x04 \x01(\r\x12\r\n\x05words\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x61\x62its\x18\x06 \x01(\x04\"D\n\x12HitMaterialRequest\x12\x0c\n\x04pair\x18\x01 \x01(\r\x12\x0c\n\x04hits\x18\x02 \x01(\r\x12\x12\n\nthresholds\x18\x03 \x01(\r\"\xb7\x01\n\rShareRunEvent\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.linkage.v1.RunProgressH\x00\x12\x36\n\x0chit_material\x18\x02 \x01(\x0b\x32\x1e.linkage.v1.HitMaterialRequestH\x00\x12\x38\n\x0elater_material\x18\x03 \x01(\x0b\x32\x1e.linkage.v1.LaterMaterialBatchH\x00\x42\x07\n\x05\x65vent\"q\n\rMaterialChunk\x12\x0c\n\x04pair\x18\x01 \x01(\r\x12\x0c\n\x04seed\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63orrections\x18\x03 \x01(\x0c\x12\x13\n\x0bsample_seed\x18\x04 \x01(\x0c\x12\x1a\n\x12sample_corrections\x18\x05 \x01(\x0c\"-\n\x0fMaterialReceipt\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\x1f\n\x10RunSharesRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\"m\n\x0bPeerMessage\x12.\n\thandshake\x18\x01 \x01(\x0b\x32\x19.linkage.v1.PeerHandshakeH\x00\x12&\n\x07opening\x18\x02 \x01(\x0b\x32\x13.linkage.v1.OpeningH\x00\x42\x06\n\x04part\"@\n\rPeerHandshake\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x11\n\tplan_hash\x18\x03 \x01(\t\"%\n\x07Opening\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\x32\xa1\x03\n\x0cShareService\x12^\n\x12\x43reateShareProject\x12%.linkage.v1.CreateShareProjectRequest\x1a!.linkage.v1.CreateProjectResponse\x12R\n\x0cSubmitShares\x12\x1f.linkage.v1.SubmitSharesRequest\x1a\x1f.linkage.v1.SubmitBatchResponse(\x01\x12I\n\x0cPlanShareRun\x12\x1f.linkage.v1.PlanShareRunRequest\x1a\x18.linkage.v1.ShareRunPlan\x12J\n\x0f\x44\x65liverMaterial\x12\x18.linkage.v1.MaterialPart\x1a\x1b.linkage.v1.MaterialReceipt(\x01\x12\x46\n\tRunShares\x12\x1c.linkage.v1.RunSharesRequest\x1a\x19.linkage.v1.ShareRunEvent0\x01\x32\x8d\x01\n\x0bPeerService\x12=\n\tAgreePlan\x12\x18.linkage.v1.ShareRunPlan\x1a\x16.linkage.v1.PlanAgreed\x12?\n\x07\x43ompare\x12\x17.linkage.v1.PeerMessage\x1a\x17.linkage.v1.PeerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,35 +45,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANSHARERUNREQUEST']._serialized_start=594
   _globals['_PLANSHARERUNREQUEST']._serialized_end=651
   _globals['_SHARERUNPLAN']._serialized_start=654
-  _globals['_SHARERUNPLAN']._serialized_end=864
-  _globals['_AGENCYPAIRPLAN']._serialized_start=867
-  _globals['_AGENCYPAIRPLAN']._serialized_end=1033
-  _globals['_AGENCYRECORDS']._serialized_start=1035
-  _globals['_AGENCYRECORDS']._serialized_end=1108
-  _globals['_PLANAGREED']._serialized_start=1110
-  _globals['_PLANAGREED']._serialized_end=1135
-  _globals['_MATERIALPART']._serialized_start=1137
-  _globals['_MATERIALPART']._serialized_end=1249
-  _globals['_MATERIALHEADER']._serialized_start=1251
-  _globals['_MATERIALHEADER']._serialized_end=1341
-  _globals['_HITMATERIALREQUEST']._serialized_start=1343
-  _globals['_HITMATERIALREQUEST']._serialized_end=1411
-  _globals['_SHARERUNEVENT']._serialized_start=1413
-  _globals['_SHARERUNEVENT']._serialized_end=1538
-  _globals['_MATERIALCHUNK']._serialized_start=1540
-  _globals['_MATERIALCHUNK']._serialized_end=1653
-  _globals['_MATERIALRECEIPT']._serialized_start=1655
-  _globals['_MATERIALRECEIPT']._serialized_end=1700
-  _globals['_RUNSHARESREQUEST']._serialized_start=1702
-  _globals['_RUNSHARESREQUEST']._serialized_end=1733
-  _globals['_PEERMESSAGE']._serialized_start=1735
-  _globals['_PEERMESSAGE']._serialized_end=1844
-  _globals['_PEERHANDSHAKE']._serialized_start=1846
-  _globals['_PEERHANDSHAKE']._serialized_end=1910
-  _globals['_OPENING']._serialized_start=1912
-  _globals['_OPENING']._serialized_end=1949
-  _globals['_SHARESERVICE']._serialized_start=1952
-  _globals['_SHARESERVICE']._serialized_end=2369
-  _globals['_PEERSERVICE']._serialized_start=2372
-  _globals['_PEERSERVICE']._serialized_end=2513
+  _globals['_SHARERUNPLAN']._serialized_end=953
+  _globals['_FIELDCOLUMNS']._serialized_start=955
+  _globals['_FIELDCOLUMNS']._serialized_end=998
+  _globals['_AGENCYPAIRPLAN']._serialized_start=1001
+  _globals['_AGENCYPAIRPLAN']._serialized_end=1167
+  _globals['_AGENCYRECORDS']._serialized_start=1169
+  _globals['_AGENCYRECORDS']._serialized_end=1242
+  _globals['_PLANAGREED']._serialized_start=1244
+  _globals['_PLANAGREED']._serialized_end=1269
+  _globals['_MATERIALPART']._serialized_start=1271
+  _globals['_MATERIALPART']._serialized_end=1383
+  _globals['_MATERIALHEADER']._serialized_start=1386
+  _globals['_MATERIALHEADER']._serialized_end=1525
+  _globals['_LATERMATERIALBATCH']._serialized_start=1527
+  _globals['_LATERMATERIALBATCH']._serialized_end=1599
+  _globals['_LATERMATERIALREQUEST']._serialized_start=1601
+  _globals['_LATERMATERIALREQUEST']._serialized_end=1721
+  _globals['_HITMATERIALREQUEST']._serialized_start=1723
+  _globals['_HITMATERIALREQUEST']._serialized_end=1791
+  _globals['_SHARERUNEVENT']._serialized_start=1794
+  _globals['_SHARERUNEVENT']._serialized_end=1977
+  _globals['_MATERIALCHUNK']._serialized_start=1979
+  _globals['_MATERIALCHUNK']._serialized_end=2092
+  _globals['_MATERIALRECEIPT']._serialized_start=2094
+  _globals['_MATERIALRECEIPT']._serialized_end=2139
+  _globals['_RUNSHARESREQUEST']._serialized_start=2141
+  _globals['_RUNSHARESREQUEST']._serialized_end=2172
+  _globals['_PEERMESSAGE']._serialized_start=2174
+  _globals['_PEERMESSAGE']._serialized_end=2283
+  _globals['_PEERHANDSHAKE']._serialized_start=2285
+  _globals['_PEERHANDSHAKE']._serialized_end=2349
+  _globals['_OPENING']._serialized_start=2351
+  _globals['_OPENING']._serialized_end=2388
+  _globals['_SHARESERVICE']._serialized_start=2391
+  _globals['_SHARESERVICE']._serialized_end=2808
+  _globals['_PEERSERVICE']._serialized_start=2811
+  _globals['_PEERSERVICE']._serialized_end=2952
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class PlanShareRunRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., threshold: _Optional[str] = ...) -> None: ...
 
 class ShareRunPlan(_message.Message):
-    __slots__ = ("project", "run", "threshold", "clk_bits", "pairs", "agencies", "band_edges", "sample_seed")
+    __slots__ = ("project", "run", "threshold", "clk_bits", "pairs", "agencies", "band_edges", "sample_seed", "fieldwise", "field_columns", "field_names")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,9 @@ class ShareRunPlan(_message.Message):
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
     BAND_EDGES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SEED_FIELD_NUMBER: _ClassVar[int]
+    FIELDWISE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    FIELD_NAMES_FIELD_NUMBER: _ClassVar[int]
     project: str
     run: str
     threshold: str
@@ -79,7 +82,18 @@ class ShareRunPlan(_message.Message):
     agencies: _containers.RepeatedCompositeFieldContainer[AgencyRecords]
     band_edges: _containers.RepeatedScalarFieldContainer[float]
     sample_seed: int
-    def __init__(self, project: _Optional[str] = ..., run: _Optional[str] = ..., threshold: _Optional[str] = ..., clk_bits: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[AgencyPairPlan, _Mapping]]] = ..., agencies: _Optional[_Iterable[_Union[AgencyRecords, _Mapping]]] = ..., band_edges: _Optional[_Iterable[float]] = ..., sample_seed: _Optional[int] = ...) -> None: ...
+    fieldwise: bool
+    field_columns: _containers.RepeatedCompositeFieldContainer[FieldColumns]
+    field_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[str] = ..., run: _Optional[str] = ..., threshold: _Optional[str] = ..., clk_bits: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[AgencyPairPlan, _Mapping]]] = ..., agencies: _Optional[_Iterable[_Union[AgencyRecords, _Mapping]]] = ..., band_edges: _Optional[_Iterable[float]] = ..., sample_seed: _Optional[int] = ..., fieldwise: _Optional[bool] = ..., field_columns: _Optional[_Iterable[_Union[FieldColumns, _Mapping]]] = ..., field_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FieldColumns(_message.Message):
+    __slots__ = ("start", "stop")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    stop: int
+    def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ...) -> None: ...
 
 class AgencyPairPlan(_message.Message):
     __slots__ = ("left_agency", "right_agency", "left_rows", "right_rows", "block_rows", "sample_rows", "sample_block_rows")
@@ -124,14 +138,38 @@ class MaterialPart(_message.Message):
     def __init__(self, header: _Optional[_Union[MaterialHeader, _Mapping]] = ..., chunk: _Optional[_Union[MaterialChunk, _Mapping]] = ...) -> None: ...
 
 class MaterialHeader(_message.Message):
-    __slots__ = ("run", "party", "hits")
+    __slots__ = ("run", "party", "hits", "later")
     RUN_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
+    LATER_FIELD_NUMBER: _ClassVar[int]
     run: str
     party: int
     hits: HitMaterialRequest
-    def __init__(self, run: _Optional[str] = ..., party: _Optional[int] = ..., hits: _Optional[_Union[HitMaterialRequest, _Mapping]] = ...) -> None: ...
+    later: LaterMaterialRequest
+    def __init__(self, run: _Optional[str] = ..., party: _Optional[int] = ..., hits: _Optional[_Union[HitMaterialRequest, _Mapping]] = ..., later: _Optional[_Union[LaterMaterialRequest, _Mapping]] = ...) -> None: ...
+
+class LaterMaterialBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[LaterMaterialRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[LaterMaterialRequest, _Mapping]]] = ...) -> None: ...
+
+class LaterMaterialRequest(_message.Message):
+    __slots__ = ("sequence", "bits", "count", "thresholds", "words", "dabits")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    DABITS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    bits: bool
+    count: int
+    thresholds: int
+    words: int
+    dabits: int
+    def __init__(self, sequence: _Optional[int] = ..., bits: _Optional[bool] = ..., count: _Optional[int] = ..., thresholds: _Optional[int] = ..., words: _Optional[int] = ..., dabits: _Optional[int] = ...) -> None: ...
 
 class HitMaterialRequest(_message.Message):
     __slots__ = ("pair", "hits", "thresholds")
@@ -144,12 +182,14 @@ class HitMaterialRequest(_message.Message):
     def __init__(self, pair: _Optional[int] = ..., hits: _Optional[int] = ..., thresholds: _Optional[int] = ...) -> None: ...
 
 class ShareRunEvent(_message.Message):
-    __slots__ = ("progress", "hit_material")
+    __slots__ = ("progress", "hit_material", "later_material")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     HIT_MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    LATER_MATERIAL_FIELD_NUMBER: _ClassVar[int]
     progress: _linkage_pb2.RunProgress
     hit_material: HitMaterialRequest
-    def __init__(self, progress: _Optional[_Union[_linkage_pb2.RunProgress, _Mapping]] = ..., hit_material: _Optional[_Union[HitMaterialRequest, _Mapping]] = ...) -> None: ...
+    later_material: LaterMaterialBatch
+    def __init__(self, progress: _Optional[_Union[_linkage_pb2.RunProgress, _Mapping]] = ..., hit_material: _Optional[_Union[HitMaterialRequest, _Mapping]] = ..., later_material: _Optional[_Union[LaterMaterialBatch, _Mapping]] = ...) -> None: ...
 
 class MaterialChunk(_message.Message):
     __slots__ = ("pair", "seed", "corrections", "sample_seed", "sample_corrections")
