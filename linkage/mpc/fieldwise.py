@@ -160,10 +160,16 @@ class FieldOperands:
     def common(self, block: BlockMaterial, lo: int, hi: int) -> np.ndarray:
         """Shares of each field's common bits for left rows ``lo:hi`` against every right
         row, on ``block``'s triples: fields x rows x right rows."""
+        return block.product + self.opened_terms(lo, hi)
+
+    def opened_terms(self, lo: int, hi: int) -> np.ndarray:
+        """The part of ``common`` that needs no block material (fields x rows x right rows),
+        for any span of left rows: computed for many blocks at once, its products are large
+        enough for BLAS to run at speed (a 1,024-pair block's are not)."""
         return np.stack([
-            block.product[f] + term.times(np.ascontiguousarray(np.hstack(
+            term.times(np.ascontiguousarray(np.hstack(
                 [self.open_left[lo:hi, start:stop], self.mask_left[lo:hi, start:stop]])))
-            for f, (term, (start, stop)) in enumerate(zip(self.right_terms, self.columns))])
+            for term, (start, stop) in zip(self.right_terms, self.columns)])
 
     def presence(self, later: LaterMaterial
                  ) -> Generator[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -355,6 +361,9 @@ class LocalDealer:
 #: Fixed-point scale of the match weights compared on shares (weights in bits times this).
 WEIGHT_SCALE = 1 << 10
 
+#: Pairs whose opened Beaver terms ``fieldwise_links_party`` computes at once (several blocks).
+OPENED_SPAN_PAIRS = 1 << 16
+
 #: Pairs per block for ``fieldwise_links_party``: its per-block arrays are K x F x pairs, and
 #: measured (bench.attacks.fieldwise_block_cost, 6 fields, 250 x 250) 1,000-pair blocks cost
 #: 6-7 µs CPU per pair per server against 37-40 µs for the default plan's 62,500-pair blocks.
@@ -488,10 +497,17 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
     twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)
     lefts, rights, kept = [], [], []
-    for index, (lo, hi) in enumerate(plan.blocks()):
+    blocks = plan.blocks()
+    span, terms = (0, 0), None
+    for index, (lo, hi) in enumerate(blocks):
         block = material.block(index)
         rows = hi - lo
-        common = operands.common(block, lo, hi)
+        if hi > span[1]:  # the opened terms of the next blocks, about OPENED_SPAN_PAIRS
+            last = min(len(blocks), index + max(1, OPENED_SPAN_PAIRS // max(
+                rows * plan.right_rows, 1)))
+            span = (lo, blocks[last - 1][1])
+            terms = operands.opened_terms(*span)
+        common = block.product + terms[:, lo - span[0]:hi - span[0]]
         common = common.reshape(fields, -1)                            # F x pairs
         sums = (pop_left[:, lo:hi, None] + pop_right[:, None, :]).reshape(fields, -1)
         pairs = common.shape[1]

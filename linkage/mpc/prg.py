@@ -38,5 +38,10 @@ def random_words(seed: bytes, label: str, shape: tuple[int, ...], dtype) -> np.n
     count = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     key = hashlib.sha256(seed + b"\x00" + label.encode()).digest()
     encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
-    stream = encryptor.update(bytes(count)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+    # Encrypted zeros written straight into the array that is returned: the copies of an
+    # ``update`` that returns bytes made the PRG run at 0.3 GB/s instead of 3-4 (measured),
+    # and the dealer of a field-wise run expands gigabytes.
+    out = np.empty(count + 15, np.uint8)  # update_into wants room for a block more
+    encryptor.update_into(np.zeros(count, np.uint8), out)
+    encryptor.finalize()
+    return out[:count].view(dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)

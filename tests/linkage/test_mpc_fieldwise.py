@@ -241,3 +241,24 @@ def test_links_say_ahead_exactly_what_later_material_they_will_use():
     expected = links_material(plan, 3)
     assert len(expected) == 1 + 3 * len(plan.blocks()) and len(plan.blocks()) == 5
     assert said == [expected, expected] and used == [expected, expected]
+
+
+@pytest.mark.parametrize("span", [1, 500, 1000])
+def test_links_are_the_same_whatever_span_the_opened_terms_take(span, monkeypatch):
+    """The opened Beaver terms are computed for several blocks at once
+    (``OPENED_SPAN_PAIRS``); spans of one block, of two and of blocks cut mid-span give the
+    same links as the plaintext rule."""
+    import linkage.mpc.fieldwise as fieldwise
+
+    monkeypatch.setattr(fieldwise, "OPENED_SPAN_PAIRS", span)
+    rng = np.random.default_rng(9)
+    left, right = _related(rng, 30, 40)
+    weights = fieldwise.field_weights(np.tile([5.0, 2.5, 0.5, -1.5, -4.0], (3, 1)), 3.0)
+    layout = layout_for(["a", "b", "c"], list(BITS))
+    every_left, every_right = np.divmod(np.arange(30 * 40), 40)
+    all_levels = _plain_levels(left, right, layout, every_left, every_right)
+    expected = np.flatnonzero(weights.link(all_levels))
+    assert 0 < expected.size < 30 * 40
+    _, out = _links(left, right, weights, block_rows=7)
+    assert np.array_equal(out.left * 40 + out.right, expected)
+    assert np.array_equal(out.levels, all_levels[expected])
