@@ -573,21 +573,28 @@ def _receive_later(session: ShareSession, role: int, request: spb.LaterMaterialR
                                            "run, server and kind.")
                 following = part.header.later
                 break
-            if part.chunk.seed:
-                if seed or len(part.chunk.seed) != SEED_BYTES:
-                    raise BatchFormatError(f"A delivery's seed is sent once, {SEED_BYTES} "
-                                           "bytes.")
-                seed = bytes(part.chunk.seed)
-            if len(data) + len(part.chunk.corrections) > expected:
-                raise BatchFormatError("More later corrections than the request needs "
-                                       "(server 0 takes only its seed).")
-            data.extend(part.chunk.corrections)
+            seed = _add_chunk(part.chunk, seed, data, expected, "later")
         if not seed or len(data) != expected:
             raise BatchFormatError(f"Later material {request.sequence} is incomplete.")
         session.deliver_later(request, seed, bytes(data))
         received += len(seed) + len(data)
         request = following
     return received
+
+
+def _add_chunk(chunk: spb.MaterialChunk, seed: bytes, data: bytearray, expected: int,
+               what: str) -> bytes:
+    """One chunk of a mid-run delivery: its seed (sent once) and the next slice of its
+    corrections (``data``, at most ``expected`` bytes); returns the seed so far."""
+    if chunk.seed:
+        if seed or len(chunk.seed) != SEED_BYTES:
+            raise BatchFormatError(f"A delivery's seed is sent once, {SEED_BYTES} bytes.")
+        seed = bytes(chunk.seed)
+    if len(data) + len(chunk.corrections) > expected:
+        raise BatchFormatError(f"More {what} corrections than the request needs (server 0 "
+                               "takes only its seed).")
+    data.extend(chunk.corrections)
+    return seed
 
 
 def _receive_hits(session: ShareSession, role: int, request: spb.HitMaterialRequest,
@@ -603,14 +610,7 @@ def _receive_hits(session: ShareSession, role: int, request: spb.HitMaterialRequ
     for part in parts:
         if part.WhichOneof("part") != "chunk" or part.chunk.pair != request.pair:
             raise BatchFormatError("Hit material chunks are for the pair their header names.")
-        if part.chunk.seed:
-            if seed or len(part.chunk.seed) != SEED_BYTES:
-                raise BatchFormatError(f"A pair's seed is sent once, {SEED_BYTES} bytes.")
-            seed = bytes(part.chunk.seed)
-        if len(data) + len(part.chunk.corrections) > expected:
-            raise BatchFormatError("More hit corrections than the request needs (server 0 "
-                                   "takes only its seed).")
-        data.extend(part.chunk.corrections)
+        seed = _add_chunk(part.chunk, seed, data, expected, "hit")
     if not seed or len(data) != expected:
         raise BatchFormatError(f"The hit material of agency pair {request.pair} is "
                                "incomplete.")
