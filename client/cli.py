@@ -193,9 +193,29 @@ def keygen(output: Path, force: bool) -> None:
     click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
 
 
+def _schema_text(path: Path) -> str:
+    """A schema file's text, or a shipped schema's by name (``person``, ``person-segments``:
+    per-field segments, scored field-wise; ``company``) when no such file exists."""
+    if not path.exists() and path.suffix == "" and path.name in _SHIPPED_SCHEMAS:
+        from importlib import resources
+        return resources.files("linkage.encoding").joinpath(
+            f"schemas/{_SHIPPED_SCHEMAS[path.name]}").read_text("utf-8")
+    try:
+        return path.read_text("utf-8")
+    except OSError as error:
+        raise click.BadParameter(f"cannot read the schema {path}: {error.strerror}; give a "
+                                 "schema JSON file, or a shipped schema by name: "
+                                 f"{', '.join(_SHIPPED_SCHEMAS)}", param_hint="--schema")
+
+
+_SHIPPED_SCHEMAS = {"person": "person.json", "person-segments": "person_segments.json",
+                    "company": "company.json"}
+
+
 @main.command()
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Linkage schema JSON (default: the shipped person schema).")
+              help="Linkage schema JSON, or a shipped one by name: person (the default), "
+                   "person-segments (per-field segments: scored field-wise), company.")
 @click.option("--secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Secret file from 'linkage keygen' (or env LINKAGE_SECRET).")
 @click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -230,7 +250,7 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, delimi
     from linkage.encoding.schema import default_schema_text
 
     from . import files
-    schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
+    schema_text = _schema_text(schema_path) if schema_path else default_schema_text()
     secret = files.read_secret(secret_path)
     mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
     case_key = files.read_secret(case_key_path) if case_key_path else None
@@ -417,7 +437,9 @@ def project() -> None:
 @project.command("create")
 @click.option("--name", required=True, help="Project name (lowercase, digits, . _ -).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Linkage schema JSON (default: the shipped person schema).")
+              help="Linkage schema JSON, or a shipped one by name: person (the default), "
+                   "person-segments (per-field segments: scored field-wise, on shares in "
+                   "two-server mode), company.")
 @click.option("--agencies", required=True, help="Comma-separated agency names.")
 @click.option("--tokens-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write one <agency>.token file per agency into.")
@@ -443,7 +465,7 @@ def project_create(client: LinkageClient, second, name, schema_path, agencies, t
     from linkage.encoding.schema import default_schema_text
 
     from .private_files import write_private
-    schema_text = schema_path.read_text("utf-8") if schema_path else default_schema_text()
+    schema_text = _schema_text(schema_path) if schema_path else default_schema_text()
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     extra = {}

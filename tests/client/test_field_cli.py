@@ -426,3 +426,19 @@ def test_the_demo_is_reproducible_with_the_same_seed(tmp_path, capsys):
     second = run_demo(tmp_path / "two", 120, 5, tls=False)
     assert threshold_line() == first_threshold
     assert {k: vars(v) for k, v in first.items()} == {k: vars(v) for k, v in second.items()}
+
+
+def test_a_shipped_schema_is_named_and_a_missing_file_said_plainly(tmp_path):
+    """``--schema person-segments`` is the shipped segments schema wherever the package is
+    installed; a schema file that is not there is a usage error that names the choices."""
+    from pathlib import Path
+
+    import linkage.encoding as encoding_package
+    from linkage_service.client.cli import _schema_text
+
+    shipped = Path(encoding_package.__file__).parent / "schemas" / "person_segments.json"
+    assert _schema_text(Path("person-segments")) == shipped.read_text("utf-8")
+    result = CliRunner().invoke(main, ["encode", "--schema", str(tmp_path / "nowhere.json"),
+                                       "-o", str(tmp_path / "out.clk"), "records.csv"])
+    assert result.exit_code == 2
+    assert "cannot read the schema" in result.output and "person-segments" in result.output

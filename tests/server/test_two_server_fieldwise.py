@@ -218,3 +218,36 @@ def test_a_peer_killed_mid_field_wise_run_fails_it_and_stores_nothing(field_data
     finally:
         first.stop()
         second.kill()
+
+
+def test_later_material_outside_a_running_field_wise_run_is_refused(field_servers, field_data):
+    """Mid-run material for a plan that is not running is refused with a clear error."""
+    import grpc
+
+    from linkage_service.protos.linkage.v1 import shares_pb2 as spb
+    from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
+
+    first, second = field_servers
+    text, batches, _ = field_data
+    agencies = sorted(batches)[:2]
+    with first.client(first.coordinator_token, timeout=120) as c0, \
+            second.client(second.coordinator_token, timeout=120) as c1:
+        tokens = create_share_project(c0, c1, "fields-later", text, agencies,
+                                      list(DEFAULT_STAGES))
+    for agency in agencies:
+        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
+                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
+            submit_shares(a0, a1, "fields-later", batches[agency], deduplicated=True)
+    with first.client(first.coordinator_token, timeout=120) as c0:
+        stub = spb_grpc.ShareServiceStub(c0._channel)
+        plan = c0._call(stub.PlanShareRun, spb.PlanShareRunRequest(project="fields-later",
+                                                                    threshold="auto"))
+        assert plan.fieldwise and len(plan.pairs) == 1  # deduplicated: no within pairs
+        request = spb.LaterMaterialRequest(sequence=0, count=10, thresholds=1)
+        parts = [spb.MaterialPart(header=spb.MaterialHeader(run=plan.run, party=0,
+                                                            later=request)),
+                 spb.MaterialPart(chunk=spb.MaterialChunk(pair=0, seed=b"\1" * 32))]
+        with pytest.raises(grpc.RpcError) as refused:
+            c0._call(stub.DeliverMaterial, iter(parts))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "running field-wise run only" in refused.value.details()
