@@ -24,7 +24,7 @@ import numpy as np
 from linkage.audit import verify_chain
 from linkage.batch import write_batch
 from linkage.analysis.evaluation import pairwise_quality
-from linkage.encoding.schema import default_schema_text
+from linkage.encoding.schema import default_schema_text, load_schema
 from linkage_service.client.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
 
 from . import files
@@ -100,7 +100,8 @@ def _step(text: str) -> None:
 
 
 def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
-             console: bool = False, two_server: bool = False, threshold: str = "auto") -> dict:
+             console: bool = False, two_server: bool = False, threshold: str = "auto",
+             schema_text: str | None = None) -> dict:
     """Run the whole scenario; returns the quality figures.
 
     With ``tls`` (the default, as a deployment should run) the server requires mutual TLS and
@@ -108,7 +109,9 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
     started again on the demo's data at the end and a coordinator console is left running
     until Ctrl-C. With ``two_server`` two servers each hold one share of every CLK and neither
     holds a CLK (docs/privacy.md, "In the service"); it always runs over mutual TLS. Both
-    servers are stopped when the demo ends, fails or is interrupted.
+    servers are stopped when the demo ends, fails or is interrupted. ``schema_text``: the
+    person schema (default: the shipped one); a segmented one is scored field-wise (on
+    shares with ``two_server``).
 
     Raises:
         click.UsageError: ``console`` with ``two_server`` (the console cannot deal a run).
@@ -171,7 +174,8 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
             click.echo(f"  {label}listening on {server.address}; store {server.data_dir}",
                        err=True)
         server = deployment.primary
-        schema_text = default_schema_text()
+        schema_text = schema_text or default_schema_text()
+        fieldwise = load_schema(schema_text).segments is not None
         with deployment.coordinator() as coordinator:
             _step(f"Coordinator creates project {PROJECT!r} for {len(agencies)} agencies"
                   + (" on both servers" if two_server else ""))
@@ -257,7 +261,12 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
         q = quality[name]
         click.echo(f"  {label:<16}{q.precision:>10.4f}{q.recall:>10.4f}{q.f1:>10.4f}"
                    f"{q.true_positives:>8}{q.false_positives:>9}{q.false_negatives:>8}")
-    if two_server:
+    if two_server and fieldwise:
+        click.echo("  In two-server mode the servers compared every pair on shares (each agency's "
+                   "own pairs too: its file was not declared deduplicated) and learned only "
+                   "sums over a public sample (to train the field-wise model), whether each "
+                   "pair is a link, and the field levels of the links.")
+    elif two_server:
         click.echo("  In two-server mode the servers compared every pair on shares (each agency's "
                    "own pairs too: its file was not declared deduplicated) and learned only "
                    "whether each reached the threshold, and the Dice band of those that did.")

@@ -177,3 +177,19 @@ def test_auto_that_two_server_mode_refuses_fails_with_the_servers_message(tmp_pa
     assert "Traceback" not in result.stderr
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "auto")], capture_output=True)
     assert leftover.stdout == b""  # both servers stopped
+
+
+def test_the_demo_links_field_wise_on_shares_with_the_segments_schema(tmp_path):
+    """``linkage demo --two-server --schema person-segments``: the two servers train the
+    field-wise model on opened sums and decide every pair on shares; the demo says what they
+    learned, its pairs are good against the truth, and the report explains its groups."""
+    done = _demo(tmp_path / "demo", "--schema", "person-segments")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "field-wise on shares" in done.stdout
+    assert "whether each pair is a link, and the field levels of the links" in done.stdout
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+            for m in map(ROW.match, done.stdout.splitlines()) if m}
+    print("field-wise demo:", rows)
+    assert rows["all"][2] >= 0.95 and rows["within-agency"][1] > 0
+    html = (tmp_path / "demo" / "report.html").read_text("utf-8")
+    assert "Why groups were linked" in html and "date_of_birth" in html
