@@ -365,9 +365,12 @@ WEIGHT_SCALE = 1 << 10
 OPENED_SPAN_PAIRS = 1 << 16
 
 #: Pairs per block for ``fieldwise_links_party``: its per-block arrays are K x F x pairs, and
-#: measured (bench.attacks.fieldwise_block_cost, 6 fields, 250 x 250) 1,000-pair blocks cost
-#: 6-7 µs CPU per pair per server against 37-40 µs for the default plan's 62,500-pair blocks.
-LINK_PAIRS_PER_BLOCK = 1 << 10
+#: in one process (bench.attacks.fieldwise_block_cost, 6 fields, 250 x 250) 1,000-pair blocks
+#: cost 6-7 µs CPU per pair per server against 37-40 µs for 62,500-pair blocks. Between two
+#: servers every block is several round trips as well: through the service (held-out seed
+#: 101, 1.37 M pairs, bench.two_server_quality) 1,024-pair blocks took 55.9 s, 4,096 40.5 s,
+#: 16,384 36.5 s.
+LINK_PAIRS_PER_BLOCK = 1 << 14
 
 
 def links_material(plan: Plan, fields: int) -> list[tuple[str, int, int]]:

@@ -194,11 +194,12 @@ def test_weight_table_is_checked():
         field_weights(np.full((3, 5), 1e6), 0.0)
 
 
-def test_links_plan_blocks_about_a_thousand_pairs():
+def test_links_plan_blocks_about_link_pairs_per_block():
     from linkage.mpc.fieldwise import LINK_PAIRS_PER_BLOCK, links_plan
 
-    assert links_plan(250, 250, 256).block_rows == LINK_PAIRS_PER_BLOCK // 250
-    assert links_plan(3, 5000, 256).block_rows == 1
+    assert links_plan(250, 250, 256).block_rows == min(250, LINK_PAIRS_PER_BLOCK // 250)
+    assert links_plan(3, 5000, 256).block_rows == min(3, LINK_PAIRS_PER_BLOCK // 5000)
+    assert links_plan(3, 10 * LINK_PAIRS_PER_BLOCK, 256).block_rows == 1
     assert links_plan(7, 10, 256).block_rows == 7
 
 

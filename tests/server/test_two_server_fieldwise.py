@@ -40,22 +40,26 @@ def field_servers(tmp_path_factory):
     second.stop()
 
 
-@pytest.fixture(scope="module")
-def field_data(tmp_path_factory):
-    """Three agencies of 120 records, encoded with the segments schema and a secret of
-    their own."""
+def _field_data(directory: Path, agencies: int = 3):
+    """Agencies of 120 records, encoded with the segments schema and a fresh secret (a server
+    refuses one secret in two projects)."""
     dataset = generate(SyntheticConfig(seed=23, records_per_agency=120))
-    agencies = sorted(dataset.exports)[:3]
-    path = tmp_path_factory.mktemp("secret") / "shared.key"
-    files.write_secret(path)
-    secret = files.read_secret(path)
+    names = sorted(dataset.exports)[:agencies]
+    files.write_secret(directory / "shared.key")
+    secret = files.read_secret(directory / "shared.key")
     text = SEGMENTS_SCHEMA.read_text("utf-8")
     batches = {name: files.encode_export(text, secret, dataset.exports[name].to_csv().encode(),
                                          dataset.exports[name].mapping_toml(),
                                          case_key=name.encode().ljust(32, b"#")).batch
-               for name in agencies}
-    truth = {key: entity for key, entity in dataset.truth.items() if key[0] in agencies}
+               for name in names}
+    truth = {key: entity for key, entity in dataset.truth.items() if key[0] in names}
     return text, batches, truth
+
+
+@pytest.fixture(scope="module")
+def field_data(tmp_path_factory):
+    """Three agencies (``_field_data``)."""
+    return _field_data(tmp_path_factory.mktemp("secret"))
 
 
 def _core_links(plan, batches, layout) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -220,7 +224,7 @@ def test_a_peer_killed_mid_field_wise_run_fails_it_and_stores_nothing(field_data
         second.kill()
 
 
-def test_later_material_outside_a_running_field_wise_run_is_refused(field_servers, field_data):
+def test_later_material_outside_a_running_field_wise_run_is_refused(field_servers, tmp_path):
     """Mid-run material for a plan that is not running is refused with a clear error."""
     import grpc
 
@@ -228,8 +232,8 @@ def test_later_material_outside_a_running_field_wise_run_is_refused(field_server
     from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
     first, second = field_servers
-    text, batches, _ = field_data
-    agencies = sorted(batches)[:2]
+    text, batches, _ = _field_data(tmp_path, agencies=2)
+    agencies = sorted(batches)
     with first.client(first.coordinator_token, timeout=120) as c0, \
             second.client(second.coordinator_token, timeout=120) as c1:
         tokens = create_share_project(c0, c1, "fields-later", text, agencies,
