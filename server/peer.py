@@ -368,8 +368,10 @@ class ShareSession:
                                                           self.seeds[index],
                                                           self.corrections.get(index, b"")),
                                     later, pair.left_agency if within else None))
+        # the threshold of a field-wise run is a match probability ("auto": the model's cut)
+        cutoff = None if self.plan.threshold == "auto" else float(self.plan.threshold)
         shares = FieldRunShares(samples, own, links, tuple(self.plan.field_names), cross,
-                                MATCHES_PER_SAMPLED_RECORD * sampled)
+                                MATCHES_PER_SAMPLED_RECORD * sampled, cutoff)
         return _one_blas_thread(field_run_party(
             self.role, shares, band_thresholds(list(self.plan.band_edges) or SERVICE_EDGES,
                                                int(self.plan.clk_bits)),

@@ -337,6 +337,10 @@ def plan_share_run(store: Store, sessions: Sessions, link: PeerLink | None, role
     seed = secrets.randbits(63)  # the public coin of the samples: independent of the data
     layout = _field_layout(store, project.id)
     if layout is not None:
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise InvalidRequestError("A field-wise project's threshold is a match probability "
+                                      f"between 0 and 1 (exclusive), not {threshold:g}; or "
+                                      "'auto'.")
         pairs = _field_pairs(store, project.id, shares, clk_bits, seed)
         sampled = sum(p.sample_rows * p.right_rows for p in pairs if not is_within(p))
         if sampled < MIN_PAIRS_FOR_MODEL:
@@ -663,7 +667,8 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
     if plan.fieldwise:
         return _run_field_shares(store, sessions, link, session, project, settings, run_id,
                                  started, report, ask)
-    try:
+
+    def outcome():
         opened = link.compare(session, report, choose, request)
         lefts, rights, bands = [], [], []
         for pair, found in zip(plan.pairs, opened.hits):
@@ -674,21 +679,31 @@ def run_shares(store: Store, sessions: Sessions, link: PeerLink | None, role: in
         report("grouping", 0, 1)
         histogram = (None if opened.histogram_edges is None
                      else (opened.histogram_edges, opened.histogram_counts))
-        outcome = group_hits(session.record_agency, session.record_ids,
+        grouped = group_hits(session.record_agency, session.record_ids,
                              np.concatenate(lefts), np.concatenate(rights), settings,
                              _group_key_secret(store),
                              frozenset(store.deduplicated_agencies(project.id)),
                              edges=opened.edges, band=np.concatenate(bands),
                              choice=chosen[-1] if chosen else None, histogram=histogram)
         report("grouping", 1, 1)
-        summary = finish_run(store, project.id, run_id, outcome, started)
+        return grouped
+
+    return _store_run(store, sessions, session, project.id, run_id, started, outcome)
+
+
+def _store_run(store: Store, sessions: Sessions, session: ShareSession, project_id: int,
+               run_id: int, started: float, outcome: Callable[[], object]):
+    """Store what ``outcome()`` computes as the project's run and return its summary; if it
+    fails, the run is marked failed with nothing of it stored. The session ends either way."""
+    try:
+        summary = finish_run(store, project_id, run_id, outcome(), started)
     except BaseException as error:
         store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
         raise
     finally:
-        sessions.discard(run)
+        sessions.discard(session.plan.run)
     store.mark_compared(session.batch_ids)  # its groups name them: no withdrawing now
-    return summary.replace(run=store.latest_run(project.id).number, reused=False)
+    return summary.replace(run=store.latest_run(project_id).number, reused=False)
 
 
 def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session: ShareSession,
@@ -697,10 +712,11 @@ def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session:
     from linkage.matching.fellegi_sunter import model_quality
     from linkage.mpc.linking import group_field_links
     plan = session.plan
-    if ask is None:
-        raise RunStateError("A field-wise run needs material as it goes and has no dealer to "
-                            "ask.")
-    try:
+
+    def outcome():
+        if ask is None:
+            raise RunStateError("A field-wise run needs material as it goes and has no dealer "
+                                "to ask.")
         result = link.compare(session, report, None, ask)
         lefts, rights, levels, weights = [], [], [], []
         for pair, found in zip(plan.pairs, result.links):
@@ -730,7 +746,7 @@ def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session:
                      f"(auto: the best expected F1, {refined.expected_f1:.3f}, of a model "
                      "trained on opened sums only)"))
         report("grouping", 0, 1)
-        outcome = group_field_links(
+        grouped = group_field_links(
             session.record_agency, session.record_ids, np.concatenate(lefts),
             np.concatenate(rights), np.concatenate(levels).reshape(-1, fields),
             np.concatenate(weights).reshape(-1, fields),
@@ -740,14 +756,9 @@ def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session:
             expected=(float(expected[0][0]), float(expected[1][0])),
             curve=[(float(g), float(p), float(r)) for g, p, r in zip(grid, precision, recall)])
         report("grouping", 1, 1)
-        summary = finish_run(store, project.id, run_id, outcome, started)
-    except BaseException as error:
-        store.fail_run(run_id, f"{type(error).__name__}: the two-server run did not finish")
-        raise
-    finally:
-        sessions.discard(plan.run)
-    store.mark_compared(session.batch_ids)
-    return summary.replace(run=store.latest_run(project.id).number, reused=False)
+        return grouped
+
+    return _store_run(store, sessions, session, project.id, run_id, started, outcome)
 
 
 def compare_as_second(sessions: Sessions, role: int | None,

@@ -255,3 +255,31 @@ def test_later_material_outside_a_running_field_wise_run_is_refused(field_server
             c0._call(stub.DeliverMaterial, iter(parts))
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "running field-wise run only" in refused.value.details()
+
+
+def test_a_numeric_threshold_of_a_field_wise_run_is_a_match_probability(field_servers,
+                                                                         tmp_path):
+    first, second = field_servers
+    text, batches, _ = _field_data(tmp_path, agencies=2)
+    agencies = sorted(batches)
+    with first.client(first.coordinator_token, timeout=120) as c0, \
+            second.client(second.coordinator_token, timeout=120) as c1:
+        tokens = create_share_project(c0, c1, "fields-numeric", text, agencies,
+                                      list(DEFAULT_STAGES))
+    for agency in agencies:
+        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
+                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
+            submit_shares(a0, a1, "fields-numeric", batches[agency], deduplicated=True)
+    with first.client(first.coordinator_token, timeout=600) as c0, \
+            second.client(second.coordinator_token, timeout=600) as c1:
+        summary = run_shares(c0, c1, "fields-numeric", "0.999")
+        report = c0.report("fields-numeric")
+        import grpc
+        with pytest.raises(grpc.RpcError) as refused:
+            run_shares(c0, c1, "fields-numeric", "1")
+    assert summary["threshold"] == pytest.approx(0.999)
+    assert "set by the coordinator" in summary["threshold_reason"]
+    confidences = [float(g["confidence"]) for g in report["groups"]]
+    assert confidences and min(confidences) >= 0.999 - 1e-9  # every link reached it
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "match probability between 0 and 1" in refused.value.details()
