@@ -193,9 +193,13 @@ def keygen(output: Path, force: bool) -> None:
     click.echo(f"Wrote a new 256-bit secret to {output} (mode 0600).", err=True)
 
 
-def _schema_text(path: Path) -> str:
+def _schema_text(path: Path | None) -> str:
     """A schema file's text, or a shipped schema's by name (``person``, ``person-segments``:
-    per-field segments, scored field-wise; ``company``) when no such file exists."""
+    per-field segments, scored field-wise; ``company``) when no such file exists; ``None``:
+    the shipped person schema."""
+    if path is None:
+        from linkage.encoding.schema import default_schema_text
+        return default_schema_text()
     if not path.exists() and path.suffix == "" and path.name in _SHIPPED_SCHEMAS:
         from importlib import resources
         return resources.files("linkage.encoding").joinpath(
@@ -247,10 +251,9 @@ def encode(schema_path, secret_path, mapping_path, case_key_path, strict, delimi
         linkage encode --schema schema.json --secret secret.key --mapping agency.toml records.csv -o batch.clk
     """
     from linkage.batch import write_batch
-    from linkage.encoding.schema import default_schema_text
 
     from . import files
-    schema_text = _schema_text(schema_path) if schema_path else default_schema_text()
+    schema_text = _schema_text(schema_path)
     secret = files.read_secret(secret_path)
     mapping_text = mapping_path.read_text("utf-8") if mapping_path else None
     case_key = files.read_secret(case_key_path) if case_key_path else None
@@ -462,10 +465,8 @@ def project_create(client: LinkageClient, second, name, schema_path, agencies, t
 
         linkage project create --name antwerp-q4 --agencies be-police,se-police --tokens-dir tokens --server s0:50051 --token-file s0/coordinator.token --server-1 s1:50052 --token-file-1 s1/coordinator.token
     """
-    from linkage.encoding.schema import default_schema_text
-
     from .private_files import write_private
-    schema_text = _schema_text(schema_path) if schema_path else default_schema_text()
+    schema_text = _schema_text(schema_path)
     names = [a.strip() for a in agencies.split(",") if a.strip()]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     extra = {}
@@ -1116,7 +1117,7 @@ def demo(workdir: Path, records: int | None, seed: int, leave_console: bool, two
         raise click.BadParameter("give at least 1 record per agency.", param_hint="--records")
     run_demo(workdir, records, seed, console=leave_console, two_server=two_server,
              threshold=threshold,
-             schema_text=_schema_text(schema_path) if schema_path else None)
+             schema_text=_schema_text(schema_path))
 
 
 main.add_command(pki)

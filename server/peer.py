@@ -231,12 +231,17 @@ class ShareSession:
         if (count, higher) != (hits, thresholds):
             raise PeerError(f"The hit material of agency pair {pair} is for {count} hits x "
                             f"{higher} thresholds; this server found {hits} x {thresholds}.")
+        return self._hit_material(hits, thresholds, seed, data)
+
+    def _hit_material(self, count: int, thresholds: int, seed: bytes, data: bytes):
+        """This server's comparison material for ``count`` values x ``thresholds`` from a
+        delivery (server 1 parses its corrections: mask bits, then AND products)."""
         correction = None
         if self.role == 1:
             take = _Reader(data).take
-            correction = HitCorrection(take(np.uint32, (thresholds, hits)),
-                                       take(np.uint64, (AND_ROUNDS, thresholds, hits)))
-        return hit_material(self.role, hits, thresholds, seed, correction)
+            correction = HitCorrection(take(np.uint32, (thresholds, count)),
+                                       take(np.uint64, (AND_ROUNDS, thresholds, count)))
+        return hit_material(self.role, count, thresholds, seed, correction)
 
     def deliver_later(self, request: spb.LaterMaterialRequest, seed: bytes,
                       corrections: bytes) -> None:
@@ -259,17 +264,14 @@ class ShareSession:
         if any(getattr(delivered, name) != getattr(request, name) for name in fields):
             raise PeerError(f"Material {sequence} of this field-wise run was made for other "
                             "counts than this server needs.")
-        take = _Reader(data).take if self.role == 1 else None
-        if request.bits:
-            words, dabits = int(request.words), int(request.dabits)
-            correction = (BitCorrection(take(np.uint64, (words,)), take(np.uint32, (dabits,)))
-                          if take else None)
-            return bit_material(self.role, words, dabits, seed, correction)
-        count, thresholds = int(request.count), int(request.thresholds)
-        correction = (HitCorrection(take(np.uint32, (thresholds, count)),
-                                    take(np.uint64, (AND_ROUNDS, thresholds, count)))
-                      if take else None)
-        return hit_material(self.role, count, thresholds, seed, correction)
+        if not request.bits:
+            return self._hit_material(int(request.count), int(request.thresholds), seed, data)
+        words, dabits = int(request.words), int(request.dabits)
+        correction = None
+        if self.role == 1:
+            take = _Reader(data).take
+            correction = BitCorrection(take(np.uint64, (words,)), take(np.uint32, (dabits,)))
+        return bit_material(self.role, words, dabits, seed, correction)
 
     def later_material(self, ask=None, timeout: float = HIT_WAIT_SECONDS) -> LaterMaterial:
         """The run's ``LaterMaterial`` (``_RunLater``): each call is the next delivery in

@@ -724,11 +724,7 @@ def _run_field_shares(store: Store, sessions: Sessions, link: PeerLink, session:
             lefts.append(session.positions[pair.left_agency][found.left])
             rights.append(session.positions[pair.right_agency][found.right])
             levels.append(found.levels)
-            table = model.weights
-            present = found.levels >= 0
-            columns = np.broadcast_to(np.arange(table.shape[0]), found.levels.shape)
-            weights.append(np.where(present, table[columns, np.where(present, found.levels, 0)],
-                                    0.0))
+            weights.append(model.field_weights(found.levels))
         fields = len(plan.field_names)
         refined = result.refined
         prior = refined.model.prior_weight()

@@ -109,7 +109,12 @@ class FieldRunResult:
 
     def model_for(self, agency: str | None) -> FellegiSunterModel:
         """The model of a block's pairs: the agency's own, else the refined cross model."""
-        return self.own.get(agency, self.refined.model) if agency else self.refined.model
+        return _model_for(self.own, self.refined, agency)
+
+
+def _model_for(own: Mapping[str, FellegiSunterModel], refined: AggregateModel,
+               agency: str | None) -> FellegiSunterModel:
+    return own.get(agency, refined.model) if agency else refined.model
 
 
 def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
@@ -160,8 +165,8 @@ def field_run_party(party: int, shares: FieldRunShares, bands: BandThresholds,
             keep = found.left < found.right
             found = FieldLinks(found.left[keep], found.right[keep], found.levels[keep])
         links.append(found)
-        model = own.get(block.agency, refined.model) if block.agency else refined.model
-        probabilities.append(model.match_probability(found.levels))
+        probabilities.append(_model_for(own, refined, block.agency)
+                             .match_probability(found.levels))
     report("deciding links on shares", len(shares.links), len(shares.links))
     return FieldRunResult(counts, first["fitted"], refined, own, links, probabilities, cut,
                           shares.cross_pairs)

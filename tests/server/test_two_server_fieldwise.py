@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import pytest
 
 import linkage.encoding as encoding_package
@@ -60,6 +61,21 @@ def _field_data(directory: Path, agencies: int = 3):
 def field_data(tmp_path_factory):
     """Three agencies (``_field_data``)."""
     return _field_data(tmp_path_factory.mktemp("secret"))
+
+
+def _share_project(first, second, project: str, text: str, batches: dict, *,
+                   deduplicated: bool) -> dict[str, str]:
+    """A two-server project of ``batches``' agencies, each batch submitted as shares to both
+    servers; returns the agencies' tokens."""
+    agencies = sorted(batches)
+    with first.client(first.coordinator_token, timeout=120) as c0, \
+            second.client(second.coordinator_token, timeout=120) as c1:
+        tokens = create_share_project(c0, c1, project, text, agencies, list(DEFAULT_STAGES))
+    for agency in agencies:
+        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
+                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
+            submit_shares(a0, a1, project, batches[agency], deduplicated=deduplicated)
+    return tokens
 
 
 def _core_links(plan, batches, layout) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -138,13 +154,8 @@ def test_a_segmented_project_is_linked_field_wise_on_shares(field_servers, field
     first, second = field_servers
     text, batches, truth = field_data
     agencies = sorted(batches)
-    with first.client(first.coordinator_token, timeout=120) as c0, \
-            second.client(second.coordinator_token, timeout=120) as c1:
-        tokens = create_share_project(c0, c1, PROJECT, text, agencies, list(DEFAULT_STAGES))
-    for agency in agencies:  # not deduplicated: each agency's own pairs are compared too
-        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
-                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
-            submit_shares(a0, a1, PROJECT, batches[agency])
+    # not deduplicated: each agency's own pairs are compared too
+    tokens = _share_project(first, second, PROJECT, text, batches, deduplicated=False)
     plans = []
     with first.client(first.coordinator_token, timeout=600) as c0, \
             second.client(second.coordinator_token, timeout=600) as c1:
@@ -185,23 +196,14 @@ def test_a_peer_killed_mid_field_wise_run_fails_it_and_stores_nothing(field_data
     import signal
     import threading
 
-    import grpc
-
     directory = tmp_path / "pki"
     pki.init_ca(directory)
     pki.issue(directory, "server-0", "server", directory / "peers")
     first, second = _start_pair(tmp_path, directory, "sqlite")
     text, batches, _ = field_data
-    agencies = sorted(batches)[:2]
+    two = {name: batches[name] for name in sorted(batches)[:2]}
     try:
-        with first.client(first.coordinator_token, timeout=120) as c0, \
-                second.client(second.coordinator_token, timeout=120) as c1:
-            tokens = create_share_project(c0, c1, PROJECT, text, agencies,
-                                          list(DEFAULT_STAGES))
-        for agency in agencies:
-            with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
-                    second.client(tokens[agency], agency, "agency", timeout=120) as a1:
-                submit_shares(a0, a1, PROJECT, batches[agency], deduplicated=True)
+        _share_project(first, second, PROJECT, text, two, deduplicated=True)
         stages: list[str] = []
 
         def kill_when_linking(stage, done, total):
@@ -226,22 +228,12 @@ def test_a_peer_killed_mid_field_wise_run_fails_it_and_stores_nothing(field_data
 
 def test_later_material_outside_a_running_field_wise_run_is_refused(field_servers, tmp_path):
     """Mid-run material for a plan that is not running is refused with a clear error."""
-    import grpc
-
     from linkage_service.protos.linkage.v1 import shares_pb2 as spb
     from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
     first, second = field_servers
     text, batches, _ = _field_data(tmp_path, agencies=2)
-    agencies = sorted(batches)
-    with first.client(first.coordinator_token, timeout=120) as c0, \
-            second.client(second.coordinator_token, timeout=120) as c1:
-        tokens = create_share_project(c0, c1, "fields-later", text, agencies,
-                                      list(DEFAULT_STAGES))
-    for agency in agencies:
-        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
-                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
-            submit_shares(a0, a1, "fields-later", batches[agency], deduplicated=True)
+    _share_project(first, second, "fields-later", text, batches, deduplicated=True)
     with first.client(first.coordinator_token, timeout=120) as c0:
         stub = spb_grpc.ShareServiceStub(c0._channel)
         plan = c0._call(stub.PlanShareRun, spb.PlanShareRunRequest(project="fields-later",
@@ -261,20 +253,11 @@ def test_a_numeric_threshold_of_a_field_wise_run_is_a_match_probability(field_se
                                                                          tmp_path):
     first, second = field_servers
     text, batches, _ = _field_data(tmp_path, agencies=2)
-    agencies = sorted(batches)
-    with first.client(first.coordinator_token, timeout=120) as c0, \
-            second.client(second.coordinator_token, timeout=120) as c1:
-        tokens = create_share_project(c0, c1, "fields-numeric", text, agencies,
-                                      list(DEFAULT_STAGES))
-    for agency in agencies:
-        with first.client(tokens[agency], agency, "agency", timeout=120) as a0, \
-                second.client(tokens[agency], agency, "agency", timeout=120) as a1:
-            submit_shares(a0, a1, "fields-numeric", batches[agency], deduplicated=True)
+    _share_project(first, second, "fields-numeric", text, batches, deduplicated=True)
     with first.client(first.coordinator_token, timeout=600) as c0, \
             second.client(second.coordinator_token, timeout=600) as c1:
         summary = run_shares(c0, c1, "fields-numeric", "0.999")
         report = c0.report("fields-numeric")
-        import grpc
         with pytest.raises(grpc.RpcError) as refused:
             run_shares(c0, c1, "fields-numeric", "1")
     assert summary["threshold"] == pytest.approx(0.999)
