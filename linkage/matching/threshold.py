@@ -29,7 +29,7 @@ Two kinds of extra knowledge sharpen it:
   with partners that are (nearly all) not theirs, so its scores show what a
   non-match link looks like (the best of many non-match scores, not a random
   one). The model is then refitted on the links: non-matches shaped like those
-  decoys (allowing for smaller pools, see ``ScoreModel.non_match_power``),
+  decoys (allowing for other pool sizes, see ``ScoreModel.non_match_power``),
   matches as a beta plus a tail rising linearly from the floor (matches with a
   badly damaged field), and the expected F1 is computed over the links, which
   is what the predicted links are (measurements in docs/quality.md).
@@ -138,7 +138,8 @@ class ScoreModel:
     * ``match_tail``: share of the match component rising linearly from the
       floor instead of following the beta (matches with a damaged field);
     * ``non_match_power``: the non-match CDF is the normal's raised to this
-      power (below 1: the best of fewer non-match scores than the decoys had);
+      power, then truncated at the floor (the best of that many times as many
+      non-match scores as the decoys had: below 1 fewer, above 1 more);
     * ``match_reviewed`` / ``non_match_reviewed``: share of each component in
       bumps of width ``REVIEW_WIDTH`` around the ``accepted`` / ``rejected``
       reviewed scores.
@@ -159,10 +160,12 @@ class ScoreModel:
         match_main = 1 - self.match_tail - self.match_reviewed
         non_match = _non_match_pdf(scores, self.non_match, self.floor)
         if self.non_match_power != 1.0:
-            cdf = _truncated_normal_cdf(np.concatenate([[self.floor], np.ravel(scores)]),
-                                        self.non_match)[1:].reshape(np.shape(scores))
-            non_match = self.non_match_power * np.maximum(cdf, 1e-300) ** (
-                self.non_match_power - 1) * non_match
+            # d/dx of Phi(x)^p truncated at the floor: p Phi^(p-1) phi / (1 - Phi(floor)^p).
+            power = self.non_match_power
+            cdf = np.maximum(_normal_cdf(scores, self.non_match), 1e-300)
+            non_match = (power * cdf ** (power - 1) * non_match
+                         * _normal_sf(self.floor, self.non_match)
+                         / max(_powered_sf(self.floor, self.non_match, power), 1e-300))
         non = (1 - self.match_weight) * (
             (1 - self.non_match_reviewed) * non_match
             + self.non_match_reviewed * _review_pdf(scores, self.rejected, self.floor))
@@ -351,6 +354,20 @@ def _standard_normal_pdf(z):
 
 def _match_pdf(scores, params, floor):
     return _beta_pdf(scores, params) / max(float(special.betaincc(*params, floor)), 1e-300)
+
+
+def _powered_sf(scores, params, power: float):
+    """1 - Phi(score)^power for normal(params), precise where Phi is near 1."""
+    mean, deviation = params
+    upper = special.ndtr(-((np.asarray(scores, dtype=np.float64) - mean) / deviation))
+    return -np.expm1(power * np.log1p(-np.minimum(upper, 1.0 - 1e-16)))
+
+
+def _powered_truncated_cdf(scores, params, power: float):
+    """CDF of the maximum-like law Phi^power of normal(params), truncated to
+    [scores[0], inf), at each score (``power`` 1: the truncated normal)."""
+    survival = _powered_sf(scores, params, power)
+    return np.clip(1.0 - survival / max(float(survival[0]), 1e-300), 0.0, 1.0)
 
 
 def _truncated_normal_cdf(scores, params):
@@ -692,8 +709,8 @@ def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, star
                       rejected=tuple(float(x) for x in rejected))
 
 
-#: Search box of the kept-links fit: logits of weight, tail and power; logs of a - 1 and b.
-_KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-6.0, 9.0))
+#: Search box of the kept-links fit: logits of weight and tail; logs of a - 1, b and power.
+_KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-5.0, 3.0))
 
 
 def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
@@ -739,16 +756,16 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     bins = _UsedBins.of(edges, counts, accepted_bins, rejected_bins)
     counts = counts[bins.used]
     accepted_bins, rejected_bins = bins.position(accepted_bins), bins.position(rejected_bins)
-    decoy_cdf = _truncated_normal_cdf(bins.points, non_match)
     even = bins.masses(((bins.points - floor) / (1 - floor)) ** 2)
 
     def unpack(params):
         return (special.expit(params[0]), 1 + _exp(params[1]), _exp(params[2]),
-                special.expit(params[3]), special.expit(params[4]))
+                special.expit(params[3]), _exp(params[4]))
 
     def negative_log_likelihood(params):
         weight, a, b, tail, power = unpack(params)
-        non_part = (1 - weight) * bins.masses(decoy_cdf ** power)
+        non_part = (1 - weight) * bins.masses(
+            _powered_truncated_cdf(bins.points, non_match, power))
         match_part = weight * ((1 - tail) * bins.match_mass((a, b)) + tail * even)
         mixture = np.maximum(non_part + match_part, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
@@ -761,13 +778,13 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     scale = min(1.0, float(np.exp(_KEPT_BOUNDS[1][1])) / max(a - 1, 1e-12))
     shape = [np.log(max((a - 1) * scale, 1e-3)), np.log(b * scale)]
     starts = [[weight_start, *shape, tail_start, power_start]
-              for weight_start, tail_start, power_start in ((2.0, -3.0, 3.0), (0.0, -0.5, 0.0),
-                                                            (4.0, -1.5, -2.0))]
+              for weight_start, tail_start, power_start in ((2.0, -3.0, 0.0), (0.0, -0.5, -0.7),
+                                                            (4.0, -1.5, -2.1), (2.0, -3.0, 1.1))]
     if warm is not None:
         # The multi-start search on the sample chose the basin: one descent from its optimum.
         starts = [[_logit(warm.match_weight), np.log(max(warm.match[0] - 1, 1e-12)),
                    np.log(warm.match[1]), _logit(warm.match_tail),
-                   _logit(warm.non_match_power)]]
+                   np.log(warm.non_match_power)]]
     best = None
     with np.errstate(all="ignore"):
         for first in starts:
