@@ -165,7 +165,8 @@ class ScoreModel:
             cdf = np.maximum(_normal_cdf(scores, self.non_match), 1e-300)
             non_match = (power * cdf ** (power - 1) * non_match
                          * _normal_sf(self.floor, self.non_match)
-                         / max(_powered_sf(self.floor, self.non_match, power), 1e-300))
+                         / max(float(_powered_sf(_log_normal_cdf(self.floor, self.non_match),
+                                                 power)), 1e-300))
         non = (1 - self.match_weight) * (
             (1 - self.non_match_reviewed) * non_match
             + self.non_match_reviewed * _review_pdf(scores, self.rejected, self.floor))
@@ -356,17 +357,23 @@ def _match_pdf(scores, params, floor):
     return _beta_pdf(scores, params) / max(float(special.betaincc(*params, floor)), 1e-300)
 
 
-def _powered_sf(scores, params, power: float):
-    """1 - Phi(score)^power for normal(params), precise where Phi is near 1."""
+def _log_normal_cdf(scores, params):
+    """log Phi(score) for normal(params), precise where Phi is near 1."""
     mean, deviation = params
     upper = special.ndtr(-((np.asarray(scores, dtype=np.float64) - mean) / deviation))
-    return -np.expm1(power * np.log1p(-np.minimum(upper, 1.0 - 1e-16)))
+    return np.log1p(-np.minimum(upper, 1.0 - 1e-16))
 
 
-def _powered_truncated_cdf(scores, params, power: float):
-    """CDF of the maximum-like law Phi^power of normal(params), truncated to
-    [scores[0], inf), at each score (``power`` 1: the truncated normal)."""
-    survival = _powered_sf(scores, params, power)
+def _powered_sf(log_cdf, power: float):
+    """1 - Phi^power from log Phi (``_log_normal_cdf``)."""
+    return -np.expm1(power * log_cdf)
+
+
+def _powered_truncated_cdf(log_cdf: np.ndarray, power: float) -> np.ndarray:
+    """CDF of the law Phi^power (the best of ``power`` times as many draws), truncated to
+    [scores[0], inf), at the scores whose ``_log_normal_cdf`` is ``log_cdf`` (power 1: the
+    truncated normal)."""
+    survival = _powered_sf(log_cdf, power)
     return np.clip(1.0 - survival / max(float(survival[0]), 1e-300), 0.0, 1.0)
 
 
@@ -757,6 +764,7 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     counts = counts[bins.used]
     accepted_bins, rejected_bins = bins.position(accepted_bins), bins.position(rejected_bins)
     even = bins.masses(((bins.points - floor) / (1 - floor)) ** 2)
+    log_cdf = _log_normal_cdf(bins.points, non_match)
 
     def unpack(params):
         return (special.expit(params[0]), 1 + _exp(params[1]), _exp(params[2]),
@@ -765,7 +773,7 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     def negative_log_likelihood(params):
         weight, a, b, tail, power = unpack(params)
         non_part = (1 - weight) * bins.masses(
-            _powered_truncated_cdf(bins.points, non_match, power))
+            _powered_truncated_cdf(log_cdf, power))
         match_part = weight * ((1 - tail) * bins.match_mass((a, b)) + tail * even)
         mixture = np.maximum(non_part + match_part, 1e-300)
         return (-float((counts * np.log(mixture)).sum())
