@@ -57,3 +57,24 @@ def test_fits_with_their_matches_among_the_non_matches_are_not_used():
     for index in (19, 26, 46, 53):
         result = auto_encodings.run_encoding(index, values, owners, truth, schema_text)
         assert result.threshold > 0.7 and result.f1 > 0.9, result
+
+
+def test_the_fit_check_takes_the_quantile_of_the_law_cut_at_the_floor():
+    # Encoding 44 of two agencies of 60 records (10 true pairs): the kept-links fit with
+    # power 0.007 put its beta at 0.67, among the non-match links, and passed the check on
+    # the uncut law's quantile (0.63, below the floor's non-match links); it chose 0.59
+    # (F1 0.30).
+    schema_text = default_schema_text()
+    values, owners, truth, _ = auto_encodings.prepare(11, 60, 2, 0.2, schema_text)
+    result = auto_encodings.run_encoding(44, values, owners, truth, schema_text)
+    assert result.threshold > 0.7 and result.f1 > 0.9, result
+
+
+def test_five_agencies_are_not_cut_above_their_damaged_matches():
+    # Encoding 11 of five agencies of 250 records: 9 of the 848 decoys were matches, the
+    # normal fitted to them alone called the links at 0.78-0.82 (19, all matches) 11-75%
+    # likely, and auto chose 0.8175 (F1 0.9163; 0.76-0.78 give 0.944-0.947).
+    schema_text = default_schema_text()
+    values, owners, truth, _ = auto_encodings.prepare(11, 250, 5, 0.2, schema_text)
+    result = auto_encodings.run_encoding(11, values, owners, truth, schema_text)
+    assert result.threshold < 0.79 and result.f1 > 0.935, result

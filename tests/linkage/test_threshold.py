@@ -12,6 +12,8 @@ from linkage.matching.threshold import (
     SampledTail,
     SolverScores,
     _edges,
+    _fit_decoys,
+    _matches_above,
     _UsedBins,
     choose_threshold,
     fit_score_model,
@@ -260,3 +262,53 @@ def test_kept_non_matches_stronger_than_the_decoys_do_not_pass_for_matches():
     # The model's count of matches among the links is near the truth's.
     assert abs(model.match_weight * data["kept"].size - truth.sum()) < 10
 
+
+
+def test_a_beta_among_the_kept_non_matches_is_refused_whatever_the_power():
+    # The fit of encoding 44 of two agencies of 60 records: power 0.007, beta mean 0.666.
+    # Phi^0.007 cut at the floor 0.5 has 99% of its mass below about 0.689; uncut, its 0.99
+    # quantile is 0.633, below the non-match links themselves.
+    non_match, floor = (0.655, 0.0314), 0.5
+    assert not _matches_above(non_match, 244.4, 122.5, 0.007, floor)
+    assert _matches_above(non_match, 40.0, 4.0, 0.007, floor)  # mean 0.909
+    # With the floor far below the non-matches, the cut changes nothing: the 0.99 quantile
+    # of Phi^2 is mean + 2.575 deviations.
+    assert _matches_above(non_match, 73.7, 26.3, 2.0, floor)  # mean 0.737
+    assert not _matches_above(non_match, 73.3, 26.7, 2.0, floor)  # mean 0.733
+
+
+
+def _decoy_histogram(decoys, floor=0.66):
+    edges = _edges(floor)
+    counts, _ = np.histogram(decoys, edges)
+    bins = _UsedBins.of(edges, counts)
+    return bins, counts[bins.used]
+
+
+def _plain_normal(bins, counts, start):
+    """The normal alone, fitted as before the decoys' matches were modelled."""
+    from scipy import optimize
+    found = optimize.minimize(
+        lambda p: -float((counts * np.log(np.maximum(
+            bins.non_match_mass((p[0], np.exp(p[1]))), 1e-300))).sum()),
+        start, method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-7, "fatol": 1e-7})
+    return float(found.x[0]), float(np.exp(found.x[1]))
+
+
+def test_a_few_matches_among_the_decoys_do_not_stretch_their_normal():
+    # Five agencies: 848 decoys cut at 0.66, 9 of them matches above 0.78. Fitted alone,
+    # the normal's deviation grows and its tail carries kept non-match links above 0.76.
+    rng = np.random.default_rng(5)
+    non_matches = rng.normal(0.69, 0.03, 4000)
+    non_matches = non_matches[non_matches >= 0.66][:840]
+    start = [float(np.mean(non_matches)), float(np.log(np.std(non_matches)))]
+    decoys = np.concatenate([non_matches, rng.uniform(0.80, 0.95, 9)])
+    bins, counts = _decoy_histogram(decoys)
+    mean, deviation = _fit_decoys(bins, counts, start, (30.0, 3.0), 0.0)
+    assert abs(mean - 0.69) < 0.01 and abs(deviation - 0.03) < 0.004
+    _, stretched = _plain_normal(bins, counts, start)
+    assert stretched > 0.036  # what the normal alone makes of them
+    # Without the matches there is nothing to gain: the plain fit, as it was.
+    bins, counts = _decoy_histogram(non_matches)
+    assert _fit_decoys(bins, counts, start, (30.0, 3.0), 0.0) == _plain_normal(bins, counts,
+                                                                                start)
