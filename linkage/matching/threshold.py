@@ -888,9 +888,10 @@ def _matches_above(non_match: tuple[float, float], a: float, b: float, power: fl
     """
     mean, deviation = non_match
     log_at_floor = float(special.log_ndtr((floor - mean) / deviation))
-    below_floor = float(-np.expm1(power * log_at_floor))  # 1 - Phi(floor)^power
-    log_target = float(np.log1p(-0.01 * below_floor)) / power  # log Phi at the quantile
-    quantile = mean + deviation * float(special.ndtri(np.exp(log_target)))
+    above_floor = float(-np.expm1(power * log_at_floor))  # 1 - Phi(floor)^power
+    log_target = float(np.log1p(-0.01 * above_floor)) / power  # log Phi at the quantile
+    # 1 - Phi there, kept precise when it is tiny (a floor many deviations above the mean)
+    quantile = mean - deviation * float(special.ndtri(-np.expm1(log_target)))
     return a / (a + b) > quantile
 
 

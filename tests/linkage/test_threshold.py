@@ -275,6 +275,10 @@ def test_a_beta_among_the_kept_non_matches_is_refused_whatever_the_power():
     # of Phi^2 is mean + 2.575 deviations.
     assert _matches_above(non_match, 73.7, 26.3, 2.0, floor)  # mean 0.737
     assert not _matches_above(non_match, 73.3, 26.7, 2.0, floor)  # mean 0.733
+    # A floor 8.7 deviations above the mean (decoys falling steeply from it): the cut law's
+    # 0.99 quantile is 0.676, about 9.2 deviations up, not infinity.
+    assert _matches_above((0.4, 0.03), 68.0, 32.0, 1.0, 0.661)  # mean 0.68
+    assert not _matches_above((0.4, 0.03), 67.0, 33.0, 1.0, 0.661)  # mean 0.67
 
 
 
