@@ -137,7 +137,8 @@ def run_demo(workdir: Path, records: int, seed: int, *, tls: bool = True,
     files.write_private(secret_path, _demo_key("shared secret", seed).hex().encode() + b"\n")
     secret = files.read_secret(secret_path)
     click.echo("  Derived from the seed, like the case keys and BLIP's coin flips, so the same "
-               "seed gives the same scores and threshold. Never do this with real data: "
+               "seed gives the same scores (and, with a numeric threshold, the same links; "
+               "two servers fit 'auto' on a fresh sample). Never do this with real data: "
                "'linkage keygen' makes random secrets, and BLIP flips coins from the OS.",
                err=True)
 
