@@ -734,12 +734,12 @@ def _fit_with_reviews(model: ScoreModel, counts, edges, accepted, rejected, star
                       rejected=tuple(float(x) for x in rejected))
 
 
-#: Search box of the kept-links fit: logits of weight and tail; logs of a - 1, b and power.
 #: The largest share of matches among the decoys (``_fit_decoys``): seen 1%.
 _DECOY_MATCH_SHARE = 0.1
 #: The log-likelihood the decoys' matches must add to be used: a likelihood-ratio test
 #: at 5% for one parameter (chi-squared 3.84, halved).
 _DECOY_MATCH_EVIDENCE = 1.92
+#: Search box of the kept-links fit: logits of weight and tail; logs of a - 1, b and power.
 _KEPT_BOUNDS = ((-12.0, 12.0), (-6.0, 7.0), (-6.0, 6.0), (-12.0, 4.0), (-5.0, 3.0))
 
 
@@ -750,9 +750,10 @@ def _fit_kept(model: ScoreModel, solver: SolverScores, accepted: np.ndarray,
     """The model of the pairs a one-to-one solver keeps; ``None`` if there are too few decoys.
 
     Non-matches among kept pairs look like the decoys: a truncated normal is
-    fitted to them (beside the few matches among them, ``_fit_decoys``). The match share and the match beta are then refitted on the
-    kept scores, starting from the all-candidates fit, with an even tail
-    (``ScoreModel.match_tail``): the kept pairs are mostly matches, so they pin
+    fitted to them, beside the few matches among them (``_fit_decoys``). The match
+    share and the match beta are then refitted on the kept scores, starting from the
+    all-candidates fit, with an even tail (``ScoreModel.match_tail``): the kept pairs
+    are mostly matches, so they pin
     down the match component's long left tail, which the whole candidate set,
     dominated by non-matches there, cannot. ``warm``: this fit to a sample of the
     same comparisons, the one start instead of several.
