@@ -25,6 +25,7 @@ from linkage.batch import EncodedBatch, content_hash, upload_batch_id
 from linkage.errors import PeerError
 from linkage.mpc import BandDealer, Dealer, HitDealer, Plan, split_clks
 from linkage.mpc.field_dealer import BitDealer, FieldDealer
+from linkage.mpc.fieldwise import name_swap_products
 from linkage_service.protos.linkage.v1 import linkage_pb2 as pb
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -154,13 +155,14 @@ def _field_dealers(plan: spb.ShareRunPlan) -> tuple[list[FieldDealer], list]:
     """A field-wise plan's scan dealers: each pair's links, and its sample where it has one
     (cross pairs: sampled rows x the right agency; within: drawn rows x the agency's rest)."""
     columns = tuple((int(c.start), int(c.stop)) for c in plan.field_columns)
+    crossed = name_swap_products(list(plan.field_names))
     links, samples = [], []
     for p in plan.pairs:
         links.append(FieldDealer(Plan(p.left_rows, p.right_rows, plan.clk_bits, p.block_rows),
-                                 columns))
+                                 columns, crossed=crossed))
         right = p.right_rows - (p.sample_rows if p.left_agency == p.right_agency else 0)
         samples.append(FieldDealer(Plan(p.sample_rows, right, plan.clk_bits,
-                                        p.sample_block_rows), columns)
+                                        p.sample_block_rows), columns, crossed=crossed)
                        if p.sample_rows else None)
     return links, samples
 

@@ -30,7 +30,7 @@ from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
-from linkage.mpc.fieldwise import LaterMaterial
+from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 
@@ -76,9 +76,10 @@ def hit_correction_bytes(hits: int, thresholds: int) -> int:
     return hits * thresholds * (4 + 8 * AND_ROUNDS)
 
 
-def field_correction_bytes(plan: Plan, fields: int) -> int:
-    """Server 1's field scan corrections for one plan (``4 F + 44`` bytes per pair)."""
-    return plan.pairs * (4 * fields + 4 + 8 * AND_ROUNDS)
+def field_correction_bytes(plan: Plan, products: int) -> int:
+    """Server 1's field scan corrections for one plan (``4 (F + X) + 44`` bytes per pair:
+    the fields' and the crossed names' products)."""
+    return plan.pairs * (4 * products + 4 + 8 * AND_ROUNDS)
 
 
 def later_correction_bytes(request: spb.LaterMaterialRequest) -> int:
@@ -141,12 +142,13 @@ def _band_corrections(plan: Plan, thresholds: int, data: bytes) -> Iterator[Band
                              take(np.uint64, (AND_ROUNDS, *shape)), take(np.uint32, shape))
 
 
-def _field_corrections(plan: Plan, fields: int, data: bytes) -> Iterator[FieldCorrection]:
-    """Server 1's field scan corrections from the dealer's bytes, block by block."""
+def _field_corrections(plan: Plan, products: int, data: bytes) -> Iterator[FieldCorrection]:
+    """Server 1's field scan corrections from the dealer's bytes, block by block (``products``:
+    the fields and the crossed pairs)."""
     take = _Reader(data).take
     for lo, hi in plan.blocks():
         shape = (hi - lo, plan.right_rows)
-        yield FieldCorrection(take(np.uint32, (fields, *shape)), take(np.uint32, shape),
+        yield FieldCorrection(take(np.uint32, (products, *shape)), take(np.uint32, shape),
                               take(np.uint64, (AND_ROUNDS, *shape)))
 
 
@@ -335,16 +337,17 @@ class ShareSession:
         from linkage.mpc.field_train import SamplePair
 
         columns = field_columns_of(self.plan)
-        fields = len(columns)
+        crossed = name_swap_products(list(self.plan.field_names))
+        products = len(columns) + len(crossed)
         later = self.later_material(ask)
         samples, own, links = [], {}, []
         cross, sampled = 0, 0
         order = [a.agency for a in self.plan.agencies]
 
         def material(plan, seed, data):
-            corrections = (_field_corrections(plan, fields, bytes(data))
+            corrections = (_field_corrections(plan, products, bytes(data))
                            if self.role == 1 else None)
-            return FieldMaterial(self.role, plan, columns, seed, corrections)
+            return FieldMaterial(self.role, plan, columns, seed, corrections, crossed)
 
         for index, pair in enumerate(self.plan.pairs):
             left, right = self.shares[pair.left_agency], self.shares[pair.right_agency]

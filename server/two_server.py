@@ -42,6 +42,7 @@ from linkage.errors import (
 from linkage.matching.threshold import MIN_PAIRS_FOR_MODEL, choose_banded_threshold
 from linkage.mpc import Plan, band_plan, band_thresholds, rational_threshold
 from linkage.mpc.banded_run import MATCHES_PER_SAMPLED_RECORD, SERVICE_EDGES, sample_rows
+from linkage.mpc.fieldwise import name_swap_products
 from linkage.mpc.prg import SEED_BYTES
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 
@@ -547,10 +548,10 @@ def _material_bytes(plan: spb.ShareRunPlan, index: int) -> tuple[int, int | None
     (``None``: the pair has no sample)."""
     pair = plan.pairs[index]
     if plan.fieldwise:
-        fields = len(plan.field_columns)
-        sample = (field_correction_bytes(field_sample_plan(plan, index), fields)
+        products = len(plan.field_columns) + len(name_swap_products(list(plan.field_names)))
+        sample = (field_correction_bytes(field_sample_plan(plan, index), products)
                   if pair.sample_rows else None)
-        return field_correction_bytes(mpc_plan(plan, index), fields), sample
+        return field_correction_bytes(mpc_plan(plan, index), products), sample
     sample = (band_correction_bytes(sample_plan(plan, index), len(plan.band_edges))
               if plan.band_edges and not is_within(pair) else None)
     return correction_bytes(mpc_plan(plan, index)), sample

@@ -27,7 +27,7 @@ from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldMaterial
 from linkage.mpc.field_run import own_sample
 from linkage.mpc.field_train import SamplePair, field_totals_party, field_train_party
-from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights
+from linkage.mpc.fieldwise import LocalDealer, field_columns, field_weights, name_swap_products
 
 from bench.quality_fieldwise import wilson_interval
 from bench.two_server_quality import calibration
@@ -42,6 +42,7 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
     """The training run (both servers in this process): the first model from its counts,
     then, on the same shared bits, the refinement step and the refined model."""
     columns = field_columns(layout.word_starts, layout.word_counts)
+    crossed = name_swap_products(layout.fields)
     bits = layout.bits
     bands = band_thresholds(SERVICE_EDGES, bits)
     sides, dealers, dealer_bytes, sampled_rows, cross = ([], []), [], 0, 0, 0
@@ -51,7 +52,7 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
         rows = sample_rows(a_rows.size, seed, index)
         sampled_rows += rows.size
         side0, side1, later, seconds, dealt = _sample_sides(clks[a_rows][rows], clks[b_rows],
-                                                            columns, bits)
+                                                            columns, bits, crossed)
         dealer_s += seconds
         dealer_bytes += dealt
         dealers.append(later)
@@ -81,18 +82,18 @@ def train_design_c(clks, owners, layout, seed: int, *, min_pairs: int = 10) -> d
             "dealer_s": dealer_s, "sample_pairs": counts.pairs, "cross_pairs": cross}
 
 
-def _sample_sides(left, right, columns, bits):
+def _sample_sides(left, right, columns, bits, crossed=()):
     """Both servers' ``SamplePair`` of one sample (left rows x right rows), its later-phase
     dealer, and the field dealer's seconds and bytes."""
     plan = Plan(left.shape[0], right.shape[0], bits)
-    dealer, corrections, seconds, dealt = deal_fields(plan, columns)
+    dealer, corrections, seconds, dealt = deal_fields(plan, columns, crossed)
     later = LocalDealer()
     l0, l1 = split_clks(left, bits)
     r0, r1 = split_clks(right, bits)
-    side0 = SamplePair(l0, r0, FieldMaterial(0, plan, columns, dealer.seeds[0]),
-                       later.for_party(0))
+    side0 = SamplePair(l0, r0, FieldMaterial(0, plan, columns, dealer.seeds[0],
+                                             crossed=crossed), later.for_party(0))
     side1 = SamplePair(l1, r1, FieldMaterial(1, plan, columns, dealer.seeds[1],
-                                             iter(corrections)), later.for_party(1))
+                                             iter(corrections), crossed), later.for_party(1))
     return side0, side1, later, seconds, dealt
 
 
@@ -112,6 +113,7 @@ def train_within(clks, owners, layout, seed: int) -> dict:
     (``field_totals_party``); the agency's model is ``within_model`` of them. Returns
     {"levels": {agency: fields x levels}, ...cost}; ``within_rules`` makes the models."""
     columns = field_columns(layout.word_starts, layout.word_counts)
+    crossed = name_swap_products(layout.fields)
     bits = layout.bits
     bands = band_thresholds(SERVICE_EDGES, bits)
     levels, opened, online, cpu, pairs, dealer_bytes = {}, 0, 0.0, 0.0, 0, 0
@@ -122,7 +124,7 @@ def train_within(clks, owners, layout, seed: int) -> dict:
             continue  # an agency of MIN_SAMPLE_ROWS or fewer: its pairs keep the cross model
         drawn, rest = sample
         side0, side1, later, _, dealt = _sample_sides(clks[rows[drawn]], clks[rows[rest]],
-                                                      columns, bits)
+                                                      columns, bits, crossed)
         started, cpu_started = time.perf_counter(), time.process_time()
         totals, _, _ = run_locally(field_totals_party(0, [side0], bands),
                                    field_totals_party(1, [side1], bands))
@@ -390,7 +392,9 @@ def privacy_run(records: int, run: int, seeds: list[int]) -> dict:
     trained = train_design_c(clks, owners, layout, run)
     a, b = world["attacker_a"], world["attacker_b"]
     every_left, every_right = np.divmod(np.arange(records * records), records)
-    attacker_levels = _plain_levels(a, b, layout, every_left, every_right)
+    # the attacker knows the rule, the swapped names' included
+    attacker_levels = _plain_levels(a, b, layout, every_left, every_right,
+                                    name_swap_products(layout.fields))
     out = {"run": run, "records": records, "opened": _opened_cells(trained["counts"]),
            "refinement_opened": 1 + trained["counts"].linked.totals.size}
     # the first model's rule, then the refined one's (what the service would open)

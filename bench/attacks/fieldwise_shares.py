@@ -42,14 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.encoding.field_segments import FieldLayout, field_similarities
+from linkage.encoding.field_segments import FieldLayout
 from linkage.matching.candidates import CandidatePairs
-from linkage.matching.fellegi_sunter import levels_of, score_levels
+from linkage.matching.fellegi_sunter import score_levels
 from linkage.mpc import (Dealer, PartyMaterial, Plan, rational_threshold, run_locally,
                          split_clks, threshold_party)
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
 from linkage.mpc.fieldwise import (FieldWeights, LocalDealer, field_columns, field_weights,
-                                   fieldwise_links_party, fieldwise_party, links_plan)
+                                   fieldwise_links_party, fieldwise_party, links_plan,
+                                   name_swap_products, plain_levels)
 
 __all__ = ["SharedFieldwise", "main", "share_levels"]
 
@@ -73,11 +74,11 @@ class SharedFieldwise:
     dealer_s: float
 
 
-def deal_fields(plan, columns) -> tuple[FieldDealer, list, float, int]:
+def deal_fields(plan, columns, crossed=()) -> tuple[FieldDealer, list, float, int]:
     """The field dealer of one agency pair, its corrections (what it sends server 1), the
     seconds it took to deal them and their bytes."""
     started = time.perf_counter()
-    dealer = FieldDealer(plan, columns)
+    dealer = FieldDealer(plan, columns, crossed=crossed)
     corrections = list(dealer.corrections())
     return (dealer, corrections, time.perf_counter() - started,
             sum(c.nbytes for c in corrections))
@@ -166,6 +167,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
     shares; the pairs ``left < right`` kept); ``weights`` may then map each agency to its own.
     """
     columns = field_columns(layout.word_starts, layout.word_counts)
+    crossed = name_swap_products(layout.fields)
     bits = layout.bits
     lefts, rights, levels = [], [], []
     online = dealer_s = cpu = 0.0
@@ -177,7 +179,7 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
         weights = rules[owner] if isinstance(rules, Mapping) else rules
         left, right = clks[a_rows], clks[b_rows]
         plan = links_plan(left.shape[0], right.shape[0], bits)
-        dealer, corrections, seconds, dealt = deal_fields(plan, columns)
+        dealer, corrections, seconds, dealt = deal_fields(plan, columns, crossed)
         dealer_s += seconds
         dealer_bytes += dealt
         later = LocalDealer()
@@ -186,18 +188,19 @@ def share_links(clks: np.ndarray, owners: np.ndarray, layout: FieldLayout,
         started, cpu_started = time.perf_counter(), time.process_time()
         out, _, sent_here = run_locally(
             fieldwise_links_party(0, l0, r0, weights,
-                                  FieldMaterial(0, plan, columns, dealer.seeds[0]),
-                                  later.for_party(0)),
+                                  FieldMaterial(0, plan, columns, dealer.seeds[0],
+                                                crossed=crossed), later.for_party(0)),
             fieldwise_links_party(1, l1, r1, weights,
                                   FieldMaterial(1, plan, columns, dealer.seeds[1],
-                                                iter(corrections)), later.for_party(1)))
+                                                iter(corrections), crossed),
+                                  later.for_party(1)))
         online += (time.perf_counter() - started) / 2
         cpu += (time.process_time() - cpu_started) / 2
         sent += sent_here
         dealer_bytes += later.bytes_to_server_1
         if check:
             every_left, every_right = np.divmod(np.arange(plan.pairs), plan.right_rows)
-            every = _plain_levels(left, right, layout, every_left, every_right)
+            every = _plain_levels(left, right, layout, every_left, every_right, crossed)
             expected = np.flatnonzero(weights.link(every))
             if not (np.array_equal(out.left * plan.right_rows + out.right, expected)
                     and np.array_equal(out.levels, every[expected])):
@@ -224,11 +227,12 @@ def train_on_shares(shared: SharedFieldwise, fields):
     return model, field_weights(model.weights, cut), cut, expected_f1
 
 
-def _plain_levels(left, right, layout, lefts, rights) -> np.ndarray:
+def _plain_levels(left, right, layout, lefts, rights, crossed=()) -> np.ndarray:
+    """What the protocols compute on shares (``crossed``: names compared crosswise too)."""
     both = np.concatenate([left, right])
     pairs = CandidatePairs(lefts.astype(np.int64), rights.astype(np.int64) + left.shape[0],
                            np.zeros(lefts.size))
-    return levels_of(field_similarities(both, layout, pairs))
+    return plain_levels(both, layout, pairs, crossed)
 
 
 def _check(left, right, layout, candidate, out, random_left, random_right) -> None:

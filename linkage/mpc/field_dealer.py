@@ -5,8 +5,10 @@ its seed plus corrections. Two phases:
 
 * **the scan** (every cross pair, ``FieldDealer``): per block one Beaver product per field
   segment (``C_f = A_f B_f^T``: the per-field common bits; their sum is the record-level
-  product, so the scan costs one record-level product) and the record-level comparison's
-  mask and AND triples, as ``dealer`` makes them. Corrections: ``4 F + 44`` bytes per pair.
+  product, so the scan costs one record-level product), one per ``crossed`` pair of fields
+  (``A_g B_f^T``: given against family name, for swapped names) and the record-level
+  comparison's mask and AND triples, as ``dealer`` makes them. Corrections: ``4 (F + X) +
+  44`` bytes per pair for ``X`` crossed products.
 * **after the candidate graph is open** (``BitDealer``, and ``band_dealer.HitDealer`` for the
   comparisons), made for counts only: the dealer learns how many candidates there are,
   never which. ``BitDealer`` makes XOR AND triples (64 bits a word) and daBits (a uniform
@@ -26,20 +28,37 @@ from .prg import new_seed, random_words
 from .ring import RightOperand
 
 __all__ = ["BitCorrection", "BitDealer", "BitMaterial", "FieldCorrection", "FieldDealer",
-           "FieldMaterial", "bit_material"]
+           "FieldMaterial", "bit_material", "product_columns"]
 
 
-def _check_columns(plan: Plan, columns: tuple[tuple[int, int], ...]) -> None:
+def _check_columns(plan: Plan, columns: tuple[tuple[int, int], ...],
+                   crossed: tuple[tuple[int, int], ...] = ()) -> None:
     if not columns or any(not 0 <= lo < hi <= plan.clk_bits for lo, hi in columns):
         raise InvalidRequestError("field columns must be non-empty (start, stop) bit ranges "
                                   f"inside the plan's {plan.clk_bits} bits")
+    for pair in crossed:
+        if len(pair) != 2 or not all(isinstance(i, int) and 0 <= i < len(columns)
+                                     for i in pair) or pair[0] == pair[1]:
+            raise InvalidRequestError(f"crossed fields {pair!r}: two different field indices")
+        widths = {columns[i][1] - columns[i][0] for i in pair}
+        if len(widths) != 1:
+            raise InvalidRequestError(f"crossed fields {pair!r} must have segments of one "
+                                      "width")
+
+
+def product_columns(columns: tuple[tuple[int, int], ...],
+                    crossed: tuple[tuple[int, int], ...] = ()
+                    ) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """(left bits, right bits) of every Beaver product of a block: each field against
+    itself, then each ``crossed`` (left field, right field)."""
+    return tuple((c, c) for c in columns) + tuple((columns[l], columns[r]) for l, r in crossed)
 
 
 @dataclass(frozen=True)
 class FieldCorrection:
     """Server 1's corrections for one scan block."""
 
-    product: np.ndarray      # F x rows x right, uint32: its share of A_f B_f^T per field
+    product: np.ndarray      # (F + X) x rows x right, uint32: its share of each product
     mask_bits: np.ndarray    # rows x right, uint32
     and_product: np.ndarray  # AND_ROUNDS x rows x right, uint64
 
@@ -66,23 +85,26 @@ class FieldDealer:
     """Both servers' scan material for one plan and the fields' bit ranges (``columns``)."""
 
     def __init__(self, plan: Plan, columns: tuple[tuple[int, int], ...],
-                 seeds: tuple[bytes, bytes] | None = None):
-        _check_columns(plan, columns)
-        self.plan, self.columns = plan, tuple(columns)
+                 seeds: tuple[bytes, bytes] | None = None,
+                 crossed: tuple[tuple[int, int], ...] = ()):
+        _check_columns(plan, columns, crossed)
+        self.plan, self.columns, self.crossed = plan, tuple(columns), tuple(crossed)
         self.seeds = seeds or (new_seed(), new_seed())
         a0, b0 = _masks(self.seeds[0], plan)
         a1, b1 = _masks(self.seeds[1], plan)
         self._a, b = a0 + a1, b0 + b1
-        self._b = [RightOperand(np.ascontiguousarray(b[:, lo:hi])) for lo, hi in self.columns]
+        self._products = [(left, RightOperand(np.ascontiguousarray(b[:, lo:hi])))
+                          for left, (lo, hi) in product_columns(self.columns, self.crossed)]
 
     def corrections(self) -> Iterator[FieldCorrection]:
         """Server 1's corrections, one per block in ``plan.blocks()`` order."""
-        fields = len(self.columns)
+        products = len(self._products)
         for index, (lo, hi) in enumerate(self.plan.blocks()):
-            first = _scan_seeded(self.seeds[0], self.plan, fields, index, hi - lo, full=True)
-            second = _scan_seeded(self.seeds[1], self.plan, fields, index, hi - lo, full=False)
+            first = _scan_seeded(self.seeds[0], self.plan, products, index, hi - lo, full=True)
+            second = _scan_seeded(self.seeds[1], self.plan, products, index, hi - lo,
+                                  full=False)
             product = np.stack([right.times(np.ascontiguousarray(self._a[lo:hi, start:stop]))
-                                for right, (start, stop) in zip(self._b, self.columns)])
+                                for (start, stop), right in self._products])
             mask = first["mask"] + second["mask"]
             anded = (first["and_a"] ^ second["and_a"]) & (first["and_b"] ^ second["and_b"])
             yield FieldCorrection(product - first["product"], mask ^ first["mask_bits"],
@@ -93,14 +115,16 @@ class FieldMaterial:
     """One server's view of a ``FieldDealer``'s material (blocks used once, in order)."""
 
     def __init__(self, party: int, plan: Plan, columns: tuple[tuple[int, int], ...],
-                 seed: bytes, corrections: Iterator[FieldCorrection] | None = None):
+                 seed: bytes, corrections: Iterator[FieldCorrection] | None = None,
+                 crossed: tuple[tuple[int, int], ...] = ()):
         if party not in (0, 1):
             raise InvalidRequestError(f"party must be 0 or 1, not {party!r}")
         if (party == 1) != (corrections is not None):
             raise InvalidRequestError("server 1, and only server 1, needs the dealer's "
                                       "corrections")
-        _check_columns(plan, columns)
+        _check_columns(plan, columns, crossed)
         self.party, self.plan, self.columns = party, plan, tuple(columns)
+        self.crossed = tuple(crossed)
         self._seed, self._corrections = seed, corrections
         self._next_block = 0
         self._masks_taken = False
@@ -114,17 +138,18 @@ class FieldMaterial:
         return _masks(self._seed, self.plan)
 
     def block(self, index: int) -> BlockMaterial:
-        """Block ``index``'s material; ``product`` is F x rows x right."""
+        """Block ``index``'s material; ``product`` is (F + crossed) x rows x right."""
         if index != self._next_block:
             raise InvalidRequestError(f"block {index} asked for, block {self._next_block} due: "
                                       "dealer material is used once, in order")
         self._next_block += 1
         lo, hi = self.plan.blocks()[index]
-        seeded = _scan_seeded(self._seed, self.plan, len(self.columns), index, hi - lo,
+        products = len(self.columns) + len(self.crossed)
+        seeded = _scan_seeded(self._seed, self.plan, products, index, hi - lo,
                               full=self.party == 0)
         if self.party == 1:
             correction = next(self._corrections)
-            expected = (len(self.columns), hi - lo, self.plan.right_rows)
+            expected = (products, hi - lo, self.plan.right_rows)
             if correction.product.shape != expected:
                 raise InvalidRequestError(f"dealer correction for block {index} has shape "
                                           f"{correction.product.shape}, expected {expected}")

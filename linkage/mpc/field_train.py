@@ -30,8 +30,8 @@ from ..errors import InvalidRequestError
 from .bands import BandThresholds
 from .field_dealer import FieldMaterial
 from .field_refine import linked_sums
-from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits, _to_additive,
-                        open_operands)
+from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits, _pair_levels,
+                        _to_additive, open_operands)
 from .protocol import _check_shares, _non_negative, rational_threshold
 
 __all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
@@ -157,35 +157,35 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
     operands = yield from open_operands(party, left, right, material)
     pop_left, pop_right = operands.pop_left, operands.pop_right
-    commons = [operands.common(material.block(index), lo, hi).reshape(fields, -1)
+    commons = [operands.common(material.block(index), lo, hi)
+               .reshape(fields + len(material.crossed), -1)
                for index, (lo, hi) in enumerate(plan.blocks())]
-    common = np.concatenate(commons, axis=1)                            # F x P, row-major
-    sums = (pop_left[:, :, None] + pop_right[:, None, :]).reshape(fields, -1)
+    common = np.concatenate(commons, axis=1)                            # (F + X) x P
+    rows = left.shape[0]
+
+    def per_pair(left_side, right_side):
+        shape = (fields, rows, plan.right_rows)
+        return (np.ascontiguousarray(np.broadcast_to(left_side[:, :, None], shape)
+                                     ).reshape(fields, -1),
+                np.ascontiguousarray(np.broadcast_to(right_side[:, None, :], shape)
+                                     ).reshape(fields, -1))
+
+    pops = per_pair(pop_left, pop_right)
     pairs = common.shape[1]
-    # Record-level band bits on the sums over the fields.
+    # Record-level band bits on the sums over the fields (not the crossed products).
     twice_q = np.array([2 * t.denominator for t in bands.thresholds], np.uint32)[:, None]
     p = np.array([t.numerator for t in bands.thresholds], np.uint32)[:, None]
-    values = twice_q * common.sum(axis=0, dtype=np.uint32)[None] \
-        - p * sums.sum(axis=0, dtype=np.uint32)[None]
+    values = twice_q * common[:fields].sum(axis=0, dtype=np.uint32)[None] \
+        - p * (pops[0] + pops[1]).sum(axis=0, dtype=np.uint32)[None]
     band = yield from _non_negative(party, values, later.comparisons(pairs, len(bands)))
     # Presence per record, then per pair; level bits per pair and field.
     present_left, present_right = yield from operands.presence(later)
-    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)[:, None, None]
-    ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
-    level_values = twice_qs * common[None] - ps * sums[None]            # K x F x P
-    bits = (yield from _non_negative(party, level_values.reshape(k, -1),
-                                     later.comparisons(fields * pairs, k))).reshape(k, fields, pairs)
-    words = -(-fields * pairs // 64)
     masked_words = -(-k * fields * pairs // 64)
-    triples = later.bits(words + masked_words, band.size)
-    rows = left.shape[0]
-    both_left = np.broadcast_to(present_left[:, :, None], (fields, rows, plan.right_rows))
-    both_right = np.broadcast_to(present_right[:, None, :], (fields, rows, plan.right_rows))
-    present = yield from _and_bits(party, np.ascontiguousarray(both_left).reshape(fields, -1),
-                                   np.ascontiguousarray(both_right).reshape(fields, -1),
-                                   triples, 0)
+    present, bits, triples, first = yield from _pair_levels(
+        party, common, *pops, *per_pair(present_left, present_right), material.crossed,
+        later, level_thresholds, masked_words, band.size)
     masked = yield from _and_bits(party, bits, np.broadcast_to(present[None], bits.shape).copy(),
-                                  triples, words)
+                                  triples, first)
     band_add = yield from _to_additive(party, band, triples, 0)
     counted = np.concatenate([present[None], masked])
     return _PairBits(band, counted), band_add.sum(axis=1, dtype=np.uint32)

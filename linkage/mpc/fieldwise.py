@@ -22,29 +22,34 @@ opens nothing else per pair. One generator per server (``fieldwise_party``), as
    turned into additive shares with daBits and summed: per field the number of present
    pairs and of pairs at or above each threshold, which is all that u needs.
 
-Not on shares (see docs/privacy.md, "Field-wise levels on shares"): given and family names
-compared crosswise (swapped names), term-frequency adjustments, and exact-equality blocking;
-the servers never see identical segments.
+Swapped names (``name_swap_products``, in ``fieldwise_links_party`` and the training, not in
+``fieldwise_party``): two more products per pair (given against family name and back), their
+four level bits each, one comparison (``SWAP_MARGIN``) and the names' bits chosen by it on
+shares; the swap bit is never opened. Not on shares (see docs/privacy.md, "Field-wise levels
+on shares"): term-frequency adjustments and exact-equality blocking; the servers never see
+identical segments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import InvalidRequestError
 from .band_dealer import HitDealer, hit_material
 from .dealer import BlockMaterial, Plan
-from .field_dealer import BitDealer, BitMaterial, FieldMaterial, bit_material
+from .field_dealer import BitDealer, BitMaterial, FieldMaterial, bit_material, product_columns
 from .protocol import RationalThreshold, _check_shares, _non_negative, rational_threshold
 from .ring import RightOperand
 
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
-           "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "WEIGHT_SCALE",
-           "field_columns", "field_weights", "fieldwise_links_party", "fieldwise_party",
-           "links_material", "links_plan", "open_operands", "rule_margin"]
+           "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "SWAP_FIELDS", "SWAP_MARGIN",
+           "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
+           "fieldwise_party", "level_material", "level_words", "links_material", "links_plan",
+           "name_swap_products", "open_operands", "plain_levels", "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -146,7 +151,9 @@ class FieldOperands:
     every block's per-field products and the presence bits need.
 
     ``pop_left``/``pop_right``: this server's additive shares of each field's popcount per
-    record (fields x records).
+    record (fields x records). ``left_columns``/``right_terms``: per Beaver product (each
+    field, then each crossed pair, ``field_dealer.product_columns``) its left bit range and
+    right operand.
     """
 
     party: int
@@ -156,20 +163,21 @@ class FieldOperands:
     right_terms: tuple[RightOperand, ...]
     pop_left: np.ndarray
     pop_right: np.ndarray
+    left_columns: tuple[tuple[int, int], ...]
 
     def common(self, block: BlockMaterial, lo: int, hi: int) -> np.ndarray:
-        """Shares of each field's common bits for left rows ``lo:hi`` against every right
-        row, on ``block``'s triples: fields x rows x right rows."""
+        """Shares of each product's common bits for left rows ``lo:hi`` against every right
+        row, on ``block``'s triples: products x rows x right rows."""
         return block.product + self.opened_terms(lo, hi)
 
     def opened_terms(self, lo: int, hi: int) -> np.ndarray:
-        """The part of ``common`` that needs no block material (fields x rows x right rows),
-        for any span of left rows: computed for many blocks at once, its products are large
-        enough for BLAS to run at speed (a 1,024-pair block's are not)."""
+        """The part of ``common`` that needs no block material (products x rows x right
+        rows), for any span of left rows: computed for many blocks at once, its products are
+        large enough for BLAS to run at speed (a 1,024-pair block's are not)."""
         return np.stack([
             term.times(np.ascontiguousarray(np.hstack(
                 [self.open_left[lo:hi, start:stop], self.mask_left[lo:hi, start:stop]])))
-            for term, (start, stop) in zip(self.right_terms, self.columns)])
+            for term, (start, stop) in zip(self.right_terms, self.left_columns)])
 
     def presence(self, later: LaterMaterial
                  ) -> Generator[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -186,8 +194,9 @@ class FieldOperands:
 def open_operands(party: int, left: np.ndarray, right: np.ndarray, material: FieldMaterial
                   ) -> Generator[np.ndarray, np.ndarray, FieldOperands]:
     """Open ``E = x - a`` and ``F = y - b`` once for the pair (one message), and prepare
-    each field segment's right operand of the Beaver products."""
+    each Beaver product's right operand (each field segment, then each crossed pair)."""
     columns = material.columns
+    products = product_columns(columns, material.crossed)
     mask_left, mask_right = material.masks()
     mine = np.concatenate([(left - mask_left).ravel(), (right - mask_right).ravel()])
     opened = mine + (yield mine)
@@ -195,11 +204,131 @@ def open_operands(party: int, left: np.ndarray, right: np.ndarray, material: Fie
     open_right = opened[left.size:].reshape(right.shape)
     right_terms = tuple(RightOperand(np.ascontiguousarray(np.hstack([
         (mask_right + open_right)[:, lo:hi] if party == 0 else mask_right[:, lo:hi],
-        open_right[:, lo:hi]]))) for lo, hi in columns)
+        open_right[:, lo:hi]]))) for _, (lo, hi) in products)
     pop_left = np.stack([left[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
     pop_right = np.stack([right[:, lo:hi].sum(axis=1, dtype=np.uint32) for lo, hi in columns])
     return FieldOperands(party, tuple(columns), open_left, mask_left, right_terms, pop_left,
-                         pop_right)
+                         pop_right, tuple(c for c, _ in products))
+
+
+#: Given and family names are compared crosswise for a pair (a name filed under the other
+#: column) when ``4 (c_gf + c_fg - c_gg - c_ff) > SWAP_MARGIN (|x_g| + |x_f| + |y_g| +
+#: |y_f|)``: the crosswise common bits beat the straight ones by a fifth of the names' bits
+#: on average. Linear in the shares, so one comparison decides it (the single-server rule,
+#: ``field_segments.SWAP_MARGIN``, compares sums of Dice, which are not).
+SWAP_MARGIN = Fraction(1, 5)
+
+#: The name fields a swap exchanges, as ``field_segments.SHARED_KEY_FIELDS``.
+SWAP_FIELDS = ("given_name", "family_name")
+
+
+def name_swap_products(fields: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """The crossed products (left field, right field) that swapped names need: given against
+    family and family against given, where both are ``fields``; else none."""
+    if not all(name in fields for name in SWAP_FIELDS):
+        return ()
+    given, family = (list(fields).index(name) for name in SWAP_FIELDS)
+    return ((given, family), (family, given))
+
+
+def level_words(fields: int, pairs: int, crossed: int) -> int:
+    """AND-triple words ``_pair_levels`` uses for ``pairs`` (before the caller's)."""
+    words = -(-(fields + crossed) * pairs // 64)
+    if crossed:
+        words += -(-(1 + len(FIELD_THRESHOLDS)) * crossed * pairs // 64)
+    return words
+
+
+def level_material(fields: int, pairs: int, crossed: int) -> list[tuple[str, int, int]]:
+    """The comparisons ``_pair_levels`` asks for, in order (its AND triples come with the
+    caller's ``bits``)."""
+    out = [("comparisons", (fields + crossed) * pairs, len(FIELD_THRESHOLDS))]
+    return out + ([("comparisons", pairs, 1)] if crossed else [])
+
+
+def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right: np.ndarray,
+                 present_left: np.ndarray, present_right: np.ndarray,
+                 crossed: tuple[tuple[int, int], ...], later: LaterMaterial, level_thresholds,
+                 extra_words: int, dabits: int) -> Generator[np.ndarray, np.ndarray, tuple]:
+    """XOR shares of each pair's presence (F x P) and level bits (K x F x P), the names
+    compared crosswise where ``SWAP_MARGIN`` says so (``crossed``: ``name_swap_products``).
+
+    ``common``: (F + X) x P shares of every product's common bits; ``pop_left``,
+    ``pop_right``: F x P additive shares of each side's popcount per pair; ``present_left``,
+    ``present_right``: F x P XOR shares of each side's presence per pair. Asks
+    ``level_material``'s comparisons, then one ``bits`` of ``level_words + extra_words``
+    words and ``dabits`` daBits. Returns (present, bits, triples, the first word left for
+    the caller). The swap bit itself is never opened.
+    """
+    fields, pairs, k = pop_left.shape[0], pop_left.shape[1], len(FIELD_THRESHOLDS)
+    lefts, rights = [l for l, _ in crossed], [r for _, r in crossed]
+    sums = np.concatenate([pop_left + pop_right, pop_left[lefts] + pop_right[rights]])
+    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)[:, None, None]
+    ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
+    values = twice_qs * common[None] - ps * sums[None]                   # K x (F + X) x P
+    bits = (yield from _non_negative(party, values.reshape(k, -1),
+                                     later.comparisons(values[0].size, k))
+            ).reshape(k, fields + len(crossed), pairs)
+    if crossed:
+        # 4 q (crosswise - straight common bits) - p (the names' popcounts) - 1 >= 0
+        q, p = SWAP_MARGIN.denominator, SWAP_MARGIN.numerator
+        gain = common[fields:].sum(axis=0, dtype=np.uint32) \
+            - common[lefts].sum(axis=0, dtype=np.uint32)
+        value = np.uint32(4 * q) * gain - np.uint32(p) * sums[lefts].sum(axis=0, dtype=np.uint32)
+        value = value - np.uint32(1 if party == 0 else 0)
+        swap = (yield from _non_negative(party, value[None], later.comparisons(pairs, 1)))[0]
+    triples = later.bits(level_words(fields, pairs, len(crossed)) + extra_words, dabits)
+    present = yield from _and_bits(party, np.concatenate([present_left, present_left[lefts]]),
+                                   np.concatenate([present_right, present_right[rights]]),
+                                   triples, 0)
+    first = -(-present.size // 64)
+    if crossed:
+        straight = np.concatenate([present[None, lefts], bits[:, lefts]])  # (1 + K) x X x P
+        across = np.concatenate([present[None, fields:], bits[:, fields:]])
+        chosen = straight ^ (yield from _and_bits(
+            party, np.broadcast_to(swap, straight.shape).copy(), straight ^ across,
+            triples, first))
+        first += -(-chosen.size // 64)
+        present, bits = present[:fields].copy(), bits[:, :fields].copy()
+        present[lefts], bits[:, lefts] = chosen[0], chosen[1:]
+    return present, bits, triples, first
+
+
+def plain_levels(clks: np.ndarray, layout, pairs, crossed: tuple[tuple[int, int], ...] = ()
+                 ) -> np.ndarray:
+    """The levels (pairs x fields, -1 = missing) that the protocols compute on shares, from
+    plaintext CLKs (``layout``: a ``FieldLayout``; ``pairs``: ``CandidatePairs``): each
+    field's Dice level, with the names compared crosswise where ``SWAP_MARGIN``'s rule says
+    so (for tests and the benches' checks)."""
+    from ..encoding.field_segments import field_similarities
+    from ..matching.fellegi_sunter import levels_of
+
+    similarities = field_similarities(clks, layout, pairs)
+    if crossed:
+        (given, family), _ = crossed
+        left, right = clks[pairs.left], clks[pairs.right]
+
+        def ones(rows, field):
+            start, count = layout.word_starts[field], layout.word_counts[field]
+            return rows[:, start:start + count]
+
+        def common(l, r):
+            return np.bitwise_count(ones(left, l) & ones(right, r)).sum(axis=1, dtype=np.int64)
+
+        def pop(rows, field):
+            return np.bitwise_count(ones(rows, field)).sum(axis=1, dtype=np.int64)
+
+        gain = common(given, family) + common(family, given) - common(given, given) \
+            - common(family, family)
+        total = pop(left, given) + pop(left, family) + pop(right, given) + pop(right, family)
+        swap = 4 * SWAP_MARGIN.denominator * gain > SWAP_MARGIN.numerator * total
+        for field, (l, r) in zip((given, family), crossed):
+            a, b, c = pop(left, l), pop(right, r), common(l, r)
+            present = (a > 0) & (b > 0)
+            dice = np.full(len(pairs), np.nan)
+            dice[present] = 2.0 * c[present] / (a + b)[present]
+            similarities[swap, field] = dice[swap]
+    return levels_of(similarities)
 
 
 def _check_pairs(name: str, left: np.ndarray, right: np.ndarray, rows: int, cols: int
@@ -236,6 +365,9 @@ def fieldwise_party(party: int, left: np.ndarray, right: np.ndarray,
     plan, columns = material.plan, material.columns
     if party != material.party:
         raise InvalidRequestError(f"party {party} was given server {material.party}'s material")
+    if material.crossed:
+        raise InvalidRequestError("the candidates' protocol compares no names crosswise: "
+                                  "its material has no crossed products")
     _check_shares("left", left, plan.left_rows, plan.clk_bits)
     _check_shares("right", right, plan.right_rows, plan.clk_bits)
     random_left, random_right = _check_pairs("random pairs", random_left, random_right,
@@ -373,17 +505,18 @@ OPENED_SPAN_PAIRS = 1 << 16
 LINK_PAIRS_PER_BLOCK = 1 << 14
 
 
-def links_material(plan: Plan, fields: int) -> list[tuple[str, int, int]]:
+def links_material(plan: Plan, fields: int, crossed: int = 0) -> list[tuple[str, int, int]]:
     """The later material ``fieldwise_links_party`` asks for on ``plan``, in order (its counts
-    follow from the plan alone): the records' presence, then per block its level comparisons,
-    its AND triples and daBits, and its one comparison with the cut."""
+    follow from the plan alone): the records' presence, then per block its level comparisons
+    (and, with ``crossed`` products, the swap's), its AND triples and daBits, and its one
+    comparison with the cut."""
     k = len(FIELD_THRESHOLDS)
     out = [("comparisons", fields * (plan.left_rows + plan.right_rows), 1)]
     for lo, hi in plan.blocks():
         pairs = (hi - lo) * plan.right_rows
-        words = -(-fields * pairs // 64) + -(-k * fields * pairs // 64)
-        out += [("comparisons", fields * pairs, k), ("bits", words, (k + 1) * fields * pairs),
-                ("comparisons", pairs, 1)]
+        words = level_words(fields, pairs, crossed) + -(-k * fields * pairs // 64)
+        out += [*level_material(fields, pairs, crossed),
+                ("bits", words, (k + 1) * fields * pairs), ("comparisons", pairs, 1)]
     return out
 
 
@@ -493,12 +626,10 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
     if later.expect is not None:
-        later.expect(links_material(plan, fields))
+        later.expect(links_material(plan, fields, len(material.crossed)))
     operands = yield from open_operands(party, left, right, material)
     pop_left, pop_right = operands.pop_left, operands.pop_right
     present_left, present_right = yield from operands.presence(later)
-    twice_qs = np.array([2 * t.denominator for t in level_thresholds], np.uint32)
-    ps = np.array([t.numerator for t in level_thresholds], np.uint32)
     lefts, rights, kept = [], [], []
     blocks = plan.blocks()
     span, terms = (0, 0), None
@@ -511,25 +642,24 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
             span = (lo, blocks[last - 1][1])
             terms = operands.opened_terms(*span)
         common = block.product + terms[:, lo - span[0]:hi - span[0]]
-        common = common.reshape(fields, -1)                            # F x pairs
-        sums = (pop_left[:, lo:hi, None] + pop_right[:, None, :]).reshape(fields, -1)
+        common = common.reshape(common.shape[0], -1)                   # (F + X) x pairs
         pairs = common.shape[1]
-        values = twice_qs[:, None, None] * common[None] - ps[:, None, None] * sums[None]
-        bits = (yield from _non_negative(party, values.reshape(k, -1),
-                                         later.comparisons(fields * pairs, k))
-                ).reshape(k, fields, pairs)
-        words = -(-fields * pairs // 64)
+
+        def per_pair(left_side, right_side):
+            return (np.ascontiguousarray(np.broadcast_to(
+                        left_side[:, lo:hi, None], (fields, rows, plan.right_rows))
+                    ).reshape(fields, -1),
+                    np.ascontiguousarray(np.broadcast_to(
+                        right_side[:, None, :], (fields, rows, plan.right_rows))
+                    ).reshape(fields, -1))
+
         masked_words = -(-k * fields * pairs // 64)
-        triples = later.bits(words + masked_words, (k + 1) * fields * pairs)
-        present_pairs = np.broadcast_to(present_left[:, lo:hi, None],
-                                        (fields, rows, plan.right_rows)).reshape(fields, -1)
-        present_right_pairs = np.broadcast_to(present_right[:, None, :],
-                                              (fields, rows, plan.right_rows)
-                                              ).reshape(fields, -1)
-        present = yield from _and_bits(party, np.ascontiguousarray(present_pairs),
-                                       np.ascontiguousarray(present_right_pairs), triples, 0)
+        present, bits, triples, first = yield from _pair_levels(
+            party, common, *per_pair(pop_left, pop_right),
+            *per_pair(present_left, present_right), material.crossed, later,
+            level_thresholds, masked_words, (k + 1) * fields * pairs)
         masked = yield from _and_bits(party, bits, np.broadcast_to(
-            present[None], bits.shape).copy(), triples, words)
+            present[None], bits.shape).copy(), triples, first)
         present_add = yield from _to_additive(party, present, triples, 0)
         masked_add = yield from _to_additive(party, masked, triples, present.size)
         weight = rule_margin(party, weights, present_add, masked_add)

@@ -19,7 +19,7 @@ from linkage.mpc.bands import band_thresholds
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
 from linkage.mpc.field_run import FieldRunShares, LinkShares, field_run_party, own_sample
 from linkage.mpc.field_train import SamplePair
-from linkage.mpc.fieldwise import LocalDealer, field_columns
+from linkage.mpc.fieldwise import LocalDealer, field_columns, name_swap_products
 from linkage_service.client import files, pki
 from linkage_service.client.shares import create_share_project, run_shares, submit_shares
 from linkage_service.client.synthetic import DEFAULT_STAGES, SyntheticConfig, generate
@@ -82,6 +82,8 @@ def _core_links(plan, batches, layout) -> list[tuple[tuple[str, str], tuple[str,
     """The core run (``field_run_party``, both servers in this process, fresh shares and a
     local dealer) on the same CLKs and the plan's public coin: its links as record pairs."""
     columns = field_columns(layout.word_starts, layout.word_counts)
+    crossed = name_swap_products(layout.fields)
+    assert crossed  # the person schema's names are compared crosswise too
     bits = int(plan.clk_bits)
     later = LocalDealer()
     order = [a.agency for a in plan.agencies]
@@ -89,13 +91,13 @@ def _core_links(plan, batches, layout) -> list[tuple[tuple[str, str], tuple[str,
     cross = sampled = 0
 
     def both(left, right, scan_plan):
-        dealer = FieldDealer(scan_plan, columns)
+        dealer = FieldDealer(scan_plan, columns, crossed=crossed)
         l0, l1 = split_clks(left, bits)
         r0, r1 = split_clks(right, bits)
-        return ((l0, r0, FieldMaterial(0, scan_plan, columns, dealer.seeds[0]),
-                 later.for_party(0)),
+        return ((l0, r0, FieldMaterial(0, scan_plan, columns, dealer.seeds[0],
+                                       crossed=crossed), later.for_party(0)),
                 (l1, r1, FieldMaterial(1, scan_plan, columns, dealer.seeds[1],
-                                       dealer.corrections()), later.for_party(1)))
+                                       dealer.corrections(), crossed), later.for_party(1)))
 
     for index, pair in enumerate(plan.pairs):
         left, right = batches[pair.left_agency].clks, batches[pair.right_agency].clks
