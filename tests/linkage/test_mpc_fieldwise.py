@@ -203,19 +203,10 @@ def test_links_plan_blocks_about_link_pairs_per_block():
     assert links_plan(7, 10, 256).block_rows == 7
 
 
-def test_links_say_ahead_exactly_what_later_material_they_will_use():
-    """``links_material`` is what the service's dealer deals ahead: every call the links
-    protocol then makes must be the next one it announced (uneven blocks included)."""
-    from linkage.mpc.fieldwise import (LaterMaterial, field_weights, fieldwise_links_party,
-                                       links_material)
-
-    rng = np.random.default_rng(4)
-    left, right = _related(rng, 23, 17)
-    layout = layout_for(["a", "b", "c"], list(BITS))
-    columns = field_columns(layout.word_starts, layout.word_counts)
-    plan = Plan(23, 17, layout.bits, block_rows=5)
-    dealer, local = FieldDealer(plan, columns), LocalDealer()
-    said, used = [[], []], [[], []]
+def recording_later(local, said, used):
+    """``LaterMaterial`` per party from ``local`` that records what is announced ahead
+    (``said[party]``) and what is then asked for (``used[party]``)."""
+    from linkage.mpc.fieldwise import LaterMaterial
 
     def recording(party):
         inner = local.for_party(party)
@@ -229,6 +220,23 @@ def test_links_say_ahead_exactly_what_later_material_they_will_use():
             return inner.bits(words, dabits)
 
         return LaterMaterial(comparisons, bits, said[party].extend)
+
+    return recording
+
+
+def test_links_say_ahead_exactly_what_later_material_they_will_use():
+    """``links_material`` is what the service's dealer deals ahead: every call the links
+    protocol then makes must be the next one it announced (uneven blocks included)."""
+    from linkage.mpc.fieldwise import field_weights, fieldwise_links_party, links_material
+
+    rng = np.random.default_rng(4)
+    left, right = _related(rng, 23, 17)
+    layout = layout_for(["a", "b", "c"], list(BITS))
+    columns = field_columns(layout.word_starts, layout.word_counts)
+    plan = Plan(23, 17, layout.bits, block_rows=5)
+    dealer, local = FieldDealer(plan, columns), LocalDealer()
+    said, used = [[], []], [[], []]
+    recording = recording_later(local, said, used)
 
     weights = field_weights(np.tile([4.0, 2.0, 0.5, -1.0, -3.0], (3, 1)), 2.0)
     l0, l1 = split_clks(left, layout.bits)

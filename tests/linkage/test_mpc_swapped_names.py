@@ -14,9 +14,11 @@ from linkage.mpc.bands import band_thresholds
 from linkage.mpc.banded_run import SERVICE_EDGES
 from linkage.mpc.field_dealer import FieldDealer, FieldMaterial
 from linkage.mpc.field_train import SamplePair, field_totals_party
-from linkage.mpc.fieldwise import (FIELD_THRESHOLDS, LaterMaterial, LocalDealer, field_columns,
-                                   field_weights, fieldwise_links_party, fieldwise_party,
-                                   links_material, name_swap_products, plain_levels)
+from linkage.mpc.fieldwise import (FIELD_THRESHOLDS, LocalDealer, field_columns, field_weights,
+                                   fieldwise_links_party, fieldwise_party, links_material,
+                                   name_swap_products, plain_levels)
+
+from .test_mpc_fieldwise import recording_later
 
 FIELDS = ["given_name", "family_name", "date_of_birth"]
 BITS = (128, 128, 64)
@@ -112,19 +114,7 @@ def test_links_with_swapped_names_say_ahead_what_they_use():
     _, side0, side1 = _sides(left, right, plan, crossed)
     local = LocalDealer()
     said, used = [[], []], [[], []]
-
-    def recording(party):
-        inner = local.for_party(party)
-
-        def comparisons(count, thresholds):
-            used[party].append(("comparisons", count, thresholds))
-            return inner.comparisons(count, thresholds)
-
-        def bits(words, dabits):
-            used[party].append(("bits", words, dabits))
-            return inner.bits(words, dabits)
-
-        return LaterMaterial(comparisons, bits, said[party].extend)
+    recording = recording_later(local, said, used)
 
     weights = field_weights(np.tile([4.0, 2.0, 0.5, -1.0, -3.0], (3, 1)), 2.0)
     run_locally(fieldwise_links_party(0, *side0[:2], weights, side0[2], recording(0)),
