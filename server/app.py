@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -254,5 +255,8 @@ def serve(server: grpc.Server, store: Store, *, grace_seconds: float = 10.0,
         from linkage.matching.executor import load_kernels_in_background
         load_kernels_in_background()
     stopped.wait()
+    began = time.monotonic()
     server.stop(grace_seconds).wait()
+    log.warning("Calls ended after %.1f s; closing the store", time.monotonic() - began)
     store.close()
+    log.warning("Stopped after %.1f s", time.monotonic() - began)

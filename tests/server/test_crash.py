@@ -163,7 +163,10 @@ def test_sigterm_stops_cleanly_and_backup_is_usable(tmp_path, batches, schema_te
                                                   str(backup)])
         assert result.exit_code == 0, result.output
         server.stop()
-        assert server.process.returncode == 0
+        log = tmp_path / "server.log"
+        assert server.process.returncode == 0, \
+            "the server did not stop on SIGTERM; its log:\n" + (
+                log.read_text("utf-8")[-4000:] if log.exists() else "(none)")
     restored = tmp_path / "restored"
     backup.rename(restored)
     assert (restored / "audit.sqlite3").exists()
