@@ -412,7 +412,12 @@ def test_auto_chooses_on_the_opened_histogram_like_a_single_server_auto_run(
     assert 0.5 < report["estimated_recall"] <= 1.0
     confidences = [g["confidence"] for g in report["groups"] if g["size"] > 1]
     assert confidences and all(0 <= c <= 1 for c in confidences)
-    assert len(set(confidences)) > 1  # band shares of the model, not one constant
+    # band shares of the model, not one constant: several values or, where the run's sample
+    # puts every linked band above the model's non-match tail (CI saw one such run), 1 for
+    # every group and an estimated precision to match
+    distinct = set(confidences)
+    assert len(distinct) > 1 or (distinct == {1.0} and report["estimated_precision"] >= 0.99), \
+        (sorted(distinct), report["estimated_precision"], threshold)
     tls = {a: first.client_tls(a, "agency") for a in agencies}
     two_server = _groups(first.address, auto_linked["tokens"], tls, "shared-auto")
     edges = _band_edges(threshold, True)
