@@ -31,7 +31,7 @@ from .bands import BandThresholds
 from .field_dealer import FieldMaterial
 from .field_refine import linked_sums
 from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits, _pair_levels,
-                        _to_additive, open_operands)
+                        _to_additive, open_operands, per_pair)
 from .protocol import _check_shares, _non_negative, rational_threshold
 
 __all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
@@ -161,15 +161,6 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
                .reshape(fields + len(material.crossed), -1)
                for index, (lo, hi) in enumerate(plan.blocks())]
     common = np.concatenate(commons, axis=1)                            # (F + X) x P
-    rows = left.shape[0]
-
-    def per_pair(left_side, right_side):
-        shape = (fields, rows, plan.right_rows)
-        return (np.ascontiguousarray(np.broadcast_to(left_side[:, :, None], shape)
-                                     ).reshape(fields, -1),
-                np.ascontiguousarray(np.broadcast_to(right_side[:, None, :], shape)
-                                     ).reshape(fields, -1))
-
     pops = per_pair(pop_left, pop_right)
     pairs = common.shape[1]
     # Record-level band bits on the sums over the fields (not the crossed products).

@@ -49,7 +49,8 @@ __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "Fi
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "SWAP_FIELDS", "SWAP_MARGIN",
            "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
            "fieldwise_party", "level_material", "level_words", "links_material", "links_plan",
-           "name_swap_products", "open_operands", "plain_levels", "rule_margin"]
+           "name_swap_products", "open_operands", "per_pair", "plain_levels",
+           "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -246,6 +247,16 @@ def level_material(fields: int, pairs: int, crossed: int) -> list[tuple[str, int
     return out + ([("comparisons", pairs, 1)] if crossed else [])
 
 
+def per_pair(left_side: np.ndarray, right_side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-record values (fields x left rows, fields x right rows) as per-pair values (fields x
+    left rows * right rows, row-major: every left row against every right row)."""
+    shape = (left_side.shape[0], left_side.shape[1], right_side.shape[1])
+    return (np.ascontiguousarray(np.broadcast_to(left_side[:, :, None], shape)
+                                 ).reshape(shape[0], -1),
+            np.ascontiguousarray(np.broadcast_to(right_side[:, None, :], shape)
+                                 ).reshape(shape[0], -1))
+
+
 def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right: np.ndarray,
                  present_left: np.ndarray, present_right: np.ndarray,
                  crossed: tuple[tuple[int, int], ...], later: LaterMaterial, level_thresholds,
@@ -300,34 +311,31 @@ def plain_levels(clks: np.ndarray, layout, pairs, crossed: tuple[tuple[int, int]
     plaintext CLKs (``layout``: a ``FieldLayout``; ``pairs``: ``CandidatePairs``): each
     field's Dice level, with the names compared crosswise where ``SWAP_MARGIN``'s rule says
     so (for tests and the benches' checks)."""
-    from ..encoding.field_segments import field_similarities
+    from ..encoding.field_segments import field_similarities, swapped_name_similarities
     from ..matching.fellegi_sunter import levels_of
 
     similarities = field_similarities(clks, layout, pairs)
     if crossed:
         (given, family), _ = crossed
-        left, right = clks[pairs.left], clks[pairs.right]
+        names = (layout.fields[given], layout.fields[family])
 
-        def ones(rows, field):
-            start, count = layout.word_starts[field], layout.word_counts[field]
-            return rows[:, start:start + count]
+        def segment(name, rows):
+            return layout.segment(clks, name)[rows]
 
-        def common(l, r):
-            return np.bitwise_count(ones(left, l) & ones(right, r)).sum(axis=1, dtype=np.int64)
+        def ones(words):
+            return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
 
-        def pop(rows, field):
-            return np.bitwise_count(ones(rows, field)).sum(axis=1, dtype=np.int64)
+        def common(left_name, right_name):
+            return ones(segment(left_name, pairs.left) & segment(right_name, pairs.right))
 
-        gain = common(given, family) + common(family, given) - common(given, given) \
-            - common(family, family)
-        total = pop(left, given) + pop(left, family) + pop(right, given) + pop(right, family)
+        gain = common(*names) + common(*names[::-1]) - common(names[0], names[0]) \
+            - common(names[1], names[1])
+        total = sum(ones(segment(name, rows)) for name in names
+                    for rows in (pairs.left, pairs.right))
         swap = 4 * SWAP_MARGIN.denominator * gain > SWAP_MARGIN.numerator * total
-        for field, (l, r) in zip((given, family), crossed):
-            a, b, c = pop(left, l), pop(right, r), common(l, r)
-            present = (a > 0) & (b > 0)
-            dice = np.full(len(pairs), np.nan)
-            dice[present] = 2.0 * c[present] / (a + b)[present]
-            similarities[swap, field] = dice[swap]
+        across = swapped_name_similarities(clks, layout, pairs, *names)
+        similarities[swap, given] = across[swap, 0]
+        similarities[swap, family] = across[swap, 1]
     return levels_of(similarities)
 
 
@@ -644,19 +652,10 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
         common = block.product + terms[:, lo - span[0]:hi - span[0]]
         common = common.reshape(common.shape[0], -1)                   # (F + X) x pairs
         pairs = common.shape[1]
-
-        def per_pair(left_side, right_side):
-            return (np.ascontiguousarray(np.broadcast_to(
-                        left_side[:, lo:hi, None], (fields, rows, plan.right_rows))
-                    ).reshape(fields, -1),
-                    np.ascontiguousarray(np.broadcast_to(
-                        right_side[:, None, :], (fields, rows, plan.right_rows))
-                    ).reshape(fields, -1))
-
         masked_words = -(-k * fields * pairs // 64)
         present, bits, triples, first = yield from _pair_levels(
-            party, common, *per_pair(pop_left, pop_right),
-            *per_pair(present_left, present_right), material.crossed, later,
+            party, common, *per_pair(pop_left[:, lo:hi], pop_right),
+            *per_pair(present_left[:, lo:hi], present_right), material.crossed, later,
             level_thresholds, masked_words, (k + 1) * fields * pairs)
         masked = yield from _and_bits(party, bits, np.broadcast_to(
             present[None], bits.shape).copy(), triples, first)
