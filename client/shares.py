@@ -247,7 +247,8 @@ def run_shares(first: LinkageClient, second: LinkageClient, project: str, thresh
         elif event.HasField("later_material"):
             made = [(request, dealer, dealer.correction()) for request, dealer in
                     ((r, BitDealer(int(r.words), int(r.dabits)) if r.bits
-                      else HitDealer(int(r.count), int(r.thresholds)))
+                      else HitDealer(int(r.count), int(r.thresholds),
+                                     ring_bits=int(r.ring_bits) or 32))
                      for r in event.later_material.requests)]
             deliver(lambda party: _later_material(plan, party, made))
         elif event.progress.HasField("summary"):

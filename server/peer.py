@@ -28,7 +28,7 @@ from linkage.errors import InvalidRequestError, PeerError, RunStateError
 from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection,
                          PartyMaterial, Plan, hit_material)
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
-from linkage.mpc.dealer import AND_ROUNDS
+from linkage.mpc.dealer import AND_ROUNDS, comparison_ring
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
 from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
@@ -71,9 +71,11 @@ def band_correction_bytes(plan: Plan, thresholds: int) -> int:
     return plan.pairs * (4 + thresholds * (4 + 8 * AND_ROUNDS + 4))
 
 
-def hit_correction_bytes(hits: int, thresholds: int) -> int:
-    """Server 1's hit corrections: 44 bytes per hit pair and threshold."""
-    return hits * thresholds * (4 + 8 * AND_ROUNDS)
+def hit_correction_bytes(hits: int, thresholds: int, ring_bits: int = 32) -> int:
+    """Server 1's hit corrections: 44 bytes per hit pair and threshold (18 mod 2^16)."""
+    ring = comparison_ring(ring_bits)
+    word, pair_word = np.dtype(ring.word).itemsize, np.dtype(ring.pair_word).itemsize
+    return hits * thresholds * (word + pair_word * ring.rounds)
 
 
 def field_correction_bytes(plan: Plan, products: int) -> int:
@@ -86,7 +88,8 @@ def later_correction_bytes(request: spb.LaterMaterialRequest) -> int:
     """Server 1's corrections for one field-wise later delivery."""
     if request.bits:
         return 8 * int(request.words) + 4 * int(request.dabits)
-    return hit_correction_bytes(int(request.count), int(request.thresholds))
+    return hit_correction_bytes(int(request.count), int(request.thresholds),
+                                int(request.ring_bits) or 32)
 
 
 def is_within(pair: spb.AgencyPairPlan) -> bool:
@@ -235,15 +238,16 @@ class ShareSession:
                             f"{higher} thresholds; this server found {hits} x {thresholds}.")
         return self._hit_material(hits, thresholds, seed, data)
 
-    def _hit_material(self, count: int, thresholds: int, seed: bytes, data: bytes):
+    def _hit_material(self, count: int, thresholds: int, seed: bytes, data: bytes,
+                      ring_bits: int = 32):
         """This server's comparison material for ``count`` values x ``thresholds`` from a
         delivery (server 1 parses its corrections: mask bits, then AND products)."""
-        correction = None
+        correction, ring = None, comparison_ring(ring_bits)
         if self.role == 1:
             take = _Reader(data).take
-            correction = HitCorrection(take(np.uint32, (thresholds, count)),
-                                       take(np.uint64, (AND_ROUNDS, thresholds, count)))
-        return hit_material(self.role, count, thresholds, seed, correction)
+            correction = HitCorrection(take(ring.word, (thresholds, count)),
+                                       take(ring.pair_word, (ring.rounds, thresholds, count)))
+        return hit_material(self.role, count, thresholds, seed, correction, ring_bits)
 
     def deliver_later(self, request: spb.LaterMaterialRequest, seed: bytes,
                       corrections: bytes) -> None:
@@ -262,12 +266,13 @@ class ShareSession:
                                     f"material {sequence} of this field-wise run within "
                                     f"{timeout:.0f} s; nothing of this run was stored.")
             delivered, seed, data = self.later_deliveries.pop(sequence)
-        fields = ("bits", "count", "thresholds", "words", "dabits")
+        fields = ("bits", "count", "thresholds", "words", "dabits", "ring_bits")
         if any(getattr(delivered, name) != getattr(request, name) for name in fields):
             raise PeerError(f"Material {sequence} of this field-wise run was made for other "
                             "counts than this server needs.")
         if not request.bits:
-            return self._hit_material(int(request.count), int(request.thresholds), seed, data)
+            return self._hit_material(int(request.count), int(request.thresholds), seed, data,
+                                      int(request.ring_bits) or 32)
         words, dabits = int(request.words), int(request.dabits)
         correction = None
         if self.role == 1:
@@ -280,7 +285,8 @@ class ShareSession:
         order; server 0 asks the dealer for it (``ask(request)``), ahead where it can."""
         later = _RunLater(self, ask, timeout)
         return LaterMaterial(
-            lambda count, thresholds: later.take(count=count, thresholds=thresholds),
+            lambda count, thresholds, ring_bits=32: later.take(**_comparisons(
+                count, thresholds, ring_bits)),
             lambda words, dabits: later.take(bits=True, words=words, dabits=dabits),
             later.expect)
 
@@ -397,6 +403,12 @@ def _one_blas_thread(protocol):
         return (yield from protocol)
 
 
+def _comparisons(count: int, thresholds: int, ring_bits: int) -> dict:
+    """A comparisons request's fields (``ring_bits`` left unset for 32, its default)."""
+    counts = {"count": count, "thresholds": thresholds}
+    return counts if ring_bits == 32 else {**counts, "ring_bits": ring_bits}
+
+
 class _RunLater:
     """A field-wise run's later deliveries, numbered in the order the run uses them.
 
@@ -435,9 +447,11 @@ class _RunLater:
 
     def expect(self, calls: list[tuple[str, int, int]]) -> None:
         for kind, first, second in calls:
-            self._planned.append({"bits": True, "words": first, "dabits": second}
-                                 if kind == "bits" else
-                                 {"count": first, "thresholds": second})
+            if kind == "bits":
+                self._planned.append({"bits": True, "words": first, "dabits": second})
+            else:  # "comparisons" (mod 2^32) or "comparisons16"
+                ring_bits = int(kind.removeprefix("comparisons") or 32)
+                self._planned.append(_comparisons(first, second, ring_bits))
         self._top_up()
 
     def take(self, **counts):

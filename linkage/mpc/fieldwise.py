@@ -48,8 +48,8 @@ from .ring import RightOperand
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "SWAP_FIELDS", "SWAP_MARGIN",
            "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
-           "fieldwise_party", "level_material", "level_words", "links_material", "links_plan",
-           "name_swap_products", "open_operands", "per_pair", "plain_levels",
+           "fieldwise_party", "level_material", "level_ring_bits", "level_words", "links_material",
+           "links_plan", "name_swap_products", "open_operands", "per_pair", "plain_levels",
            "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
@@ -69,14 +69,15 @@ def field_columns(word_starts: Sequence[int], word_counts: Sequence[int]
 class LaterMaterial:
     """Material made once the candidate graph is open, for counts only (in call order).
 
-    ``comparisons(count, thresholds)``: e.g. ``hit_material`` of a fresh ``HitDealer``;
+    ``comparisons(count, thresholds, ring_bits=32)``: e.g. ``hit_material`` of a fresh
+    ``HitDealer`` (comparisons mod 2^32, or mod 2^16: ``dealer.ComparisonRing``);
     ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``. ``expect``, when
-    given, is told the calls about to come, in order (``("comparisons", count, thresholds)``
-    or ``("bits", words, dabits)``): a dealer in another process then deals ahead instead of
-    answering one call at a time.
+    given, is told the calls about to come, in order (``("comparisons", count, thresholds)``,
+    ``("comparisons16", count, thresholds)`` or ``("bits", words, dabits)``): a dealer in
+    another process then deals ahead instead of answering one call at a time.
     """
 
-    comparisons: Callable[[int, int], BlockMaterial]
+    comparisons: Callable[..., BlockMaterial]
     bits: Callable[[int, int], BitMaterial]
     expect: Callable[[list[tuple[str, int, int]]], None] | None = None
 
@@ -232,6 +233,25 @@ def name_swap_products(fields: Sequence[str]) -> tuple[tuple[int, int], ...]:
     return ((given, family), (family, given))
 
 
+def level_ring_bits(widest: int) -> int:
+    """The ring of the level and swap comparisons for segments of up to ``widest`` bits: 16
+    when every compared value stays below 2^15 in magnitude, else 32.
+
+    A level's value ``2 q c - p (|x| + |y|)`` lies in ``[-2 p w, 2 (q - p) w]`` (``2 c <=
+    |x| + |y| <= 2 w``); the swap's ``4 q g - p S - 1`` with ``|g| <= 2 w``, ``S <= 4 w``
+    in ``[-(8 q + 4 p) w - 1, 8 q w]``. For the person schema's 256-bit segments: 9,728 and
+    11,265, so mod 2^16.
+    """
+    thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    level = max(2 * max(t.numerator, t.denominator - t.numerator) for t in thresholds) * widest
+    swap = (8 * SWAP_MARGIN.denominator + 4 * SWAP_MARGIN.numerator) * widest + 1
+    return 16 if max(level, swap) < 1 << 15 else 32
+
+
+def _comparisons(ring_bits: int) -> str:
+    return "comparisons" if ring_bits == 32 else f"comparisons{ring_bits}"
+
+
 def level_words(fields: int, pairs: int, crossed: int) -> int:
     """AND-triple words ``_pair_levels`` uses for ``pairs`` (before the caller's)."""
     words = -(-(fields + crossed) * pairs // 64)
@@ -240,11 +260,13 @@ def level_words(fields: int, pairs: int, crossed: int) -> int:
     return words
 
 
-def level_material(fields: int, pairs: int, crossed: int) -> list[tuple[str, int, int]]:
+def level_material(fields: int, pairs: int, crossed: int, ring_bits: int
+                   ) -> list[tuple[str, int, int]]:
     """The comparisons ``_pair_levels`` asks for, in order (its AND triples come with the
-    caller's ``bits``)."""
-    out = [("comparisons", (fields + crossed) * pairs, len(FIELD_THRESHOLDS))]
-    return out + ([("comparisons", pairs, 1)] if crossed else [])
+    caller's ``bits``), in the ring of ``level_ring_bits``."""
+    kind = _comparisons(ring_bits)
+    out = [(kind, (fields + crossed) * pairs, len(FIELD_THRESHOLDS))]
+    return out + ([(kind, pairs, 1)] if crossed else [])
 
 
 def per_pair(left_side: np.ndarray, right_side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,14 +282,15 @@ def per_pair(left_side: np.ndarray, right_side: np.ndarray) -> tuple[np.ndarray,
 def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right: np.ndarray,
                  present_left: np.ndarray, present_right: np.ndarray,
                  crossed: tuple[tuple[int, int], ...], later: LaterMaterial, level_thresholds,
-                 extra_words: int, dabits: int) -> Generator[np.ndarray, np.ndarray, tuple]:
+                 ring_bits: int, extra_words: int, dabits: int
+                 ) -> Generator[np.ndarray, np.ndarray, tuple]:
     """XOR shares of each pair's presence (F x P) and level bits (K x F x P), the names
     compared crosswise where ``SWAP_MARGIN`` says so (``crossed``: ``name_swap_products``).
 
     ``common``: (F + X) x P shares of every product's common bits; ``pop_left``,
     ``pop_right``: F x P additive shares of each side's popcount per pair; ``present_left``,
     ``present_right``: F x P XOR shares of each side's presence per pair. Asks
-    ``level_material``'s comparisons, then one ``bits`` of ``level_words + extra_words``
+    ``level_material``'s comparisons (mod 2^``ring_bits``), then one ``bits`` of ``level_words + extra_words``
     words and ``dabits`` daBits. Returns (present, bits, triples, the first word left for
     the caller). The swap bit itself is never opened.
     """
@@ -278,7 +301,7 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
     values = twice_qs * common[None] - ps * sums[None]                   # K x (F + X) x P
     bits = (yield from _non_negative(party, values.reshape(k, -1),
-                                     later.comparisons(values[0].size, k))
+                                     later.comparisons(values[0].size, k, ring_bits))
             ).reshape(k, fields + len(crossed), pairs)
     if crossed:
         # 4 q (crosswise - straight common bits) - p (the names' popcounts) - 1 >= 0
@@ -287,7 +310,8 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
             - common[lefts].sum(axis=0, dtype=np.uint32)
         value = np.uint32(4 * q) * gain - np.uint32(p) * sums[lefts].sum(axis=0, dtype=np.uint32)
         value = value - np.uint32(1 if party == 0 else 0)
-        swap = (yield from _non_negative(party, value[None], later.comparisons(pairs, 1)))[0]
+        swap = (yield from _non_negative(party, value[None],
+                                         later.comparisons(pairs, 1, ring_bits)))[0]
     triples = later.bits(level_words(fields, pairs, len(crossed)) + extra_words, dabits)
     present = yield from _and_bits(party, np.concatenate([present_left, present_left[lefts]]),
                                    np.concatenate([present_right, present_right[rights]]),
@@ -460,16 +484,16 @@ class LocalDealer:
     """
 
     def __init__(self):
-        self._made: list[tuple[str, tuple[int, int], tuple]] = []
+        self._made: list[tuple[str, tuple[int, ...], tuple]] = []
         self._asked = [0, 0]
         self.bytes_to_server_1 = 0
 
-    def _next(self, party: int, kind: str, counts: tuple[int, int]) -> tuple:
+    def _next(self, party: int, kind: str, counts: tuple[int, ...]) -> tuple:
         position = self._asked[party]
         self._asked[party] += 1
         if position == len(self._made):
             if kind == "comparisons":
-                dealer = HitDealer(*counts)
+                dealer = HitDealer(*counts[:2], ring_bits=counts[2])
                 correction = dealer.correction()
             else:
                 dealer = BitDealer(*counts)
@@ -483,10 +507,10 @@ class LocalDealer:
         return made
 
     def for_party(self, party: int) -> LaterMaterial:
-        def comparisons(count: int, thresholds: int) -> BlockMaterial:
-            seeds, correction = self._next(party, "comparisons", (count, thresholds))
+        def comparisons(count: int, thresholds: int, ring_bits: int = 32) -> BlockMaterial:
+            seeds, correction = self._next(party, "comparisons", (count, thresholds, ring_bits))
             return hit_material(party, count, thresholds, seeds[party],
-                                correction if party == 1 else None)
+                                correction if party == 1 else None, ring_bits)
 
         def bits(words: int, dabits: int) -> BitMaterial:
             seeds, correction = self._next(party, "bits", (words, dabits))
@@ -513,17 +537,19 @@ OPENED_SPAN_PAIRS = 1 << 16
 LINK_PAIRS_PER_BLOCK = 1 << 14
 
 
-def links_material(plan: Plan, fields: int, crossed: int = 0) -> list[tuple[str, int, int]]:
-    """The later material ``fieldwise_links_party`` asks for on ``plan``, in order (its counts
-    follow from the plan alone): the records' presence, then per block its level comparisons
-    (and, with ``crossed`` products, the swap's), its AND triples and daBits, and its one
-    comparison with the cut."""
-    k = len(FIELD_THRESHOLDS)
+def links_material(plan: Plan, columns: Sequence[tuple[int, int]], crossed: int = 0
+                   ) -> list[tuple[str, int, int]]:
+    """The later material ``fieldwise_links_party`` asks for on ``plan`` and the fields'
+    ``columns``, in order (its counts follow from the plan alone): the records' presence,
+    then per block its level comparisons (and, with ``crossed`` products, the swap's), its
+    AND triples and daBits, and its one comparison with the cut."""
+    k, fields = len(FIELD_THRESHOLDS), len(columns)
+    ring_bits = level_ring_bits(max(stop - start for start, stop in columns))
     out = [("comparisons", fields * (plan.left_rows + plan.right_rows), 1)]
     for lo, hi in plan.blocks():
         pairs = (hi - lo) * plan.right_rows
         words = level_words(fields, pairs, crossed) + -(-k * fields * pairs // 64)
-        out += [*level_material(fields, pairs, crossed),
+        out += [*level_material(fields, pairs, crossed, ring_bits),
                 ("bits", words, (k + 1) * fields * pairs), ("comparisons", pairs, 1)]
     return out
 
@@ -633,8 +659,9 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
                                   f"{fields} fields")
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
+    ring_bits = level_ring_bits(widest)
     if later.expect is not None:
-        later.expect(links_material(plan, fields, len(material.crossed)))
+        later.expect(links_material(plan, columns, len(material.crossed)))
     operands = yield from open_operands(party, left, right, material)
     pop_left, pop_right = operands.pop_left, operands.pop_right
     present_left, present_right = yield from operands.presence(later)
@@ -656,7 +683,7 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
         present, bits, triples, first = yield from _pair_levels(
             party, common, *per_pair(pop_left[:, lo:hi], pop_right),
             *per_pair(present_left[:, lo:hi], present_right), material.crossed, later,
-            level_thresholds, masked_words, (k + 1) * fields * pairs)
+            level_thresholds, ring_bits, masked_words, (k + 1) * fields * pairs)
         masked = yield from _and_bits(party, bits, np.broadcast_to(
             present[None], bits.shape).copy(), triples, first)
         present_add = yield from _to_additive(party, present, triples, 0)

@@ -211,9 +211,10 @@ def recording_later(local, said, used):
     def recording(party):
         inner = local.for_party(party)
 
-        def comparisons(count, thresholds):
-            used[party].append(("comparisons", count, thresholds))
-            return inner.comparisons(count, thresholds)
+        def comparisons(count, thresholds, ring_bits=32):
+            kind = "comparisons" if ring_bits == 32 else f"comparisons{ring_bits}"
+            used[party].append((kind, count, thresholds))
+            return inner.comparisons(count, thresholds, ring_bits)
 
         def bits(words, dabits):
             used[party].append(("bits", words, dabits))
@@ -247,7 +248,7 @@ def test_links_say_ahead_exactly_what_later_material_they_will_use():
                 fieldwise_links_party(1, l1, r1, weights,
                                       FieldMaterial(1, plan, columns, dealer.seeds[1],
                                                     dealer.corrections()), recording(1)))
-    expected = links_material(plan, 3)
+    expected = links_material(plan, columns)
     assert len(expected) == 1 + 3 * len(plan.blocks()) and len(plan.blocks()) == 5
     assert said == [expected, expected] and used == [expected, expected]
 

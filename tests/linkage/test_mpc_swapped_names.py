@@ -119,7 +119,7 @@ def test_links_with_swapped_names_say_ahead_what_they_use():
     weights = field_weights(np.tile([4.0, 2.0, 0.5, -1.0, -3.0], (3, 1)), 2.0)
     run_locally(fieldwise_links_party(0, *side0[:2], weights, side0[2], recording(0)),
                 fieldwise_links_party(1, *side1[:2], weights, side1[2], recording(1)))
-    expected = links_material(plan, 3, 2)
+    expected = links_material(plan, side0[2].columns, 2)
     assert len(expected) == 1 + 4 * len(plan.blocks())  # one more comparison per block
     assert said == [expected, expected] and used == [expected, expected]
 
