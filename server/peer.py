@@ -28,7 +28,8 @@ from linkage.errors import InvalidRequestError, PeerError, RunStateError
 from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection,
                          PartyMaterial, Plan, hit_material)
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
-from linkage.mpc.dealer import AND_ROUNDS, comparison_ring
+from linkage.mpc.dealer import AND_ROUNDS
+from linkage.mpc.planes import PLANE_BITS, PlaneCorrection, plane_words
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
 from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
@@ -72,10 +73,11 @@ def band_correction_bytes(plan: Plan, thresholds: int) -> int:
 
 
 def hit_correction_bytes(hits: int, thresholds: int, ring_bits: int = 32) -> int:
-    """Server 1's hit corrections: 44 bytes per hit pair and threshold (18 mod 2^16)."""
-    ring = comparison_ring(ring_bits)
-    word, pair_word = np.dtype(ring.word).itemsize, np.dtype(ring.pair_word).itemsize
-    return hits * thresholds * (word + pair_word * ring.rounds)
+    """Server 1's hit corrections: 44 bytes per hit pair and threshold; mod 2^16 (bit
+    planes) 16 + 30 bits per comparison, in whole 64-bit words per plane."""
+    if ring_bits == 16:
+        return 8 * plane_words(hits * thresholds) * (PLANE_BITS + 2 * (PLANE_BITS - 1))
+    return hits * thresholds * (4 + 8 * AND_ROUNDS)
 
 
 def field_correction_bytes(plan: Plan, products: int) -> int:
@@ -242,11 +244,15 @@ class ShareSession:
                       ring_bits: int = 32):
         """This server's comparison material for ``count`` values x ``thresholds`` from a
         delivery (server 1 parses its corrections: mask bits, then AND products)."""
-        correction, ring = None, comparison_ring(ring_bits)
-        if self.role == 1:
+        correction = None
+        if self.role == 1 and ring_bits == 16:
+            take, words = _Reader(data).take, plane_words(count * thresholds)
+            correction = PlaneCorrection(take(np.uint64, (PLANE_BITS, words)),
+                                         take(np.uint64, (2, PLANE_BITS - 1, words)))
+        elif self.role == 1:
             take = _Reader(data).take
-            correction = HitCorrection(take(ring.word, (thresholds, count)),
-                                       take(ring.pair_word, (ring.rounds, thresholds, count)))
+            correction = HitCorrection(take(np.uint32, (thresholds, count)),
+                                       take(np.uint64, (AND_ROUNDS, thresholds, count)))
         return hit_material(self.role, count, thresholds, seed, correction, ring_bits)
 
     def deliver_later(self, request: spb.LaterMaterialRequest, seed: bytes,

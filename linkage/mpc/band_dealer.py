@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidRequestError
-from .dealer import AND_ROUNDS, BlockMaterial, ComparisonRing, Plan, _masks, comparison_ring
+from .dealer import AND_ROUNDS, BlockMaterial, Plan, _masks
+from .planes import PlaneCorrection, PlaneMaterial, plane_correction, plane_material
 from .prg import new_seed, random_words
 from .ring import RightOperand
 
-__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "HitCorrection",
-           "HitDealer", "band_plan", "hit_material"]
+__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "COMPARISON_RINGS",
+           "HitCorrection", "HitDealer", "band_plan", "hit_material"]
 
 _WORDS_PER_BLOCK = 1 << 18  # pairs x thresholds per block: bounds the material in memory
 
@@ -150,26 +151,34 @@ class BandMaterial:
 class HitCorrection:
     """Server 1's corrections for comparisons on ``count`` hit pairs at K thresholds."""
 
-    mask_bits: np.ndarray    # K x count, the ring's word (uint32, or uint16 mod 2^16)
-    and_product: np.ndarray  # rounds x K x count, the ring's pair word (uint64, or uint32)
+    mask_bits: np.ndarray    # K x count, uint32
+    and_product: np.ndarray  # AND_ROUNDS x K x count, uint64
 
     @property
     def nbytes(self) -> int:
         return self.mask_bits.nbytes + self.and_product.nbytes
 
 
-def _hit_seeded(seed: bytes, count: int, thresholds: int, ring: ComparisonRing, *,
-                full: bool) -> dict:
+def _hit_seeded(seed: bytes, count: int, thresholds: int, *, full: bool) -> dict:
     shape = (thresholds, count)
-    rounds = (ring.rounds, *shape)
-    name = "hit" if ring.bits == 32 else f"hit{ring.bits}"
-    out = {"mask": random_words(seed, f"{name} r", shape, ring.word),
-           "and_a": random_words(seed, f"{name} and a", rounds, ring.pair_word),
-           "and_b": random_words(seed, f"{name} and b", rounds, ring.pair_word)}
+    rounds = (AND_ROUNDS, *shape)
+    out = {"mask": random_words(seed, "hit r", shape, np.uint32),
+           "and_a": random_words(seed, "hit and a", rounds, np.uint64),
+           "and_b": random_words(seed, "hit and b", rounds, np.uint64)}
     if full:
-        out["mask_bits"] = random_words(seed, f"{name} r bits", shape, ring.word)
-        out["and_product"] = random_words(seed, f"{name} and c", rounds, ring.pair_word)
+        out["mask_bits"] = random_words(seed, "hit r bits", shape, np.uint32)
+        out["and_product"] = random_words(seed, "hit and c", rounds, np.uint64)
     return out
+
+
+#: The rings a ``HitDealer``'s comparisons run in: mod 2^32 (``protocol``'s word layout), or
+#: mod 2^16 on bit planes (``planes``) for values below 2^15 in magnitude.
+COMPARISON_RINGS = (32, 16)
+
+
+def _check_ring(ring_bits: int) -> None:
+    if ring_bits not in COMPARISON_RINGS:
+        raise InvalidRequestError(f"comparisons run mod 2^32 or 2^16, not 2^{ring_bits!r}")
 
 
 class HitDealer:
@@ -177,8 +186,8 @@ class HitDealer:
 
     After the hit graph at the linking threshold is open, both servers know how many hits
     there are (nothing more than the graph); the dealer then makes K comparisons for each,
-    with fresh seeds, so only hits pay for their bands. ``ring_bits``: 32, or 16 for values
-    below 2^15 in magnitude (``dealer.ComparisonRing``).
+    with fresh seeds, so only hits pay for their bands. ``ring_bits`` 16: comparisons mod
+    2^16 on bit planes (``planes``), for values below 2^15 in magnitude.
     """
 
     def __init__(self, count: int, thresholds: int, seeds: tuple[bytes, bytes] | None = None,
@@ -186,40 +195,44 @@ class HitDealer:
         if not isinstance(count, int) or count < 0 or not isinstance(thresholds, int) \
                 or thresholds < 0:
             raise InvalidRequestError("hit dealer: count and thresholds must be integers >= 0")
-        self.count, self.thresholds = count, thresholds
-        self.ring = comparison_ring(ring_bits)
+        _check_ring(ring_bits)
+        self.count, self.thresholds, self.ring_bits = count, thresholds, ring_bits
         self.seeds = seeds or (new_seed(), new_seed())
 
-    def correction(self) -> HitCorrection:
+    def correction(self) -> HitCorrection | PlaneCorrection:
         """Server 1's correction (one message)."""
-        first = _hit_seeded(self.seeds[0], self.count, self.thresholds, self.ring, full=True)
-        second = _hit_seeded(self.seeds[1], self.count, self.thresholds, self.ring, full=False)
+        if self.ring_bits == 16:
+            return plane_correction(self.seeds, (self.thresholds, self.count))
+        first = _hit_seeded(self.seeds[0], self.count, self.thresholds, full=True)
+        second = _hit_seeded(self.seeds[1], self.count, self.thresholds, full=False)
         anded = (first["and_a"] ^ second["and_a"]) & (first["and_b"] ^ second["and_b"])
         return HitCorrection((first["mask"] + second["mask"]) ^ first["mask_bits"],
                              anded ^ first["and_product"])
 
 
 def hit_material(party: int, count: int, thresholds: int, seed: bytes,
-                 correction: HitCorrection | None = None, ring_bits: int = 32
-                 ) -> BlockMaterial:
+                 correction: HitCorrection | PlaneCorrection | None = None,
+                 ring_bits: int = 32) -> BlockMaterial | PlaneMaterial:
     """One server's comparison material for ``count`` hits x ``thresholds`` (no product).
 
     Raises:
         InvalidRequestError: a correction for server 0, none for server 1, or of the wrong
             shape or ring.
     """
+    _check_ring(ring_bits)
     if (party == 1) != (correction is not None):
         raise InvalidRequestError("server 1, and only server 1, needs the dealer's corrections")
-    ring = comparison_ring(ring_bits)
-    seeded = _hit_seeded(seed, count, thresholds, ring, full=party == 0)
+    if ring_bits == 16:
+        if party == 1 and not isinstance(correction, PlaneCorrection):
+            raise InvalidRequestError("hit correction is for comparisons mod 2^32, not mod "
+                                      "2^16")
+        return plane_material(party, seed, (thresholds, count), correction)
+    if party == 1 and not isinstance(correction, HitCorrection):
+        raise InvalidRequestError("hit correction is for comparisons mod 2^16, not mod 2^32")
+    seeded = _hit_seeded(seed, count, thresholds, full=party == 0)
     if party == 1:
-        if correction.mask_bits.shape != (thresholds, count) \
-                or correction.mask_bits.dtype != ring.word \
-                or correction.and_product.shape != (ring.rounds, thresholds, count) \
-                or correction.and_product.dtype != ring.pair_word:
-            raise InvalidRequestError(
-                f"hit correction has shape {correction.mask_bits.shape} "
-                f"{correction.mask_bits.dtype}, expected {(thresholds, count)} "
-                f"{np.dtype(ring.word)} (comparisons mod 2^{ring.bits})")
+        if correction.mask_bits.shape != (thresholds, count):
+            raise InvalidRequestError(f"hit correction has shape {correction.mask_bits.shape}, "
+                                      f"expected {(thresholds, count)}")
         seeded.update(mask_bits=correction.mask_bits, and_product=correction.and_product)
     return BlockMaterial(product=np.zeros(0, np.uint32), **seeded)

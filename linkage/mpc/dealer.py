@@ -29,8 +29,7 @@ from ..errors import InvalidRequestError
 from .prg import new_seed, random_words
 from .ring import RightOperand
 
-__all__ = ["AND_ROUNDS", "BlockMaterial", "ComparisonRing", "Correction", "Dealer",
-           "PartyMaterial", "Plan", "comparison_ring"]
+__all__ = ["AND_ROUNDS", "BlockMaterial", "Correction", "Dealer", "PartyMaterial", "Plan"]
 
 AND_ROUNDS = 5  # log2(32): the comparison circuit's depth
 _PAIRS_PER_BLOCK = 1 << 18
@@ -92,33 +91,6 @@ class BlockMaterial:
     and_a: np.ndarray       # AND_ROUNDS x rows x right, XOR shares
     and_b: np.ndarray
     and_product: np.ndarray
-
-
-@dataclass(frozen=True)
-class ComparisonRing:
-    """The ring a secure comparison runs in: values mod 2^``bits`` with ``|z| < 2^(bits-1)``.
-
-    Why two: the field levels' values stay below 2^15 in magnitude, and a comparison mod 2^16
-    needs half the words and one round fewer than one mod 2^32 (additive shares mod 2^32
-    reduce to shares mod 2^16 locally). ``word``: the dtype of values, masks and their bits;
-    ``pair_word``: the AND triples' dtype (a round ANDs a (greater, equal) pair of words).
-    """
-
-    bits: int
-    word: type
-    pair_word: type
-    rounds: int
-
-
-_RINGS = {32: ComparisonRing(32, np.uint32, np.uint64, AND_ROUNDS),
-          16: ComparisonRing(16, np.uint16, np.uint32, 4)}
-
-
-def comparison_ring(bits: int) -> ComparisonRing:
-    """The ``ComparisonRing`` of 32 or 16 bits. Raises InvalidRequestError for other sizes."""
-    if bits not in _RINGS:
-        raise InvalidRequestError(f"comparisons run mod 2^32 or 2^16, not 2^{bits!r}")
-    return _RINGS[bits]
 
 
 def _masks(seed: bytes, plan: Plan) -> tuple[np.ndarray, np.ndarray]:

@@ -70,7 +70,7 @@ class LaterMaterial:
     """Material made once the candidate graph is open, for counts only (in call order).
 
     ``comparisons(count, thresholds, ring_bits=32)``: e.g. ``hit_material`` of a fresh
-    ``HitDealer`` (comparisons mod 2^32, or mod 2^16: ``dealer.ComparisonRing``);
+    ``HitDealer`` (comparisons mod 2^32, or mod 2^16 on bit planes: ``planes``);
     ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``. ``expect``, when
     given, is told the calls about to come, in order (``("comparisons", count, thresholds)``,
     ``("comparisons16", count, thresholds)`` or ``("bits", words, dabits)``): a dealer in

@@ -12,7 +12,7 @@ socket or an in-process loop (``run_locally``), lives at the edge. Per server an
    ``>= p/q`` exactly when ``z >= 0``; ``|z| < 2^31``, so ``z >= 0`` is the top bit of
    ``z`` mod 2^32 being 0.
 3. **Masked comparison**: ``c = z + r`` is opened (uniform). With ``c'``, ``r'`` the low 31
-   bits (15 for a comparison mod 2^16, ``dealer.ComparisonRing``), ``msb(z) = msb(c) xor msb(r) xor [r' > c']``, and ``[r' > c']`` compares a public
+   bits, ``msb(z) = msb(c) xor msb(r) xor [r' > c']``, and ``[r' > c']`` compares a public
    number with XOR-shared bits: a prefix (Kogge-Stone) circuit of 5 rounds over ``(greater,
    equal)`` pairs, bit-sliced (one ``uint32`` word per pair holds all 31 positions, and the
    round's two ANDs share one ``uint64`` AND triple).
@@ -32,14 +32,18 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import InvalidRequestError
-from .dealer import BlockMaterial, PartyMaterial, comparison_ring
+from .dealer import AND_ROUNDS, BlockMaterial, PartyMaterial
+from .planes import PlaneMaterial, plane_non_negative
 from .ring import RightOperand
 
 __all__ = ["HitPairs", "RationalThreshold", "rational_threshold", "run_locally",
            "threshold_party"]
 
 Protocol = Generator[np.ndarray, np.ndarray, "HitPairs"]
-_RING_OF_WORD = {np.dtype(comparison_ring(bits).word): comparison_ring(bits) for bits in (32, 16)}
+_LOW31 = np.uint32(0x7FFFFFFF)
+_TOP = np.uint32(0x80000000)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_U32 = np.uint64(32)
 
 
 @dataclass(frozen=True)
@@ -147,33 +151,31 @@ def threshold_party(party: int, left: np.ndarray, right: np.ndarray,
 
 def _non_negative(party: int, value: np.ndarray, block: BlockMaterial
                   ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
-    """XOR share (``uint8`` 0/1) of ``[value >= 0]`` for a shared ``|value| < 2^(b-1)``,
-    in the ring of ``block``'s mask (``dealer.ComparisonRing``: b = 32, or 16 where the
-    values are small; shares mod 2^32 are reduced to it here)."""
-    ring = _RING_OF_WORD[block.mask.dtype]
-    word, bits = ring.word, ring.bits
-    low, top, half = word((1 << (bits - 1)) - 1), word(1 << (bits - 1)), ring.pair_word(bits)
-    mine = value.astype(word) + block.mask
+    """XOR share (``uint8`` 0/1) of ``[value >= 0]`` for a shared ``|value| < 2^31``; with
+    ``planes.PlaneMaterial``, for ``|value| < 2^15`` mod 2^16 on bit planes."""
+    if isinstance(block, PlaneMaterial):
+        return (yield from plane_non_negative(party, value, block))
+    mine = value + block.mask
     masked = mine + (yield mine)  # c = z + r, uniform
-    greater = block.mask_bits & ~masked & low
-    equal = (block.mask_bits ^ ~masked) & low if party == 0 else block.mask_bits & low
+    greater = block.mask_bits & ~masked & _LOW31
+    equal = (block.mask_bits ^ ~masked) & _LOW31 if party == 0 else block.mask_bits & _LOW31
     if party == 0:
-        equal = equal | top  # the padding position b-1: "equal", never "greater"
-    for round_, shift in enumerate(1 << k for k in range(ring.rounds)):
-        higher_greater = greater >> word(shift)
-        higher_equal = equal >> word(shift)
+        equal = equal | _TOP  # the padding position 31: "equal", never "greater"
+    for round_, shift in enumerate(1 << k for k in range(AND_ROUNDS)):
+        higher_greater = greater >> np.uint32(shift)
+        higher_equal = equal >> np.uint32(shift)
         if party == 0:  # positions above the top are padding: equal
-            higher_equal = higher_equal | word(((1 << shift) - 1) << (bits - shift))
-        wide_equal = higher_equal.astype(ring.pair_word)
-        both = yield from _and(party, wide_equal | (wide_equal << half),
-                               greater.astype(ring.pair_word)
-                               | (equal.astype(ring.pair_word) << half), block, round_)
-        greater = higher_greater ^ both.astype(word)  # the low half: truncated
-        equal = (both >> half).astype(word)
-    sign = (block.mask_bits >> word(bits - 1)) ^ (greater & word(1))
+            higher_equal = higher_equal | np.uint32(((1 << shift) - 1) << (32 - shift))
+        wide_equal = higher_equal.astype(np.uint64)
+        both = yield from _and(party, wide_equal | (wide_equal << _U32),
+                               greater.astype(np.uint64) | (equal.astype(np.uint64) << _U32),
+                               block, round_)
+        greater = higher_greater ^ (both & _LOW32).astype(np.uint32)
+        equal = (both >> _U32).astype(np.uint32)
+    top = (block.mask_bits >> np.uint32(31)) ^ (greater & np.uint32(1))
     if party == 0:
-        sign = sign ^ (masked >> word(bits - 1)) ^ word(1)  # msb(c); then NOT: z >= 0
-    return sign.astype(np.uint8)
+        top = top ^ (masked >> np.uint32(31)) ^ np.uint32(1)  # msb(c); then NOT: z >= 0
+    return top.astype(np.uint8)
 
 
 def _and(party: int, x: np.ndarray, y: np.ndarray, block: BlockMaterial, round_: int

@@ -1,11 +1,12 @@
-"""Secure comparisons mod 2^16 (the field levels') decide exactly as those mod 2^32."""
+"""Secure comparisons mod 2^16 on bit planes (the field levels') decide exactly as those mod
+2^32, in fewer bytes."""
 
 import numpy as np
 import pytest
 
 from linkage.errors import InvalidRequestError
 from linkage.mpc import HitDealer, hit_material, run_locally
-from linkage.mpc.dealer import comparison_ring
+from linkage.mpc.planes import plane_words, to_planes
 from linkage.mpc.fieldwise import FIELD_THRESHOLDS, level_ring_bits
 from linkage.mpc.prg import random_words
 from linkage.mpc.protocol import _non_negative, rational_threshold
@@ -44,10 +45,11 @@ def test_mod_2_16_sends_less_than_half():
     values = np.arange(-500, 500)
     _, narrow = _compare(values, 16)
     _, wide = _compare(values, 32)
-    # per value: c (2 B against 4), 4 rounds of two uint32 words against 5 of two uint64,
-    # and the opened bit (one byte here)
-    assert narrow == values.size * (2 + 4 * 8 + 1)
+    # c (2 B a value against 4); 15 combines of 3 bits each on planes of 64 values, against 5
+    # rounds of two uint64 words a value; and the opened bit (one byte a value here)
+    assert narrow == values.size * (2 + 1) + 15 * 3 * 8 * plane_words(values.size)
     assert wide == values.size * (4 + 5 * 16 + 1)
+    assert narrow < wide / 8
 
 
 def test_the_ring_follows_the_widest_segment():
@@ -60,11 +62,25 @@ def test_the_ring_follows_the_widest_segment():
     assert level_ring_bits(768) == 32 and level_ring_bits(1024) == 32
 
 
-def test_material_of_another_ring_is_refused():
+def test_planes_hold_bit_j_of_value_m_at_bit_m_of_plane_j():
+    values = np.array([1, 2, 0x8000, 0xFFFF] + [0] * 61 + [3], np.uint16)
+    planes = to_planes(values)
+    assert planes.shape == (16, 2) and planes.dtype == np.uint64
+    for j in range(16):
+        expected = [(int(v) >> j) & 1 for v in values]
+        got = [(int(planes[j, m // 64]) >> (m % 64)) & 1 for m in range(values.size)]
+        assert got == expected
+    assert not (planes[:, 1] >> np.uint64(2)).any()  # values 64 and 65, then padding: 0
+
+
+def test_material_of_another_ring_or_size_is_refused():
     dealer = HitDealer(10, 2, ring_bits=32)
-    with pytest.raises(InvalidRequestError, match="mod 2\\^16"):
+    with pytest.raises(InvalidRequestError, match="mod 2\\^32, not mod 2\\^16"):
         hit_material(1, 10, 2, dealer.seeds[1], dealer.correction(), 16)
+    narrow = HitDealer(100, 2, ring_bits=16)
+    with pytest.raises(InvalidRequestError, match="mod 2\\^16, not mod 2\\^32"):
+        hit_material(1, 100, 2, narrow.seeds[1], narrow.correction(), 32)
+    with pytest.raises(InvalidRequestError, match="plane correction has shapes"):
+        hit_material(1, 100, 1, narrow.seeds[1], narrow.correction(), 16)
     with pytest.raises(InvalidRequestError, match="2\\^32 or 2\\^16"):
-        comparison_ring(8)
-    with pytest.raises(InvalidRequestError):
         HitDealer(10, 2, ring_bits=24)
