@@ -29,7 +29,7 @@ from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection
                          PartyMaterial, Plan, hit_material)
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
-from linkage.mpc.planes import PLANE_BITS, PlaneCorrection, plane_words
+from linkage.mpc.planes import PlaneCorrection, plane_correction_bytes, plane_words
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
 from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
@@ -72,11 +72,11 @@ def band_correction_bytes(plan: Plan, thresholds: int) -> int:
     return plan.pairs * (4 + thresholds * (4 + 8 * AND_ROUNDS + 4))
 
 
-def hit_correction_bytes(hits: int, thresholds: int, ring_bits: int = 32) -> int:
-    """Server 1's hit corrections: 44 bytes per hit pair and threshold; mod 2^16 (bit
-    planes) 16 + 30 bits per comparison, in whole 64-bit words per plane."""
-    if ring_bits == 16:
-        return 8 * plane_words(hits * thresholds) * (PLANE_BITS + 2 * (PLANE_BITS - 1))
+def hit_correction_bytes(hits: int, thresholds: int, plane_bits: int = 0) -> int:
+    """Server 1's hit corrections: 44 bytes per hit pair and threshold in the word layout;
+    on bit planes ``planes.plane_correction_bytes``."""
+    if plane_bits:
+        return plane_correction_bytes(hits * thresholds, plane_bits)
     return hits * thresholds * (4 + 8 * AND_ROUNDS)
 
 
@@ -91,7 +91,7 @@ def later_correction_bytes(request: spb.LaterMaterialRequest) -> int:
     if request.bits:
         return 8 * int(request.words) + 4 * int(request.dabits)
     return hit_correction_bytes(int(request.count), int(request.thresholds),
-                                int(request.ring_bits) or 32)
+                                int(request.plane_bits))
 
 
 def is_within(pair: spb.AgencyPairPlan) -> bool:
@@ -241,19 +241,19 @@ class ShareSession:
         return self._hit_material(hits, thresholds, seed, data)
 
     def _hit_material(self, count: int, thresholds: int, seed: bytes, data: bytes,
-                      ring_bits: int = 32):
+                      plane_bits: int = 0):
         """This server's comparison material for ``count`` values x ``thresholds`` from a
         delivery (server 1 parses its corrections: mask bits, then AND products)."""
         correction = None
-        if self.role == 1 and ring_bits == 16:
+        if self.role == 1 and plane_bits:
             take, words = _Reader(data).take, plane_words(count * thresholds)
-            correction = PlaneCorrection(take(np.uint64, (PLANE_BITS, words)),
-                                         take(np.uint64, (2, PLANE_BITS - 1, words)))
+            correction = PlaneCorrection(take(np.uint64, (plane_bits, words)),
+                                         take(np.uint64, (2, plane_bits - 1, words)))
         elif self.role == 1:
             take = _Reader(data).take
             correction = HitCorrection(take(np.uint32, (thresholds, count)),
                                        take(np.uint64, (AND_ROUNDS, thresholds, count)))
-        return hit_material(self.role, count, thresholds, seed, correction, ring_bits)
+        return hit_material(self.role, count, thresholds, seed, correction, plane_bits)
 
     def deliver_later(self, request: spb.LaterMaterialRequest, seed: bytes,
                       corrections: bytes) -> None:
@@ -272,13 +272,13 @@ class ShareSession:
                                     f"material {sequence} of this field-wise run within "
                                     f"{timeout:.0f} s; nothing of this run was stored.")
             delivered, seed, data = self.later_deliveries.pop(sequence)
-        fields = ("bits", "count", "thresholds", "words", "dabits", "ring_bits")
+        fields = ("bits", "count", "thresholds", "words", "dabits", "plane_bits")
         if any(getattr(delivered, name) != getattr(request, name) for name in fields):
             raise PeerError(f"Material {sequence} of this field-wise run was made for other "
                             "counts than this server needs.")
         if not request.bits:
             return self._hit_material(int(request.count), int(request.thresholds), seed, data,
-                                      int(request.ring_bits) or 32)
+                                      int(request.plane_bits))
         words, dabits = int(request.words), int(request.dabits)
         correction = None
         if self.role == 1:
@@ -291,8 +291,8 @@ class ShareSession:
         order; server 0 asks the dealer for it (``ask(request)``), ahead where it can."""
         later = _RunLater(self, ask, timeout)
         return LaterMaterial(
-            lambda count, thresholds, ring_bits=32: later.take(**_comparisons(
-                count, thresholds, ring_bits)),
+            lambda count, thresholds, plane_bits=0: later.take(**_comparisons(
+                count, thresholds, plane_bits)),
             lambda words, dabits: later.take(bits=True, words=words, dabits=dabits),
             later.expect)
 
@@ -409,10 +409,10 @@ def _one_blas_thread(protocol):
         return (yield from protocol)
 
 
-def _comparisons(count: int, thresholds: int, ring_bits: int) -> dict:
-    """A comparisons request's fields (``ring_bits`` left unset for 32, its default)."""
+def _comparisons(count: int, thresholds: int, plane_bits: int) -> dict:
+    """A comparisons request's fields (``plane_bits`` left unset for the word layout)."""
     counts = {"count": count, "thresholds": thresholds}
-    return counts if ring_bits == 32 else {**counts, "ring_bits": ring_bits}
+    return {**counts, "plane_bits": plane_bits} if plane_bits else counts
 
 
 class _RunLater:
@@ -455,9 +455,9 @@ class _RunLater:
         for kind, first, second in calls:
             if kind == "bits":
                 self._planned.append({"bits": True, "words": first, "dabits": second})
-            else:  # "comparisons" (mod 2^32) or "comparisons16"
-                ring_bits = int(kind.removeprefix("comparisons") or 32)
-                self._planned.append(_comparisons(first, second, ring_bits))
+            else:  # "comparisons" (the word layout), "comparisons16" or "comparisons32"
+                plane_bits = int(kind.removeprefix("comparisons") or 0)
+                self._planned.append(_comparisons(first, second, plane_bits))
         self._top_up()
 
     def take(self, **counts):

@@ -20,12 +20,13 @@ import numpy as np
 
 from ..errors import InvalidRequestError
 from .dealer import AND_ROUNDS, BlockMaterial, Plan, _masks
-from .planes import PlaneCorrection, PlaneMaterial, plane_correction, plane_material
+from .planes import (PlaneCorrection, PlaneMaterial, check_plane_bits, plane_correction,
+                     plane_material)
 from .prg import new_seed, random_words
 from .ring import RightOperand
 
-__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "COMPARISON_RINGS",
-           "HitCorrection", "HitDealer", "band_plan", "hit_material"]
+__all__ = ["BandBlock", "BandCorrection", "BandDealer", "BandMaterial", "HitCorrection",
+           "HitDealer", "band_plan", "hit_material"]
 
 _WORDS_PER_BLOCK = 1 << 18  # pairs x thresholds per block: bounds the material in memory
 
@@ -171,38 +172,29 @@ def _hit_seeded(seed: bytes, count: int, thresholds: int, *, full: bool) -> dict
     return out
 
 
-#: The rings a ``HitDealer``'s comparisons run in: mod 2^32 (``protocol``'s word layout), or
-#: mod 2^16 on bit planes (``planes``) for values below 2^15 in magnitude.
-COMPARISON_RINGS = (32, 16)
-
-
-def _check_ring(ring_bits: int) -> None:
-    if ring_bits not in COMPARISON_RINGS:
-        raise InvalidRequestError(f"comparisons run mod 2^32 or 2^16, not 2^{ring_bits!r}")
-
-
 class HitDealer:
     """Comparison material for the hit pairs alone, made once their number is known.
 
     After the hit graph at the linking threshold is open, both servers know how many hits
     there are (nothing more than the graph); the dealer then makes K comparisons for each,
-    with fresh seeds, so only hits pay for their bands. ``ring_bits`` 16: comparisons mod
-    2^16 on bit planes (``planes``), for values below 2^15 in magnitude.
+    with fresh seeds, so only hits pay for their bands. ``plane_bits`` 0: the word layout
+    mod 2^32 (``protocol``); 16 or 32: on bit planes mod 2^16 or 2^32 (``planes``).
     """
 
     def __init__(self, count: int, thresholds: int, seeds: tuple[bytes, bytes] | None = None,
-                 ring_bits: int = 32):
+                 plane_bits: int = 0):
         if not isinstance(count, int) or count < 0 or not isinstance(thresholds, int) \
                 or thresholds < 0:
             raise InvalidRequestError("hit dealer: count and thresholds must be integers >= 0")
-        _check_ring(ring_bits)
-        self.count, self.thresholds, self.ring_bits = count, thresholds, ring_bits
+        if plane_bits:
+            check_plane_bits(plane_bits)
+        self.count, self.thresholds, self.plane_bits = count, thresholds, plane_bits
         self.seeds = seeds or (new_seed(), new_seed())
 
     def correction(self) -> HitCorrection | PlaneCorrection:
         """Server 1's correction (one message)."""
-        if self.ring_bits == 16:
-            return plane_correction(self.seeds, (self.thresholds, self.count))
+        if self.plane_bits:
+            return plane_correction(self.seeds, (self.thresholds, self.count), self.plane_bits)
         first = _hit_seeded(self.seeds[0], self.count, self.thresholds, full=True)
         second = _hit_seeded(self.seeds[1], self.count, self.thresholds, full=False)
         anded = (first["and_a"] ^ second["and_a"]) & (first["and_b"] ^ second["and_b"])
@@ -212,23 +204,24 @@ class HitDealer:
 
 def hit_material(party: int, count: int, thresholds: int, seed: bytes,
                  correction: HitCorrection | PlaneCorrection | None = None,
-                 ring_bits: int = 32) -> BlockMaterial | PlaneMaterial:
-    """One server's comparison material for ``count`` hits x ``thresholds`` (no product).
+                 plane_bits: int = 0) -> BlockMaterial | PlaneMaterial:
+    """One server's comparison material for ``count`` hits x ``thresholds`` (no product),
+    in the layout of ``plane_bits`` (see ``HitDealer``).
 
     Raises:
         InvalidRequestError: a correction for server 0, none for server 1, or of the wrong
-            shape or ring.
+            shape or layout.
     """
-    _check_ring(ring_bits)
     if (party == 1) != (correction is not None):
         raise InvalidRequestError("server 1, and only server 1, needs the dealer's corrections")
-    if ring_bits == 16:
+    if plane_bits:
+        check_plane_bits(plane_bits)
         if party == 1 and not isinstance(correction, PlaneCorrection):
-            raise InvalidRequestError("hit correction is for comparisons mod 2^32, not mod "
-                                      "2^16")
-        return plane_material(party, seed, (thresholds, count), correction)
+            raise InvalidRequestError("hit correction is in the word layout, not on bit "
+                                      "planes")
+        return plane_material(party, seed, (thresholds, count), plane_bits, correction)
     if party == 1 and not isinstance(correction, HitCorrection):
-        raise InvalidRequestError("hit correction is for comparisons mod 2^16, not mod 2^32")
+        raise InvalidRequestError("hit correction is on bit planes, not in the word layout")
     seeded = _hit_seeded(seed, count, thresholds, full=party == 0)
     if party == 1:
         if correction.mask_bits.shape != (thresholds, count):

@@ -41,7 +41,7 @@ def linked_sums(party: int, counted: np.ndarray, later: LaterMaterial, weights: 
     triples = later.bits(-(-cells // 64), 2 * cells + count)
     added = yield from _to_additive(party, counted, triples, 0)
     margin = rule_margin(party, weights, added[0], added[1:])
-    link = (yield from _non_negative(party, margin[None], later.comparisons(count, 1)))[0]
+    link = (yield from _non_negative(party, margin[None], later.comparisons(count, 1, 32)))[0]
     anded = yield from _and_bits(party, np.broadcast_to(link, counted.shape).copy(), counted,
                                  triples, 0)
     anded_add = yield from _to_additive(party, anded, triples, cells)

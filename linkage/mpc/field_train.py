@@ -31,7 +31,7 @@ from .bands import BandThresholds
 from .field_dealer import FieldMaterial
 from .field_refine import linked_sums
 from .fieldwise import (FIELD_THRESHOLDS, FieldWeights, LaterMaterial, _and_bits, _pair_levels,
-                        _to_additive, level_ring_bits, open_operands, per_pair)
+                        _to_additive, level_plane_bits, open_operands, per_pair)
 from .protocol import _check_shares, _non_negative, rational_threshold
 
 __all__ = ["FieldCounts", "FieldTotals", "SamplePair", "field_totals_party",
@@ -155,7 +155,7 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
     fields, k = len(columns), len(FIELD_THRESHOLDS)
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
-    ring_bits = level_ring_bits(widest)
+    plane_bits = level_plane_bits(widest)
     operands = yield from open_operands(party, left, right, material)
     pop_left, pop_right = operands.pop_left, operands.pop_right
     commons = [operands.common(material.block(index), lo, hi)
@@ -169,13 +169,13 @@ def _scan(party: int, pair: SamplePair, bands: BandThresholds
     p = np.array([t.numerator for t in bands.thresholds], np.uint32)[:, None]
     values = twice_q * common[:fields].sum(axis=0, dtype=np.uint32)[None] \
         - p * (pops[0] + pops[1]).sum(axis=0, dtype=np.uint32)[None]
-    band = yield from _non_negative(party, values, later.comparisons(pairs, len(bands)))
+    band = yield from _non_negative(party, values, later.comparisons(pairs, len(bands), 32))
     # Presence per record, then per pair; level bits per pair and field.
     present_left, present_right = yield from operands.presence(later)
     masked_words = -(-k * fields * pairs // 64)
     present, bits, triples, first = yield from _pair_levels(
         party, common, *pops, *per_pair(present_left, present_right), material.crossed,
-        later, level_thresholds, ring_bits, masked_words, band.size)
+        later, level_thresholds, plane_bits, masked_words, band.size)
     masked = yield from _and_bits(party, bits, np.broadcast_to(present[None], bits.shape).copy(),
                                   triples, first)
     band_add = yield from _to_additive(party, band, triples, 0)

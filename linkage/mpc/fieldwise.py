@@ -28,6 +28,10 @@ four level bits each, one comparison (``SWAP_MARGIN``) and the names' bits chose
 shares; the swap bit is never opened. Not on shares (see docs/privacy.md, "Field-wise levels
 on shares"): term-frequency adjustments and exact-equality blocking; the servers never see
 identical segments.
+
+The links and the training compare on bit planes (``planes``): the levels and the swap mod
+2^16 where the segments allow it (``level_plane_bits``), presence, the weight sum and the
+training's bands mod 2^32. ``fieldwise_party``'s levels keep the word layout.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from .ring import RightOperand
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "SWAP_FIELDS", "SWAP_MARGIN",
            "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
-           "fieldwise_party", "level_material", "level_ring_bits", "level_words", "links_material",
+           "fieldwise_party", "level_material", "level_plane_bits", "level_words", "links_material",
            "links_plan", "name_swap_products", "open_operands", "per_pair", "plain_levels",
            "rule_margin"]
 
@@ -69,12 +73,13 @@ def field_columns(word_starts: Sequence[int], word_counts: Sequence[int]
 class LaterMaterial:
     """Material made once the candidate graph is open, for counts only (in call order).
 
-    ``comparisons(count, thresholds, ring_bits=32)``: e.g. ``hit_material`` of a fresh
-    ``HitDealer`` (comparisons mod 2^32, or mod 2^16 on bit planes: ``planes``);
+    ``comparisons(count, thresholds, plane_bits=0)``: e.g. ``hit_material`` of a fresh
+    ``HitDealer`` (0: the word layout mod 2^32; 16 or 32: on bit planes, ``planes``);
     ``bits(words, dabits)``: e.g. ``bit_material`` of a fresh ``BitDealer``. ``expect``, when
     given, is told the calls about to come, in order (``("comparisons", count, thresholds)``,
-    ``("comparisons16", count, thresholds)`` or ``("bits", words, dabits)``): a dealer in
-    another process then deals ahead instead of answering one call at a time.
+    ``("comparisons16", ...)`` and ``("comparisons32", ...)`` on planes, or ``("bits",
+    words, dabits)``): a dealer in another process then deals ahead instead of answering one
+    call at a time.
     """
 
     comparisons: Callable[..., BlockMaterial]
@@ -188,7 +193,7 @@ class FieldOperands:
         one = np.uint32(1 if self.party == 0 else 0)
         values = np.concatenate([(self.pop_left - one).ravel(), (self.pop_right - one).ravel()])
         present = (yield from _non_negative(self.party, values[None],
-                                            later.comparisons(values.size, 1)))[0]
+                                            later.comparisons(values.size, 1, 32)))[0]
         return (present[:self.pop_left.size].reshape(self.pop_left.shape),
                 present[self.pop_left.size:].reshape(self.pop_right.shape))
 
@@ -233,9 +238,10 @@ def name_swap_products(fields: Sequence[str]) -> tuple[tuple[int, int], ...]:
     return ((given, family), (family, given))
 
 
-def level_ring_bits(widest: int) -> int:
-    """The ring of the level and swap comparisons for segments of up to ``widest`` bits: 16
-    when every compared value stays below 2^15 in magnitude, else 32.
+def level_plane_bits(widest: int) -> int:
+    """The ring of the level and swap comparisons on bit planes (``planes``) for segments of
+    up to ``widest`` bits: 16 when every compared value stays below 2^15 in magnitude, else
+    32.
 
     A level's value ``2 q c - p (|x| + |y|)`` lies in ``[-2 p w, 2 (q - p) w]`` (``2 c <=
     |x| + |y| <= 2 w``); the swap's ``4 q g - p S - 1`` with ``|g| <= 2 w``, ``S <= 4 w``
@@ -248,8 +254,10 @@ def level_ring_bits(widest: int) -> int:
     return 16 if max(level, swap) < 1 << 15 else 32
 
 
-def _comparisons(ring_bits: int) -> str:
-    return "comparisons" if ring_bits == 32 else f"comparisons{ring_bits}"
+def _comparisons(plane_bits: int) -> str:
+    """The ``LaterMaterial.expect`` kind: "comparisons" in the word layout, "comparisons16"
+    and "comparisons32" on bit planes."""
+    return f"comparisons{plane_bits}" if plane_bits else "comparisons"
 
 
 def level_words(fields: int, pairs: int, crossed: int) -> int:
@@ -260,11 +268,11 @@ def level_words(fields: int, pairs: int, crossed: int) -> int:
     return words
 
 
-def level_material(fields: int, pairs: int, crossed: int, ring_bits: int
+def level_material(fields: int, pairs: int, crossed: int, plane_bits: int
                    ) -> list[tuple[str, int, int]]:
     """The comparisons ``_pair_levels`` asks for, in order (its AND triples come with the
-    caller's ``bits``), in the ring of ``level_ring_bits``."""
-    kind = _comparisons(ring_bits)
+    caller's ``bits``), on the planes of ``level_plane_bits``."""
+    kind = _comparisons(plane_bits)
     out = [(kind, (fields + crossed) * pairs, len(FIELD_THRESHOLDS))]
     return out + ([(kind, pairs, 1)] if crossed else [])
 
@@ -282,7 +290,7 @@ def per_pair(left_side: np.ndarray, right_side: np.ndarray) -> tuple[np.ndarray,
 def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right: np.ndarray,
                  present_left: np.ndarray, present_right: np.ndarray,
                  crossed: tuple[tuple[int, int], ...], later: LaterMaterial, level_thresholds,
-                 ring_bits: int, extra_words: int, dabits: int
+                 plane_bits: int, extra_words: int, dabits: int
                  ) -> Generator[np.ndarray, np.ndarray, tuple]:
     """XOR shares of each pair's presence (F x P) and level bits (K x F x P), the names
     compared crosswise where ``SWAP_MARGIN`` says so (``crossed``: ``name_swap_products``).
@@ -290,7 +298,8 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
     ``common``: (F + X) x P shares of every product's common bits; ``pop_left``,
     ``pop_right``: F x P additive shares of each side's popcount per pair; ``present_left``,
     ``present_right``: F x P XOR shares of each side's presence per pair. Asks
-    ``level_material``'s comparisons (mod 2^``ring_bits``), then one ``bits`` of ``level_words + extra_words``
+    ``level_material``'s comparisons (on planes mod 2^``plane_bits``), then one ``bits`` of
+    ``level_words + extra_words``
     words and ``dabits`` daBits. Returns (present, bits, triples, the first word left for
     the caller). The swap bit itself is never opened.
     """
@@ -301,7 +310,7 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
     ps = np.array([t.numerator for t in level_thresholds], np.uint32)[:, None, None]
     values = twice_qs * common[None] - ps * sums[None]                   # K x (F + X) x P
     bits = (yield from _non_negative(party, values.reshape(k, -1),
-                                     later.comparisons(values[0].size, k, ring_bits))
+                                     later.comparisons(values[0].size, k, plane_bits))
             ).reshape(k, fields + len(crossed), pairs)
     if crossed:
         # 4 q (crosswise - straight common bits) - p (the names' popcounts) - 1 >= 0
@@ -311,7 +320,7 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
         value = np.uint32(4 * q) * gain - np.uint32(p) * sums[lefts].sum(axis=0, dtype=np.uint32)
         value = value - np.uint32(1 if party == 0 else 0)
         swap = (yield from _non_negative(party, value[None],
-                                         later.comparisons(pairs, 1, ring_bits)))[0]
+                                         later.comparisons(pairs, 1, plane_bits)))[0]
     triples = later.bits(level_words(fields, pairs, len(crossed)) + extra_words, dabits)
     present = yield from _and_bits(party, np.concatenate([present_left, present_left[lefts]]),
                                    np.concatenate([present_right, present_right[rights]]),
@@ -493,7 +502,7 @@ class LocalDealer:
         self._asked[party] += 1
         if position == len(self._made):
             if kind == "comparisons":
-                dealer = HitDealer(*counts[:2], ring_bits=counts[2])
+                dealer = HitDealer(*counts[:2], plane_bits=counts[2])
                 correction = dealer.correction()
             else:
                 dealer = BitDealer(*counts)
@@ -507,10 +516,10 @@ class LocalDealer:
         return made
 
     def for_party(self, party: int) -> LaterMaterial:
-        def comparisons(count: int, thresholds: int, ring_bits: int = 32) -> BlockMaterial:
-            seeds, correction = self._next(party, "comparisons", (count, thresholds, ring_bits))
+        def comparisons(count: int, thresholds: int, plane_bits: int = 0):
+            seeds, correction = self._next(party, "comparisons", (count, thresholds, plane_bits))
             return hit_material(party, count, thresholds, seeds[party],
-                                correction if party == 1 else None, ring_bits)
+                                correction if party == 1 else None, plane_bits)
 
         def bits(words: int, dabits: int) -> BitMaterial:
             seeds, correction = self._next(party, "bits", (words, dabits))
@@ -544,13 +553,13 @@ def links_material(plan: Plan, columns: Sequence[tuple[int, int]], crossed: int 
     then per block its level comparisons (and, with ``crossed`` products, the swap's), its
     AND triples and daBits, and its one comparison with the cut."""
     k, fields = len(FIELD_THRESHOLDS), len(columns)
-    ring_bits = level_ring_bits(max(stop - start for start, stop in columns))
-    out = [("comparisons", fields * (plan.left_rows + plan.right_rows), 1)]
+    plane_bits = level_plane_bits(max(stop - start for start, stop in columns))
+    out = [("comparisons32", fields * (plan.left_rows + plan.right_rows), 1)]
     for lo, hi in plan.blocks():
         pairs = (hi - lo) * plan.right_rows
         words = level_words(fields, pairs, crossed) + -(-k * fields * pairs // 64)
-        out += [*level_material(fields, pairs, crossed, ring_bits),
-                ("bits", words, (k + 1) * fields * pairs), ("comparisons", pairs, 1)]
+        out += [*level_material(fields, pairs, crossed, plane_bits),
+                ("bits", words, (k + 1) * fields * pairs), ("comparisons32", pairs, 1)]
     return out
 
 
@@ -659,7 +668,7 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
                                   f"{fields} fields")
     widest = max(stop - start for start, stop in columns)
     level_thresholds = [rational_threshold(t, widest) for t in FIELD_THRESHOLDS]
-    ring_bits = level_ring_bits(widest)
+    plane_bits = level_plane_bits(widest)
     if later.expect is not None:
         later.expect(links_material(plan, columns, len(material.crossed)))
     operands = yield from open_operands(party, left, right, material)
@@ -683,14 +692,14 @@ def fieldwise_links_party(party: int, left: np.ndarray, right: np.ndarray,
         present, bits, triples, first = yield from _pair_levels(
             party, common, *per_pair(pop_left[:, lo:hi], pop_right),
             *per_pair(present_left[:, lo:hi], present_right), material.crossed, later,
-            level_thresholds, ring_bits, masked_words, (k + 1) * fields * pairs)
+            level_thresholds, plane_bits, masked_words, (k + 1) * fields * pairs)
         masked = yield from _and_bits(party, bits, np.broadcast_to(
             present[None], bits.shape).copy(), triples, first)
         present_add = yield from _to_additive(party, present, triples, 0)
         masked_add = yield from _to_additive(party, masked, triples, present.size)
         weight = rule_margin(party, weights, present_add, masked_add)
         decided = (yield from _non_negative(party, weight[None],
-                                            later.comparisons(pairs, 1)))[0]
+                                            later.comparisons(pairs, 1, 32)))[0]
         linked = np.flatnonzero((yield from _open_bits(decided)))
         lefts.append(linked // plan.right_rows + lo)
         rights.append(linked % plan.right_rows)

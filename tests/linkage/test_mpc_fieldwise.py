@@ -211,10 +211,10 @@ def recording_later(local, said, used):
     def recording(party):
         inner = local.for_party(party)
 
-        def comparisons(count, thresholds, ring_bits=32):
-            kind = "comparisons" if ring_bits == 32 else f"comparisons{ring_bits}"
+        def comparisons(count, thresholds, plane_bits=0):
+            kind = f"comparisons{plane_bits}" if plane_bits else "comparisons"
             used[party].append((kind, count, thresholds))
-            return inner.comparisons(count, thresholds, ring_bits)
+            return inner.comparisons(count, thresholds, plane_bits)
 
         def bits(words, dabits):
             used[party].append(("bits", words, dabits))

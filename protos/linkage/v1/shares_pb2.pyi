@@ -156,22 +156,22 @@ class LaterMaterialBatch(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[LaterMaterialRequest, _Mapping]]] = ...) -> None: ...
 
 class LaterMaterialRequest(_message.Message):
-    __slots__ = ("sequence", "bits", "count", "thresholds", "words", "dabits", "ring_bits")
+    __slots__ = ("sequence", "bits", "count", "thresholds", "words", "dabits", "plane_bits")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     BITS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     DABITS_FIELD_NUMBER: _ClassVar[int]
-    RING_BITS_FIELD_NUMBER: _ClassVar[int]
+    PLANE_BITS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     bits: bool
     count: int
     thresholds: int
     words: int
     dabits: int
-    ring_bits: int
-    def __init__(self, sequence: _Optional[int] = ..., bits: _Optional[bool] = ..., count: _Optional[int] = ..., thresholds: _Optional[int] = ..., words: _Optional[int] = ..., dabits: _Optional[int] = ..., ring_bits: _Optional[int] = ...) -> None: ...
+    plane_bits: int
+    def __init__(self, sequence: _Optional[int] = ..., bits: _Optional[bool] = ..., count: _Optional[int] = ..., thresholds: _Optional[int] = ..., words: _Optional[int] = ..., dabits: _Optional[int] = ..., plane_bits: _Optional[int] = ...) -> None: ...
 
 class HitMaterialRequest(_message.Message):
     __slots__ = ("pair", "hits", "thresholds")
