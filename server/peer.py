@@ -29,9 +29,9 @@ from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection
                          PartyMaterial, Plan, hit_material)
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
-from linkage.mpc.planes import PlaneCorrection, plane_correction_bytes, plane_words
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
 from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
+from linkage.mpc.planes import PlaneCorrection, plane_correction_bytes, plane_words
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
 

@@ -7,6 +7,7 @@ Pure functions and generators, arrays in and arrays out; the transport is at the
 * ``prg``: seed expansion (AES-CTR) for shares and the dealer's seeded randomness;
 * ``dealer``: the offline phase (matrix Beaver triples, comparison masks, AND triples);
 * ``protocol``: one server's side of Dice-on-shares plus the secure comparison;
+* ``planes``: the secure comparison on bit planes (mod 2^16 or 2^32), for the field-wise run;
 * ``band_dealer`` and ``bands``: K comparisons per pair, an opened histogram of Dice bands
   and the band of linked pairs only (for ``auto`` and the 1-to-1 rule).
 

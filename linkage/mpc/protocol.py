@@ -152,7 +152,7 @@ def threshold_party(party: int, left: np.ndarray, right: np.ndarray,
 def _non_negative(party: int, value: np.ndarray, block: BlockMaterial
                   ) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
     """XOR share (``uint8`` 0/1) of ``[value >= 0]`` for a shared ``|value| < 2^31``; with
-    ``planes.PlaneMaterial``, for ``|value| < 2^15`` mod 2^16 on bit planes."""
+    ``planes.PlaneMaterial``, on bit planes (mod 2^32, or mod 2^16 for ``|value| < 2^15``)."""
     if isinstance(block, PlaneMaterial):
         return (yield from plane_non_negative(party, value, block))
     mine = value + block.mask
