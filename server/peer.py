@@ -30,7 +30,7 @@ from linkage.mpc import (BandCorrection, BandMaterial, Correction, HitCorrection
 from linkage.mpc.banded_run import BandedRun, PairShares, run_party, sample_rows
 from linkage.mpc.dealer import AND_ROUNDS
 from linkage.mpc.field_dealer import BitCorrection, FieldCorrection, FieldMaterial, bit_material
-from linkage.mpc.fieldwise import LaterMaterial, name_swap_products
+from linkage.mpc.fieldwise import LaterMaterial, kind_plane_bits, name_swap_products
 from linkage.mpc.planes import PlaneCorrection, plane_correction_bytes, plane_words
 from linkage_service.protos.linkage.v1 import shares_pb2 as spb
 from linkage_service.protos.linkage.v1 import shares_pb2_grpc as spb_grpc
@@ -455,9 +455,8 @@ class _RunLater:
         for kind, first, second in calls:
             if kind == "bits":
                 self._planned.append({"bits": True, "words": first, "dabits": second})
-            else:  # "comparisons" (the word layout), "comparisons16" or "comparisons32"
-                plane_bits = int(kind.removeprefix("comparisons") or 0)
-                self._planned.append(_comparisons(first, second, plane_bits))
+            else:
+                self._planned.append(_comparisons(first, second, kind_plane_bits(kind)))
         self._top_up()
 
     def take(self, **counts):

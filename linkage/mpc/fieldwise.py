@@ -51,10 +51,10 @@ from .ring import RightOperand
 
 __all__ = ["FIELD_THRESHOLDS", "FieldLevels", "FieldLinks", "FieldOperands", "FieldWeights",
            "LINK_PAIRS_PER_BLOCK", "LaterMaterial", "LocalDealer", "SWAP_FIELDS", "SWAP_MARGIN",
-           "WEIGHT_SCALE", "field_columns", "field_weights", "fieldwise_links_party",
-           "fieldwise_party", "level_material", "level_plane_bits", "level_words", "links_material",
-           "links_plan", "name_swap_products", "open_operands", "per_pair", "plain_levels",
-           "rule_margin"]
+           "WEIGHT_SCALE", "comparisons_kind", "field_columns", "field_weights",
+           "fieldwise_links_party", "fieldwise_party", "kind_plane_bits", "level_material",
+           "level_plane_bits", "level_words", "links_material", "links_plan", "name_swap_products",
+           "open_operands", "per_pair", "plain_levels", "rule_margin"]
 
 #: The levels' thresholds, best first, as ``linkage.matching.fellegi_sunter.LEVEL_THRESHOLDS``.
 FIELD_THRESHOLDS = (0.95, 0.85, 0.7, 0.5)
@@ -254,10 +254,15 @@ def level_plane_bits(widest: int) -> int:
     return 16 if max(level, swap) < 1 << 15 else 32
 
 
-def _comparisons(plane_bits: int) -> str:
+def comparisons_kind(plane_bits: int) -> str:
     """The ``LaterMaterial.expect`` kind: "comparisons" in the word layout, "comparisons16"
-    and "comparisons32" on bit planes."""
+    and "comparisons32" on bit planes (``kind_plane_bits`` reads it back)."""
     return f"comparisons{plane_bits}" if plane_bits else "comparisons"
+
+
+def kind_plane_bits(kind: str) -> int:
+    """The ``plane_bits`` of a ``comparisons_kind`` (0: the word layout)."""
+    return int(kind.removeprefix("comparisons") or 0)
 
 
 def level_words(fields: int, pairs: int, crossed: int) -> int:
@@ -272,7 +277,7 @@ def level_material(fields: int, pairs: int, crossed: int, plane_bits: int
                    ) -> list[tuple[str, int, int]]:
     """The comparisons ``_pair_levels`` asks for, in order (its AND triples come with the
     caller's ``bits``), on the planes of ``level_plane_bits``."""
-    kind = _comparisons(plane_bits)
+    kind = comparisons_kind(plane_bits)
     out = [(kind, (fields + crossed) * pairs, len(FIELD_THRESHOLDS))]
     return out + ([(kind, pairs, 1)] if crossed else [])
 
@@ -299,9 +304,8 @@ def _pair_levels(party: int, common: np.ndarray, pop_left: np.ndarray, pop_right
     ``pop_right``: F x P additive shares of each side's popcount per pair; ``present_left``,
     ``present_right``: F x P XOR shares of each side's presence per pair. Asks
     ``level_material``'s comparisons (on planes mod 2^``plane_bits``), then one ``bits`` of
-    ``level_words + extra_words``
-    words and ``dabits`` daBits. Returns (present, bits, triples, the first word left for
-    the caller). The swap bit itself is never opened.
+    ``level_words + extra_words`` words and ``dabits`` daBits. Returns (present, bits,
+    triples, the first word left for the caller). The swap bit itself is never opened.
     """
     fields, pairs, k = pop_left.shape[0], pop_left.shape[1], len(FIELD_THRESHOLDS)
     lefts, rights = [l for l, _ in crossed], [r for _, r in crossed]

@@ -206,14 +206,13 @@ def test_links_plan_blocks_about_link_pairs_per_block():
 def recording_later(local, said, used):
     """``LaterMaterial`` per party from ``local`` that records what is announced ahead
     (``said[party]``) and what is then asked for (``used[party]``)."""
-    from linkage.mpc.fieldwise import LaterMaterial
+    from linkage.mpc.fieldwise import LaterMaterial, comparisons_kind
 
     def recording(party):
         inner = local.for_party(party)
 
         def comparisons(count, thresholds, plane_bits=0):
-            kind = f"comparisons{plane_bits}" if plane_bits else "comparisons"
-            used[party].append((kind, count, thresholds))
+            used[party].append((comparisons_kind(plane_bits), count, thresholds))
             return inner.comparisons(count, thresholds, plane_bits)
 
         def bits(words, dabits):
